@@ -1,0 +1,694 @@
+// The only code in firecracker-uffd that makes raw syscalls. Thin by rule: every function
+// checks its arguments (throwing a TypeError with a usage message when they are wrong), makes
+// one syscall or a short fixed sequence of them, and returns a number: >= 0 on success, -errno
+// on failure. Policy (what EEXIST or EAGAIN mean, when to give up) lives in TypeScript
+// (src/kernel/), which is also the only importer of this addon.
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <node_api.h>
+#include <poll.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
+
+// Largest number of fds one recvmsg accepts; Firecracker sends exactly one. Extra fds are
+// closed here (never leaked) and counted so the caller can reject the handshake.
+#define MAX_RECV_FDS 8
+
+#define CHECK(call)                                                   \
+  do {                                                                \
+    if ((call) != napi_ok) {                                          \
+      napi_throw_error(env, "FC_UFFD_NAPI", "N-API call failed: " #call); \
+      return NULL;                                                    \
+    }                                                                 \
+  } while (0)
+
+static napi_value usage(napi_env env, const char *msg) {
+  napi_throw_type_error(env, "FC_UFFD_USAGE", msg);
+  return NULL;
+}
+
+static napi_value num(napi_env env, double v) {
+  napi_value out;
+  if (napi_create_double(env, v, &out) != napi_ok) return NULL;
+  return out;
+}
+
+static napi_value neg_errno(napi_env env) { return num(env, -(double)errno); }
+
+// Reads argument i as an integer that must be exactly representable (guest addresses are below
+// 2^47, file offsets below 2^53).
+static int arg_i64(napi_env env, napi_value *argv, size_t argc, size_t i, int64_t *out) {
+  napi_valuetype t;
+  if (i >= argc || napi_typeof(env, argv[i], &t) != napi_ok || t != napi_number) return 0;
+  double d;
+  if (napi_get_value_double(env, argv[i], &d) != napi_ok) return 0;
+  if (d != d || d < -9007199254740991.0 || d > 9007199254740991.0 || (double)(int64_t)d != d) return 0;
+  *out = (int64_t)d;
+  return 1;
+}
+
+// Reads argument i as a byte range of a Buffer / TypedArray / ArrayBuffer / SharedArrayBuffer.
+static int arg_bytes(napi_env env, napi_value *argv, size_t argc, size_t i, uint8_t **data, size_t *len) {
+  if (i >= argc) return 0;
+  bool is;
+  void *p = NULL;
+  size_t n = 0;
+  if (napi_is_typedarray(env, argv[i], &is) == napi_ok && is) {
+    napi_typedarray_type type;
+    size_t count, byte_offset;
+    napi_value ab;
+    if (napi_get_typedarray_info(env, argv[i], &type, &count, &p, &ab, &byte_offset) != napi_ok) return 0;
+    size_t elem = 1;
+    switch (type) {
+      case napi_int16_array: case napi_uint16_array: elem = 2; break;
+      case napi_int32_array: case napi_uint32_array: case napi_float32_array: elem = 4; break;
+      case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: elem = 8; break;
+      default: elem = 1;
+    }
+    n = count * elem;
+  } else if (napi_is_arraybuffer(env, argv[i], &is) == napi_ok && is) {
+    if (napi_get_arraybuffer_info(env, argv[i], &p, &n) != napi_ok) return 0;
+  } else {
+    return 0;
+  }
+  *data = p;
+  *len = n;
+  return 1;
+}
+
+// A read-only file mapping handed to JS as a type-tagged external: JS can pass it to copy() as
+// a source but cannot read it. That matters: a user-space read of a mapping whose file was
+// truncated raises SIGBUS and kills the whole process (every VM it serves), while the kernel's
+// own copy in UFFDIO_COPY fails that one ioctl with EFAULT.
+typedef struct {
+  uint8_t *base;
+  size_t len;
+} mapping_t;
+
+static const napi_type_tag MAPPING_TAG = {0x6663756666646d61ULL, 0x7070696e67763031ULL};
+
+static mapping_t *arg_mapping(napi_env env, napi_value *argv, size_t argc, size_t i) {
+  napi_valuetype t;
+  bool tagged;
+  void *p;
+  if (i >= argc || napi_typeof(env, argv[i], &t) != napi_ok || t != napi_external) return NULL;
+  if (napi_check_object_type_tag(env, argv[i], &MAPPING_TAG, &tagged) != napi_ok || !tagged) return NULL;
+  if (napi_get_value_external(env, argv[i], &p) != napi_ok) return NULL;
+  return p;
+}
+
+static int arg_i32_array(napi_env env, napi_value *argv, size_t argc, size_t i, int32_t **data, size_t *count) {
+  bool is;
+  if (i >= argc || napi_is_typedarray(env, argv[i], &is) != napi_ok || !is) return 0;
+  napi_typedarray_type type;
+  napi_value ab;
+  size_t off;
+  void *p;
+  if (napi_get_typedarray_info(env, argv[i], &type, count, &p, &ab, &off) != napi_ok) return 0;
+  if (type != napi_int32_array) return 0;
+  *data = p;
+  return 1;
+}
+
+#define ARGS(n)                                           \
+  size_t argc = n;                                        \
+  napi_value argv[n];                                     \
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL))
+
+// ---- unix sockets and the handshake ----------------------------------------------------------
+
+// listenUnix(path, mode, backlog) -> fd | -errno. The socket file gets `mode` right after bind;
+// callers that need no window at all put it in a directory only they can enter.
+static napi_value listen_unix(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  size_t path_len;
+  int64_t mode, backlog;
+  if (argc < 3 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &path_len) != napi_ok ||
+      !arg_i64(env, argv, argc, 1, &mode) || !arg_i64(env, argv, argc, 2, &backlog))
+    return usage(env, "listenUnix(path: string, mode: number, backlog: number)");
+  if (path_len == 0 || path_len >= sizeof path - 1) return num(env, -ENAMETOOLONG);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return neg_errno(env);
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  memcpy(addr.sun_path, path, path_len + 1);
+  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0 || chmod(path, (mode_t)mode) < 0 ||
+      listen(fd, (int)backlog) < 0) {
+    int e = errno;
+    close(fd);
+    return num(env, -e);
+  }
+  return num(env, fd);
+}
+
+// accept(listenFd) -> fd | -errno (-EAGAIN when nobody is waiting). The new fd is CLOEXEC and
+// non-blocking.
+static napi_value accept_conn(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int64_t fd;
+  if (!arg_i64(env, argv, argc, 0, &fd)) return usage(env, "accept(listenFd: number)");
+  int c = accept4((int)fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  return c < 0 ? neg_errno(env) : num(env, c);
+}
+
+// connectUnix(path) -> fd | -errno (blocking connect; for tests and tools).
+static napi_value connect_unix(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  size_t path_len;
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &path_len) != napi_ok)
+    return usage(env, "connectUnix(path: string)");
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return neg_errno(env);
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  memcpy(addr.sun_path, path, path_len + 1);
+  if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+    int e = errno;
+    close(fd);
+    return num(env, -e);
+  }
+  return num(env, fd);
+}
+
+// peerCred(fd, out: Int32Array[3]) -> 0 | -errno; out = [pid, uid, gid] from SO_PEERCRED.
+static napi_value peer_cred(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int64_t fd;
+  int32_t *out;
+  size_t n;
+  if (!arg_i64(env, argv, argc, 0, &fd) || !arg_i32_array(env, argv, argc, 1, &out, &n) || n < 3)
+    return usage(env, "peerCred(fd: number, out: Int32Array(3))");
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt((int)fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return neg_errno(env);
+  out[0] = cred.pid;
+  out[1] = (int32_t)cred.uid;
+  out[2] = (int32_t)cred.gid;
+  return num(env, 0);
+}
+
+// recvWithFds(fd, buf, info: Int32Array) -> bytes | -errno. One recvmsg (MSG_DONTWAIT,
+// MSG_CMSG_CLOEXEC). info[0] = msg_flags (MSG_TRUNC / MSG_CTRUNC tell the payload or the control
+// data did not fit), info[1] = number of fds received, info[2..] = the fds, as many as fit;
+// fds that do not fit in info are closed but still counted in info[1].
+static napi_value recv_with_fds(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int64_t fd;
+  uint8_t *buf;
+  size_t buf_len, info_n;
+  int32_t *out;
+  if (!arg_i64(env, argv, argc, 0, &fd) || !arg_bytes(env, argv, argc, 1, &buf, &buf_len) ||
+      !arg_i32_array(env, argv, argc, 2, &out, &info_n) || info_n < 2)
+    return usage(env, "recvWithFds(fd: number, buf: Buffer, info: Int32Array(>= 2))");
+  union {
+    char buf[CMSG_SPACE(MAX_RECV_FDS * sizeof(int))];
+    struct cmsghdr align;
+  } control;
+  struct iovec iov = {.iov_base = buf, .iov_len = buf_len};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                       .msg_controllen = sizeof control.buf};
+  ssize_t got = recvmsg((int)fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  if (got < 0) return neg_errno(env);
+  int32_t nfds = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    int *fds = (int *)CMSG_DATA(c);
+    for (size_t k = 0; k < count; k++) {
+      if ((size_t)nfds + 2 < info_n) {
+        out[2 + nfds] = fds[k];
+      } else {
+        close(fds[k]);
+      }
+      nfds++;
+    }
+  }
+  out[0] = msg.msg_flags;
+  out[1] = nfds;
+  return num(env, (double)got);
+}
+
+// sendWithFds(fd, buf, fds: Int32Array) -> bytes | -errno. One sendmsg; for tests and tools that
+// speak Firecracker's side of the handshake.
+static napi_value send_with_fds(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int64_t fd;
+  uint8_t *buf;
+  size_t buf_len, nfds;
+  int32_t *fds;
+  if (!arg_i64(env, argv, argc, 0, &fd) || !arg_bytes(env, argv, argc, 1, &buf, &buf_len) ||
+      !arg_i32_array(env, argv, argc, 2, &fds, &nfds) || nfds > MAX_RECV_FDS)
+    return usage(env, "sendWithFds(fd: number, buf: Buffer, fds: Int32Array(<= 8))");
+  union {
+    char buf[CMSG_SPACE(MAX_RECV_FDS * sizeof(int))];
+    struct cmsghdr align;
+  } control;
+  memset(&control, 0, sizeof control);
+  struct iovec iov = {.iov_base = buf, .iov_len = buf_len};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (nfds > 0) {
+    msg.msg_control = control.buf;
+    msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+  }
+  ssize_t sent = sendmsg((int)fd, &msg, MSG_NOSIGNAL);
+  return sent < 0 ? neg_errno(env) : num(env, (double)sent);
+}
+
+// ---- fds, waiting, processes ------------------------------------------------------------------
+
+static napi_value close_fd(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int64_t fd;
+  if (!arg_i64(env, argv, argc, 0, &fd)) return usage(env, "close(fd: number)");
+  return close((int)fd) < 0 ? neg_errno(env) : num(env, 0);
+}
+
+// eventfdCreate() -> fd | -errno: a non-blocking eventfd another thread can signal to interrupt
+// a blocking wait.
+static napi_value eventfd_create(napi_env env, napi_callback_info info) {
+  (void)info;
+  int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  return fd < 0 ? neg_errno(env) : num(env, fd);
+}
+
+static napi_value eventfd_signal(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int64_t fd;
+  if (!arg_i64(env, argv, argc, 0, &fd)) return usage(env, "eventfdSignal(fd: number)");
+  uint64_t one = 1;
+  return write((int)fd, &one, sizeof one) < 0 ? neg_errno(env) : num(env, 0);
+}
+
+// eventfdDrain(fd) -> count since the last drain | -errno (-EAGAIN when not signalled).
+static napi_value eventfd_drain(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int64_t fd;
+  if (!arg_i64(env, argv, argc, 0, &fd)) return usage(env, "eventfdDrain(fd: number)");
+  uint64_t v;
+  return read((int)fd, &v, sizeof v) < 0 ? neg_errno(env) : num(env, (double)v);
+}
+
+// pidfdOpen(pid) -> fd | -errno. A pidfd names one process for good: signalling it cannot hit a
+// recycled pid, and it polls readable when the process exits.
+static napi_value pidfd_open(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int64_t pid;
+  if (!arg_i64(env, argv, argc, 0, &pid) || pid <= 0) return usage(env, "pidfdOpen(pid: number > 0)");
+  long fd = syscall(SYS_pidfd_open, (pid_t)pid, 0);
+  return fd < 0 ? neg_errno(env) : num(env, (double)fd);
+}
+
+static napi_value pidfd_send_signal(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int64_t fd, sig;
+  if (!arg_i64(env, argv, argc, 0, &fd) || !arg_i64(env, argv, argc, 1, &sig))
+    return usage(env, "pidfdSendSignal(pidfd: number, signal: number)");
+  return syscall(SYS_pidfd_send_signal, (int)fd, (int)sig, NULL, 0) < 0 ? neg_errno(env) : num(env, 0);
+}
+
+// waitAndRead(uffd, others: Int32Array, revents: Int32Array, buf, timeoutUs) -> bytes | -errno.
+// Blocks in ppoll on the uffd and the `others` fds (an interrupt eventfd, the VMM's socket, its
+// pidfd) for at most timeoutUs (< 0: forever). revents[i] receives the poll revents of others[i].
+// If the uffd is readable, reads whole uffd_msg records into buf until EAGAIN or buf is full and
+// returns the byte count; otherwise returns 0. The uffd stays non-blocking as Firecracker made it
+// (the flag is on the open file both processes share). -EINTR is returned as is. uffd may be -1
+// to wait on `others` alone (ppoll ignores negative fds).
+static napi_value wait_and_read(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  int64_t uffd, timeout_us;
+  int32_t *others, *revents;
+  size_t n_others, n_revents, buf_len;
+  uint8_t *buf;
+  if (!arg_i64(env, argv, argc, 0, &uffd) || !arg_i32_array(env, argv, argc, 1, &others, &n_others) ||
+      !arg_i32_array(env, argv, argc, 2, &revents, &n_revents) || n_revents < n_others || n_others > 7 ||
+      !arg_bytes(env, argv, argc, 3, &buf, &buf_len) || buf_len < sizeof(struct uffd_msg) ||
+      !arg_i64(env, argv, argc, 4, &timeout_us))
+    return usage(env,
+                 "waitAndRead(uffd: number, others: Int32Array(<= 7), revents: Int32Array, buf: Buffer(>= 32), "
+                 "timeoutUs: number)");
+  struct pollfd pfd[8];
+  pfd[0].fd = (int)uffd;
+  pfd[0].events = POLLIN;
+  for (size_t i = 0; i < n_others; i++) {
+    pfd[1 + i].fd = others[i];
+    pfd[1 + i].events = POLLIN;
+  }
+  struct timespec ts, *tsp = NULL;
+  if (timeout_us >= 0) {
+    ts.tv_sec = timeout_us / 1000000;
+    ts.tv_nsec = (timeout_us % 1000000) * 1000;
+    tsp = &ts;
+  }
+  int ready = ppoll(pfd, 1 + n_others, tsp, NULL);
+  if (ready < 0) return neg_errno(env);
+  for (size_t i = 0; i < n_others; i++) revents[i] = pfd[1 + i].revents;
+  if (uffd < 0 || !(pfd[0].revents & POLLIN)) return num(env, 0);
+  size_t want = buf_len - buf_len % sizeof(struct uffd_msg);
+  size_t got = 0;
+  while (got < want) {
+    ssize_t r = read((int)uffd, buf + got, want - got);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || got > 0) break;
+      return neg_errno(env);
+    }
+    if (r == 0) break;
+    got += (size_t)r;
+  }
+  return num(env, (double)got);
+}
+
+static void mapping_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  mapping_t *m = data;
+  if (m->base != NULL) munmap(m->base, m->len);
+  free(m);
+}
+
+// mapFile(fd, len) -> Mapping | -errno: mmap(PROT_READ, MAP_PRIVATE) of [0, len) of the file, the
+// zero-copy source for UFFDIO_COPY. Unmapped by unmapFile() or when garbage collected.
+static napi_value map_file(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int64_t fd, len;
+  if (!arg_i64(env, argv, argc, 0, &fd) || !arg_i64(env, argv, argc, 1, &len) || len <= 0)
+    return usage(env, "mapFile(fd: number, len: number > 0)");
+  void *p = mmap(NULL, (size_t)len, PROT_READ, MAP_PRIVATE, (int)fd, 0);
+  if (p == MAP_FAILED) return neg_errno(env);
+  mapping_t *m = malloc(sizeof *m);
+  if (m == NULL) {
+    munmap(p, (size_t)len);
+    return num(env, -ENOMEM);
+  }
+  m->base = p;
+  m->len = (size_t)len;
+  napi_value ext;
+  CHECK(napi_create_external(env, m, mapping_finalize, NULL, &ext));
+  CHECK(napi_type_tag_object(env, ext, &MAPPING_TAG));
+  return ext;
+}
+
+static napi_value unmap_file(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  mapping_t *m = arg_mapping(env, argv, argc, 0);
+  if (m == NULL) return usage(env, "unmapFile(mapping: Mapping)");
+  int rc = 0;
+  if (m->base != NULL) rc = munmap(m->base, m->len);
+  m->base = NULL;
+  m->len = 0;
+  return rc < 0 ? neg_errno(env) : num(env, 0);
+}
+
+// lseek(fd, offset, whence) -> offset | -errno; used with SEEK_DATA / SEEK_HOLE to find holes.
+static napi_value lseek_fd(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int64_t fd, off, whence;
+  if (!arg_i64(env, argv, argc, 0, &fd) || !arg_i64(env, argv, argc, 1, &off) || !arg_i64(env, argv, argc, 2, &whence))
+    return usage(env, "lseek(fd: number, offset: number, whence: number)");
+  off_t r = lseek((int)fd, (off_t)off, (int)whence);
+  return r < 0 ? neg_errno(env) : num(env, (double)r);
+}
+
+// ---- userfaultfd ioctls -----------------------------------------------------------------------
+
+// uffdCreate(flags, useDevice) -> fd | -errno: as Firecracker does, /dev/userfaultfd's
+// USERFAULTFD_IOC_NEW, or the userfaultfd(2) syscall. For the tests and tools that play the VMM.
+static napi_value uffd_create(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int64_t flags;
+  bool use_device;
+  if (!arg_i64(env, argv, argc, 0, &flags) || argc < 2 || napi_get_value_bool(env, argv[1], &use_device) != napi_ok)
+    return usage(env, "uffdCreate(flags: number, useDevice: boolean)");
+  if (use_device) {
+    int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+    if (dev < 0) return neg_errno(env);
+    int fd = ioctl(dev, USERFAULTFD_IOC_NEW, (int)flags);
+    int e = errno;
+    close(dev);
+    return fd < 0 ? num(env, -e) : num(env, fd);
+  }
+  long fd = syscall(SYS_userfaultfd, (int)flags);
+  return fd < 0 ? neg_errno(env) : num(env, (double)fd);
+}
+
+// uffdApi(uffd, features, out: Int32Array[4]) -> 0 | -errno; out = [features lo, hi, ioctls lo, hi].
+static napi_value uffd_api(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int64_t fd, features;
+  int32_t *out;
+  size_t n;
+  if (!arg_i64(env, argv, argc, 0, &fd) || !arg_i64(env, argv, argc, 1, &features) ||
+      !arg_i32_array(env, argv, argc, 2, &out, &n) || n < 4)
+    return usage(env, "uffdApi(uffd: number, features: number, out: Int32Array(4))");
+  struct uffdio_api api = {.api = UFFD_API, .features = (uint64_t)features};
+  if (ioctl((int)fd, UFFDIO_API, &api) < 0) return neg_errno(env);
+  out[0] = (int32_t)(api.features & 0xffffffffu);
+  out[1] = (int32_t)(api.features >> 32);
+  out[2] = (int32_t)(api.ioctls & 0xffffffffu);
+  out[3] = (int32_t)(api.ioctls >> 32);
+  return num(env, 0);
+}
+
+static napi_value uffd_register(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  int64_t fd, start, len, mode;
+  if (!arg_i64(env, argv, argc, 0, &fd) || !arg_i64(env, argv, argc, 1, &start) ||
+      !arg_i64(env, argv, argc, 2, &len) || !arg_i64(env, argv, argc, 3, &mode))
+    return usage(env, "register(uffd: number, start: number, len: number, mode: number)");
+  struct uffdio_register reg = {.range = {.start = (uint64_t)start, .len = (uint64_t)len}, .mode = (uint64_t)mode};
+  return ioctl((int)fd, UFFDIO_REGISTER, &reg) < 0 ? neg_errno(env) : num(env, 0);
+}
+
+static napi_value uffd_unregister(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int64_t fd, start, len;
+  if (!arg_i64(env, argv, argc, 0, &fd) || !arg_i64(env, argv, argc, 1, &start) || !arg_i64(env, argv, argc, 2, &len))
+    return usage(env, "unregister(uffd: number, start: number, len: number)");
+  struct uffdio_range range = {.start = (uint64_t)start, .len = (uint64_t)len};
+  return ioctl((int)fd, UFFDIO_UNREGISTER, &range) < 0 ? neg_errno(env) : num(env, 0);
+}
+
+static napi_value uffd_wake(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int64_t fd, start, len;
+  if (!arg_i64(env, argv, argc, 0, &fd) || !arg_i64(env, argv, argc, 1, &start) || !arg_i64(env, argv, argc, 2, &len))
+    return usage(env, "wake(uffd: number, start: number, len: number)");
+  struct uffdio_range range = {.start = (uint64_t)start, .len = (uint64_t)len};
+  return ioctl((int)fd, UFFDIO_WAKE, &range) < 0 ? neg_errno(env) : num(env, 0);
+}
+
+// Both COPY and ZEROPAGE report progress in a signed field that the kernel fills even when the
+// ioctl fails: bytes done, or -errno, or 0. The ABI here: a positive count of bytes done (which can
+// be less than asked: the caller resumes after it), else -errno.
+static napi_value progress(napi_env env, int rc, int64_t done) {
+  if (rc == 0) return num(env, (double)done);
+  if (done > 0) return num(env, (double)done);
+  return num(env, -(double)errno);
+}
+
+// copy(uffd, dst, src, srcOffset, len, dontWake) -> bytes copied | -errno. src is a Mapping or
+// any Buffer, TypedArray, ArrayBuffer or SharedArrayBuffer; [srcOffset, srcOffset + len) must lie
+// inside it.
+static napi_value uffd_copy(napi_env env, napi_callback_info info) {
+  ARGS(6);
+  int64_t fd, dst, src_off, len;
+  uint8_t *src = NULL;
+  size_t src_len = 0;
+  bool dont_wake;
+  mapping_t *m = arg_mapping(env, argv, argc, 2);
+  if (m != NULL) {
+    src = m->base;
+    src_len = m->len;
+  }
+  if (!arg_i64(env, argv, argc, 0, &fd) || !arg_i64(env, argv, argc, 1, &dst) ||
+      (m == NULL && !arg_bytes(env, argv, argc, 2, &src, &src_len)) || src == NULL || !arg_i64(env, argv, argc, 3, &src_off) ||
+      !arg_i64(env, argv, argc, 4, &len) || argc < 6 || napi_get_value_bool(env, argv[5], &dont_wake) != napi_ok)
+    return usage(env, "copy(uffd: number, dst: number, src: Mapping | Buffer, srcOffset: number, len: number, dontWake: boolean)");
+  if (src_off < 0 || len <= 0 || (uint64_t)src_off + (uint64_t)len > src_len)
+    return usage(env, "copy: [srcOffset, srcOffset + len) must lie inside src and len must be > 0");
+  struct uffdio_copy c = {.dst = (uint64_t)dst, .src = (uint64_t)(uintptr_t)(src + src_off), .len = (uint64_t)len,
+                          .mode = dont_wake ? UFFDIO_COPY_MODE_DONTWAKE : 0};
+  int rc = ioctl((int)fd, UFFDIO_COPY, &c);
+  return progress(env, rc, c.copy);
+}
+
+// zeropage(uffd, dst, len, dontWake) -> bytes zeroed | -errno. Maps the shared zero page: no
+// memory is used until the guest writes. Not available on hugetlbfs (-EINVAL there).
+static napi_value uffd_zeropage(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  int64_t fd, dst, len;
+  bool dont_wake;
+  if (!arg_i64(env, argv, argc, 0, &fd) || !arg_i64(env, argv, argc, 1, &dst) || !arg_i64(env, argv, argc, 2, &len) ||
+      argc < 4 || napi_get_value_bool(env, argv[3], &dont_wake) != napi_ok)
+    return usage(env, "zeropage(uffd: number, dst: number, len: number, dontWake: boolean)");
+  struct uffdio_zeropage z = {.range = {.start = (uint64_t)dst, .len = (uint64_t)len},
+                              .mode = dont_wake ? UFFDIO_ZEROPAGE_MODE_DONTWAKE : 0};
+  int rc = ioctl((int)fd, UFFDIO_ZEROPAGE, &z);
+  return progress(env, rc, z.zeropage);
+}
+
+// ---- raw memory, for tests that play the VMM in-process ---------------------------------------
+
+// mapAnonymous(len, hugetlb2m) -> address | -errno: Firecracker's guest memory mapping.
+static napi_value map_anonymous(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int64_t len;
+  bool huge;
+  if (!arg_i64(env, argv, argc, 0, &len) || len <= 0 || argc < 2 || napi_get_value_bool(env, argv[1], &huge) != napi_ok)
+    return usage(env, "mapAnonymous(len: number > 0, hugetlb2m: boolean)");
+  int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+  if (huge) flags |= MAP_HUGETLB | (21 << MAP_HUGE_SHIFT);
+  void *p = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, flags, -1, 0);
+  return p == MAP_FAILED ? neg_errno(env) : num(env, (double)(uintptr_t)p);
+}
+
+static napi_value unmap(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int64_t addr, len;
+  if (!arg_i64(env, argv, argc, 0, &addr) || !arg_i64(env, argv, argc, 1, &len))
+    return usage(env, "unmap(addr: number, len: number)");
+  return munmap((void *)(uintptr_t)addr, (size_t)len) < 0 ? neg_errno(env) : num(env, 0);
+}
+
+static napi_value madvise_range(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int64_t addr, len, advice;
+  if (!arg_i64(env, argv, argc, 0, &addr) || !arg_i64(env, argv, argc, 1, &len) || !arg_i64(env, argv, argc, 2, &advice))
+    return usage(env, "madvise(addr: number, len: number, advice: number)");
+  return madvise((void *)(uintptr_t)addr, (size_t)len, (int)advice) < 0 ? neg_errno(env) : num(env, 0);
+}
+
+// readMemory(addr, dst) -> 0: copies dst.length bytes from raw memory at addr, faulting like a
+// vCPU would. Blocks while a uffd handler serves the faults: call it from a thread other than
+// the handler's. Test-only; the handler never reads guest memory.
+static napi_value read_memory(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int64_t addr;
+  uint8_t *dst;
+  size_t len;
+  if (!arg_i64(env, argv, argc, 0, &addr) || addr == 0 || !arg_bytes(env, argv, argc, 1, &dst, &len))
+    return usage(env, "readMemory(addr: number, dst: Buffer)");
+  memcpy(dst, (const void *)(uintptr_t)addr, len);
+  return num(env, 0);
+}
+
+// ---- constants from the kernel's headers -------------------------------------------------------
+
+static int set_const(napi_env env, napi_value obj, const char *name, double v) {
+  napi_value val;
+  return napi_create_double(env, v, &val) == napi_ok && napi_set_named_property(env, obj, name, val) == napi_ok;
+}
+
+static napi_value make_constants(napi_env env) {
+  napi_value c;
+  if (napi_create_object(env, &c) != napi_ok) return NULL;
+  struct {
+    const char *name;
+    double value;
+  } table[] = {
+      {"UFFD_API", UFFD_API},
+      {"UFFDIO_API", UFFDIO_API},
+      {"UFFDIO_REGISTER", UFFDIO_REGISTER},
+      {"UFFDIO_UNREGISTER", UFFDIO_UNREGISTER},
+      {"UFFDIO_WAKE", UFFDIO_WAKE},
+      {"UFFDIO_COPY", UFFDIO_COPY},
+      {"UFFDIO_ZEROPAGE", UFFDIO_ZEROPAGE},
+      {"USERFAULTFD_IOC_NEW", USERFAULTFD_IOC_NEW},
+      {"UFFD_EVENT_PAGEFAULT", UFFD_EVENT_PAGEFAULT},
+      {"UFFD_EVENT_FORK", UFFD_EVENT_FORK},
+      {"UFFD_EVENT_REMAP", UFFD_EVENT_REMAP},
+      {"UFFD_EVENT_REMOVE", UFFD_EVENT_REMOVE},
+      {"UFFD_EVENT_UNMAP", UFFD_EVENT_UNMAP},
+      {"UFFD_PAGEFAULT_FLAG_WRITE", UFFD_PAGEFAULT_FLAG_WRITE},
+      {"UFFD_PAGEFAULT_FLAG_WP", UFFD_PAGEFAULT_FLAG_WP},
+      {"UFFD_PAGEFAULT_FLAG_MINOR", UFFD_PAGEFAULT_FLAG_MINOR},
+      {"UFFD_FEATURE_EVENT_REMOVE", UFFD_FEATURE_EVENT_REMOVE},
+      {"UFFD_FEATURE_MISSING_HUGETLBFS", UFFD_FEATURE_MISSING_HUGETLBFS},
+      {"UFFD_USER_MODE_ONLY", UFFD_USER_MODE_ONLY},
+      {"UFFDIO_REGISTER_MODE_MISSING", UFFDIO_REGISTER_MODE_MISSING},
+      {"UFFDIO_COPY_MODE_DONTWAKE", UFFDIO_COPY_MODE_DONTWAKE},
+      {"UFFDIO_ZEROPAGE_MODE_DONTWAKE", UFFDIO_ZEROPAGE_MODE_DONTWAKE},
+      {"UFFD_MSG_SIZE", sizeof(struct uffd_msg)},
+      {"UFFD_MSG_OFFSET_EVENT", offsetof(struct uffd_msg, event)},
+      {"UFFD_MSG_OFFSET_PAGEFAULT_FLAGS", offsetof(struct uffd_msg, arg.pagefault.flags)},
+      {"UFFD_MSG_OFFSET_PAGEFAULT_ADDRESS", offsetof(struct uffd_msg, arg.pagefault.address)},
+      {"UFFD_MSG_OFFSET_REMOVE_START", offsetof(struct uffd_msg, arg.remove.start)},
+      {"UFFD_MSG_OFFSET_REMOVE_END", offsetof(struct uffd_msg, arg.remove.end)},
+      {"O_CLOEXEC", O_CLOEXEC},
+      {"O_NONBLOCK", O_NONBLOCK},
+      {"MSG_TRUNC", MSG_TRUNC},
+      {"MSG_CTRUNC", MSG_CTRUNC},
+      {"POLLIN", POLLIN},
+      {"POLLHUP", POLLHUP},
+      {"POLLERR", POLLERR},
+      {"POLLRDHUP", POLLRDHUP},
+      {"SEEK_DATA", SEEK_DATA},
+      {"SEEK_HOLE", SEEK_HOLE},
+      {"MADV_DONTNEED", MADV_DONTNEED},
+      {"MADV_REMOVE", MADV_REMOVE},
+      {"SIGKILL", SIGKILL},
+  };
+  for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+    if (!set_const(env, c, table[i].name, table[i].value)) return NULL;
+  return c;
+}
+
+NAPI_MODULE_INIT() {
+  napi_property_descriptor fns[] = {
+      {"listenUnix", NULL, listen_unix, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"accept", NULL, accept_conn, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"connectUnix", NULL, connect_unix, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"peerCred", NULL, peer_cred, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"recvWithFds", NULL, recv_with_fds, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sendWithFds", NULL, send_with_fds, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"close", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"eventfdCreate", NULL, eventfd_create, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"eventfdSignal", NULL, eventfd_signal, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"eventfdDrain", NULL, eventfd_drain, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"pidfdOpen", NULL, pidfd_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"pidfdSendSignal", NULL, pidfd_send_signal, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"waitAndRead", NULL, wait_and_read, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"mapFile", NULL, map_file, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"unmapFile", NULL, unmap_file, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lseek", NULL, lseek_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"uffdCreate", NULL, uffd_create, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"uffdApi", NULL, uffd_api, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"register", NULL, uffd_register, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"unregister", NULL, uffd_unregister, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"wake", NULL, uffd_wake, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"copy", NULL, uffd_copy, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"zeropage", NULL, uffd_zeropage, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"mapAnonymous", NULL, map_anonymous, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"unmap", NULL, unmap, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"madvise", NULL, madvise_range, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"readMemory", NULL, read_memory, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  if (napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns) != napi_ok) return NULL;
+  napi_value constants = make_constants(env);
+  if (constants == NULL || napi_set_named_property(env, exports, "constants", constants) != napi_ok) return NULL;
+  return exports;
+}

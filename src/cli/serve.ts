@@ -1,0 +1,37 @@
+import { UffdServer } from '../firecracker/server.js';
+import { createLogger } from '../log.js';
+import type { OnFatal } from '../serve/protocol.js';
+import { formatVmSummary } from './format.js';
+
+export interface ServeFlags {
+  socket: string;
+  mem: string;
+  faultAround: number;
+  onFatal: OnFatal;
+  handshakeTimeoutMs: number;
+  socketMode: number;
+  logLevel: string;
+}
+
+export async function serveCommand(flags: ServeFlags): Promise<void> {
+  const logger = createLogger(flags.logLevel);
+  const server = await UffdServer.start({
+    socketPath: flags.socket,
+    memFile: flags.mem,
+    faultAroundBytes: flags.faultAround,
+    onFatal: flags.onFatal,
+    handshakeTimeoutMs: flags.handshakeTimeoutMs,
+    socketMode: flags.socketMode,
+    logger,
+  });
+  server.on('vm-end', (vm) => process.stdout.write(`${formatVmSummary(vm)}\n`));
+  await new Promise<void>((resolve) => {
+    const shutdown = (signal: string): void => {
+      logger.info({ signal }, 'stopping');
+      resolve();
+    };
+    process.once('SIGINT', shutdown);
+    process.once('SIGTERM', shutdown);
+  });
+  await server.stop();
+}

@@ -1,0 +1,36 @@
+/**
+ * Every failure the handler reports has a stable `code` (callers and tests match on it, never on the
+ * message). Codes are grouped by layer: HANDSHAKE_* (what the VMM sent), SNAPSHOT_* (the memory we
+ * serve from), VM_* (a running VM's fault loop), CONFIG_* (what the operator asked for).
+ */
+export type ErrorCode =
+  | 'HANDSHAKE_TIMEOUT'
+  | 'HANDSHAKE_EOF'
+  | 'HANDSHAKE_TRUNCATED'
+  | 'HANDSHAKE_NO_FD'
+  | 'HANDSHAKE_TOO_MANY_FDS'
+  | 'HANDSHAKE_JSON'
+  | 'HANDSHAKE_SHAPE'
+  | 'HANDSHAKE_PAGE_SIZE'
+  | 'HANDSHAKE_ALIGNMENT'
+  | 'HANDSHAKE_OVERLAP'
+  | 'HANDSHAKE_BEYOND_SNAPSHOT'
+  | 'HANDSHAKE_RECV'
+  | 'SNAPSHOT_OPEN'
+  | 'SNAPSHOT_EMPTY'
+  | 'VM_FAULT_OUTSIDE_REGIONS'
+  | 'VM_IOCTL'
+  | 'VM_UNEXPECTED_EVENT'
+  | 'VM_READ'
+  | 'CONFIG';
+
+export class FcUffdError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details: Readonly<Record<string, unknown>> = {},
+  ) {
+    super(message);
+    this.name = 'FcUffdError';
+  }
+}

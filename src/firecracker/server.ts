@@ -1,0 +1,264 @@
+import { EventEmitter, once } from 'node:events';
+import fs from 'node:fs';
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import { ERRNO, errnoName } from '../kernel/errors.js';
+import { native } from '../kernel/native.js';
+import { FcUffdError } from '../errors.js';
+import type { GuestRegion } from '../memory/regions.js';
+import { MemoryFile } from '../snapshot/memfile.js';
+import type { OnFatal, PeerCredentials, VmEndReason, VmErrorInfo, VmWorkerInit, VmWorkerMessage } from '../serve/protocol.js';
+import { VmStats, type StatsSnapshot } from '../serve/stats.js';
+import type { HandshakeGeneration } from './handshake.js';
+import type { AcceptorInit, AcceptorMessage } from './acceptor-worker.js';
+
+export interface ServerOptions {
+  /** Unix socket Firecracker's `mem_backend.backend_path` points at. */
+  socketPath: string;
+  /** The snapshot's memory file. */
+  memFile: string;
+  /** Mode of the socket file; 0o600 lets only this user's VMMs connect. */
+  socketMode?: number;
+  /** Bytes installed per fault (aligned block around it); the page size disables fault-around. */
+  faultAroundBytes?: number;
+  onFatal?: OnFatal;
+  handshakeTimeoutMs?: number;
+  logger: Logger;
+}
+
+export const DEFAULT_FAULT_AROUND_BYTES = 64 * 1024;
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5000;
+
+export type VmState = 'handshake' | 'serving' | 'ended';
+
+/** One VM as the library API shows it. */
+export interface VmInfo {
+  id: string;
+  peer: PeerCredentials;
+  state: VmState;
+  startedAtMs: number;
+  generation?: HandshakeGeneration;
+  pageSizeBytes?: number;
+  regions?: GuestRegion[];
+  endReason?: VmEndReason;
+  error?: VmErrorInfo;
+  /** The VMM was sent SIGKILL because the VM could not be served correctly. */
+  killed?: boolean;
+  /** Snapshot ranges the balloon removed that were not installed again (file offsets, end exclusive). */
+  removedRanges?: Array<[number, number]>;
+  stats: StatsSnapshot;
+}
+
+interface VmEntry {
+  info: Omit<VmInfo, 'stats'>;
+  stats: VmStats;
+  worker: Worker;
+  stopFd: number;
+  ended: Promise<void>;
+}
+
+const WORKER_URL = new URL('../serve/vm-worker.js', import.meta.url);
+const ACCEPTOR_URL = new URL('./acceptor-worker.js', import.meta.url);
+
+/**
+ * The handler process's front: listens where Firecracker connects, gives every connection (one
+ * VM) its own worker thread, and keeps each VM's state and stats for the library API. One VM's
+ * failure ends that VM only.
+ *
+ * Events: 'vm-handshake' (VmInfo), 'vm-end' (VmInfo), 'error' is never emitted for a VM.
+ */
+export class UffdServer extends EventEmitter {
+  private readonly vmsById = new Map<string, VmEntry>();
+  private spare: Worker | undefined;
+  private acceptor: Worker | undefined;
+  private nextId = 1;
+  private stopping = false;
+
+  private constructor(
+    private readonly options: Required<Omit<ServerOptions, 'logger'>> & { logger: Logger },
+    private readonly memory: MemoryFile,
+    private readonly listenFd: number,
+    private readonly acceptorStopFd: number,
+  ) {
+    super();
+  }
+
+  static async start(options: ServerOptions): Promise<UffdServer> {
+    const full = {
+      socketMode: 0o600,
+      faultAroundBytes: DEFAULT_FAULT_AROUND_BYTES,
+      onFatal: 'kill' as OnFatal,
+      handshakeTimeoutMs: DEFAULT_HANDSHAKE_TIMEOUT_MS,
+      ...options,
+    };
+    const memory = MemoryFile.open(full.memFile);
+    let listenFd = -1;
+    try {
+      removeStaleSocket(full.socketPath);
+      listenFd = native.listenUnix(full.socketPath, full.socketMode, 64);
+      if (listenFd < 0) throw new FcUffdError('CONFIG', `cannot listen on ${full.socketPath}: ${errnoName(-listenFd)}`);
+    } catch (err) {
+      memory.close();
+      throw err;
+    }
+    const stopFd = native.eventfdCreate();
+    const server = new UffdServer(full, memory, listenFd, stopFd);
+    server.spare = server.spawnWorker();
+    server.startAcceptor();
+    void memory.scan().catch((err: Error) => full.logger.warn({ err: err.message }, 'zero-page scan of the memory file stopped'));
+    full.logger.info({ socket: full.socketPath, memFile: full.memFile, sizeBytes: memory.sizeBytes }, 'listening for Firecracker');
+    return server;
+  }
+
+  get socketPath(): string {
+    return this.options.socketPath;
+  }
+
+  /** Every VM this server has seen, live and ended. */
+  vms(): VmInfo[] {
+    return [...this.vmsById.values()].map((e) => ({ ...e.info, stats: e.stats.snapshot() }));
+  }
+
+  vm(id: string): VmInfo | undefined {
+    const e = this.vmsById.get(id);
+    return e && { ...e.info, stats: e.stats.snapshot() };
+  }
+
+  /** Resolves once the memory file's zero-page scan is complete. */
+  zeroScanDone(): Promise<void> {
+    return this.memory.scan();
+  }
+
+  private spawnWorker(): Worker {
+    const worker = new Worker(WORKER_URL);
+    // Until it has a VM, a spare must not keep the process alive.
+    worker.unref();
+    worker.on('error', (err) => this.options.logger.error({ err: err.stack }, 'VM worker crashed'));
+    return worker;
+  }
+
+  private startAcceptor(): void {
+    const init: AcceptorInit = { listenFd: this.listenFd, stopFd: this.acceptorStopFd };
+    this.acceptor = new Worker(ACCEPTOR_URL, { workerData: init });
+    this.acceptor.on('message', (m: AcceptorMessage) => {
+      if (m.type === 'connection') this.onConnection(m.fd, { pid: m.pid, uid: m.uid, gid: m.gid });
+      else this.options.logger.error(m.message);
+    });
+    this.acceptor.on('error', (err) => this.options.logger.error({ err: err.stack }, 'acceptor crashed'));
+  }
+
+  private onConnection(fd: number, peer: PeerCredentials): void {
+    if (this.stopping) {
+      native.close(fd);
+      return;
+    }
+    const id = `vm-${this.nextId++}`;
+    const log = this.options.logger.child({ vm: id, pid: peer.pid });
+    const worker = this.spare ?? this.spawnWorker();
+    this.spare = this.spawnWorker();
+    worker.ref();
+    const stats = new VmStats();
+    const stopFd = native.eventfdCreate();
+    const init: VmWorkerInit = {
+      vmId: id,
+      connFd: fd,
+      peer,
+      snapshot: this.memory.ref(),
+      faultAroundBytes: this.options.faultAroundBytes,
+      onFatal: this.options.onFatal,
+      handshakeTimeoutMs: this.options.handshakeTimeoutMs,
+      statsBuffer: stats.buffer,
+      stopFd,
+    };
+    const info: VmEntry['info'] = { id, peer, state: 'handshake', startedAtMs: Date.now() };
+    let endSeen = false;
+    const ended = new Promise<void>((resolve) => {
+      worker.on('message', (m: VmWorkerMessage) => {
+        switch (m.type) {
+          case 'handshake':
+            Object.assign(info, { state: 'serving', generation: m.generation, pageSizeBytes: m.pageSizeBytes, regions: m.regions });
+            for (const w of m.warnings) log.warn(w);
+            log.info({ generation: m.generation, pageSizeBytes: m.pageSizeBytes, regions: m.regions.length }, 'handshake accepted, serving');
+            this.emit('vm-handshake', this.vm(id));
+            break;
+          case 'log':
+            log[m.level](m.msg);
+            break;
+          case 'end':
+            endSeen = true;
+            Object.assign(info, { state: 'ended', endReason: m.reason, killed: m.killed, removedRanges: m.removedRanges });
+            if (m.error) info.error = m.error;
+            this.logEnd(log, info, stats);
+            break;
+        }
+      });
+      worker.once('exit', () => {
+        native.close(stopFd);
+        if (!endSeen) {
+          // The worker died without reporting (a crash): the VM is not served any more.
+          Object.assign(info, { state: 'ended', endReason: 'fatal', error: { code: 'INTERNAL', message: 'VM worker exited unexpectedly' } });
+          this.logEnd(log, info, stats);
+        }
+        this.emit('vm-end', this.vm(id));
+        resolve();
+      });
+    });
+    this.vmsById.set(id, { info, stats, worker, stopFd, ended });
+    log.info({ uid: peer.uid }, 'VMM connected');
+    worker.postMessage(init);
+  }
+
+  private logEnd(log: Logger, info: VmEntry['info'], stats: VmStats): void {
+    const s = stats.snapshot();
+    const summary = {
+      reason: info.endReason,
+      faults: s.faults,
+      pagesCopied: s.pagesCopied,
+      pagesZeroed: s.pagesZeroed,
+      bytesCopied: s.bytesCopied,
+      eexist: s.eexist,
+      eagain: s.eagain,
+      latencyP50Us: round(s.latency.p50Us),
+      latencyP99Us: round(s.latency.p99Us),
+    };
+    if (info.endReason === 'fatal') log.error({ ...summary, error: info.error, killedVmm: info.killed }, 'VM stopped: it cannot be served correctly');
+    else log.info(summary, 'VM ended');
+  }
+
+  /** Stops every VM's loop, closes the socket, and resolves when all worker threads are gone. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    native.eventfdSignal(this.acceptorStopFd);
+    for (const e of this.vmsById.values()) if (e.info.state !== 'ended') native.eventfdSignal(e.stopFd);
+    await Promise.all([...this.vmsById.values()].map((e) => e.ended));
+    if (this.acceptor) await once(this.acceptor, 'exit');
+    await this.spare?.terminate();
+    native.close(this.acceptorStopFd);
+    native.close(this.listenFd);
+    fs.rmSync(this.options.socketPath, { force: true });
+    this.memory.close();
+  }
+}
+
+function round(x: number): number {
+  return Math.round(x * 10) / 10;
+}
+
+/** Removes a socket file left by a handler that died; refuses to take over one that is live. */
+function removeStaleSocket(socketPath: string): void {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(socketPath);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) throw new FcUffdError('CONFIG', `${socketPath} exists and is not a socket; refusing to replace it`);
+  const fd = native.connectUnix(socketPath);
+  if (fd >= 0) {
+    native.close(fd);
+    throw new FcUffdError('CONFIG', `another handler is listening on ${socketPath}`);
+  }
+  if (fd !== -ERRNO.ECONNREFUSED) throw new FcUffdError('CONFIG', `cannot check ${socketPath}: ${errnoName(-fd)}`);
+  fs.unlinkSync(socketPath);
+}

@@ -1,0 +1,15 @@
+export { UffdServer, DEFAULT_FAULT_AROUND_BYTES, DEFAULT_HANDSHAKE_TIMEOUT_MS } from './firecracker/server.js';
+export type { ServerOptions, VmInfo, VmState } from './firecracker/server.js';
+export { parseHandshake } from './firecracker/handshake.js';
+export type { Handshake, HandshakeGeneration } from './firecracker/handshake.js';
+export { FcUffdError } from './errors.js';
+export type { ErrorCode } from './errors.js';
+export { GuestMemory } from './memory/regions.js';
+export type { GuestRegion } from './memory/regions.js';
+export { IntervalSet } from './memory/intervals.js';
+export type { OnFatal, VmEndReason, VmErrorInfo, PeerCredentials } from './serve/protocol.js';
+export type { StatsSnapshot, LatencySummary } from './serve/stats.js';
+export { decodeUffdMsg } from './kernel/msg.js';
+export type { UffdEvent } from './kernel/msg.js';
+export { SyscallError } from './kernel/errors.js';
+export { createLogger } from './log.js';

@@ -1,0 +1,74 @@
+// The one place the native addon is loaded and typed. Everything else imports `native` from
+// here; nothing outside src/kernel/ should need to.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+/** A read-only file mapping owned by the addon: a copy() source that JS cannot read. */
+export interface Mapping {
+  readonly __brand: 'Mapping';
+}
+
+/** Anything copy() accepts as the source of the bytes it installs. */
+export type CopySource = Mapping | ArrayBufferView | ArrayBuffer | SharedArrayBuffer;
+
+/**
+ * The addon's surface. Every function returns a number: >= 0 on success, -errno on failure;
+ * wrong argument types throw a TypeError with code FC_UFFD_USAGE.
+ */
+export interface NativeAddon {
+  listenUnix(path: string, mode: number, backlog: number): number;
+  accept(listenFd: number): number;
+  connectUnix(path: string): number;
+  /** out = [pid, uid, gid] */
+  peerCred(fd: number, out: Int32Array): number;
+  /** info = [msg_flags, fd count, ...fds]; returns payload bytes. */
+  recvWithFds(fd: number, buf: Uint8Array, info: Int32Array): number;
+  sendWithFds(fd: number, buf: Uint8Array, fds: Int32Array): number;
+  close(fd: number): number;
+  eventfdCreate(): number;
+  eventfdSignal(fd: number): number;
+  eventfdDrain(fd: number): number;
+  pidfdOpen(pid: number): number;
+  pidfdSendSignal(pidfd: number, signal: number): number;
+  /** Blocks up to timeoutUs (< 0: forever); returns bytes of uffd_msg records read into buf. */
+  waitAndRead(uffd: number, others: Int32Array, revents: Int32Array, buf: Uint8Array, timeoutUs: number): number;
+  mapFile(fd: number, len: number): Mapping | number;
+  unmapFile(mapping: Mapping): number;
+  lseek(fd: number, offset: number, whence: number): number;
+  uffdCreate(flags: number, useDevice: boolean): number;
+  /** out = [features lo, features hi, ioctls lo, ioctls hi] */
+  uffdApi(uffd: number, features: number, out: Int32Array): number;
+  register(uffd: number, start: number, len: number, mode: number): number;
+  unregister(uffd: number, start: number, len: number): number;
+  wake(uffd: number, start: number, len: number): number;
+  copy(uffd: number, dst: number, src: CopySource, srcOffset: number, len: number, dontWake: boolean): number;
+  zeropage(uffd: number, dst: number, len: number, dontWake: boolean): number;
+  mapAnonymous(len: number, hugetlb2m: boolean): number;
+  unmap(addr: number, len: number): number;
+  madvise(addr: number, len: number, advice: number): number;
+  readMemory(addr: number, dst: Uint8Array): number;
+  /** ABI values compiled from <linux/userfaultfd.h> and friends. */
+  readonly constants: Readonly<Record<string, number>>;
+}
+
+function load(): NativeAddon {
+  const require = createRequire(import.meta.url);
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+  const tried: string[] = [];
+  for (const flavour of ['Release', 'Debug']) {
+    const candidate = path.join(root, 'build', flavour, 'uffd_native.node');
+    try {
+      return require(candidate) as NativeAddon;
+    } catch (err) {
+      tried.push(`${candidate}: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+  const error = new Error(
+    `firecracker-uffd: cannot load the native addon (run \`npm install\` to build it with node-gyp). Tried:\n  ${tried.join('\n  ')}`,
+  );
+  Object.assign(error, { code: 'FC_UFFD_ADDON_MISSING' });
+  throw error;
+}
+
+export const native: NativeAddon = load();

@@ -1,0 +1,58 @@
+import type { CopySource } from '../kernel/native.js';
+
+/** Where UFFDIO_COPY finds the snapshot bytes of a range. */
+export interface SourceSpan {
+  readonly src: CopySource;
+  readonly srcOffset: number;
+}
+
+/**
+ * What the fault loop reads snapshot memory from. Offsets are snapshot (memory file) offsets.
+ * Implementations answer synchronously from what they hold; they never do I/O on the fault path.
+ */
+export interface PageSource {
+  readonly sizeBytes: number;
+  /** True when every byte of [fileOffset, fileOffset + len) is known to be zero in the snapshot. */
+  isZero(fileOffset: number, len: number): boolean;
+  /** The bytes of [fileOffset, fileOffset + len), which callers keep inside one page-aligned block. */
+  span(fileOffset: number, len: number): SourceSpan;
+}
+
+/** Granule of a PageClassMap: the host base page, whatever page size a VM uses. */
+export const CLASS_GRANULE_BYTES = 4096;
+export const PAGE_UNKNOWN = 0;
+export const PAGE_ZERO = 1;
+export const PAGE_DATA = 2;
+
+/**
+ * What is known about each 4 KiB page of a snapshot: unknown, all zero, or data. Backed by a
+ * SharedArrayBuffer so every VM worker serving the same snapshot shares one map (one byte per 4 KiB:
+ * 256 KiB per GiB of snapshot) and sees a background scan's progress as it happens.
+ */
+export class PageClassMap {
+  readonly bytes: Uint8Array;
+
+  constructor(readonly buffer: SharedArrayBuffer) {
+    this.bytes = new Uint8Array(buffer);
+  }
+
+  static forSize(sizeBytes: number): PageClassMap {
+    return new PageClassMap(new SharedArrayBuffer(Math.ceil(sizeBytes / CLASS_GRANULE_BYTES)));
+  }
+
+  mark(fileOffset: number, len: number, cls: number): void {
+    this.bytes.fill(cls, Math.floor(fileOffset / CLASS_GRANULE_BYTES), Math.ceil((fileOffset + len) / CLASS_GRANULE_BYTES));
+  }
+
+  isZero(fileOffset: number, len: number): boolean {
+    const end = (fileOffset + len) / CLASS_GRANULE_BYTES;
+    for (let i = fileOffset / CLASS_GRANULE_BYTES; i < end; i++) if (this.bytes[i] !== PAGE_ZERO) return false;
+    return true;
+  }
+
+  count(cls: number): number {
+    let n = 0;
+    for (const b of this.bytes) if (b === cls) n++;
+    return n;
+  }
+}

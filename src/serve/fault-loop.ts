@@ -1,0 +1,315 @@
+import { UFFD_MSG_SIZE } from '../kernel/constants.js';
+import { errnoName } from '../kernel/errors.js';
+import { decodeUffdMsg, type UffdEvent } from '../kernel/msg.js';
+import { classifyErrno } from '../kernel/policy.js';
+import type { UffdOps } from '../kernel/uffd.js';
+import { FcUffdError } from '../errors.js';
+import { IntervalSet } from '../memory/intervals.js';
+import type { GuestMemory, GuestRegion } from '../memory/regions.js';
+import type { PageSource } from '../memory/source.js';
+import type { VmStats } from './stats.js';
+
+/** The VMM's address space is gone (ESRCH): it exited. Not an error of ours; stop quietly. */
+export class VmGoneError extends Error {
+  constructor(readonly op: string) {
+    super(`the VMM's address space is gone (${op} returned ESRCH)`);
+    this.name = 'VmGoneError';
+  }
+}
+
+export interface FaultLoopOptions {
+  memory: GuestMemory;
+  source: PageSource;
+  uffd: UffdOps;
+  stats: VmStats;
+  /** Bytes installed around each fault, a power of two >= the page size (the page size: none). */
+  faultAroundBytes: number;
+  /** Milliseconds, monotonic. */
+  now?: () => number;
+}
+
+interface Deferred {
+  address: number;
+  readAtMs: number;
+  deferredAtMs: number;
+}
+
+/** How a page is installed: snapshot bytes, a zero page, or a zero page because the balloon removed it. */
+const DATA = 0;
+const ZERO = 1;
+const REMOVED = 2;
+type Kind = typeof DATA | typeof ZERO | typeof REMOVED;
+
+/** EAGAIN retries back off from 50 µs to at most 5 ms: short enough that a deferred vCPU is never parked long. */
+const BACKOFF_MIN_US = 50;
+const BACKOFF_MAX_US = 5000;
+const HUGE_PAGE_BYTES = 2 * 1024 * 1024;
+
+/**
+ * 'exists': the faulting page was mapped already, so nobody woke its waiter. 'failed': a
+ * speculative install (a page nobody faulted on) was refused for a reason that would be fatal for
+ * a faulted page, such as ENOENT when the VMM unmapped memory while we filled around a fault: stop
+ * speculating, the VM is not harmed.
+ */
+type InstallResult = 'installed' | 'exists' | 'retry' | 'failed';
+
+/**
+ * One VM's fault-serving policy: which pages to install for a fault, from where, and what to do
+ * with each answer of the kernel. It does no waiting itself (the worker's loop feeds it batches of
+ * uffd_msg records) and reaches the kernel only through `UffdOps`, so tests can drive it with a
+ * fake uffd.
+ *
+ * Ordering rules it implements (see docs/protocol notes in README):
+ * - every REMOVE in a batch is applied before any fault of that batch is served, because the
+ *   kernel can hand us a fault before the REMOVE that logically precedes it;
+ * - a page whose snapshot content was removed by the balloon is served as zeros, forever after;
+ * - EAGAIN defers the fault; it is retried after more events were read, with a capped backoff.
+ */
+export class FaultLoop {
+  readonly memory: GuestMemory;
+  private readonly source: PageSource;
+  private readonly uffd: UffdOps;
+  private readonly stats: VmStats;
+  private readonly pageSize: number;
+  private readonly faultAround: number;
+  private readonly now: () => number;
+  /** One bit per snapshot page: installed by us (cleared again by REMOVE). */
+  private readonly present: Uint8Array;
+  /** Snapshot ranges whose content the balloon discarded: served as zeros from then on. */
+  private readonly dead = new IntervalSet();
+  /** Removed and not installed since: what the next snapshot need not store. */
+  private readonly removedUntouched = new IntervalSet();
+  private deferred: Deferred[] = [];
+  private backoffUs = BACKOFF_MIN_US;
+  private zeroHugePage: Uint8Array | undefined;
+
+  constructor(options: FaultLoopOptions) {
+    this.memory = options.memory;
+    this.source = options.source;
+    this.uffd = options.uffd;
+    this.stats = options.stats;
+    this.pageSize = options.memory.pageSizeBytes;
+    this.faultAround = Math.max(options.faultAroundBytes, this.pageSize);
+    if ((this.faultAround & (this.faultAround - 1)) !== 0)
+      throw new FcUffdError('CONFIG', `fault-around must be a power of two, got ${options.faultAroundBytes}`);
+    this.now = options.now ?? (() => performance.now());
+    this.present = new Uint8Array(Math.ceil(this.source.sizeBytes / this.pageSize / 8));
+  }
+
+  /** Handles `count` uffd_msg records read at `readAtMs`. Throws FcUffdError (fatal) or VmGoneError. */
+  handleBatch(view: DataView, count: number, readAtMs: number): void {
+    let faults = 0;
+    for (let i = 0; i < count; i++) {
+      const event = decodeUffdMsg(view, i);
+      if (event.type === 'remove') this.applyRemove(event.start, event.end);
+      else if (event.type === 'pagefault') faults++;
+      else this.unexpected(event);
+    }
+    if (this.deferred.length > 0) this.retryDeferred();
+    if (faults === 0) return;
+    for (let i = 0; i < count; i++) {
+      if (view.getUint8(i * UFFD_MSG_SIZE) !== 0x12) continue;
+      const event = decodeUffdMsg(view, i) as Extract<UffdEvent, { type: 'pagefault' }>;
+      this.stats.add('faults');
+      if (!this.serveFault(event.address, readAtMs))
+        this.deferred.push({ address: event.address, readAtMs, deferredAtMs: this.now() });
+    }
+  }
+
+  /** Microseconds the caller may block waiting for events: -1 (forever) unless faults are deferred. */
+  waitBudgetUs(): number {
+    return this.deferred.length > 0 ? this.backoffUs : -1;
+  }
+
+  /** Retries deferred faults; call when a wait ends, whatever woke it. */
+  retryDeferred(): void {
+    if (this.deferred.length === 0) return;
+    const pending = this.deferred;
+    this.deferred = [];
+    for (const d of pending) {
+      if (this.serveFault(d.address, d.readAtMs)) {
+        this.stats.max('maxDeferralUs', (this.now() - d.deferredAtMs) * 1000);
+      } else {
+        this.deferred.push(d);
+      }
+    }
+    this.backoffUs = this.deferred.length > 0 ? Math.min(this.backoffUs * 2, BACKOFF_MAX_US) : BACKOFF_MIN_US;
+  }
+
+  get deferredCount(): number {
+    return this.deferred.length;
+  }
+
+  /** Snapshot ranges (file offsets) the balloon removed and nothing installed since. */
+  removedRanges(): Array<[start: number, end: number]> {
+    return this.removedUntouched.toArray();
+  }
+
+  private unexpected(event: UffdEvent): never {
+    throw new FcUffdError(
+      'VM_UNEXPECTED_EVENT',
+      `unexpected userfaultfd event ${event.type}${event.type === 'unknown' ? ` (0x${event.code.toString(16)})` : ''}: Firecracker requests only page faults and REMOVE`,
+      { event },
+    );
+  }
+
+  private applyRemove(start: number, end: number): void {
+    this.stats.add('removeEvents');
+    for (const r of this.memory.regions) {
+      const s = Math.max(start, r.hostAddr);
+      const e = Math.min(end, r.hostAddr + r.sizeBytes);
+      if (s >= e) continue;
+      const fs = s - r.hostAddr + r.fileOffset;
+      const fe = e - r.hostAddr + r.fileOffset;
+      this.dead.add(fs, fe);
+      this.removedUntouched.add(fs, fe);
+      this.setPresent(fs, fe - fs, false);
+      this.stats.add('bytesRemoved', fe - fs);
+    }
+  }
+
+  private isPresent(fileOffset: number): boolean {
+    const p = fileOffset / this.pageSize;
+    return (this.present[p >>> 3]! & (1 << (p & 7))) !== 0;
+  }
+
+  private setPresent(fileOffset: number, len: number, on: boolean): void {
+    const first = Math.floor(fileOffset / this.pageSize);
+    const last = Math.ceil((fileOffset + len) / this.pageSize);
+    for (let p = first; p < last; p++) {
+      if (on) this.present[p >>> 3]! |= 1 << (p & 7);
+      else this.present[p >>> 3]! &= ~(1 << (p & 7));
+    }
+  }
+
+  private kindOf(fileOffset: number): Kind {
+    if (this.dead.rangeCount > 0 && this.dead.has(fileOffset)) return REMOVED;
+    return this.source.isZero(fileOffset, this.pageSize) ? ZERO : DATA;
+  }
+
+  /** Serves one fault; false when it must be retried later (EAGAIN). */
+  private serveFault(address: number, readAtMs: number): boolean {
+    const ps = this.pageSize;
+    const page = address - (address % ps);
+    const ri = this.memory.regionIndexOf(page);
+    if (ri < 0)
+      throw new FcUffdError('VM_FAULT_OUTSIDE_REGIONS', `page fault at 0x${address.toString(16)} lies outside every region the VMM registered`, { address });
+    const region = this.memory.regions[ri]!;
+    const fileOffset = page - region.hostAddr + region.fileOffset;
+
+    // The faulting page first, woken at once, together with the following pages of the
+    // fault-around block that are of the same kind and not yet installed.
+    const blockStart = Math.max(region.fileOffset, fileOffset - (fileOffset % this.faultAround));
+    const blockEnd = Math.min(region.fileOffset + region.sizeBytes, blockStart + this.faultAround);
+    const kind = this.kindOf(fileOffset);
+    let runEnd = fileOffset + ps;
+    while (runEnd < blockEnd && !this.isPresent(runEnd) && this.kindOf(runEnd) === kind) runEnd += ps;
+
+    const result = this.install(region, fileOffset, runEnd - fileOffset, kind, fileOffset);
+    if (result === 'retry') return false;
+    if (result === 'exists') {
+      // Already mapped (a racing fault, a prefetch, or an install we did without waking): the
+      // faulting thread still sleeps until someone wakes its address.
+      const rc = this.uffd.wake(page, ps);
+      if (rc < 0) this.fatalOrGone('UFFDIO_WAKE', page, ps, -rc);
+    }
+    this.stats.recordLatency((this.now() - readAtMs) * 1000);
+
+    // The rest of the block, page runs by kind, skipping what is installed. Neighbours are
+    // installed with wake on too: a vCPU may already wait on one, and a wake with no waiter costs
+    // the kernel one check.
+    let p = blockStart;
+    while (p < blockEnd) {
+      if ((p >= fileOffset && p < runEnd) || this.isPresent(p)) {
+        p += ps;
+        continue;
+      }
+      const k = this.kindOf(p);
+      let e = p + ps;
+      while (e < blockEnd && !(e >= fileOffset && e < runEnd) && !this.isPresent(e) && this.kindOf(e) === k) e += ps;
+      if (this.install(region, p, e - p, k, -1) !== 'installed') break;
+      p = e;
+    }
+    return true;
+  }
+
+  /**
+   * Installs [fileOffset, fileOffset + len) of `region` with COPY or ZEROPAGE, resuming after
+   * partial progress and stepping over pages that already exist. `faultFileOffset` is the faulted
+   * page when the range holds it, -1 for a speculative install.
+   */
+  private install(region: GuestRegion, fileOffset: number, len: number, kind: Kind, faultFileOffset: number): InstallResult {
+    const ps = this.pageSize;
+    const hostBase = region.hostAddr - region.fileOffset;
+    let result: InstallResult = 'installed';
+    let done = 0;
+    while (done < len) {
+      const off = fileOffset + done;
+      const dst = hostBase + off;
+      let rc: number;
+      let op: string;
+      if (kind === DATA) {
+        const span = this.source.span(off, len - done);
+        op = 'UFFDIO_COPY';
+        rc = this.uffd.copy(dst, span.src, span.srcOffset, len - done, true);
+      } else if (ps === HUGE_PAGE_BYTES) {
+        // hugetlbfs has no UFFDIO_ZEROPAGE: copy a zero huge page.
+        this.zeroHugePage ??= new Uint8Array(HUGE_PAGE_BYTES);
+        op = 'UFFDIO_COPY';
+        rc = this.uffd.copy(dst, this.zeroHugePage, 0, ps, true);
+      } else {
+        op = 'UFFDIO_ZEROPAGE';
+        rc = this.uffd.zeropage(dst, len - done, true);
+      }
+      this.stats.add('installIoctls');
+      if (rc > 0) {
+        this.installed(off, rc, kind);
+        done += rc;
+        continue;
+      }
+      const errno = -rc;
+      switch (classifyErrno(errno)) {
+        case 'exists':
+          this.stats.add('eexist');
+          this.setPresent(off, ps, true);
+          if (off === faultFileOffset) result = 'exists';
+          done += ps;
+          break;
+        case 'retry':
+          this.stats.add('eagain');
+          return 'retry';
+        default:
+          if (faultFileOffset < 0 && classifyErrno(errno) === 'fatal') {
+            this.stats.add('speculativeErrors');
+            return 'failed';
+          }
+          this.fatalOrGone(op, dst, len - done, errno);
+      }
+    }
+    return result;
+  }
+
+  private installed(fileOffset: number, len: number, kind: Kind): void {
+    this.setPresent(fileOffset, len, true);
+    if (this.removedUntouched.rangeCount > 0 && this.removedUntouched.intersects(fileOffset, fileOffset + len))
+      this.removedUntouched.delete(fileOffset, fileOffset + len);
+    const pages = len / this.pageSize;
+    if (kind === DATA) {
+      this.stats.add('pagesCopied', pages);
+      this.stats.add('bytesCopied', len);
+    } else {
+      this.stats.add('pagesZeroed', pages);
+      if (kind === REMOVED) this.stats.add('zeroPagesForRemoved', pages);
+    }
+  }
+
+  private fatalOrGone(op: string, addr: number, len: number, errno: number): never {
+    if (classifyErrno(errno) === 'gone') throw new VmGoneError(op);
+    throw new FcUffdError('VM_IOCTL', `${op} of ${len} bytes at 0x${addr.toString(16)} failed: ${errnoName(errno)} (errno ${errno})`, {
+      op,
+      address: addr,
+      len,
+      errno,
+    });
+  }
+}

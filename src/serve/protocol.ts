@@ -1,0 +1,52 @@
+// Messages between the main thread and a VM's worker (structured-clonable plain data).
+import type { GuestRegion } from '../memory/regions.js';
+import type { MemoryFileRef } from '../snapshot/memfile.js';
+import type { HandshakeGeneration } from '../firecracker/handshake.js';
+
+/** What to do when a VM cannot be served correctly: SIGKILL its VMM, or leave it hanging (debugging). */
+export type OnFatal = 'kill' | 'hang';
+
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+export interface VmWorkerInit {
+  vmId: string;
+  connFd: number;
+  peer: PeerCredentials;
+  snapshot: MemoryFileRef;
+  faultAroundBytes: number;
+  onFatal: OnFatal;
+  handshakeTimeoutMs: number;
+  statsBuffer: SharedArrayBuffer;
+  /** eventfd the main thread signals to stop this VM's loop. */
+  stopFd: number;
+}
+
+/** Why a VM's service ended: the VMM went away, the handler was told to stop, or it could not go on. */
+export type VmEndReason = 'vmm-exited' | 'stopped' | 'fatal';
+
+export interface VmErrorInfo {
+  code: string;
+  message: string;
+  details?: Record<string, unknown>;
+}
+
+export type VmWorkerMessage =
+  | {
+      type: 'handshake';
+      generation: HandshakeGeneration;
+      pageSizeBytes: number;
+      regions: GuestRegion[];
+      warnings: string[];
+    }
+  | { type: 'log'; level: 'info' | 'warn' | 'error'; msg: string }
+  | {
+      type: 'end';
+      reason: VmEndReason;
+      killed: boolean;
+      removedRanges: Array<[number, number]>;
+      error?: VmErrorInfo;
+    };

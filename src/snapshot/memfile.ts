@@ -1,0 +1,157 @@
+import fs from 'node:fs';
+import { SEEK_DATA, SEEK_HOLE } from '../kernel/constants.js';
+import { ERRNO, errnoName } from '../kernel/errors.js';
+import { native, type Mapping } from '../kernel/native.js';
+import { FcUffdError } from '../errors.js';
+import { CLASS_GRANULE_BYTES, PAGE_DATA, PAGE_UNKNOWN, PAGE_ZERO, PageClassMap, type PageSource, type SourceSpan } from '../memory/source.js';
+
+/** What a VM worker needs to serve from a raw memory file (structured-clonable). */
+export interface MemoryFileRef {
+  readonly kind: 'memfile';
+  readonly path: string;
+  /** An fd of the main thread's open file: workers share the process's fd table. */
+  readonly fd: number;
+  readonly sizeBytes: number;
+  readonly classMap: SharedArrayBuffer;
+}
+
+const SCAN_BLOCK_BYTES = 1024 * 1024;
+
+/**
+ * A Firecracker memory file (the regions concatenated; holes read as zero), opened once per
+ * process and shared by every VM restored from it. It keeps a map of which 4 KiB pages are zero so
+ * faults on them are answered with UFFDIO_ZEROPAGE (no host memory until the guest writes): holes
+ * are known at once from SEEK_DATA/SEEK_HOLE, zero-filled data pages as a background scan reaches
+ * them. A page not scanned yet is simply copied: correct, only less frugal.
+ */
+export class MemoryFile {
+  readonly classes: PageClassMap;
+  private scanning: Promise<void> | undefined;
+  private closed = false;
+
+  private constructor(
+    readonly path: string,
+    readonly fd: number,
+    readonly sizeBytes: number,
+  ) {
+    this.classes = PageClassMap.forSize(sizeBytes);
+  }
+
+  static open(path: string): MemoryFile {
+    let fd: number;
+    try {
+      fd = fs.openSync(path, fs.constants.O_RDONLY) // libuv opens with O_CLOEXEC;
+    } catch (err) {
+      throw new FcUffdError('SNAPSHOT_OPEN', `cannot open memory file ${path}: ${(err as Error).message}`);
+    }
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) {
+      fs.closeSync(fd);
+      throw new FcUffdError('SNAPSHOT_OPEN', `memory file ${path} is not a regular file`);
+    }
+    if (st.size === 0) {
+      fs.closeSync(fd);
+      throw new FcUffdError('SNAPSHOT_EMPTY', `memory file ${path} is empty`);
+    }
+    const file = new MemoryFile(path, fd, st.size);
+    file.markHoles();
+    return file;
+  }
+
+  ref(): MemoryFileRef {
+    return { kind: 'memfile', path: this.path, fd: this.fd, sizeBytes: this.sizeBytes, classMap: this.classes.buffer };
+  }
+
+  /** Marks every hole as zero and every data extent as unknown, from the filesystem's extent map. */
+  private markHoles(): void {
+    let offset = 0;
+    while (offset < this.sizeBytes) {
+      const data = native.lseek(this.fd, offset, SEEK_DATA);
+      if (data === -ERRNO.ENXIO) {
+        // No data after `offset`: the rest is a hole.
+        this.markZeroAligned(offset, this.sizeBytes);
+        return;
+      }
+      if (data < 0) return; // The filesystem cannot tell: everything stays unknown (copied).
+      this.markZeroAligned(offset, data);
+      const hole = native.lseek(this.fd, data, SEEK_HOLE);
+      if (hole < 0) return;
+      offset = hole;
+    }
+  }
+
+  /** Marks the whole 4 KiB pages inside [start, end) as zero. */
+  private markZeroAligned(start: number, end: number): void {
+    const first = Math.ceil(start / CLASS_GRANULE_BYTES) * CLASS_GRANULE_BYTES;
+    const last = Math.floor(end / CLASS_GRANULE_BYTES) * CLASS_GRANULE_BYTES;
+    if (last > first) this.classes.mark(first, last - first, PAGE_ZERO);
+  }
+
+  /** Classifies every unknown page by reading it, off the fault path (libuv's thread pool). */
+  scan(): Promise<void> {
+    this.scanning ??= this.runScan();
+    return this.scanning;
+  }
+
+  private async runScan(): Promise<void> {
+    const block = Buffer.alloc(SCAN_BLOCK_BYTES);
+    const zero = Buffer.alloc(CLASS_GRANULE_BYTES);
+    const bytes = this.classes.bytes;
+    for (let offset = 0; offset < this.sizeBytes && !this.closed; offset += SCAN_BLOCK_BYTES) {
+      const first = offset / CLASS_GRANULE_BYTES;
+      const pages = Math.ceil(Math.min(SCAN_BLOCK_BYTES, this.sizeBytes - offset) / CLASS_GRANULE_BYTES);
+      let unknown = false;
+      for (let i = 0; i < pages && !unknown; i++) unknown = bytes[first + i] === PAGE_UNKNOWN;
+      if (!unknown) continue;
+      const len = Math.min(SCAN_BLOCK_BYTES, this.sizeBytes - offset);
+      const { bytesRead } = await new Promise<{ bytesRead: number }>((resolve, reject) =>
+        fs.read(this.fd, block, 0, len, offset, (err, n) => (err ? reject(err) : resolve({ bytesRead: n }))),
+      );
+      if (this.closed) return;
+      for (let i = 0; i < pages; i++) {
+        if (bytes[first + i] !== PAGE_UNKNOWN) continue;
+        const start = i * CLASS_GRANULE_BYTES;
+        const end = Math.min(start + CLASS_GRANULE_BYTES, bytesRead);
+        // A page cut short by EOF counts as data: the handshake check keeps regions inside the file.
+        const isZero = end - start === CLASS_GRANULE_BYTES && block.compare(zero, 0, CLASS_GRANULE_BYTES, start, end) === 0;
+        bytes[first + i] = isZero ? PAGE_ZERO : PAGE_DATA;
+      }
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    fs.closeSync(this.fd);
+  }
+}
+
+/**
+ * The fault loop's view of a memory file inside a VM worker: UFFDIO_COPY straight from a read-only
+ * mapping (one copy, from the page cache), zero knowledge from the shared class map.
+ */
+export class MemoryFileSource implements PageSource {
+  readonly sizeBytes: number;
+  private readonly mapping: Mapping;
+  private readonly classes: PageClassMap;
+
+  constructor(ref: MemoryFileRef) {
+    this.sizeBytes = ref.sizeBytes;
+    this.classes = new PageClassMap(ref.classMap);
+    const m = native.mapFile(ref.fd, ref.sizeBytes);
+    if (typeof m === 'number') throw new FcUffdError('SNAPSHOT_OPEN', `mmap of memory file ${ref.path} failed: ${errnoName(-m)}`);
+    this.mapping = m;
+  }
+
+  isZero(fileOffset: number, len: number): boolean {
+    return this.classes.isZero(fileOffset, len);
+  }
+
+  span(fileOffset: number): SourceSpan {
+    return { src: this.mapping, srcOffset: fileOffset };
+  }
+
+  close(): void {
+    native.unmapFile(this.mapping);
+  }
+}
