@@ -13,3 +13,6 @@ export { decodeUffdMsg } from './kernel/msg.js';
 export type { UffdEvent } from './kernel/msg.js';
 export { SyscallError } from './kernel/errors.js';
 export { createLogger } from './log.js';
+export { ServedMemoryFile } from './serve/snapshot-source.js';
+export type { ServedSnapshot, SnapshotRef, VmChannel } from './serve/snapshot-source.js';
+export type { PageSource, SourceSpan } from './memory/source.js';

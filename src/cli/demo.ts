@@ -7,6 +7,7 @@ import { createLogger } from '../log.js';
 import { runEmulator } from '../emulator/run.js';
 import { writeDemoImage } from '../snapshot/demo-image.js';
 import { formatVmSummary } from './format.js';
+import { ServedMemoryFile } from '../serve/snapshot-source.js';
 
 export interface DemoFlags {
   size: number;
@@ -34,9 +35,10 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
     );
   }
   const socket = path.join(dir, `demo-${process.pid}.sock`);
-  const server = await UffdServer.start({ socketPath: socket, memFile: mem, faultAroundBytes: flags.faultAround, logger: createLogger('warn') });
+  const snapshot = ServedMemoryFile.open(mem);
+  const server = await UffdServer.start({ socketPath: socket, snapshot, faultAroundBytes: flags.faultAround, logger: createLogger('warn') });
   try {
-    await server.zeroScanDone();
+    await server.snapshotReady();
     const ended = once(server, 'vm-end') as Promise<[VmInfo]>;
     process.stdout.write(`restoring ${mem} through the Firecracker emulator (${flags.vcpus} vCPUs${flags.kvm ? ', KVM guest' : ''})...\n`);
     const result = await runEmulator({
@@ -68,6 +70,7 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
     if (!r.ok) process.exitCode = 1;
   } finally {
     await server.stop();
+    snapshot.close();
   }
 }
 

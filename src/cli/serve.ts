@@ -2,6 +2,7 @@ import { UffdServer } from '../firecracker/server.js';
 import { createLogger } from '../log.js';
 import type { OnFatal } from '../serve/protocol.js';
 import { formatVmSummary } from './format.js';
+import { ServedMemoryFile } from '../serve/snapshot-source.js';
 
 export interface ServeFlags {
   socket: string;
@@ -15,9 +16,10 @@ export interface ServeFlags {
 
 export async function serveCommand(flags: ServeFlags): Promise<void> {
   const logger = createLogger(flags.logLevel);
+  const snapshot = ServedMemoryFile.open(flags.mem);
   const server = await UffdServer.start({
     socketPath: flags.socket,
-    memFile: flags.mem,
+    snapshot,
     faultAroundBytes: flags.faultAround,
     onFatal: flags.onFatal,
     handshakeTimeoutMs: flags.handshakeTimeoutMs,
@@ -34,4 +36,5 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     process.once('SIGTERM', shutdown);
   });
   await server.stop();
+  snapshot.close();
 }

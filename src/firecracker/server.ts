@@ -1,12 +1,12 @@
 import { EventEmitter, once } from 'node:events';
 import fs from 'node:fs';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { ERRNO, errnoName } from '../kernel/errors.js';
 import { native } from '../kernel/native.js';
 import { FcUffdError } from '../errors.js';
 import type { GuestRegion } from '../memory/regions.js';
-import { MemoryFile } from '../snapshot/memfile.js';
+import type { ServedSnapshot, VmChannel } from '../serve/snapshot-source.js';
 import type { OnFatal, PeerCredentials, VmEndReason, VmErrorInfo, VmWorkerInit, VmWorkerMessage } from '../serve/protocol.js';
 import { VmStats, type StatsSnapshot } from '../serve/stats.js';
 import type { HandshakeGeneration } from './handshake.js';
@@ -15,8 +15,8 @@ import type { AcceptorInit, AcceptorMessage } from './acceptor-worker.js';
 export interface ServerOptions {
   /** Unix socket Firecracker's `mem_backend.backend_path` points at. */
   socketPath: string;
-  /** The snapshot's memory file. */
-  memFile: string;
+  /** What to serve: a snapshot opened with ServedMemoryFile.open() or another ServedSnapshot. */
+  snapshot: ServedSnapshot;
   /** Mode of the socket file; 0o600 lets only this user's VMMs connect. */
   socketMode?: number;
   /** Bytes installed per fault (aligned block around it); the page size disables fault-around. */
@@ -76,7 +76,7 @@ export class UffdServer extends EventEmitter {
 
   private constructor(
     private readonly options: Required<Omit<ServerOptions, 'logger'>> & { logger: Logger },
-    private readonly memory: MemoryFile,
+    private readonly snapshot: ServedSnapshot,
     private readonly listenFd: number,
     private readonly acceptorStopFd: number,
   ) {
@@ -91,22 +91,16 @@ export class UffdServer extends EventEmitter {
       handshakeTimeoutMs: DEFAULT_HANDSHAKE_TIMEOUT_MS,
       ...options,
     };
-    const memory = MemoryFile.open(full.memFile);
-    let listenFd = -1;
-    try {
-      removeStaleSocket(full.socketPath);
-      listenFd = native.listenUnix(full.socketPath, full.socketMode, 64);
-      if (listenFd < 0) throw new FcUffdError('CONFIG', `cannot listen on ${full.socketPath}: ${errnoName(-listenFd)}`);
-    } catch (err) {
-      memory.close();
-      throw err;
-    }
+    const snapshot = full.snapshot;
+    removeStaleSocket(full.socketPath);
+    const listenFd = native.listenUnix(full.socketPath, full.socketMode, 64);
+    if (listenFd < 0) throw new FcUffdError('CONFIG', `cannot listen on ${full.socketPath}: ${errnoName(-listenFd)}`);
     const stopFd = native.eventfdCreate();
-    const server = new UffdServer(full, memory, listenFd, stopFd);
+    const server = new UffdServer(full, snapshot, listenFd, stopFd);
     server.spare = server.spawnWorker();
     server.startAcceptor();
-    void memory.scan().catch((err: Error) => full.logger.warn({ err: err.message }, 'zero-page scan of the memory file stopped'));
-    full.logger.info({ socket: full.socketPath, memFile: full.memFile, sizeBytes: memory.sizeBytes }, 'listening for Firecracker');
+    void snapshot.ready().catch((err: Error) => full.logger.warn({ err: err.message }, 'snapshot preparation stopped'));
+    full.logger.info({ socket: full.socketPath, snapshot: snapshot.description, sizeBytes: snapshot.sizeBytes }, 'listening for Firecracker');
     return server;
   }
 
@@ -124,9 +118,9 @@ export class UffdServer extends EventEmitter {
     return e && { ...e.info, stats: e.stats.snapshot() };
   }
 
-  /** Resolves once the memory file's zero-page scan is complete. */
-  zeroScanDone(): Promise<void> {
-    return this.memory.scan();
+  /** Resolves once the snapshot's background preparation (zero-page scan, ...) is complete. */
+  snapshotReady(): Promise<void> {
+    return this.snapshot.ready();
   }
 
   private spawnWorker(): Worker {
@@ -159,11 +153,15 @@ export class UffdServer extends EventEmitter {
     worker.ref();
     const stats = new VmStats();
     const stopFd = native.eventfdCreate();
+    const { port1, port2 } = new MessageChannel();
+    const channel: VmChannel = { port: port1, wakeFd: native.eventfdCreate() };
     const init: VmWorkerInit = {
       vmId: id,
       connFd: fd,
       peer,
-      snapshot: this.memory.ref(),
+      snapshot: this.snapshot.attachVm(channel),
+      port: port2,
+      sourceWakeFd: channel.wakeFd,
       faultAroundBytes: this.options.faultAroundBytes,
       onFatal: this.options.onFatal,
       handshakeTimeoutMs: this.options.handshakeTimeoutMs,
@@ -194,6 +192,9 @@ export class UffdServer extends EventEmitter {
       });
       worker.once('exit', () => {
         native.close(stopFd);
+        this.snapshot.detachVm(channel);
+        channel.port.close();
+        native.close(channel.wakeFd);
         if (!endSeen) {
           // The worker died without reporting (a crash): the VM is not served any more.
           Object.assign(info, { state: 'ended', endReason: 'fatal', error: { code: 'INTERNAL', message: 'VM worker exited unexpectedly' } });
@@ -205,7 +206,7 @@ export class UffdServer extends EventEmitter {
     });
     this.vmsById.set(id, { info, stats, worker, stopFd, ended });
     log.info({ uid: peer.uid }, 'VMM connected');
-    worker.postMessage(init);
+    worker.postMessage(init, [port2]);
   }
 
   private logEnd(log: Logger, info: VmEntry['info'], stats: VmStats): void {
@@ -237,7 +238,6 @@ export class UffdServer extends EventEmitter {
     native.close(this.acceptorStopFd);
     native.close(this.listenFd);
     fs.rmSync(this.options.socketPath, { force: true });
-    this.memory.close();
   }
 }
 

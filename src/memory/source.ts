@@ -9,13 +9,24 @@ export interface SourceSpan {
 /**
  * What the fault loop reads snapshot memory from. Offsets are snapshot (memory file) offsets.
  * Implementations answer synchronously from what they hold; they never do I/O on the fault path.
+ * A source that fetches (chunked snapshots) answers `undefined` for bytes it does not hold yet,
+ * starts getting them, and signals `wakeFd` when more arrived: the loop then calls `onWake()` and
+ * retries the faults that were waiting.
  */
 export interface PageSource {
   readonly sizeBytes: number;
   /** True when every byte of [fileOffset, fileOffset + len) is known to be zero in the snapshot. */
   isZero(fileOffset: number, len: number): boolean;
-  /** The bytes of [fileOffset, fileOffset + len), which callers keep inside one page-aligned block. */
-  span(fileOffset: number, len: number): SourceSpan;
+  /**
+   * The bytes of [fileOffset, fileOffset + len) (callers keep the range inside one fault-around
+   * block), or undefined when they are not here yet.
+   */
+  span(fileOffset: number, len: number): SourceSpan | undefined;
+  /** An fd that polls readable when data arrived; -1 for a source that holds everything. */
+  readonly wakeFd: number;
+  /** Takes in what arrived (called on the loop's thread after wakeFd polled readable). */
+  onWake(): void;
+  close(): void;
 }
 
 /** Granule of a PageClassMap: the host base page, whatever page size a VM uses. */

@@ -51,7 +51,7 @@ const HUGE_PAGE_BYTES = 2 * 1024 * 1024;
  * a faulted page, such as ENOENT when the VMM unmapped memory while we filled around a fault: stop
  * speculating, the VM is not harmed.
  */
-type InstallResult = 'installed' | 'exists' | 'retry' | 'failed';
+type InstallResult = 'installed' | 'exists' | 'retry' | 'failed' | 'wait';
 
 /**
  * One VM's fault-serving policy: which pages to install for a fault, from where, and what to do
@@ -80,6 +80,8 @@ export class FaultLoop {
   /** Removed and not installed since: what the next snapshot need not store. */
   private readonly removedUntouched = new IntervalSet();
   private deferred: Deferred[] = [];
+  /** Faults on bytes the source is still fetching, retried by sourceReady(). */
+  private waiting: Deferred[] = [];
   private backoffUs = BACKOFF_MIN_US;
   private zeroHugePage: Uint8Array | undefined;
 
@@ -111,9 +113,31 @@ export class FaultLoop {
       if (view.getUint8(i * UFFD_MSG_SIZE) !== 0x12) continue;
       const event = decodeUffdMsg(view, i) as Extract<UffdEvent, { type: 'pagefault' }>;
       this.stats.add('faults');
-      if (!this.serveFault(event.address, readAtMs))
-        this.deferred.push({ address: event.address, readAtMs, deferredAtMs: this.now() });
+      this.serve({ address: event.address, readAtMs, deferredAtMs: readAtMs });
     }
+  }
+
+  private serve(d: Deferred): void {
+    const outcome = this.serveFault(d.address, d.readAtMs);
+    if (outcome === 'served') {
+      if (d.deferredAtMs !== d.readAtMs) this.stats.max('maxDeferralUs', (this.now() - d.deferredAtMs) * 1000);
+      return;
+    }
+    if (d.deferredAtMs === d.readAtMs) d.deferredAtMs = this.now();
+    if (outcome === 'retry') {
+      this.stats.add('deferrals');
+      this.deferred.push(d);
+    } else {
+      this.waiting.push(d);
+    }
+  }
+
+  /** The source has more data: retry the faults that waited for it. */
+  sourceReady(): void {
+    if (this.waiting.length === 0) return;
+    const pending = this.waiting;
+    this.waiting = [];
+    for (const d of pending) this.serve(d);
   }
 
   /** Microseconds the caller may block waiting for events: -1 (forever) unless faults are deferred. */
@@ -126,18 +150,13 @@ export class FaultLoop {
     if (this.deferred.length === 0) return;
     const pending = this.deferred;
     this.deferred = [];
-    for (const d of pending) {
-      if (this.serveFault(d.address, d.readAtMs)) {
-        this.stats.max('maxDeferralUs', (this.now() - d.deferredAtMs) * 1000);
-      } else {
-        this.deferred.push(d);
-      }
-    }
+    for (const d of pending) this.serve(d);
     this.backoffUs = this.deferred.length > 0 ? Math.min(this.backoffUs * 2, BACKOFF_MAX_US) : BACKOFF_MIN_US;
   }
 
-  get deferredCount(): number {
-    return this.deferred.length;
+  /** Faults not served yet: deferred after EAGAIN or waiting for the source. */
+  get pendingCount(): number {
+    return this.deferred.length + this.waiting.length;
   }
 
   /** Snapshot ranges (file offsets) the balloon removed and nothing installed since. */
@@ -187,8 +206,8 @@ export class FaultLoop {
     return this.source.isZero(fileOffset, this.pageSize) ? ZERO : DATA;
   }
 
-  /** Serves one fault; false when it must be retried later (EAGAIN). */
-  private serveFault(address: number, readAtMs: number): boolean {
+  /** Serves one fault: 'retry' after EAGAIN, 'wait' when the source does not hold the bytes yet. */
+  private serveFault(address: number, readAtMs: number): 'served' | 'retry' | 'wait' {
     const ps = this.pageSize;
     const page = address - (address % ps);
     const ri = this.memory.regionIndexOf(page);
@@ -206,7 +225,7 @@ export class FaultLoop {
     while (runEnd < blockEnd && !this.isPresent(runEnd) && this.kindOf(runEnd) === kind) runEnd += ps;
 
     const result = this.install(region, fileOffset, runEnd - fileOffset, kind, fileOffset);
-    if (result === 'retry') return false;
+    if (result === 'retry' || result === 'wait') return result;
     if (result === 'exists') {
       // Already mapped (a racing fault, a prefetch, or an install we did without waking): the
       // faulting thread still sleeps until someone wakes its address.
@@ -230,7 +249,7 @@ export class FaultLoop {
       if (this.install(region, p, e - p, k, -1) !== 'installed') break;
       p = e;
     }
-    return true;
+    return 'served';
   }
 
   /**
@@ -250,6 +269,7 @@ export class FaultLoop {
       let op: string;
       if (kind === DATA) {
         const span = this.source.span(off, len - done);
+        if (span === undefined) return 'wait';
         op = 'UFFDIO_COPY';
         rc = this.uffd.copy(dst, span.src, span.srcOffset, len - done, true);
       } else if (ps === HUGE_PAGE_BYTES) {

@@ -1,6 +1,7 @@
 // Messages between the main thread and a VM's worker (structured-clonable plain data).
 import type { GuestRegion } from '../memory/regions.js';
-import type { MemoryFileRef } from '../snapshot/memfile.js';
+import type { MessagePort } from 'node:worker_threads';
+import type { SnapshotRef } from './snapshot-source.js';
 import type { HandshakeGeneration } from '../firecracker/handshake.js';
 
 /** What to do when a VM cannot be served correctly: SIGKILL its VMM, or leave it hanging (debugging). */
@@ -16,7 +17,11 @@ export interface VmWorkerInit {
   vmId: string;
   connFd: number;
   peer: PeerCredentials;
-  snapshot: MemoryFileRef;
+  snapshot: SnapshotRef;
+  /** The worker's end of its channel to the main thread's snapshot service. */
+  port: MessagePort;
+  /** eventfd the main thread signals after posting on `port`. */
+  sourceWakeFd: number;
   faultAroundBytes: number;
   onFatal: OnFatal;
   handshakeTimeoutMs: number;

@@ -11,7 +11,8 @@ import { Uffd } from '../kernel/uffd.js';
 import { FcUffdError } from '../errors.js';
 import { parseHandshake } from '../firecracker/handshake.js';
 import { receiveHandshake } from '../firecracker/receive.js';
-import { MemoryFileSource } from '../snapshot/memfile.js';
+import { openPageSource } from './snapshot-source.js';
+import type { PageSource } from '../memory/source.js';
 import { FaultLoop, VmGoneError } from './fault-loop.js';
 import { VmStats } from './stats.js';
 import type { VmEndReason, VmWorkerInit, VmWorkerMessage } from './protocol.js';
@@ -34,7 +35,7 @@ function serveVm(init: VmWorkerInit): void {
   let pidfd = -1;
   let connFd = init.connFd;
   let uffd: Uffd | undefined;
-  let source: MemoryFileSource | undefined;
+  let source: PageSource | undefined;
   let loop: FaultLoop | undefined;
   let reason: VmEndReason = 'vmm-exited';
   let error: ReturnType<typeof errorInfo> | undefined;
@@ -68,15 +69,15 @@ function serveVm(init: VmWorkerInit): void {
       warnings: [...handshake.warnings],
     });
 
-    source = new MemoryFileSource(init.snapshot);
+    source = openPageSource(init.snapshot, { port: init.port, wakeFd: init.sourceWakeFd });
     loop = new FaultLoop({ memory: handshake.memory, source, uffd, stats, faultAroundBytes: init.faultAroundBytes });
     // Up to v1.11 Firecracker closes the socket right after sending; since v1.12 it keeps it open
     // until it exits, so only then does a hang-up mean the VMM died. The pidfd tells for all.
     const hangupMeansExit = handshake.generation === 'v1.12+';
     const buf = Buffer.alloc(EVENT_BUFFER_RECORDS * UFFD_MSG_SIZE);
     const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    const others = Int32Array.of(init.stopFd, connFd, pidfd);
-    const revents = new Int32Array(3);
+    const others = Int32Array.of(init.stopFd, connFd, pidfd, source.wakeFd);
+    const revents = new Int32Array(4);
 
     for (;;) {
       const n = native.waitAndRead(uffd.fd, others, revents, buf, loop.waitBudgetUs());
@@ -84,6 +85,11 @@ function serveVm(init: VmWorkerInit): void {
       if (n < 0) {
         if (n === -ERRNO.EINTR) continue;
         throw new FcUffdError('VM_READ', `reading the userfaultfd failed: ${errnoName(-n)}`, { errno: -n });
+      }
+      if (revents[3]! & POLLIN) {
+        native.eventfdDrain(source.wakeFd);
+        source.onWake();
+        loop.sourceReady();
       }
       if (n > 0) loop.handleBatch(view, n / UFFD_MSG_SIZE, readAtMs);
       else loop.retryDeferred();

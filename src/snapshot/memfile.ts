@@ -132,6 +132,7 @@ export class MemoryFile {
  */
 export class MemoryFileSource implements PageSource {
   readonly sizeBytes: number;
+  readonly wakeFd = -1;
   private readonly mapping: Mapping;
   private readonly classes: PageClassMap;
 
@@ -150,6 +151,8 @@ export class MemoryFileSource implements PageSource {
   span(fileOffset: number): SourceSpan {
     return { src: this.mapping, srcOffset: fileOffset };
   }
+
+  onWake(): void {}
 
   close(): void {
     native.unmapFile(this.mapping);

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import path from 'node:path';
 import fs from 'node:fs';
-import { UffdServer, type VmInfo } from '../../src/index.js';
+import { ServedMemoryFile, UffdServer, type VmInfo } from '../../src/index.js';
 import { native } from '../../src/kernel/native.js';
 import { startInProcessVmm } from '../helpers/vmm.js';
 import { patternedFile, tempDir } from '../helpers/files.js';
@@ -16,9 +16,10 @@ test('faults on registered memory are served with the memory file bytes, zero pa
   const zero = new Set([3, 4, 100, 1000]);
   const expected = patternedFile(mem, 8 * 1024 * 1024, zero);
   const log = captureLogger();
-  const server = await UffdServer.start({ socketPath: path.join(dir, 'sock'), memFile: mem, faultAroundBytes: 16384, onFatal: 'hang', logger: log.logger });
+  const snapshot = ServedMemoryFile.open(mem);
+  const server = await UffdServer.start({ socketPath: path.join(dir, 'sock'), snapshot, faultAroundBytes: 16384, onFatal: 'hang', logger: log.logger });
   try {
-    await server.zeroScanDone();
+    await server.snapshotReady();
     const handshake = once(server, 'vm-handshake') as Promise<[VmInfo]>;
     const vmm = startInProcessVmm(server.socketPath, [4 * 1024 * 1024, 4 * 1024 * 1024]);
     const [vm] = await handshake;
@@ -41,6 +42,7 @@ test('faults on registered memory are served with the memory file bytes, zero pa
     throw err;
   } finally {
     await server.stop();
+    snapshot.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
