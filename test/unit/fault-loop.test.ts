@@ -1,0 +1,220 @@
+// The fault loop's policy, driven with a fake uffd: no kernel involved.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { FaultLoop, VmGoneError } from '../../src/serve/fault-loop.js';
+import { VmStats } from '../../src/serve/stats.js';
+import { GuestMemory } from '../../src/memory/regions.js';
+import type { PageSource, SourceSpan } from '../../src/memory/source.js';
+import type { UffdOps } from '../../src/kernel/uffd.js';
+import type { CopySource } from '../../src/kernel/native.js';
+import { ERRNO } from '../../src/kernel/errors.js';
+import { UFFD_EVENT_PAGEFAULT, UFFD_EVENT_REMOVE, UFFD_EVENT_UNMAP } from '../../src/kernel/constants.js';
+import { FcUffdError } from '../../src/errors.js';
+
+const PS = 4096;
+const HOST = 0x7f00_0000_0000;
+
+/** A source whose page p holds the byte value (p % 250) + 1, except the listed zero pages. */
+class FakeSource implements PageSource {
+  readonly wakeFd = -1;
+  readonly data: Uint8Array;
+  constructor(
+    readonly sizeBytes: number,
+    readonly zeroPages = new Set<number>(),
+  ) {
+    this.data = new Uint8Array(sizeBytes);
+    for (let p = 0; p < sizeBytes / PS; p++) if (!zeroPages.has(p)) this.data.fill((p % 250) + 1, p * PS, (p + 1) * PS);
+  }
+  isZero(off: number, len: number): boolean {
+    for (let p = off / PS; p < (off + len) / PS; p++) if (!this.zeroPages.has(p)) return false;
+    return true;
+  }
+  span(off: number): SourceSpan {
+    return { src: this.data, srcOffset: off };
+  }
+  onWake(): void {}
+  close(): void {}
+}
+
+type Call = { op: 'copy' | 'zeropage' | 'wake'; dst: number; len: number; wake?: boolean };
+
+/** The kernel's side, modelled: which pages are mapped and with what first byte. */
+class FakeUffd implements UffdOps {
+  readonly mapped = new Map<number, number>();
+  readonly calls: Call[] = [];
+  /** Errnos returned by the next install ioctls, in order (null: behave normally), then normal. */
+  script: Array<number | null> = [];
+
+  private fill(dst: number, len: number, byteAt: (i: number) => number): number {
+    const next = this.script.shift();
+    if (next !== undefined && next !== null) return -next;
+    let done = 0;
+    while (done < len) {
+      if (this.mapped.has(dst + done)) return done > 0 ? done : -ERRNO.EEXIST;
+      this.mapped.set(dst + done, byteAt(done));
+      done += PS;
+    }
+    return done;
+  }
+  copy(dst: number, src: CopySource, srcOffset: number, len: number, wake: boolean): number {
+    this.calls.push({ op: 'copy', dst, len, wake });
+    const bytes = src as Uint8Array;
+    return this.fill(dst, len, (i) => bytes[srcOffset + i]!);
+  }
+  zeropage(dst: number, len: number, wake: boolean): number {
+    this.calls.push({ op: 'zeropage', dst, len, wake });
+    return this.fill(dst, len, () => 0);
+  }
+  wake(start: number, len: number): number {
+    this.calls.push({ op: 'wake', dst: start, len });
+    return 0;
+  }
+  unregister(): number {
+    return 0;
+  }
+}
+
+function events(list: Array<{ fault?: number; remove?: [number, number]; unmap?: boolean }>): DataView {
+  const buf = Buffer.alloc(32 * list.length);
+  list.forEach((e, i) => {
+    if (e.fault !== undefined) {
+      buf.writeUInt8(UFFD_EVENT_PAGEFAULT, i * 32);
+      buf.writeBigUInt64LE(BigInt(e.fault), i * 32 + 16);
+    } else if (e.remove) {
+      buf.writeUInt8(UFFD_EVENT_REMOVE, i * 32);
+      buf.writeBigUInt64LE(BigInt(e.remove[0]), i * 32 + 8);
+      buf.writeBigUInt64LE(BigInt(e.remove[1]), i * 32 + 16);
+    } else {
+      buf.writeUInt8(UFFD_EVENT_UNMAP, i * 32);
+    }
+  });
+  return new DataView(buf.buffer);
+}
+
+function setup(faultAroundBytes = PS, zeroPages = new Set<number>(), sizeBytes = 64 * PS) {
+  const source = new FakeSource(sizeBytes, zeroPages);
+  const uffd = new FakeUffd();
+  const stats = new VmStats();
+  const memory = new GuestMemory([{ hostAddr: HOST, sizeBytes, fileOffset: 0 }], PS);
+  const loop = new FaultLoop({ memory, source, uffd, stats, faultAroundBytes });
+  const run = (list: Parameters<typeof events>[0]) => loop.handleBatch(events(list), list.length, performance.now());
+  return { source, uffd, stats, loop, run };
+}
+
+test('a fault copies its page from the source and wakes the thread in the same ioctl', () => {
+  const { uffd, stats, run } = setup();
+  run([{ fault: HOST + 5 * PS + 123 }]);
+  assert.deepEqual(uffd.calls, [{ op: 'copy', dst: HOST + 5 * PS, len: PS, wake: true }]);
+  assert.equal(uffd.mapped.get(HOST + 5 * PS), 6);
+  assert.equal(stats.get('faults'), 1);
+  assert.equal(stats.get('pagesCopied'), 1);
+  assert.equal(stats.snapshot().latency.count, 1);
+});
+
+test('zero pages are answered with UFFDIO_ZEROPAGE', () => {
+  const { uffd, stats, run } = setup(PS, new Set([7]));
+  run([{ fault: HOST + 7 * PS }]);
+  assert.equal(uffd.calls[0]!.op, 'zeropage');
+  assert.equal(uffd.mapped.get(HOST + 7 * PS), 0);
+  assert.equal(stats.get('pagesZeroed'), 1);
+});
+
+test('fault-around installs the aligned block in runs by kind, the faulting run first', () => {
+  const { uffd, run } = setup(8 * PS, new Set([10, 11]));
+  run([{ fault: HOST + 13 * PS }]);
+  // Block [8, 16): faulting run 13..15, then 8..9 data, 10..11 zero, 12 data.
+  assert.deepEqual(
+    uffd.calls.map((c) => [c.op, (c.dst - HOST) / PS, c.len / PS]),
+    [['copy', 13, 3], ['copy', 8, 2], ['zeropage', 10, 2], ['copy', 12, 1]],
+  );
+  for (let p = 8; p < 16; p++) assert.ok(uffd.mapped.has(HOST + p * PS), `page ${p}`);
+  // A later fault in the block re-installs nothing but its own page (EEXIST), then wakes it.
+  uffd.calls.length = 0;
+  run([{ fault: HOST + 9 * PS }]);
+  assert.deepEqual(uffd.calls.map((c) => c.op), ['copy', 'wake']);
+});
+
+test('EEXIST on the faulting page wakes the waiter; partial progress resumes after the existing page', () => {
+  const { uffd, stats, run } = setup(4 * PS);
+  uffd.mapped.set(HOST + 1 * PS, 99);
+  run([{ fault: HOST + 0 }]);
+  // Run 0..3: copies page 0, stops at 1 (exists), resumes at 2.
+  assert.deepEqual(
+    uffd.calls.map((c) => [c.op, (c.dst - HOST) / PS, c.len / PS]),
+    [['copy', 0, 4], ['copy', 1, 3], ['copy', 2, 2]],
+  );
+  assert.equal(uffd.mapped.get(HOST + 1 * PS), 99, 'an existing page is never overwritten');
+  assert.equal(stats.get('eexist'), 1);
+  uffd.calls.length = 0;
+  uffd.mapped.set(HOST + 8 * PS, 1);
+  run([{ fault: HOST + 8 * PS }]);
+  assert.deepEqual(uffd.calls.map((c) => c.op).slice(-1), ['wake']);
+});
+
+test('EAGAIN defers the fault; it is retried after more events and then served', () => {
+  const { uffd, stats, loop, run } = setup();
+  uffd.script = [ERRNO.EAGAIN, ERRNO.EAGAIN];
+  run([{ fault: HOST + 3 * PS }]);
+  assert.equal(loop.pendingCount, 1);
+  assert.ok(loop.waitBudgetUs() > 0, 'a deferred fault bounds the wait');
+  loop.retryDeferred();
+  assert.equal(loop.pendingCount, 1);
+  const secondBudget = loop.waitBudgetUs();
+  assert.ok(secondBudget > 50 && secondBudget <= 5000, `backoff grows, capped: ${secondBudget}`);
+  loop.retryDeferred();
+  assert.equal(loop.pendingCount, 0);
+  assert.equal(loop.waitBudgetUs(), -1);
+  assert.equal(uffd.mapped.get(HOST + 3 * PS), 4);
+  assert.equal(stats.get('eagain'), 2);
+  assert.equal(stats.get('deferrals'), 2);
+});
+
+test('REMOVE is applied before the faults read with it: removed pages read as zeros, forever', () => {
+  const { uffd, stats, loop, run } = setup(4 * PS);
+  run([{ fault: HOST + 2 * PS }]);
+  assert.equal(uffd.mapped.get(HOST + 2 * PS), 3);
+  // The balloon drops pages 0..7; the kernel unmaps them. A fault on page 2 is read BEFORE the REMOVE.
+  for (let p = 0; p < 8; p++) uffd.mapped.delete(HOST + p * PS);
+  run([{ fault: HOST + 2 * PS }, { remove: [HOST, HOST + 8 * PS] }]);
+  assert.equal(uffd.mapped.get(HOST + 2 * PS), 0, 'snapshot data must never come back after REMOVE');
+  assert.equal(uffd.mapped.get(HOST + 0), 0, 'fault-around neighbours in the removed range are zero too');
+  assert.equal(stats.get('removeEvents'), 1);
+  assert.equal(stats.get('bytesRemoved'), 8 * PS);
+  assert.ok(stats.get('zeroPagesForRemoved') >= 4);
+  // The guest writes page 2 (no fault: it is mapped); then the balloon removes it again.
+  uffd.mapped.delete(HOST + 2 * PS);
+  run([{ remove: [HOST + 2 * PS, HOST + 3 * PS] }, { fault: HOST + 2 * PS }]);
+  assert.equal(uffd.mapped.get(HOST + 2 * PS), 0);
+  // Pages installed since their removal are not in the export; 4..7 were never installed again.
+  assert.deepEqual(loop.removedRanges(), [[4 * PS, 8 * PS]]);
+});
+
+test('a fatal errno stops the VM with the op, address and errno', () => {
+  const { uffd, run } = setup();
+  uffd.script = [ERRNO.EFAULT];
+  assert.throws(
+    () => run([{ fault: HOST + PS }]),
+    (err: FcUffdError) => err.code === 'VM_IOCTL' && /UFFDIO_COPY .* 0x7f0000001000 failed: EFAULT/.test(err.message),
+  );
+});
+
+test('ESRCH means the VMM is gone, not an error', () => {
+  const { uffd, run } = setup();
+  uffd.script = [ERRNO.ESRCH];
+  assert.throws(() => run([{ fault: HOST }]), VmGoneError);
+});
+
+test('a fatal errno on a speculative neighbour only stops fault-around', () => {
+  const { uffd, stats, run } = setup(4 * PS);
+  uffd.script = [null, ERRNO.ENOENT];
+  run([{ fault: HOST + 3 * PS }]);
+  assert.ok(uffd.mapped.has(HOST + 3 * PS), 'the faulting page is served');
+  assert.ok(!uffd.mapped.has(HOST), 'the refused neighbour run is abandoned');
+  assert.equal(stats.get('speculativeErrors'), 1);
+});
+
+test('faults outside every region and unexpected events are clear per-VM errors', () => {
+  const { run } = setup();
+  assert.throws(() => run([{ fault: HOST + 64 * PS }]), { code: 'VM_FAULT_OUTSIDE_REGIONS' });
+  assert.throws(() => run([{ unmap: true }]), (err: FcUffdError) => err.code === 'VM_UNEXPECTED_EVENT' && /unmap/.test(err.message));
+});
