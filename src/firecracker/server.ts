@@ -70,7 +70,7 @@ const ACCEPTOR_URL = new URL('./acceptor-worker.js', import.meta.url);
 export class UffdServer extends EventEmitter {
   private readonly vmsById = new Map<string, VmEntry>();
   private spare: Worker | undefined;
-  private acceptor: Worker | undefined;
+  private acceptorExited: Promise<unknown> = Promise.resolve();
   private nextId = 1;
   private stopping = false;
 
@@ -133,12 +133,13 @@ export class UffdServer extends EventEmitter {
 
   private startAcceptor(): void {
     const init: AcceptorInit = { listenFd: this.listenFd, stopFd: this.acceptorStopFd };
-    this.acceptor = new Worker(ACCEPTOR_URL, { workerData: init });
-    this.acceptor.on('message', (m: AcceptorMessage) => {
+    const acceptor = new Worker(ACCEPTOR_URL, { workerData: init });
+    this.acceptorExited = once(acceptor, 'exit');
+    acceptor.on('message', (m: AcceptorMessage) => {
       if (m.type === 'connection') this.onConnection(m.fd, { pid: m.pid, uid: m.uid, gid: m.gid });
       else this.options.logger.error(m.message);
     });
-    this.acceptor.on('error', (err) => this.options.logger.error({ err: err.stack }, 'acceptor crashed'));
+    acceptor.on('error', (err) => this.options.logger.error({ err: err.stack }, 'acceptor crashed'));
   }
 
   private onConnection(fd: number, peer: PeerCredentials): void {
@@ -233,7 +234,7 @@ export class UffdServer extends EventEmitter {
     native.eventfdSignal(this.acceptorStopFd);
     for (const e of this.vmsById.values()) if (e.info.state !== 'ended') native.eventfdSignal(e.stopFd);
     await Promise.all([...this.vmsById.values()].map((e) => e.ended));
-    if (this.acceptor) await once(this.acceptor, 'exit');
+    await this.acceptorExited;
     await this.spare?.terminate();
     native.close(this.acceptorStopFd);
     native.close(this.listenFd);
