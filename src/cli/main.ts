@@ -31,6 +31,7 @@ program
   .addOption(new Option('--on-fatal <action>', 'when a VM cannot be served correctly').choices(['kill', 'hang']).default('kill'))
   .option('--handshake-timeout-ms <ms>', 'how long a connected VMM may take to send its handshake', parseInteger, 5000)
   .option('--socket-mode <octal>', 'file mode of the socket', (v) => parseInt(v, 8), 0o600)
+  .option('--removed-out <path>', 'write each VM\'s balloon-removed ranges here when it ends ({vm}, {pid} are replaced)')
   .option('--log-level <level>', 'pino log level (logs are JSON lines on stderr)', 'info')
   .action(serveCommand);
 

@@ -12,6 +12,7 @@ export interface ServeFlags {
   handshakeTimeoutMs: number;
   socketMode: number;
   logLevel: string;
+  removedOut?: string;
 }
 
 export async function serveCommand(flags: ServeFlags): Promise<void> {
@@ -24,6 +25,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     onFatal: flags.onFatal,
     handshakeTimeoutMs: flags.handshakeTimeoutMs,
     socketMode: flags.socketMode,
+    ...(flags.removedOut ? { removedRangesPath: flags.removedOut } : {}),
     logger,
   });
   server.on('vm-end', (vm) => process.stdout.write(`${formatVmSummary(vm)}\n`));

@@ -48,7 +48,7 @@ export interface EmulatorReport {
   handshakeToDoneMs: number;
   touchLatencyUs: { count: number; p50: number; p99: number; max: number };
   kvm: null | { vcpus: number; pagesTouched: number; checksumOk: boolean };
-  balloon: null | { cycles: number; pagesRemoved: number };
+  balloon: null | { cycles: number; pagesRemoved: number; rezeroVerified: number };
   [key: string]: unknown;
 }
 

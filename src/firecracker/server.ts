@@ -23,6 +23,12 @@ export interface ServerOptions {
   faultAroundBytes?: number;
   onFatal?: OnFatal;
   handshakeTimeoutMs?: number;
+  /**
+   * Where to write each VM's balloon-removed ranges when it ends (lines `<start> <end>`, snapshot
+   * file offsets, end exclusive), for `fc-uffd pack --removed`. `{vm}` and `{pid}` are replaced
+   * by the VM's id and its VMM's pid; empty: not written.
+   */
+  removedRangesPath?: string;
   logger: Logger;
 }
 
@@ -89,6 +95,7 @@ export class UffdServer extends EventEmitter {
       faultAroundBytes: DEFAULT_FAULT_AROUND_BYTES,
       onFatal: 'kill' as OnFatal,
       handshakeTimeoutMs: DEFAULT_HANDSHAKE_TIMEOUT_MS,
+      removedRangesPath: '',
       ...options,
     };
     const snapshot = full.snapshot;
@@ -187,6 +194,7 @@ export class UffdServer extends EventEmitter {
             endSeen = true;
             Object.assign(info, { state: 'ended', endReason: m.reason, killed: m.killed, removedRanges: m.removedRanges });
             if (m.error) info.error = m.error;
+            if (this.options.removedRangesPath) this.writeRemovedRanges(log, info);
             this.logEnd(log, info, stats);
             break;
         }
@@ -210,6 +218,18 @@ export class UffdServer extends EventEmitter {
     worker.postMessage(init, [port2]);
   }
 
+  private writeRemovedRanges(log: Logger, info: VmEntry['info']): void {
+    const file = this.options.removedRangesPath.replaceAll('{vm}', info.id).replaceAll('{pid}', String(info.peer.pid));
+    const text = (info.removedRanges ?? []).map(([s, e]) => `${s} ${e}\n`).join('');
+    try {
+      fs.writeFileSync(`${file}.tmp`, text);
+      fs.renameSync(`${file}.tmp`, file);
+      log.info({ file, ranges: info.removedRanges?.length ?? 0 }, 'wrote balloon-removed ranges');
+    } catch (err) {
+      log.error({ file, err: (err as Error).message }, 'cannot write balloon-removed ranges');
+    }
+  }
+
   private logEnd(log: Logger, info: VmEntry['info'], stats: VmStats): void {
     const s = stats.snapshot();
     const summary = {
@@ -222,6 +242,11 @@ export class UffdServer extends EventEmitter {
       eagain: s.eagain,
       latencyP50Us: round(s.latency.p50Us),
       latencyP99Us: round(s.latency.p99Us),
+      deferrals: s.deferrals,
+      maxDeferralUs: round(s.maxDeferralUs),
+      removeEvents: s.removeEvents,
+      bytesRemoved: s.bytesRemoved,
+      zeroPagesForRemoved: s.zeroPagesForRemoved,
     };
     if (info.endReason === 'fatal') log.error({ ...summary, error: info.error, killedVmm: info.killed }, 'VM stopped: it cannot be served correctly');
     else log.info(summary, 'VM ended');

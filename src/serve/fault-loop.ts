@@ -151,7 +151,9 @@ export class FaultLoop {
     const pending = this.deferred;
     this.deferred = [];
     for (const d of pending) this.serve(d);
-    this.backoffUs = this.deferred.length > 0 ? Math.min(this.backoffUs * 2, BACKOFF_MAX_US) : BACKOFF_MIN_US;
+    // Progress means the address space settled: retry the rest soon. No progress: back off.
+    const progressed = this.deferred.length < pending.length;
+    this.backoffUs = progressed || this.deferred.length === 0 ? BACKOFF_MIN_US : Math.min(this.backoffUs * 2, BACKOFF_MAX_US);
   }
 
   /** Faults not served yet: deferred after EAGAIN or waiting for the source. */

@@ -1,0 +1,93 @@
+// The memory balloon under stress: a balloon thread in the emulator madvise(MADV_DONTNEED)s random
+// ranges while 4 vCPU threads fault, read, write and re-read. Removed pages must read as zeros
+// (never snapshot data), the EAGAIN path must be exercised, and no vCPU may hang.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { runEmulator } from '../../src/emulator/run.js';
+import { writeDemoImage } from '../../src/snapshot/demo-image.js';
+import { startServe } from '../helpers/cli.js';
+import { tempDir } from '../helpers/files.js';
+import { reserveHugePages } from '../helpers/hugepages.js';
+
+const MiB = 1024 * 1024;
+
+function readRanges(file: string): Array<[number, number]> {
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split(' ').map(Number) as [number, number]);
+}
+
+describe('balloon: REMOVE events racing faults', () => {
+  for (const faultAround of ['4k', '64k']) {
+    test(`4 KiB pages, fault-around ${faultAround}: thousands of inflate/deflate cycles, zero mismatches, EAGAIN exercised`, async () => {
+      const dir = tempDir();
+      try {
+        const mem = path.join(dir, 'memory.bin');
+        const image = writeDemoImage(mem, 32 * MiB, 3);
+        assert.ok(image.textPages + image.randomPages > 1000, 'the snapshot has non-zero content, so zeros after REMOVE are meaningful');
+        const serve = await startServe(path.join(dir, 'fc.sock'), ['--mem', mem, '--fault-around', faultAround, '--removed-out', path.join(dir, '{vm}.removed')]);
+        try {
+          const emuRemoved = path.join(dir, 'emulator.removed');
+          // The emulator's deadline is the hang detector: a vCPU left waiting fails the run.
+          const r = await runEmulator({ socket: serve.socket, mem, vcpus: 4, share: 'same', pattern: 'random', writePercent: 25, kernelAccess: 16, balloonCycles: 3000, balloonMaxPages: 32, removedOut: emuRemoved, deadlineMs: 30000 });
+          assert.equal(r.code, 0, `exit ${r.code ?? r.signal}: ${r.stderr}`);
+          assert.equal(r.report!.mismatches, 0);
+          assert.equal(r.report!.balloon!.cycles, 3000);
+          assert.ok(r.report!.balloon!.rezeroVerified > 0, 'removed pages were re-read and verified as zeros');
+          const ended = await serve.waitForLog((l) => l.msg === 'VM ended');
+          assert.equal(ended.reason, 'vmm-exited');
+          assert.ok((ended.removeEvents as number) >= 3000, `REMOVE events ${ended.removeEvents}`);
+          assert.ok((ended.zeroPagesForRemoved as number) > 0);
+          assert.ok((ended.deferrals as number) > 0, 'the EAGAIN path was exercised (deferrals > 0)');
+          if (faultAround === '4k') {
+            // Without fault-around the handler installs exactly what the guest touched, so its
+            // export equals what the emulator removed and did not touch again.
+            assert.deepEqual(readRanges(path.join(dir, 'vm-1.removed')), readRanges(emuRemoved));
+          } else {
+            // With fault-around the handler may install untouched neighbours: its export is a
+            // subset of the emulator's (it never claims a page the guest may have written).
+            const emu = readRanges(emuRemoved);
+            for (const [s, e] of readRanges(path.join(dir, 'vm-1.removed')))
+              assert.ok(emu.some(([es, ee]) => es <= s && e <= ee), `[${s}, ${e}) not removed per the emulator`);
+          }
+        } finally {
+          assert.equal(await serve.stop(), 0);
+        }
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
+
+  test('2 MiB hugetlbfs pages under the balloon', async (t) => {
+    const sizeBytes = 64 * MiB;
+    const reservation = reserveHugePages(sizeBytes / (2 * MiB) + 4);
+    if (typeof reservation === 'string') {
+      t.skip(`no huge pages on this host: ${reservation}`);
+      return;
+    }
+    const dir = tempDir();
+    try {
+      const mem = path.join(dir, 'memory.bin');
+      writeDemoImage(mem, sizeBytes, 4);
+      const serve = await startServe(path.join(dir, 'fc.sock'), ['--mem', mem]);
+      try {
+        const r = await runEmulator({ socket: serve.socket, mem, pageSize: '2m', vcpus: 4, share: 'same', pattern: 'random', writePercent: 25, balloonCycles: 1000, balloonMaxPages: 4, deadlineMs: 30000 });
+        assert.equal(r.code, 0, `exit ${r.code ?? r.signal}: ${r.stderr}`);
+        assert.equal(r.report!.mismatches, 0);
+        const ended = await serve.waitForLog((l) => l.msg === 'VM ended');
+        assert.ok((ended.removeEvents as number) >= 1000);
+        assert.ok((ended.zeroPagesForRemoved as number) > 0);
+      } finally {
+        assert.equal(await serve.stop(), 0);
+      }
+    } finally {
+      reservation.release();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
