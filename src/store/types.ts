@@ -35,7 +35,7 @@ export class StoreError extends Error {
     readonly kind: StoreErrorKind,
     message: string,
     readonly retryable: boolean,
-    readonly cause?: unknown,
+    override readonly cause?: unknown,
   ) {
     super(message);
     this.name = 'StoreError';

@@ -1,0 +1,118 @@
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { ChunkFormatError, DEFAULT_ZSTD_LEVEL } from './chunk-format.js';
+
+export type CodecRequest =
+  | { id: number; op: 'known'; digests: string[] }
+  | { id: number; op: 'encode'; buffer: ArrayBuffer; length: number; level: number }
+  | { id: number; op: 'decode'; blob: Uint8Array; digest: string; out: SharedArrayBuffer; length: number };
+
+export type CodecResponse =
+  | { id: number; op: 'known' }
+  | { id: number; op: 'encode'; allZero: true; buffer: ArrayBuffer }
+  | {
+      id: number;
+      op: 'encode';
+      allZero: false;
+      digest: string;
+      zeroBitmap: Uint8Array;
+      zeroPages: number;
+      /** Absent when the digest was among the known ones (no need to compress). */
+      blob: Uint8Array | undefined;
+      buffer: ArrayBuffer;
+    }
+  | { id: number; op: 'decode' }
+  | { id: number; op: 'error'; corrupt: boolean; message: string };
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+export type EncodeResult = Extract<CodecResponse, { op: 'encode' }>;
+
+interface Slot {
+  worker: Worker;
+  busy: number;
+}
+
+const WORKER_URL = new URL('./chunk-worker.js', import.meta.url);
+
+/**
+ * A few threads that hash, compress, decompress and verify chunks. Tasks go to the least busy
+ * thread; each thread does one at a time. Threads keep the process alive only while they work.
+ */
+export class ChunkCodecPool {
+  private readonly slots: Slot[] = [];
+  private readonly pending = new Map<number, { resolve: (r: CodecResponse) => void; reject: (e: Error) => void; slot: Slot }>();
+  private nextId = 1;
+  private closed = false;
+
+  constructor(readonly threads = Math.max(1, Math.min(2, os.availableParallelism()))) {
+    for (let i = 0; i < threads; i++) {
+      const worker = new Worker(WORKER_URL);
+      const slot: Slot = { worker, busy: 0 };
+      worker.unref();
+      worker.on('message', (res: CodecResponse) => this.settle(res));
+      worker.on('error', (err) => this.failAll(slot, err));
+      worker.on('exit', () => this.failAll(slot, new Error('chunk codec thread exited')));
+      this.slots.push(slot);
+    }
+  }
+
+  private settle(res: CodecResponse): void {
+    const p = this.pending.get(res.id);
+    if (!p) return;
+    this.pending.delete(res.id);
+    if (--p.slot.busy === 0) p.slot.worker.unref();
+    if (res.op === 'error') p.reject(res.corrupt ? new ChunkFormatError(res.message) : new Error(res.message));
+    else p.resolve(res);
+  }
+
+  private failAll(slot: Slot, err: Error): void {
+    for (const [id, p] of this.pending) {
+      if (p.slot !== slot) continue;
+      this.pending.delete(id);
+      p.reject(err);
+    }
+  }
+
+  private run(req: DistributiveOmit<CodecRequest, 'id'>, transfer: ArrayBuffer[], slot?: Slot): Promise<CodecResponse> {
+    if (this.closed) return Promise.reject(new Error('chunk codec pool is closed'));
+    const s = slot ?? this.slots.reduce((a, b) => (b.busy < a.busy ? b : a));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, slot: s });
+      if (s.busy++ === 0) s.worker.ref();
+      s.worker.postMessage({ ...req, id }, transfer);
+    });
+  }
+
+  /** Tasks waiting or running. */
+  get queued(): number {
+    return this.pending.size;
+  }
+
+  /** Digests whose blobs need not be built by encode() (chunks the store already has). */
+  async setKnown(digests: Iterable<string>): Promise<void> {
+    const list = [...new Set(digests)];
+    await Promise.all(this.slots.map((slot) => this.run({ op: 'known', digests: list }, [], slot)));
+  }
+
+  /** Analyses, hashes and (unless known) compresses a chunk. `buffer` is transferred and handed back in the result. */
+  async encode(buffer: ArrayBuffer, length: number, level = DEFAULT_ZSTD_LEVEL): Promise<EncodeResult> {
+    return (await this.run({ op: 'encode', buffer, length, level }, [buffer])) as EncodeResult;
+  }
+
+  /**
+   * Reconstructs and verifies a chunk into `out` (a new SharedArrayBuffer of at least `length`).
+   * Rejects with ChunkFormatError when the blob is damaged or its content does not match `digest`.
+   */
+  async decode(blob: Uint8Array, digest: string, out: SharedArrayBuffer, length: number): Promise<void> {
+    const transfer = blob.byteOffset === 0 && blob.byteLength === blob.buffer.byteLength && !(blob.buffer instanceof SharedArrayBuffer) ? [blob.buffer as ArrayBuffer] : [];
+    await this.run({ op: 'decode', blob, digest, out, length }, transfer);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+}

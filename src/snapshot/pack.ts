@@ -1,0 +1,442 @@
+// pack: a memory file (full, or a Firecracker diff layered on a base manifest) into chunks in a
+// store plus a manifest; unpack: a manifest back into a memory file.
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { SEEK_DATA, SEEK_HOLE } from '../kernel/constants.js';
+import { ERRNO } from '../kernel/errors.js';
+import { native } from '../kernel/native.js';
+import { FcUffdError } from '../errors.js';
+import { IntervalSet } from '../memory/intervals.js';
+import { StoreError, type ChunkStore } from '../store/types.js';
+import { ChunkFormatError, DEFAULT_ZSTD_LEVEL, GRANULE_BYTES, isZeroPage, pageCount } from './chunk-format.js';
+import { ChunkCodecPool } from './chunk-pool.js';
+import {
+  chunkCount,
+  chunkLength,
+  chunkZeroBitmap,
+  DEFAULT_CHUNK_BYTES,
+  encodeManifest,
+  isValidChunkSize,
+  manifestId,
+  MANIFEST_FORMAT,
+  MANIFEST_VERSION,
+  parseManifest,
+  type ChunkEntry,
+  type Manifest,
+} from './manifest.js';
+
+export interface LoadedManifest {
+  id: string;
+  manifest: Manifest;
+}
+
+const HEX_ID = /^(?:sha256:)?([0-9a-f]{64})$/;
+
+/**
+ * Loads a manifest named by its id (looked up in `store`, verified against the id) or by the path
+ * of a manifest file.
+ */
+export async function loadManifest(ref: string, store: ChunkStore): Promise<LoadedManifest> {
+  const m = HEX_ID.exec(ref);
+  if (m && !fs.existsSync(ref)) {
+    const id = m[1]!;
+    let bytes: Uint8Array;
+    try {
+      bytes = await store.getManifest(id);
+    } catch (err) {
+      if (err instanceof StoreError && err.kind === 'not-found')
+        throw new FcUffdError('SNAPSHOT_MANIFEST_MISSING', `manifest ${id} is not in ${store.description}`, { id });
+      throw new FcUffdError('SNAPSHOT_STORE', `cannot read manifest ${id} from ${store.description}: ${(err as Error).message}`, { id });
+    }
+    return parseManifest(bytes, id);
+  }
+  let bytes: Uint8Array;
+  try {
+    bytes = await fsp.readFile(ref);
+  } catch (err) {
+    throw new FcUffdError('SNAPSHOT_MANIFEST_MISSING', `cannot read manifest file ${ref}: ${(err as Error).message}`);
+  }
+  return parseManifest(bytes);
+}
+
+/** Parses a ranges file: lines `<start> <end>` (file offsets, end exclusive; # comments), or a JSON array of pairs. */
+export function parseRanges(text: string, source = 'ranges'): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  const check = (s: unknown, e: unknown, where: string): void => {
+    if (typeof s !== 'number' || typeof e !== 'number' || !Number.isSafeInteger(s) || !Number.isSafeInteger(e) || s < 0 || e <= s)
+      throw new FcUffdError('CONFIG', `${source}${where}: not a range <start> <end> with 0 <= start < end`);
+    out.push([s, e]);
+  };
+  const trimmed = text.trim();
+  if (trimmed.startsWith('[')) {
+    let arr: unknown;
+    try {
+      arr = JSON.parse(trimmed);
+    } catch (err) {
+      throw new FcUffdError('CONFIG', `${source}: not valid JSON: ${(err as Error).message}`);
+    }
+    if (!Array.isArray(arr)) throw new FcUffdError('CONFIG', `${source}: not an array of [start, end] pairs`);
+    arr.forEach((r: unknown, i) => (Array.isArray(r) ? check(r[0], r[1], ` entry ${i}`) : check(undefined, undefined, ` entry ${i}`)));
+    return out;
+  }
+  text.split('\n').forEach((line, i) => {
+    const l = line.replace(/#.*/, '').trim();
+    if (!l) return;
+    const parts = l.split(/\s+/);
+    if (parts.length !== 2 || !parts.every((p) => /^\d+$/.test(p))) check(undefined, undefined, ` line ${i + 1}`);
+    check(Number(parts[0]), Number(parts[1]), ` line ${i + 1}`);
+  });
+  return out;
+}
+
+/** Data extents of a file (SEEK_DATA/SEEK_HOLE); the whole file when the filesystem cannot tell. */
+function dataExtents(fd: number, size: number): IntervalSet {
+  const set = new IntervalSet();
+  let offset = 0;
+  while (offset < size) {
+    const data = native.lseek(fd, offset, SEEK_DATA);
+    if (data === -ERRNO.ENXIO) break;
+    if (data < 0) {
+      set.add(offset, size);
+      break;
+    }
+    const hole = native.lseek(fd, data, SEEK_HOLE);
+    const end = hole < 0 ? size : Math.min(hole, size);
+    set.add(data, end);
+    offset = end;
+  }
+  return set;
+}
+
+export interface PackOptions {
+  memPath: string;
+  store: ChunkStore;
+  /** Reuse this manifest's chunks (and its chunk size). */
+  base?: LoadedManifest;
+  /** The memory file is a Firecracker diff snapshot: its holes keep the base's bytes (needs `base`). */
+  diff?: boolean;
+  /** File offsets whose pages need not be kept (balloon-removed): stored as zero pages. */
+  removed?: Array<[number, number]>;
+  chunkSizeBytes?: number;
+  zstdLevel?: number;
+  pool?: ChunkCodecPool;
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
+}
+
+export interface PackResult {
+  id: string;
+  manifest: Manifest;
+  manifestBytes: Uint8Array;
+  chunks: number;
+  /** Chunks whose blob was written to the store by this pack. */
+  newChunks: number;
+  /** Chunks the store had already (the base's or any other snapshot's). */
+  reusedChunks: number;
+  zeroChunks: number;
+  zeroPages: number;
+  pages: number;
+  /** Bytes of non-zero pages in the new chunks, and their blobs' bytes. */
+  newDataBytes: number;
+  newStoredBytes: number;
+  /** Blob bytes of all chunks the manifest references (distinct). */
+  totalStoredBytes: number;
+  memorySizeBytes: number;
+  durationMs: number;
+}
+
+async function readFull(fd: number, buf: Uint8Array, offset: number): Promise<number> {
+  let done = 0;
+  while (done < buf.length) {
+    const n = await new Promise<number>((resolve, reject) =>
+      fs.read(fd, buf, done, buf.length - done, offset + done, (err, bytes) => (err ? reject(err) : resolve(bytes))),
+    );
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
+}
+
+/** The pieces of sorted, disjoint `ranges` inside [start, end). */
+function clip(ranges: Array<[number, number]>, start: number, end: number): Array<[number, number]> {
+  let lo = 0;
+  let hi = ranges.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ranges[mid]![1] <= start) lo = mid + 1;
+    else hi = mid;
+  }
+  const out: Array<[number, number]> = [];
+  for (let i = lo; i < ranges.length && ranges[i]![0] < end; i++) out.push([Math.max(start, ranges[i]![0]), Math.min(end, ranges[i]![1])]);
+  return out;
+}
+
+function popcountBitmap(bitmap: Uint8Array, pages: number): number {
+  let n = 0;
+  for (let p = 0; p < pages; p++) if (isZeroPage(bitmap, p)) n++;
+  return n;
+}
+
+/** Fetches, verifies and decodes one chunk of a manifest into a fresh SharedArrayBuffer. */
+export async function fetchChunk(store: ChunkStore, pool: ChunkCodecPool, digest: string, length: number, where: string): Promise<SharedArrayBuffer> {
+  let blob: Uint8Array;
+  try {
+    blob = await store.getChunk(digest);
+  } catch (err) {
+    if (err instanceof StoreError && err.kind === 'not-found')
+      throw new FcUffdError('SNAPSHOT_MISSING_CHUNK', `chunk sha256:${digest} (${where}) is missing from ${store.description}`, { digest });
+    throw new FcUffdError('SNAPSHOT_STORE', `cannot read chunk sha256:${digest} (${where}) from ${store.description}: ${(err as Error).message}`, { digest });
+  }
+  const out = new SharedArrayBuffer(length);
+  try {
+    await pool.decode(blob, digest, out, length);
+  } catch (err) {
+    if (err instanceof ChunkFormatError)
+      throw new FcUffdError('SNAPSHOT_CORRUPT_CHUNK', `chunk sha256:${digest} (${where}) in ${store.description} is corrupt: ${err.message}`, { digest });
+    throw err;
+  }
+  return out;
+}
+
+export async function pack(o: PackOptions): Promise<PackResult> {
+  const t0 = performance.now();
+  if (o.diff && !o.base) throw new FcUffdError('CONFIG', 'a diff snapshot can only be packed onto a base (--base)');
+  let fd: number;
+  try {
+    fd = fs.openSync(o.memPath, 'r');
+  } catch (err) {
+    throw new FcUffdError('SNAPSHOT_OPEN', `cannot open memory file ${o.memPath}: ${(err as Error).message}`);
+  }
+  const ownPool = o.pool === undefined;
+  const pool = o.pool ?? new ChunkCodecPool();
+  try {
+    const size = fs.fstatSync(fd).size;
+    if (size === 0) throw new FcUffdError('SNAPSHOT_EMPTY', `memory file ${o.memPath} is empty`);
+    const base = o.base?.manifest;
+    const chunkSize = o.chunkSizeBytes ?? base?.chunkSizeBytes ?? DEFAULT_CHUNK_BYTES;
+    if (!isValidChunkSize(chunkSize)) throw new FcUffdError('CONFIG', `chunk size ${chunkSize} is not a power of two between 2 MiB and 1 GiB`);
+    if (o.diff && base) {
+      if (base.memorySizeBytes !== size)
+        throw new FcUffdError('CONFIG', `diff snapshot ${o.memPath} has ${size} bytes, its base ${base.memorySizeBytes}: not a diff of that base`);
+      if (base.chunkSizeBytes !== chunkSize) throw new FcUffdError('CONFIG', `a diff is packed in its base's chunk size (${base.chunkSizeBytes})`);
+    }
+    const level = o.zstdLevel ?? DEFAULT_ZSTD_LEVEL;
+    const baseStored = new Map<string, number>();
+    if (base) for (const c of base.chunks) if (c) baseStored.set(c.digest, c.storedBytes);
+    // Chunks of the base need not be compressed again: the store has them.
+    await pool.setKnown(baseStored.keys());
+
+    const extents = dataExtents(fd, size);
+    const removed = new IntervalSet();
+    for (const [s, e] of o.removed ?? []) {
+      // Only whole pages are dropped: a partly removed page keeps its bytes.
+      const first = Math.ceil(s / GRANULE_BYTES) * GRANULE_BYTES;
+      const last = Math.min(size, Math.floor(e / GRANULE_BYTES) * GRANULE_BYTES);
+      if (last > first) removed.add(first, last);
+    }
+
+    const extentList = extents.toArray();
+    const removedList = removed.toArray();
+    const n = chunkCount(size, chunkSize);
+    const entries: ChunkEntry[] = new Array<ChunkEntry>(n).fill(null);
+    const r = { newChunks: 0, reusedChunks: 0, zeroChunks: 0, zeroPages: 0, newDataBytes: 0, newStoredBytes: 0 };
+    const storedOf = new Map<string, number>(baseStored);
+    const free: ArrayBuffer[] = [];
+    let done = 0;
+
+    const processChunk = async (i: number): Promise<void> => {
+      const start = i * chunkSize;
+      const len = chunkLength({ memorySizeBytes: size, chunkSizeBytes: chunkSize }, i);
+      const hasData = extents.intersects(start, start + len);
+      const hasRemoved = removed.rangeCount > 0 && removed.intersects(start, start + len);
+      const pages = pageCount(len);
+      if (o.diff && base && !hasData && !hasRemoved) {
+        // Not dirtied since the base: the base's chunk as it is.
+        const e = base.chunks[i]!;
+        entries[i] = e;
+        if (e === null) {
+          r.zeroChunks++;
+          r.zeroPages += pages;
+        } else {
+          r.reusedChunks++;
+          r.zeroPages += popcountBitmap(chunkZeroBitmap(base, i), pages);
+        }
+        return;
+      }
+      if (!hasData && !o.diff) {
+        entries[i] = null;
+        r.zeroChunks++;
+        r.zeroPages += pages;
+        return;
+      }
+      const buffer = free.pop() ?? new ArrayBuffer(chunkSize);
+      const bytes = new Uint8Array(buffer, 0, len);
+      if (o.diff && base) {
+        const be = base.chunks[i];
+        if (be) bytes.set(new Uint8Array(await fetchChunk(o.store, pool, be.digest, len, `chunk ${i} of base ${o.base!.id}`)));
+        else bytes.fill(0);
+        // Overlay the dirty extents.
+        for (const [a, b] of clip(extentList, start, start + len)) await readFull(fd, bytes.subarray(a - start, b - start), a);
+      } else {
+        const got = await readFull(fd, bytes, start);
+        if (got < len) bytes.fill(0, got);
+      }
+      if (hasRemoved) for (const [a, b] of clip(removedList, start, start + len)) bytes.fill(0, a - start, b - start);
+      const res = await pool.encode(buffer, len, level);
+      free.push(res.buffer);
+      if (res.allZero) {
+        entries[i] = null;
+        r.zeroChunks++;
+        r.zeroPages += pages;
+        return;
+      }
+      r.zeroPages += res.zeroPages;
+      const entry: NonNullable<ChunkEntry> = { digest: res.digest, storedBytes: 0 };
+      if (res.zeroPages > 0) entry.zeroPages = Buffer.from(res.zeroBitmap).toString('base64');
+      const known = storedOf.get(res.digest);
+      if (known !== undefined) {
+        entry.storedBytes = known;
+        r.reusedChunks++;
+      } else if (!res.blob) {
+        throw new Error(`internal: no blob for chunk ${i}`);
+      } else {
+        storedOf.set(res.digest, res.blob.length);
+        entry.storedBytes = res.blob.length;
+        if (await o.store.hasChunk(res.digest)) r.reusedChunks++;
+        else {
+          await o.store.putChunk(res.digest, res.blob);
+          r.newChunks++;
+          r.newDataBytes += len - res.zeroPages * GRANULE_BYTES;
+          r.newStoredBytes += res.blob.length;
+        }
+      }
+      entries[i] = entry;
+    };
+
+    // A window of chunks in flight: reads overlap the codec threads' work.
+    const window = pool.threads + 2;
+    let next = 0;
+    const lanes = Array.from({ length: Math.min(window, n) }, async () => {
+      while (next < n) {
+        const i = next++;
+        await processChunk(i);
+        done += chunkLength({ memorySizeBytes: size, chunkSizeBytes: chunkSize }, i);
+        o.onProgress?.(done, size);
+      }
+    });
+    await Promise.all(lanes);
+
+    const manifest: Manifest = {
+      format: MANIFEST_FORMAT,
+      version: MANIFEST_VERSION,
+      memorySizeBytes: size,
+      chunkSizeBytes: chunkSize,
+      pageSizeBytes: GRANULE_BYTES,
+      digestAlgorithm: 'sha256',
+      compression: { algorithm: 'zstd', level },
+      base: o.base?.id ?? null,
+      chunks: entries,
+    };
+    const manifestBytes = encodeManifest(manifest);
+    const id = manifestId(manifestBytes);
+    await o.store.putManifest(id, manifestBytes);
+    const distinct = new Map<string, number>();
+    for (const e of entries) if (e) distinct.set(e.digest, e.storedBytes);
+    let totalStoredBytes = 0;
+    for (const v of distinct.values()) totalStoredBytes += v;
+    return {
+      id,
+      manifest,
+      manifestBytes,
+      chunks: n,
+      ...r,
+      pages: pageCount(size),
+      totalStoredBytes,
+      memorySizeBytes: size,
+      durationMs: performance.now() - t0,
+    };
+  } finally {
+    fs.closeSync(fd);
+    if (ownPool) await pool.close();
+  }
+}
+
+export interface UnpackOptions {
+  loaded: LoadedManifest;
+  store: ChunkStore;
+  outPath: string;
+  pool?: ChunkCodecPool;
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
+}
+
+export interface UnpackResult {
+  memorySizeBytes: number;
+  chunksFetched: number;
+  /** Bytes of blobs read and of data pages written. */
+  storedBytesRead: number;
+  dataBytesWritten: number;
+  durationMs: number;
+}
+
+/**
+ * Writes the memory a manifest describes to `outPath` (via a temporary file renamed into place).
+ * Zero pages and zero chunks are left as holes. Every chunk is verified before it is written.
+ */
+export async function unpack(o: UnpackOptions): Promise<UnpackResult> {
+  const t0 = performance.now();
+  const m = o.loaded.manifest;
+  const ownPool = o.pool === undefined;
+  const pool = o.pool ?? new ChunkCodecPool();
+  const tmp = path.join(path.dirname(path.resolve(o.outPath)), `.${path.basename(o.outPath)}.unpack-${process.pid}`);
+  const fh = await fsp.open(tmp, 'w', 0o644);
+  const res = { chunksFetched: 0, storedBytesRead: 0, dataBytesWritten: 0 };
+  try {
+    await fh.truncate(m.memorySizeBytes);
+    const n = m.chunks.length;
+    let next = 0;
+    let done = 0;
+    const lanes = Array.from({ length: Math.min(pool.threads + 2, n) }, async () => {
+      while (next < n) {
+        const i = next++;
+        const e = m.chunks[i]!;
+        const len = chunkLength(m, i);
+        if (e) {
+          const sab = await fetchChunk(o.store, pool, e.digest, len, `chunk ${i} of manifest ${o.loaded.id}`);
+          res.chunksFetched++;
+          res.storedBytesRead += e.storedBytes;
+          const bytes = new Uint8Array(sab);
+          const bitmap = chunkZeroBitmap(m, i);
+          const pages = pageCount(len);
+          // Write runs of data pages; zero pages stay holes.
+          for (let p = 0; p < pages; ) {
+            if (isZeroPage(bitmap, p)) {
+              p++;
+              continue;
+            }
+            let q = p;
+            while (q < pages && !isZeroPage(bitmap, q)) q++;
+            const a = p * GRANULE_BYTES;
+            const b = Math.min(q * GRANULE_BYTES, len);
+            // fs writes cannot take a SharedArrayBuffer view: copy the run out.
+            const run = Buffer.from(bytes.subarray(a, b));
+            await fh.write(run, 0, run.length, i * m.chunkSizeBytes + a);
+            res.dataBytesWritten += b - a;
+            p = q;
+          }
+        }
+        done += len;
+        o.onProgress?.(done, m.memorySizeBytes);
+      }
+    });
+    await Promise.all(lanes);
+    await fh.close();
+    await fsp.rename(tmp, o.outPath);
+  } catch (err) {
+    await fh.close().catch(() => undefined);
+    await fsp.rm(tmp, { force: true });
+    throw err;
+  } finally {
+    if (ownPool) await pool.close();
+  }
+  return { memorySizeBytes: m.memorySizeBytes, ...res, durationMs: performance.now() - t0 };
+}
