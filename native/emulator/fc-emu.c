@@ -35,6 +35,10 @@ static unsigned workers_done;
 
 static const char usage_text[] =
 	"usage: fc-emu --socket PATH --mem FILE [options]\n"
+	"       fc-emu --backend file --mem FILE [options]\n"
+	"  --backend uffd|file        uffd: hand a uffd to the handler on --socket (default); file: map FILE\n"
+	"                             MAP_PRIVATE per region (Firecracker's File backend), no handler\n"
+	"  --drop-file-cache          evict FILE from the page cache (fdatasync + POSIX_FADV_DONTNEED) first\n"
 	"  --mem-size BYTES           guest memory size (default: size of FILE)\n"
 	"  --page-size 4k|2m          2m = MAP_HUGETLB|MAP_HUGE_2MB mapping (default 4k)\n"
 	"  --fc-version 1.6|1.11|1.14 handshake fields, MMIO gap, socket lifetime (default 1.14)\n"
@@ -134,7 +138,8 @@ static void parse_args(int argc, char **argv)
 		O_SOCKET = 256, O_MEM, O_MEM_SIZE, O_PAGE_SIZE, O_FC_VERSION, O_UFFD_CREATE, O_CONNECT_TIMEOUT,
 		O_VCPUS, O_PATTERN, O_TOUCH_PAGES, O_SHARE, O_WRITE_PERCENT, O_KERNEL_ACCESS, O_KVM,
 		O_BALLOON_CYCLES, O_BALLOON_MAX, O_REMOVED_OUT, O_SEED, O_HOLD, O_HANDSHAKE_JSON, O_FDS,
-		O_CLOSE_BEFORE_SEND, O_SEND_EMPTY, O_NO_WORKLOAD, O_DEADLINE, O_JSON, O_HELP,
+		O_CLOSE_BEFORE_SEND, O_SEND_EMPTY, O_NO_WORKLOAD, O_DEADLINE, O_JSON, O_HELP, O_BACKEND,
+		O_DROP_FILE_CACHE,
 	};
 	static const struct option longopts[] = {
 		{"socket", required_argument, 0, O_SOCKET},
@@ -164,6 +169,8 @@ static void parse_args(int argc, char **argv)
 		{"deadline-ms", required_argument, 0, O_DEADLINE},
 		{"json", no_argument, 0, O_JSON},
 		{"help", no_argument, 0, O_HELP},
+		{"backend", required_argument, 0, O_BACKEND},
+		{"drop-file-cache", no_argument, 0, O_DROP_FILE_CACHE},
 		{0, 0, 0, 0},
 	};
 	struct opts *o = &E.o;
@@ -269,12 +276,33 @@ static void parse_args(int argc, char **argv)
 		case O_DEADLINE: o->deadline_ms = (long)parse_u64(name, optarg); break;
 		case O_JSON: o->json = true; break;
 		case O_HELP: fputs(usage_text, stdout); exit(0);
+		case O_BACKEND:
+			if (!strcmp(optarg, "uffd"))
+				o->backend_file = false;
+			else if (!strcmp(optarg, "file"))
+				o->backend_file = true;
+			else
+				usage_error("--backend must be uffd or file, not '%s'", optarg);
+			break;
+		case O_DROP_FILE_CACHE: o->drop_file_cache = true; break;
 		case ':': usage_error("%s needs a value", argv[optind - 1]);
 		default: usage_error("unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
 		usage_error("unexpected argument '%s'", argv[optind]);
+	if (o->backend_file) {
+		/* Firecracker's File backend: no uffd, no handler, no balloon REMOVE events, no hugetlbfs. */
+		if (!o->mem_path)
+			usage_error("--mem is required");
+		if (o->page_size != 4096)
+			usage_error("--backend file maps a regular file: --page-size must be 4k");
+		if (o->balloon_cycles || o->removed_out)
+			usage_error("--backend file has no uffd: --balloon-cycles and --removed-out need --backend uffd");
+		if (o->handshake_json || o->nfds != 1 || o->close_before_send || o->send_empty || o->no_workload)
+			usage_error("--backend file sends no handshake");
+		return;
+	}
 	if (!o->socket_path || !o->mem_path)
 		usage_error("--socket and --mem are required");
 	if (strlen(o->socket_path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
@@ -328,6 +356,52 @@ static void map_memory(void)
 				   strerror(errno));
 		E.regions[i].host = p;
 	}
+}
+
+/* Firecracker's File backend: each region maps the memory file privately at its offset; the page cache serves
+ * reads, a write copies the page. A separate open, as Firecracker's, so the verifying reads' fadvise does not
+ * change how the mapping reads ahead. */
+static void map_memory_file(void)
+{
+	if (E.mem_size > E.file_size)
+		fail_setup("--backend file: guest memory (%llu bytes) is larger than %s (%llu bytes)",
+			   (unsigned long long)E.mem_size, E.o.mem_path, (unsigned long long)E.file_size);
+	int fd = open(E.o.mem_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail_setup("open %s: %s", E.o.mem_path, strerror(errno));
+	for (unsigned i = 0; i < E.nregions; i++) {
+		void *p = mmap(NULL, E.regions[i].size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd,
+			       (off_t)E.regions[i].offset);
+		if (p == MAP_FAILED)
+			fail_setup("mmap of %s for region %u (%llu bytes): %s", E.o.mem_path, i,
+				   (unsigned long long)E.regions[i].size, strerror(errno));
+		E.regions[i].host = p;
+	}
+	close(fd);
+}
+
+/* Evicts the memory file from the page cache (clean pages only, hence the fdatasync) and counts what stayed.
+ * The verifying reads then go without readahead, so they do not warm pages the workload has not touched. */
+static void drop_file_cache(void)
+{
+	if (fdatasync(E.mem_fd) < 0)
+		fail_setup("fdatasync %s: %s", E.o.mem_path, strerror(errno));
+	int err = posix_fadvise(E.mem_fd, 0, 0, POSIX_FADV_DONTNEED);
+	if (!err)
+		err = posix_fadvise(E.mem_fd, 0, 0, POSIX_FADV_RANDOM);
+	if (err)
+		fail_setup("posix_fadvise %s: %s", E.o.mem_path, strerror(err));
+	if (!E.file_size)
+		return;
+	void *m = mmap(NULL, E.file_size, PROT_READ, MAP_SHARED, E.mem_fd, 0);
+	uint64_t n = (E.file_size + 4095) / 4096;
+	unsigned char *vec = malloc(n);
+	if (m == MAP_FAILED || !vec || mincore(m, E.file_size, vec) < 0)
+		fail_setup("mincore %s: %s", E.o.mem_path, strerror(errno));
+	for (uint64_t i = 0; i < n; i++)
+		E.cached_pages_after_drop += vec[i] & 1;
+	free(vec);
+	munmap(m, E.file_size);
 }
 
 static void create_uffd(void)
@@ -534,8 +608,14 @@ static void print_result(double done_ms, const char *error)
 			json_string(f, error);
 		else
 			fputs("null", f);
-		fprintf(f, ",\"fcVersion\":\"%s\",\"pageSizeBytes\":%llu,\"memSizeBytes\":%llu,\"regions\":[",
-			E.o.fc_version, (unsigned long long)E.ps, (unsigned long long)E.mem_size);
+		fprintf(f, ",\"fcVersion\":\"%s\",\"backend\":\"%s\",\"fileCachedPagesAfterDrop\":",
+			E.o.fc_version, E.o.backend_file ? "file" : "uffd");
+		if (E.o.drop_file_cache)
+			fprintf(f, "%llu", (unsigned long long)E.cached_pages_after_drop);
+		else
+			fputs("null", f);
+		fprintf(f, ",\"pageSizeBytes\":%llu,\"memSizeBytes\":%llu,\"regions\":[",
+			(unsigned long long)E.ps, (unsigned long long)E.mem_size);
 		for (unsigned i = 0; i < E.nregions; i++)
 			fprintf(f, "%s{\"hostAddr\":%llu,\"sizeBytes\":%llu,\"offset\":%llu,\"guestPhysAddr\":%llu}",
 				i ? "," : "", (unsigned long long)(uintptr_t)E.regions[i].host,
@@ -572,6 +652,11 @@ static void print_result(double done_ms, const char *error)
 		fputs("}\n", f);
 	} else {
 		fprintf(f, "fc-emu: %s%s%s\n", ok ? "OK" : "FAILED", error ? ": " : "", error ? error : "");
+		if (E.o.backend_file)
+			fprintf(f, "  backend file (MAP_PRIVATE of the memory file, no uffd)\n");
+		if (E.o.drop_file_cache)
+			fprintf(f, "  page cache dropped: %llu file pages still resident\n",
+				(unsigned long long)E.cached_pages_after_drop);
 		fprintf(f, "  firecracker %s, page size %llu, guest memory %llu bytes, %u region(s)\n", E.o.fc_version,
 			(unsigned long long)E.ps, (unsigned long long)E.mem_size, E.nregions);
 		for (unsigned i = 0; i < E.nregions; i++)
@@ -661,10 +746,16 @@ int main(int argc, char **argv)
 	if (workload)
 		build_touch_lists();
 
-	if (E.ps == 2 << 20)
-		warn_hugepages();
-	map_memory();
-	create_uffd();
+	if (E.o.drop_file_cache)
+		drop_file_cache();
+	if (E.o.backend_file) {
+		map_memory_file();
+	} else {
+		if (E.ps == 2 << 20)
+			warn_hugepages();
+		map_memory();
+		create_uffd();
+	}
 	if (E.o.kvm && workload)
 		kvm_setup();
 
@@ -675,6 +766,11 @@ int main(int argc, char **argv)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&done_cond, &ca);
 
+	if (E.o.backend_file) {
+		/* The restore is done once the mappings exist: the workload time starts here. */
+		clock_gettime(CLOCK_MONOTONIC, &E.t_handshake);
+		goto run;
+	}
 	int sock = connect_socket();
 	if (!workload) {
 		if (E.o.send_empty && send(sock, "", 0, MSG_NOSIGNAL) < 0)
@@ -694,6 +790,7 @@ int main(int argc, char **argv)
 	if (strcmp(E.o.fc_version, "1.14"))
 		close(sock);
 
+run:;
 	pthread_t th;
 	unsigned nworkers = E.o.vcpus;
 	if (E.o.balloon_cycles) {

@@ -42,6 +42,8 @@ struct opts {
 	long hold_ms, deadline_ms;
 	int nfds;
 	bool close_before_send, send_empty, no_workload, json;
+	bool backend_file;    /* map the memory file MAP_PRIVATE per region (Firecracker's File backend): no uffd */
+	bool drop_file_cache; /* evict the memory file from the page cache before the restore */
 };
 
 struct region {
@@ -109,7 +111,8 @@ struct emu {
 	struct page_state *pages;
 	int uffd;
 	struct vcpu vcpus[MAX_VCPUS];
-	struct timespec t_handshake;
+	struct timespec t_handshake; /* the File backend: when the mappings are made */
+	uint64_t cached_pages_after_drop; /* --drop-file-cache: file pages still resident (mincore) */
 
 	_Atomic uint64_t mismatches;
 	struct mismatch first[MAX_REPORTED_MISMATCHES];
