@@ -4,9 +4,10 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { PageSource } from '../memory/source.js';
 import { MemoryFile, MemoryFileSource, type MemoryFileRef } from '../snapshot/memfile.js';
+import { ChunkedSource, type ChunkedSnapshotRef } from '../snapshot/chunked-source.js';
 
 /** Structured-clonable description of a snapshot, sent to a VM worker with its init. */
-export type SnapshotRef = MemoryFileRef;
+export type SnapshotRef = MemoryFileRef | ChunkedSnapshotRef;
 
 /** A VM's private line to the main thread's snapshot service (fetch requests, arrivals). */
 export interface VmChannel {
@@ -29,10 +30,12 @@ export interface ServedSnapshot {
 }
 
 /** Worker side: opens the PageSource a VM's fault loop reads from. */
-export function openPageSource(ref: SnapshotRef, _channel: VmChannel): PageSource {
+export function openPageSource(ref: SnapshotRef, channel: VmChannel): PageSource {
   switch (ref.kind) {
     case 'memfile':
       return new MemoryFileSource(ref);
+    case 'chunked':
+      return new ChunkedSource(ref, channel);
   }
 }
 

@@ -1,0 +1,95 @@
+/**
+ * Decompressed, verified chunks in memory, keyed by digest, bounded in bytes, least recently used
+ * evicted first. One cache serves every snapshot and VM of a process (`sharedChunkCache()`), so two
+ * VMs restored from one base, or two manifests sharing chunks, hold each chunk once. Values are
+ * SharedArrayBuffers: VM workers copy pages from them without a copy to their thread. A worker may
+ * still hold a chunk the cache evicted (until it installed that chunk's pages), so the bound is on
+ * what the cache keeps, not on every live reference.
+ */
+export class ChunkCache {
+  private readonly entries = new Map<string, SharedArrayBuffer>();
+  private readonly loading = new Map<string, Promise<SharedArrayBuffer>>();
+  private bytes = 0;
+  readonly stats = { hits: 0, misses: 0, evictions: 0, loadsJoined: 0 };
+
+  constructor(readonly capacityBytes: number = DEFAULT_CACHE_BYTES) {}
+
+  get sizeBytes(): number {
+    return this.bytes;
+  }
+
+  get count(): number {
+    return this.entries.size;
+  }
+
+  has(digest: string): boolean {
+    return this.entries.has(digest);
+  }
+
+  isLoading(digest: string): boolean {
+    return this.loading.has(digest);
+  }
+
+  /** The chunk if cached (marks it most recently used). */
+  get(digest: string): SharedArrayBuffer | undefined {
+    const v = this.entries.get(digest);
+    if (v === undefined) return undefined;
+    this.entries.delete(digest);
+    this.entries.set(digest, v);
+    this.stats.hits++;
+    return v;
+  }
+
+  /** The chunk, from the cache or by `loader` (one load per digest at a time; failures are not cached). */
+  load(digest: string, loader: () => Promise<SharedArrayBuffer>): Promise<SharedArrayBuffer> {
+    const v = this.get(digest);
+    if (v) return Promise.resolve(v);
+    const inflight = this.loading.get(digest);
+    if (inflight) {
+      this.stats.loadsJoined++;
+      return inflight;
+    }
+    this.stats.misses++;
+    const p = loader().then(
+      (buf) => {
+        this.loading.delete(digest);
+        this.put(digest, buf);
+        return buf;
+      },
+      (err: unknown) => {
+        this.loading.delete(digest);
+        throw err;
+      },
+    );
+    this.loading.set(digest, p);
+    return p;
+  }
+
+  put(digest: string, buf: SharedArrayBuffer): void {
+    if (this.entries.has(digest)) return;
+    if (buf.byteLength > this.capacityBytes) return;
+    this.entries.set(digest, buf);
+    this.bytes += buf.byteLength;
+    for (const [k, b] of this.entries) {
+      if (this.bytes <= this.capacityBytes) break;
+      this.entries.delete(k);
+      this.bytes -= b.byteLength;
+      this.stats.evictions++;
+    }
+  }
+
+  clear(): void {
+    this.entries.clear();
+    this.bytes = 0;
+  }
+}
+
+export const DEFAULT_CACHE_BYTES = 1024 * 1024 * 1024;
+
+let shared: ChunkCache | undefined;
+
+/** The process-wide cache every ServedChunkedSnapshot uses unless given its own. */
+export function sharedChunkCache(): ChunkCache {
+  shared ??= new ChunkCache();
+  return shared;
+}

@@ -1,0 +1,298 @@
+// Serving a chunked snapshot. Main thread: ServedChunkedSnapshot answers each VM's chunk requests
+// from the shared cache, or fetches (store), verifies and decompresses (codec threads) a chunk
+// once, then posts it to the VM's worker and signals its wake eventfd. Worker: ChunkedSource
+// answers the fault loop from the chunks it holds and asks for the others.
+//
+// A miss never holds up a hit: requests are handled as they arrive, a cached chunk is posted at
+// once while a fetch for another is under way, and the fault loop serves other faults while one
+// waits for its chunk.
+import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import { native } from '../kernel/native.js';
+import { FcUffdError, type ErrorCode } from '../errors.js';
+import { CLASS_GRANULE_BYTES, PAGE_DATA, PAGE_ZERO, PageClassMap, type PageSource, type SourceSpan } from '../memory/source.js';
+import type { ServedSnapshot, VmChannel } from '../serve/snapshot-source.js';
+import type { ChunkStore } from '../store/types.js';
+import { isZeroPage, pageCount } from './chunk-format.js';
+import { ChunkCache, sharedChunkCache } from './chunk-cache.js';
+import { ChunkCodecPool } from './chunk-pool.js';
+import { chunkLength, chunkZeroBitmap, type Manifest } from './manifest.js';
+import { fetchChunk, loadManifest, type LoadedManifest } from './pack.js';
+
+/** What a VM worker needs to serve from a chunked snapshot (structured-clonable). */
+export interface ChunkedSnapshotRef {
+  readonly kind: 'chunked';
+  readonly manifestId: string;
+  readonly sizeBytes: number;
+  readonly chunkSizeBytes: number;
+  /** One byte per 4 KiB page, PAGE_ZERO or PAGE_DATA, from the manifest; shared by every VM. */
+  readonly classMap: SharedArrayBuffer;
+}
+
+/** Worker → main. */
+export interface ChunkWant {
+  type: 'want';
+  chunk: number;
+}
+
+/** Main → worker. */
+export type ChunkReply = { type: 'chunk'; chunk: number; buffer: SharedArrayBuffer } | { type: 'error'; chunk: number; code: ErrorCode; message: string };
+
+export interface ChunkedSnapshotOptions {
+  /** A manifest id (looked up in the store) or a manifest file, or one already loaded. */
+  manifest: string | LoadedManifest;
+  store: ChunkStore;
+  /** Default: the process-wide shared cache. */
+  cache?: ChunkCache;
+  /** Default: a pool of its own (closed with the snapshot). */
+  pool?: ChunkCodecPool;
+  /** Chunks fetched ahead of the one a VM asked for, in offset order (default 2; 0 disables). */
+  prefetchChunks?: number;
+  logger?: Logger;
+}
+
+export interface ChunkedServeStats {
+  requests: number;
+  servedFromCache: number;
+  fetched: number;
+  prefetched: number;
+  errors: number;
+}
+
+/** A chunked snapshot in a store, served to any number of VMs. */
+export class ServedChunkedSnapshot implements ServedSnapshot {
+  readonly classes: PageClassMap;
+  readonly stats: ChunkedServeStats = { requests: 0, servedFromCache: 0, fetched: 0, prefetched: 0, errors: 0 };
+  private readonly listeners = new Map<VmChannel, (m: ChunkWant) => void>();
+  private readonly detached = new Set<VmChannel>();
+  private prefetching = 0;
+  private closed = false;
+
+  private constructor(
+    readonly loaded: LoadedManifest,
+    readonly store: ChunkStore,
+    readonly cache: ChunkCache,
+    private readonly pool: ChunkCodecPool,
+    private readonly ownPool: boolean,
+    private readonly prefetchChunks: number,
+    private readonly logger: Logger | undefined,
+  ) {
+    const m = loaded.manifest;
+    this.classes = PageClassMap.forSize(m.memorySizeBytes);
+    for (let i = 0; i < m.chunks.length; i++) {
+      const start = i * m.chunkSizeBytes;
+      const len = chunkLength(m, i);
+      const bitmap = chunkZeroBitmap(m, i);
+      const first = start / CLASS_GRANULE_BYTES;
+      for (let p = 0; p < pageCount(len); p++) this.classes.bytes[first + p] = isZeroPage(bitmap, p) ? PAGE_ZERO : PAGE_DATA;
+    }
+  }
+
+  static async open(o: ChunkedSnapshotOptions): Promise<ServedChunkedSnapshot> {
+    const loaded = typeof o.manifest === 'string' ? await loadManifest(o.manifest, o.store) : o.manifest;
+    return new ServedChunkedSnapshot(loaded, o.store, o.cache ?? sharedChunkCache(), o.pool ?? new ChunkCodecPool(), o.pool === undefined, o.prefetchChunks ?? 2, o.logger);
+  }
+
+  get manifest(): Manifest {
+    return this.loaded.manifest;
+  }
+
+  get id(): string {
+    return this.loaded.id;
+  }
+
+  get description(): string {
+    return `chunked:${this.loaded.id} in ${this.store.description}`;
+  }
+
+  /** The manifest id pins every byte (it names every chunk by digest). */
+  get identity(): string {
+    return `chunked:${this.loaded.id}`;
+  }
+
+  get sizeBytes(): number {
+    return this.loaded.manifest.memorySizeBytes;
+  }
+
+  ready(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  attachVm(channel: VmChannel): ChunkedSnapshotRef {
+    const listener = (m: ChunkWant): void => {
+      if (m.type === 'want') this.want(channel, m.chunk);
+    };
+    this.listeners.set(channel, listener);
+    channel.port.on('message', listener);
+    const m = this.loaded.manifest;
+    return { kind: 'chunked', manifestId: this.loaded.id, sizeBytes: m.memorySizeBytes, chunkSizeBytes: m.chunkSizeBytes, classMap: this.classes.buffer };
+  }
+
+  detachVm(channel: VmChannel): void {
+    const l = this.listeners.get(channel);
+    if (l) channel.port.off('message', l);
+    this.listeners.delete(channel);
+    this.detached.add(channel);
+  }
+
+  /** Loads chunk `i` into the cache (the fetch a want or a prefetch triggers). */
+  loadChunk(i: number): Promise<SharedArrayBuffer> {
+    const m = this.loaded.manifest;
+    const e = m.chunks[i];
+    const len = chunkLength(m, i);
+    if (e === undefined) return Promise.reject(new FcUffdError('VM_FAULT_OUTSIDE_REGIONS', `chunk ${i} is beyond the snapshot`));
+    if (e === null) return Promise.resolve(new SharedArrayBuffer(len));
+    return this.cache.load(e.digest, () => {
+      this.stats.fetched++;
+      return fetchChunk(this.store, this.pool, e.digest, len, `chunk ${i} of manifest ${this.loaded.id}`);
+    });
+  }
+
+  private reply(channel: VmChannel, msg: ChunkReply): void {
+    if (this.detached.has(channel) || this.closed) return;
+    channel.port.postMessage(msg);
+    native.eventfdSignal(channel.wakeFd);
+  }
+
+  private want(channel: VmChannel, i: number): void {
+    this.stats.requests++;
+    const e = this.loaded.manifest.chunks[i];
+    const cached = e ? this.cache.get(e.digest) : undefined;
+    if (cached) {
+      this.stats.servedFromCache++;
+      this.reply(channel, { type: 'chunk', chunk: i, buffer: cached });
+    } else {
+      this.loadChunk(i).then(
+        (buffer) => this.reply(channel, { type: 'chunk', chunk: i, buffer }),
+        (err: unknown) => {
+          this.stats.errors++;
+          const code: ErrorCode = err instanceof FcUffdError ? err.code : 'SNAPSHOT_STORE';
+          const message = (err as Error).message;
+          this.logger?.error({ code, chunk: i, manifest: this.loaded.id }, message);
+          this.reply(channel, { type: 'error', chunk: i, code, message });
+        },
+      );
+    }
+    this.prefetchAfter(i);
+  }
+
+  /** Warms the cache with the next data chunks (a restore touches memory mostly in order). */
+  private prefetchAfter(i: number): void {
+    const chunks = this.loaded.manifest.chunks;
+    for (let k = i + 1, seen = 0; k < chunks.length && seen < this.prefetchChunks; k++) {
+      const e = chunks[k];
+      if (!e) continue;
+      seen++;
+      if (this.cache.has(e.digest) || this.cache.isLoading(e.digest)) continue;
+      // Bounded: a demand miss must not queue behind many prefetches on the codec threads.
+      if (this.prefetching >= this.prefetchChunks) return;
+      this.prefetching++;
+      this.stats.prefetched++;
+      this.loadChunk(k)
+        .catch((err: Error) => this.logger?.debug({ chunk: k, err: err.message }, 'prefetch failed (a fault on it will retry and report)'))
+        .finally(() => this.prefetching--);
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.ownPool) void this.pool.close();
+  }
+}
+
+/**
+ * A VM worker's view of a chunked snapshot: the chunks it holds, requests for the others, zero
+ * pages from the shared class map. A chunk is dropped once every data page of it was handed to the
+ * fault loop (each page is installed once; a page the balloon removes comes back as zeros), so a
+ * long-running VM does not pin chunks the cache has evicted.
+ */
+export class ChunkedSource implements PageSource {
+  readonly sizeBytes: number;
+  readonly wakeFd: number;
+  private readonly chunkSize: number;
+  private readonly classes: PageClassMap;
+  private readonly port: MessagePort;
+  /** Views over the shared chunk buffers (the addon takes typed arrays, not a bare SharedArrayBuffer). */
+  private readonly chunks: Array<Uint8Array | undefined>;
+  private readonly requested: Uint8Array;
+  /** Data pages of each chunk not handed out yet; -1: not counted yet. */
+  private readonly remaining: Int32Array;
+  /** One byte per 4 KiB page: handed out. */
+  private readonly handed: Uint8Array;
+  private failure: FcUffdError | undefined;
+
+  constructor(ref: ChunkedSnapshotRef, channel: VmChannel) {
+    this.sizeBytes = ref.sizeBytes;
+    this.chunkSize = ref.chunkSizeBytes;
+    this.classes = new PageClassMap(ref.classMap);
+    this.port = channel.port;
+    this.wakeFd = channel.wakeFd;
+    const n = Math.ceil(ref.sizeBytes / ref.chunkSizeBytes);
+    this.chunks = new Array<Uint8Array | undefined>(n);
+    this.requested = new Uint8Array(n);
+    this.remaining = new Int32Array(n).fill(-1);
+    this.handed = new Uint8Array(this.classes.bytes.length);
+  }
+
+  isZero(fileOffset: number, len: number): boolean {
+    return this.classes.isZero(fileOffset, len);
+  }
+
+  span(fileOffset: number, len: number): SourceSpan | undefined {
+    if (this.failure) throw this.failure;
+    const ci = Math.floor(fileOffset / this.chunkSize);
+    const chunkStart = ci * this.chunkSize;
+    if (fileOffset + len > chunkStart + this.chunkSize)
+      throw new FcUffdError('CONFIG', `a fault-around block crosses a chunk boundary (${len} bytes at ${fileOffset}, ${this.chunkSize}-byte chunks): fault-around must not exceed the chunk size`);
+    const buf = this.chunks[ci];
+    if (buf === undefined) {
+      if (!this.requested[ci]) {
+        this.requested[ci] = 1;
+        this.port.postMessage({ type: 'want', chunk: ci } satisfies ChunkWant);
+      }
+      return undefined;
+    }
+    this.account(ci, fileOffset, len);
+    return { src: buf, srcOffset: fileOffset - chunkStart };
+  }
+
+  private account(ci: number, fileOffset: number, len: number): void {
+    if (this.remaining[ci] === -1) {
+      const first = (ci * this.chunkSize) / CLASS_GRANULE_BYTES;
+      const end = Math.min(first + this.chunkSize / CLASS_GRANULE_BYTES, this.classes.bytes.length);
+      let n = 0;
+      for (let p = first; p < end; p++) if (this.classes.bytes[p] === PAGE_DATA && !this.handed[p]) n++;
+      this.remaining[ci] = n;
+    }
+    const end = Math.ceil((fileOffset + len) / CLASS_GRANULE_BYTES);
+    for (let p = fileOffset / CLASS_GRANULE_BYTES; p < end; p++) {
+      if (this.handed[p]) continue;
+      this.handed[p] = 1;
+      if (this.classes.bytes[p] === PAGE_DATA) this.remaining[ci] = this.remaining[ci]! - 1;
+    }
+    if (this.remaining[ci]! <= 0) {
+      // The returned span keeps the buffer alive for the copy under way; a later span (a retry
+      // after EAGAIN) asks again and gets it from the cache.
+      this.chunks[ci] = undefined;
+      this.requested[ci] = 0;
+      this.remaining[ci] = -1;
+    }
+  }
+
+  onWake(): void {
+    for (;;) {
+      const r = receiveMessageOnPort(this.port);
+      if (r === undefined) break;
+      const m = r.message as ChunkReply;
+      if (m.type === 'chunk') this.chunks[m.chunk] = new Uint8Array(m.buffer);
+      else this.failure ??= new FcUffdError(m.code, m.message, { chunk: m.chunk });
+    }
+    // A chunk that cannot be served correctly stops this VM: never serve wrong or missing memory.
+    if (this.failure) throw this.failure;
+  }
+
+  close(): void {
+    this.chunks.fill(undefined);
+  }
+}
