@@ -29,6 +29,8 @@ export type ErrorCode =
   | 'VM_IOCTL'
   | 'VM_UNEXPECTED_EVENT'
   | 'VM_READ'
+  | 'WORKING_SET'
+  | 'WORKING_SET_MISMATCH'
   | 'CONFIG';
 
 export class FcUffdError extends Error {

@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { serveCommand } from './serve.js';
 import { demoCommand } from './demo.js';
+import { wsInspectCommand, wsMergeCommand } from './ws.js';
 
 /** Parses sizes such as 4096, 64k, 64KiB, 2m, 2MiB into bytes. */
 export function parseBytes(text: string): number {
@@ -32,8 +33,21 @@ program
   .option('--handshake-timeout-ms <ms>', 'how long a connected VMM may take to send its handshake', parseInteger, 5000)
   .option('--socket-mode <octal>', 'file mode of the socket', (v) => parseInt(v, 8), 0o600)
   .option('--removed-out <path>', 'write each VM\'s balloon-removed ranges here when it ends ({vm}, {pid} are replaced)')
+  .option('--record-ws <path>', 'record each VM\'s first touches into a working-set file when it ends ({vm}, {pid} are replaced)')
+  .option('--prefetch <file>', 'install this working set ahead of each guest (recorded with --record-ws on the same snapshot)')
   .option('--log-level <level>', 'pino log level (logs are JSON lines on stderr)', 'info')
   .action(serveCommand);
+
+const ws = program.command('ws').description('working sets: the pages a restored VM touches, for prefetch');
+ws.command('inspect <file>')
+  .description("a working set's size and coverage, and how well it predicted another run's")
+  .option('--against <file>', 'a working set recorded on a run without prefetch, to score the prediction')
+  .action(wsInspectCommand);
+ws.command('merge <files...>')
+  .description('merge working sets of several runs: pages touched in at least --min-runs of them, by mean first-touch time')
+  .requiredOption('-o, --output <file>', 'where to write the merged working set')
+  .option('--min-runs <n>', '1 = union; the number of inputs = intersection', parseInteger, 1)
+  .action(wsMergeCommand);
 
 program
   .command('demo')

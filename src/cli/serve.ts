@@ -3,6 +3,7 @@ import { createLogger } from '../log.js';
 import type { OnFatal } from '../serve/protocol.js';
 import { formatVmSummary } from './format.js';
 import { ServedMemoryFile } from '../serve/snapshot-source.js';
+import { readWorkingSet } from '../serve/working-set.js';
 
 export interface ServeFlags {
   socket: string;
@@ -13,6 +14,8 @@ export interface ServeFlags {
   socketMode: number;
   logLevel: string;
   removedOut?: string;
+  recordWs?: string;
+  prefetch?: string;
 }
 
 export async function serveCommand(flags: ServeFlags): Promise<void> {
@@ -26,6 +29,8 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     handshakeTimeoutMs: flags.handshakeTimeoutMs,
     socketMode: flags.socketMode,
     ...(flags.removedOut ? { removedRangesPath: flags.removedOut } : {}),
+    ...(flags.recordWs ? { recordWorkingSetPath: flags.recordWs } : {}),
+    ...(flags.prefetch ? { prefetch: readWorkingSet(flags.prefetch) } : {}),
     logger,
   });
   server.on('vm-end', (vm) => process.stdout.write(`${formatVmSummary(vm)}\n`));

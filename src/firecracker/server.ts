@@ -10,6 +10,7 @@ import type { ServedSnapshot, VmChannel } from '../serve/snapshot-source.js';
 import type { OnFatal, PeerCredentials, VmEndReason, VmErrorInfo, VmWorkerInit, VmWorkerMessage } from '../serve/protocol.js';
 import { VmStats, type StatsSnapshot } from '../serve/stats.js';
 import type { HandshakeGeneration } from './handshake.js';
+import { checkWorkingSetFits, writeWorkingSet, type WorkingSet } from '../serve/working-set.js';
 import type { AcceptorInit, AcceptorMessage } from './acceptor-worker.js';
 
 export interface ServerOptions {
@@ -29,6 +30,10 @@ export interface ServerOptions {
    * by the VM's id and its VMM's pid; empty: not written.
    */
   removedRangesPath?: string;
+  /** Record each VM's first touches into a working-set file here when it ends ({vm}, {pid} replaced). */
+  recordWorkingSetPath?: string;
+  /** Install this working set ahead of every VM's guest (refused if recorded against another snapshot). */
+  prefetch?: WorkingSet;
   logger: Logger;
 }
 
@@ -81,7 +86,7 @@ export class UffdServer extends EventEmitter {
   private stopping = false;
 
   private constructor(
-    private readonly options: Required<Omit<ServerOptions, 'logger'>> & { logger: Logger },
+    private readonly options: Required<Omit<ServerOptions, 'logger' | 'prefetch'>> & Pick<ServerOptions, 'logger' | 'prefetch'>,
     private readonly snapshot: ServedSnapshot,
     private readonly listenFd: number,
     private readonly acceptorStopFd: number,
@@ -96,9 +101,11 @@ export class UffdServer extends EventEmitter {
       onFatal: 'kill' as OnFatal,
       handshakeTimeoutMs: DEFAULT_HANDSHAKE_TIMEOUT_MS,
       removedRangesPath: '',
+      recordWorkingSetPath: '',
       ...options,
     };
     const snapshot = full.snapshot;
+    if (full.prefetch) checkWorkingSetFits(full.prefetch, snapshot.identity);
     removeStaleSocket(full.socketPath);
     const listenFd = native.listenUnix(full.socketPath, full.socketMode, 64);
     if (listenFd < 0) throw new FcUffdError('CONFIG', `cannot listen on ${full.socketPath}: ${errnoName(-listenFd)}`);
@@ -170,6 +177,8 @@ export class UffdServer extends EventEmitter {
       snapshot: this.snapshot.attachVm(channel),
       port: port2,
       sourceWakeFd: channel.wakeFd,
+      recordWorkingSet: this.options.recordWorkingSetPath !== '',
+      ...(this.options.prefetch ? { prefetch: { pages: this.options.prefetch.pages, pageSizeBytes: this.options.prefetch.pageSizeBytes } } : {}),
       faultAroundBytes: this.options.faultAroundBytes,
       onFatal: this.options.onFatal,
       handshakeTimeoutMs: this.options.handshakeTimeoutMs,
@@ -195,6 +204,7 @@ export class UffdServer extends EventEmitter {
             Object.assign(info, { state: 'ended', endReason: m.reason, killed: m.killed, removedRanges: m.removedRanges });
             if (m.error) info.error = m.error;
             if (this.options.removedRangesPath) this.writeRemovedRanges(log, info);
+            if (this.options.recordWorkingSetPath && m.touches) this.writeWorkingSet(log, info, m.touches);
             this.logEnd(log, info, stats);
             break;
         }
@@ -218,8 +228,22 @@ export class UffdServer extends EventEmitter {
     worker.postMessage(init, [port2]);
   }
 
+  private vmPath(template: string, info: VmEntry['info']): string {
+    return template.replaceAll('{vm}', info.id).replaceAll('{pid}', String(info.peer.pid));
+  }
+
+  private writeWorkingSet(log: Logger, info: VmEntry['info'], touches: { pages: Uint32Array; timesMs: Uint32Array; pageSizeBytes: number }): void {
+    const file = this.vmPath(this.options.recordWorkingSetPath, info);
+    try {
+      writeWorkingSet(file, { snapshot: this.snapshot.identity, runs: 1, ...touches });
+      log.info({ file, pages: touches.pages.length }, 'wrote working set');
+    } catch (err) {
+      log.error({ file, err: (err as Error).message }, 'cannot write working set');
+    }
+  }
+
   private writeRemovedRanges(log: Logger, info: VmEntry['info']): void {
-    const file = this.options.removedRangesPath.replaceAll('{vm}', info.id).replaceAll('{pid}', String(info.peer.pid));
+    const file = this.vmPath(this.options.removedRangesPath, info);
     const text = (info.removedRanges ?? []).map(([s, e]) => `${s} ${e}\n`).join('');
     try {
       fs.writeFileSync(`${file}.tmp`, text);
@@ -247,6 +271,7 @@ export class UffdServer extends EventEmitter {
       removeEvents: s.removeEvents,
       bytesRemoved: s.bytesRemoved,
       zeroPagesForRemoved: s.zeroPagesForRemoved,
+      prefetchedPages: s.prefetchedPages,
     };
     if (info.endReason === 'fatal') log.error({ ...summary, error: info.error, killedVmm: info.killed }, 'VM stopped: it cannot be served correctly');
     else log.info(summary, 'VM ended');

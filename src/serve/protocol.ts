@@ -28,6 +28,10 @@ export interface VmWorkerInit {
   statsBuffer: SharedArrayBuffer;
   /** eventfd the main thread signals to stop this VM's loop. */
   stopFd: number;
+  /** Record first touches for a working-set file. */
+  recordWorkingSet: boolean;
+  /** A working set to install ahead of the guest: page indices and their page size. */
+  prefetch?: { pages: Uint32Array; pageSizeBytes: number };
 }
 
 /** Why a VM's service ended: the VMM went away, the handler was told to stop, or it could not go on. */
@@ -53,5 +57,7 @@ export type VmWorkerMessage =
       reason: VmEndReason;
       killed: boolean;
       removedRanges: Array<[number, number]>;
+      /** First touches, when recording. */
+      touches?: { pages: Uint32Array; timesMs: Uint32Array; pageSizeBytes: number };
       error?: VmErrorInfo;
     };

@@ -20,6 +20,8 @@ export interface VmChannel {
 /** Main-thread side: one per served snapshot, shared by every VM restored from it. */
 export interface ServedSnapshot {
   readonly description: string;
+  /** Names this snapshot's content: working sets recorded against it carry it, and are refused elsewhere. */
+  readonly identity: string;
   readonly sizeBytes: number;
   /** Resolves once background preparation (such as the zero-page scan) is complete. */
   ready(): Promise<void>;
@@ -49,6 +51,10 @@ export class ServedMemoryFile implements ServedSnapshot {
 
   get description(): string {
     return this.file.path;
+  }
+
+  get identity(): string {
+    return this.file.identity;
   }
 
   get sizeBytes(): number {

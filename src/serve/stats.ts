@@ -14,6 +14,7 @@ export const COUNTERS = [
   'deferrals',
   'maxDeferralUs',
   'speculativeErrors',
+  'prefetchedPages',
   'removeEvents',
   'bytesRemoved',
   'zeroPagesForRemoved',

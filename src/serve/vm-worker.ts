@@ -70,7 +70,20 @@ function serveVm(init: VmWorkerInit): void {
     });
 
     source = openPageSource(init.snapshot, { port: init.port, wakeFd: init.sourceWakeFd });
-    loop = new FaultLoop({ memory: handshake.memory, source, uffd, stats, faultAroundBytes: init.faultAroundBytes });
+    let prefetchPages: Uint32Array | undefined;
+    if (init.prefetch) {
+      if (init.prefetch.pageSizeBytes === handshake.memory.pageSizeBytes) prefetchPages = init.prefetch.pages;
+      else post({ type: 'log', level: 'warn', msg: `not prefetching: the working set has ${init.prefetch.pageSizeBytes}-byte pages, this VM ${handshake.memory.pageSizeBytes}` });
+    }
+    loop = new FaultLoop({
+      memory: handshake.memory,
+      source,
+      uffd,
+      stats,
+      faultAroundBytes: init.faultAroundBytes,
+      recordWorkingSet: init.recordWorkingSet,
+      ...(prefetchPages ? { prefetchPages } : {}),
+    });
     // Up to v1.11 Firecracker closes the socket right after sending; since v1.12 it keeps it open
     // until it exits, so only then does a hang-up mean the VMM died. The pidfd tells for all.
     const hangupMeansExit = handshake.generation === 'v1.12+';
@@ -80,7 +93,8 @@ function serveVm(init: VmWorkerInit): void {
     const revents = new Int32Array(4);
 
     for (;;) {
-      const n = native.waitAndRead(uffd.fd, others, revents, buf, loop.waitBudgetUs());
+      // While prefetching, only peek at the uffd (timeout 0) between prefetch steps: faults first.
+      const n = native.waitAndRead(uffd.fd, others, revents, buf, loop.prefetching ? 0 : loop.waitBudgetUs());
       const readAtMs = performance.now();
       if (n < 0) {
         if (n === -ERRNO.EINTR) continue;
@@ -93,6 +107,7 @@ function serveVm(init: VmWorkerInit): void {
       }
       if (n > 0) loop.handleBatch(view, n / UFFD_MSG_SIZE, readAtMs);
       else loop.retryDeferred();
+      if (loop.prefetching) loop.prefetchStep();
 
       if (revents[0]! & POLLIN) {
         reason = 'stopped';
@@ -128,7 +143,8 @@ function serveVm(init: VmWorkerInit): void {
     if (connFd >= 0) native.close(connFd);
     if (pidfd >= 0) native.close(pidfd);
   }
-  post({ type: 'end', reason, killed, removedRanges: loop?.removedRanges() ?? [], ...(error ? { error } : {}) });
+  const touches = init.recordWorkingSet && loop ? { ...loop.recordedTouches(), pageSizeBytes: loop.memory.pageSizeBytes } : undefined;
+  post({ type: 'end', reason, killed, removedRanges: loop?.removedRanges() ?? [], ...(touches ? { touches } : {}), ...(error ? { error } : {}) });
 }
 
 // A worker is started ahead of need (the VMM's vCPUs wait while a thread boots) and serves

@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { SEEK_DATA, SEEK_HOLE } from '../kernel/constants.js';
 import { ERRNO, errnoName } from '../kernel/errors.js';
@@ -16,6 +17,8 @@ export interface MemoryFileRef {
 }
 
 const SCAN_BLOCK_BYTES = 1024 * 1024;
+/** Pages hashed into a memory file's identity. */
+const IDENTITY_SAMPLES = 1024;
 
 /**
  * A Firecracker memory file (the regions concatenated; holes read as zero), opened once per
@@ -26,6 +29,13 @@ const SCAN_BLOCK_BYTES = 1024 * 1024;
  */
 export class MemoryFile {
   readonly classes: PageClassMap;
+  /**
+   * `memfile:<size>:<sha256 of 1024 pages sampled evenly>`: cheap at open (no full read of a
+   * multi-GiB file), and two different snapshots share it only if they agree on every sampled
+   * page. It guards working sets against being replayed on the wrong snapshot, where the cost of
+   * a collision is a worse prediction, never wrong memory.
+   */
+  readonly identity: string;
   private scanning: Promise<void> | undefined;
   private closed = false;
 
@@ -35,6 +45,14 @@ export class MemoryFile {
     readonly sizeBytes: number,
   ) {
     this.classes = PageClassMap.forSize(sizeBytes);
+    const hash = crypto.createHash('sha256');
+    const page = Buffer.alloc(CLASS_GRANULE_BYTES);
+    const pages = Math.floor(sizeBytes / CLASS_GRANULE_BYTES);
+    for (let i = 0; i < IDENTITY_SAMPLES && i < pages; i++) {
+      const n = fs.readSync(fd, page, 0, CLASS_GRANULE_BYTES, Math.floor((i * pages) / Math.min(IDENTITY_SAMPLES, pages)) * CLASS_GRANULE_BYTES);
+      hash.update(page.subarray(0, n));
+    }
+    this.identity = `memfile:${sizeBytes}:${hash.digest('hex').slice(0, 32)}`;
   }
 
   static open(path: string): MemoryFile {

@@ -1,0 +1,35 @@
+import { comparePrediction, mergeWorkingSets, readWorkingSet, writeWorkingSet } from '../serve/working-set.js';
+
+export function wsInspectCommand(file: string, flags: { against?: string; snapshotSize?: number }): void {
+  const ws = readWorkingSet(file);
+  const bytes = ws.pages.length * ws.pageSizeBytes;
+  const lines = [
+    `${file}: working set of ${ws.pages.length} pages (${(bytes / 2 ** 20).toFixed(1)} MiB of ${ws.pageSizeBytes}-byte pages), ${ws.runs} run(s)`,
+    `  snapshot      ${ws.snapshot}`,
+  ];
+  const sizeMatch = /^memfile:(\d+):/.exec(ws.snapshot);
+  const snapshotBytes = flags.snapshotSize ?? (sizeMatch ? Number(sizeMatch[1]) : undefined);
+  if (snapshotBytes) lines.push(`  coverage      ${((100 * bytes) / snapshotBytes).toFixed(1)}% of the snapshot`);
+  if (ws.timesMs.length > 0) lines.push(`  first touches over ${ws.timesMs[ws.timesMs.length - 1]} ms after the handshake`);
+  if (flags.against) {
+    const actual = readWorkingSet(flags.against);
+    const p = comparePrediction(ws, actual);
+    lines.push(
+      `  against ${flags.against} (${p.actual} pages touched):`,
+      `    prefetched and used    ${p.used} (${pct(p.used, p.actual)} of the touched pages)`,
+      `    prefetched and unused  ${p.unused} (${pct(p.unused, p.predicted)} of the prefetch)`,
+      `    faulted anyway         ${p.missed}`,
+    );
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+export function wsMergeCommand(files: string[], flags: { output: string; minRuns: number }): void {
+  const merged = mergeWorkingSets(files.map(readWorkingSet), flags.minRuns);
+  writeWorkingSet(flags.output, merged);
+  process.stdout.write(`${flags.output}: ${merged.pages.length} pages touched in at least ${flags.minRuns} of ${merged.runs} runs\n`);
+}
+
+function pct(n: number, d: number): string {
+  return d === 0 ? '-' : `${((100 * n) / d).toFixed(1)}%`;
+}
