@@ -2,6 +2,9 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { serveCommand } from './serve.js';
 import { demoCommand } from './demo.js';
+import { packCommand } from './pack.js';
+import { unpackCommand } from './unpack.js';
+import { inspectCommand } from './inspect.js';
 import { wsInspectCommand, wsMergeCommand } from './ws.js';
 
 /** Parses sizes such as 4096, 64k, 64KiB, 2m, 2MiB into bytes. */
@@ -27,7 +30,11 @@ program
   .command('serve')
   .description("serve Firecracker restores (mem_backend type Uffd) from a snapshot's memory file")
   .requiredOption('--socket <path>', "unix socket to listen on (Firecracker's mem_backend.backend_path)")
-  .requiredOption('--mem <file>', "the snapshot's memory file")
+  .option('--mem <file>', "the snapshot's memory file (or --snapshot + --store)")
+  .option('--snapshot <manifest>', 'a chunked snapshot: manifest id in --store, or a manifest file')
+  .option('--store <dir>', 'the chunk store of --snapshot')
+  .option('--cache-size <bytes>', 'decompressed chunks kept in memory, shared by all VMs', parseBytes, 1024 * 1024 * 1024)
+  .option('--prefetch-chunks <n>', 'chunks fetched ahead of a requested one', parseInteger, 2)
   .option('--fault-around <bytes>', 'bytes installed per fault, an aligned power of two (4k disables)', parseBytes, 64 * 1024)
   .addOption(new Option('--on-fatal <action>', 'when a VM cannot be served correctly').choices(['kill', 'hang']).default('kill'))
   .option('--handshake-timeout-ms <ms>', 'how long a connected VMM may take to send its handshake', parseInteger, 5000)
@@ -48,6 +55,37 @@ ws.command('merge <files...>')
   .requiredOption('-o, --output <file>', 'where to write the merged working set')
   .option('--min-runs <n>', '1 = union; the number of inputs = intersection', parseInteger, 1)
   .action(wsMergeCommand);
+
+program
+  .command('pack')
+  .description('pack a memory file into a chunked, compressed, content-addressed snapshot; prints the manifest id and a summary')
+  .argument('<memfile>', 'Firecracker memory file (full, or a diff snapshot with --base --diff)')
+  .requiredOption('--store <dir>', 'chunk store directory (created if missing)')
+  .option('--base <manifest>', "reuse this manifest's chunks (id in the store, or a manifest file)")
+  .option('--diff', 'MEMFILE is a diff snapshot: its holes keep the base\'s bytes', false)
+  .option('--removed <file...>', 'balloon-removed ranges (lines "<start> <end>", file offsets, end exclusive): not stored')
+  .option('--chunk-size <bytes>', 'chunk size, a power of two >= 2 MiB (default 4 MiB, or the base\'s)', parseBytes)
+  .option('--level <n>', 'zstd compression level', parseInteger, 3)
+  .option('--json', 'print the summary as one JSON line', false)
+  .action(packCommand);
+
+program
+  .command('unpack')
+  .description('write the memory of a chunked snapshot to a file (every chunk verified)')
+  .argument('<manifest>', 'manifest id in the store, or a manifest file')
+  .requiredOption('--store <dir>', 'chunk store directory')
+  .requiredOption('-o, --output <file>', 'memory file to write')
+  .action(unpackCommand);
+
+program
+  .command('inspect')
+  .description("show a chunked snapshot's manifest: sizes, chunks, zero pages, compression")
+  .argument('<manifest>', 'manifest id (with --store) or a manifest file')
+  .option('--store <dir>', 'chunk store directory')
+  .option('--chunks', 'list every chunk', false)
+  .option('--verify', 'check that the store holds every chunk', false)
+  .option('--json', 'print JSON', false)
+  .action(inspectCommand);
 
 program
   .command('demo')

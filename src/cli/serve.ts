@@ -2,12 +2,21 @@ import { UffdServer } from '../firecracker/server.js';
 import { createLogger } from '../log.js';
 import type { OnFatal } from '../serve/protocol.js';
 import { formatVmSummary } from './format.js';
-import { ServedMemoryFile } from '../serve/snapshot-source.js';
+import { ServedMemoryFile, type ServedSnapshot } from '../serve/snapshot-source.js';
+import { FcUffdError } from '../errors.js';
+import { DirStore } from '../store/dir.js';
+import { ResilientStore } from '../store/resilient.js';
+import { ChunkCache } from '../snapshot/chunk-cache.js';
+import { ServedChunkedSnapshot } from '../snapshot/chunked-source.js';
 import { readWorkingSet } from '../serve/working-set.js';
 
 export interface ServeFlags {
   socket: string;
-  mem: string;
+  mem?: string;
+  snapshot?: string;
+  store?: string;
+  cacheSize: number;
+  prefetchChunks: number;
   faultAround: number;
   onFatal: OnFatal;
   handshakeTimeoutMs: number;
@@ -20,7 +29,7 @@ export interface ServeFlags {
 
 export async function serveCommand(flags: ServeFlags): Promise<void> {
   const logger = createLogger(flags.logLevel);
-  const snapshot = ServedMemoryFile.open(flags.mem);
+  const snapshot = await openSnapshot(flags, logger);
   const server = await UffdServer.start({
     socketPath: flags.socket,
     snapshot,
@@ -44,4 +53,24 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   });
   await server.stop();
   snapshot.close();
+}
+
+/** Exactly one of --mem FILE or --snapshot MANIFEST --store DIR. */
+async function openSnapshot(flags: ServeFlags, logger: ReturnType<typeof createLogger>): Promise<ServedSnapshot> {
+  if ((flags.mem === undefined) === (flags.snapshot === undefined)) throw new FcUffdError('CONFIG', 'serve needs exactly one of --mem FILE or --snapshot MANIFEST --store DIR');
+  if (flags.mem !== undefined) {
+    if (flags.store !== undefined) throw new FcUffdError('CONFIG', '--store goes with --snapshot, not --mem');
+    return ServedMemoryFile.open(flags.mem);
+  }
+  if (flags.store === undefined) throw new FcUffdError('CONFIG', '--snapshot needs --store DIR');
+  const snapshot = await ServedChunkedSnapshot.open({
+    manifest: flags.snapshot!,
+    store: new ResilientStore(DirStore.open(flags.store)),
+    cache: new ChunkCache(flags.cacheSize),
+    prefetchChunks: flags.prefetchChunks,
+    logger,
+  });
+  if (flags.faultAround > snapshot.manifest.chunkSizeBytes)
+    throw new FcUffdError('CONFIG', `--fault-around ${flags.faultAround} exceeds the snapshot's chunk size ${snapshot.manifest.chunkSizeBytes}`);
+  return snapshot;
 }

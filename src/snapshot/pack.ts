@@ -37,10 +37,11 @@ const HEX_ID = /^(?:sha256:)?([0-9a-f]{64})$/;
  * Loads a manifest named by its id (looked up in `store`, verified against the id) or by the path
  * of a manifest file.
  */
-export async function loadManifest(ref: string, store: ChunkStore): Promise<LoadedManifest> {
+export async function loadManifest(ref: string, store?: ChunkStore): Promise<LoadedManifest> {
   const m = HEX_ID.exec(ref);
   if (m && !fs.existsSync(ref)) {
     const id = m[1]!;
+    if (!store) throw new FcUffdError('CONFIG', `manifest ${id} is named by id: say which store holds it (--store)`);
     let bytes: Uint8Array;
     try {
       bytes = await store.getManifest(id);

@@ -1,0 +1,49 @@
+import fs from 'node:fs';
+import { DirStore } from '../store/dir.js';
+import { loadManifest, pack, parseRanges } from '../snapshot/pack.js';
+import { mib, ProgressBar } from './progress.js';
+
+export interface PackFlags {
+  store: string;
+  base?: string;
+  diff?: boolean;
+  removed?: string[];
+  chunkSize?: number;
+  level: number;
+  json?: boolean;
+}
+
+export async function packCommand(memfile: string, flags: PackFlags): Promise<void> {
+  const store = DirStore.open(flags.store);
+  const base = flags.base ? await loadManifest(flags.base, store) : undefined;
+  const removed = (flags.removed ?? []).flatMap((f) => parseRanges(fs.readFileSync(f, 'utf8'), f));
+  const bar = new ProgressBar('packing');
+  const r = await pack({
+    memPath: memfile,
+    store,
+    ...(base ? { base } : {}),
+    diff: flags.diff ?? false,
+    removed,
+    ...(flags.chunkSize ? { chunkSizeBytes: flags.chunkSize } : {}),
+    zstdLevel: flags.level,
+    onProgress: (d, t) => bar.update(d, t),
+  });
+  bar.done();
+  const secs = r.durationMs / 1000;
+  if (flags.json) {
+    const { manifest: _m, manifestBytes: _b, ...rest } = r;
+    process.stdout.write(`${JSON.stringify(rest)}\n`);
+    return;
+  }
+  const dataBytes = r.memorySizeBytes - r.zeroPages * r.manifest.pageSizeBytes;
+  process.stdout.write(
+    [
+      r.id,
+      `  memory      ${mib(r.memorySizeBytes)} in ${r.chunks} chunks of ${mib(r.manifest.chunkSizeBytes)}${base ? ` (base ${base.id.slice(0, 12)}${flags.diff ? ', diff' : ''})` : ''}`,
+      `  chunks      ${r.newChunks} new, ${r.reusedChunks} reused, ${r.zeroChunks} all-zero (not stored)`,
+      `  zero pages  ${r.zeroPages} of ${r.pages} (${((100 * r.zeroPages) / r.pages).toFixed(1)}%)${removed.length ? `, incl. balloon-removed ranges from ${flags.removed!.join(', ')}` : ''}`,
+      `  stored      ${mib(r.newStoredBytes)} new (${mib(r.newDataBytes)} of data pages, ratio ${r.newStoredBytes ? (r.newDataBytes / r.newStoredBytes).toFixed(2) : '-'}); snapshot ${mib(r.totalStoredBytes)} for ${mib(r.memorySizeBytes)} (ratio ${(r.memorySizeBytes / Math.max(1, r.totalStoredBytes)).toFixed(1)}, non-zero data ${(dataBytes / Math.max(1, r.totalStoredBytes)).toFixed(2)})`,
+      `  throughput  ${(r.memorySizeBytes / 1e6 / secs).toFixed(0)} MB/s (${secs.toFixed(2)} s)`,
+    ].join('\n') + '\n',
+  );
+}

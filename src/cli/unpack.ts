@@ -1,0 +1,20 @@
+import { DirStore } from '../store/dir.js';
+import { loadManifest, unpack } from '../snapshot/pack.js';
+import { mib, ProgressBar } from './progress.js';
+
+export interface UnpackFlags {
+  store: string;
+  output: string;
+}
+
+export async function unpackCommand(manifest: string, flags: UnpackFlags): Promise<void> {
+  const store = DirStore.open(flags.store);
+  const loaded = await loadManifest(manifest, store);
+  const bar = new ProgressBar('unpacking');
+  const r = await unpack({ loaded, store, outPath: flags.output, onProgress: (d, t) => bar.update(d, t) });
+  bar.done();
+  const secs = r.durationMs / 1000;
+  process.stdout.write(
+    `${flags.output}: ${mib(r.memorySizeBytes)} from ${r.chunksFetched} verified chunks (${mib(r.storedBytesRead)} read, ${mib(r.dataBytesWritten)} of data pages written, zero pages left as holes) in ${secs.toFixed(2)} s, ${(r.memorySizeBytes / 1e6 / secs).toFixed(0)} MB/s\n`,
+  );
+}
