@@ -1,0 +1,445 @@
+// npm run bench: the fault path against its baselines, every figure measured in the same run, on the
+// same workload, through the same Firecracker emulator. See bench/README.md for what each scenario
+// and column means. Flags: --runs N, --quick, --only a,b, --full, --smoke, --out FILE, --data-dir DIR.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DEFAULT_FAULT_AROUND_BYTES } from '../src/firecracker/server.js';
+import { EMULATOR_PATH } from '../src/emulator/run.js';
+import { clusteredTrace, demoImage, realGuest, warmPageCache, type Image } from './lib/data.js';
+import { fmt, spread, type Spread } from './lib/stats.js';
+import { C_HANDLER, OUR_CLI, runTrial, type TrialResult, type Variant, type Workload } from './lib/trial.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+// ---- variants: who serves the faults ----
+const FA = DEFAULT_FAULT_AROUND_BYTES;
+const V = {
+  ours: { name: 'ours', handler: 'ours', backend: 'uffd', cache: 'warm' },
+  ours4k: { name: 'ours-4k', handler: 'ours', faultAroundBytes: 4096, backend: 'uffd', cache: 'warm' },
+  oursCold: { name: 'ours-cold', handler: 'ours', backend: 'uffd', cache: 'cold' },
+  c4k: { name: 'c-4k', handler: 'c', backend: 'uffd', cache: 'warm' },
+  cFa: { name: 'c-fa', handler: 'c', faultAroundBytes: FA, backend: 'uffd', cache: 'warm' },
+  cPop: { name: 'c-populate', handler: 'c', populateAll: true, backend: 'uffd', cache: 'warm' },
+  fileWarm: { name: 'file-warm', handler: 'none', backend: 'file', cache: 'warm' },
+  fileCold: { name: 'file-cold', handler: 'none', backend: 'file', cache: 'cold' },
+} satisfies Record<string, Variant>;
+const faVariant = (bytes: number): Variant => ({ name: `ours-fa-${bytes >= MiB ? `${bytes / MiB}m` : `${bytes / 1024}k`}`, handler: 'ours', faultAroundBytes: bytes, backend: 'uffd', cache: 'warm' });
+
+interface Scenario {
+  name: string;
+  what: string;
+  variants: Variant[];
+  /** Builds the workload; a string is the reason to skip. */
+  prepare(ctx: Ctx): Workload | string;
+  /** Also run with --quick / by default / only with --full. */
+  tier: 'smoke' | 'default' | 'full';
+  hugePages?: number;
+  /** Runs per variant (default: --runs). */
+  runs?: number;
+  deadlineMs?: number;
+}
+
+interface Ctx {
+  dataDir: string;
+  fixtureDir: string;
+  quick: boolean;
+  origins: Map<string, string>;
+}
+
+function image(ctx: Ctx, sizeBytes: number): Image {
+  const img = demoImage(ctx.dataDir, sizeBytes);
+  ctx.origins.set(img.path, img.origin);
+  return img;
+}
+
+/** The sparse working set: the real trace when the fixture is there, else a clustered trace over a demo image. */
+function sparseReal(ctx: Ctx): Workload {
+  const real = realGuest(ctx.dataDir, ctx.fixtureDir);
+  if (typeof real !== 'string') {
+    ctx.origins.set(real.image.path, real.image.origin);
+    return { mem: real.image.path, pageSize: '4k', vcpus: 1, pattern: `trace:${real.trace}` };
+  }
+  process.stdout.write(`note: ${real}; using a generated 128 MiB image and a clustered 37 % trace instead\n`);
+  const img = image(ctx, 128 * MiB);
+  return { mem: img.path, pageSize: '4k', vcpus: 1, pattern: `trace:${clusteredTrace(ctx.dataDir, img.sizeBytes, 0.37)}` };
+}
+
+function kvmAvailable(mem: string): string | undefined {
+  const r = spawnSync(EMULATOR_PATH, ['--backend', 'file', '--mem', mem, '--kvm', '--touch-pages', '1', '--json'], { encoding: 'utf8' });
+  if (r.status === 0) return undefined;
+  return r.status === 3 ? `KVM unavailable: ${r.stderr.trim()}` : `KVM probe failed (exit ${r.status}): ${r.stderr.trim()}`;
+}
+
+const FA_CURVE = [4096, 16384, 65536, 262144, 2 * MiB];
+
+const SCENARIOS: Scenario[] = [
+  {
+    name: 'smoke',
+    what: 'sequential, 32 MiB generated image, 1 vCPU (keeps the suite from rotting; run by npm test)',
+    tier: 'smoke',
+    variants: [V.ours, V.ours4k, V.c4k, V.cPop, V.fileWarm, V.fileCold],
+    prepare: (ctx) => ({ mem: image(ctx, 32 * MiB).path, pageSize: '4k', vcpus: 1, pattern: 'seq' }),
+  },
+  {
+    name: 'sparse-real',
+    what: 'sparse clustered working set: the real restore trace (12,201 faults, 37 % of 128 MiB), 1 vCPU',
+    tier: 'default',
+    variants: [V.ours, V.ours4k, V.c4k, V.cFa, V.cPop, V.fileWarm, V.fileCold, V.oursCold],
+    prepare: sparseReal,
+  },
+  {
+    name: 'fault-around',
+    what: 'the fault-around curve: ours with 4k..2m on the real trace, 1 vCPU',
+    tier: 'default',
+    variants: FA_CURVE.map(faVariant),
+    prepare: sparseReal,
+  },
+  {
+    name: 'latency-random-256m',
+    what: 'single-page fault latency: 16,384 random touches over 256 MiB, 1 vCPU',
+    tier: 'default',
+    variants: [V.ours4k, V.c4k, V.ours, V.cFa, V.fileWarm, V.fileCold],
+    prepare: (ctx) => ({ mem: image(ctx, 256 * MiB).path, pageSize: '4k', vcpus: 1, pattern: 'random', touchPages: ctx.quick ? 4096 : 16384 }),
+  },
+  {
+    name: 'sparse-1g',
+    what: 'sparse clustered working set, generated: 15 % of 1 GiB in runs of 1-64 pages, 1 vCPU',
+    tier: 'default',
+    variants: [V.ours, V.cFa, V.cPop, V.fileWarm, V.fileCold, V.oursCold],
+    prepare: (ctx) => {
+      const img = image(ctx, GiB);
+      return { mem: img.path, pageSize: '4k', vcpus: 1, pattern: `trace:${clusteredTrace(ctx.dataDir, img.sizeBytes, 0.15)}` };
+    },
+  },
+  {
+    name: 'seq-1g',
+    what: 'sequential touch of every page of 1 GiB, 1 vCPU',
+    tier: 'default',
+    variants: [V.ours, V.cFa, V.cPop, V.fileWarm, V.fileCold],
+    prepare: (ctx) => ({ mem: image(ctx, GiB).path, pageSize: '4k', vcpus: 1, pattern: 'seq' }),
+  },
+  {
+    name: 'random-1g-4vcpu',
+    what: 'random touches, 4 vCPU threads each on its quarter of 1 GiB, 8,192 touches each',
+    tier: 'default',
+    variants: [V.ours, V.ours4k, V.c4k, V.cFa, V.cPop, V.fileWarm, V.fileCold],
+    prepare: (ctx) => ({ mem: image(ctx, GiB).path, pageSize: '4k', vcpus: 4, pattern: 'random', touchPages: ctx.quick ? 2048 : 8192 }),
+  },
+  {
+    name: 'seq-512m-2m-pages',
+    what: 'sequential, 512 MiB of 2 MiB hugetlbfs pages, 1 vCPU (File backend: not possible with hugetlbfs)',
+    tier: 'default',
+    hugePages: 256,
+    variants: [V.ours, V.c4k, V.cPop],
+    prepare: (ctx) => ({ mem: image(ctx, 512 * MiB).path, pageSize: '2m', vcpus: 1, pattern: 'seq' }),
+  },
+  {
+    name: 'kvm-sparse-real',
+    what: 'the real trace replayed inside a KVM guest (EPT faults resolved by the kernel), 1 vCPU',
+    tier: 'default',
+    variants: [V.ours, V.ours4k, V.c4k, V.cFa, V.fileWarm, V.fileCold],
+    prepare: (ctx) => {
+      const w = sparseReal(ctx);
+      const why = kvmAvailable(w.mem);
+      return why ?? { ...w, kvm: true };
+    },
+  },
+  {
+    name: 'multi-vm',
+    what: 'one handler process, 1 VM vs 8 VMs restored at once (64 MiB each, sequential): per-VM memory',
+    tier: 'default',
+    variants: [V.ours, { ...V.ours, name: 'ours-8vm', vms: 8 }],
+    prepare: (ctx) => ({ mem: image(ctx, 64 * MiB).path, pageSize: '4k', vcpus: 1, pattern: 'seq' }),
+  },
+  {
+    name: 'seq-2g',
+    what: 'sequential touch of every page of 2 GiB, 1 vCPU',
+    tier: 'full',
+    runs: 3,
+    variants: [V.ours, V.cFa, V.cPop, V.fileWarm, V.fileCold],
+    prepare: (ctx) => ({ mem: image(ctx, 2 * GiB).path, pageSize: '4k', vcpus: 1, pattern: 'seq' }),
+  },
+];
+
+// ---- figures ----
+const FIGURES = [
+  ['handshakeToDoneMs', 'done ms', 'handshake to workload done'],
+  ['touchP50Us', 'lat p50 µs', 'first-touch latency p50, measured by the vCPU thread'],
+  ['touchP99Us', 'lat p99 µs', 'first-touch latency p99'],
+  ['faults', 'faults', 'faults the handler served'],
+  ['faultsPerSec', 'faults/s', 'faults served per second of workload'],
+  ['bytesPerFault', 'B/fault', 'bytes installed per fault'],
+  ['cpuUsPerFault', 'cpu µs/f', 'handler CPU per fault (user + system, all threads)'],
+  ['handlerPeakAnonKiB', 'anon KiB', 'handler peak anonymous RSS (its own memory, no file cache)'],
+  ['handlerPeakRssKiB', 'hwm KiB', 'handler VmHWM (incl. the file pages it mapped)'],
+] as const satisfies readonly (readonly [keyof TrialResult, string, string])[];
+type FigureKey = (typeof FIGURES)[number][0];
+
+interface VariantSummary {
+  variant: Variant;
+  runs: number;
+  failures: string[];
+  figures: Record<FigureKey, Spread | null>;
+  fileCachedPagesAfterDrop: number | null;
+  trials: TrialResult[];
+}
+
+interface ScenarioResult {
+  name: string;
+  what: string;
+  skipped?: string;
+  workload?: Workload & { memOrigin: string };
+  variants: VariantSummary[];
+}
+
+interface Ratio {
+  name: string;
+  scenario: string;
+  figure: FigureKey;
+  ours: string;
+  base: string;
+  /** ours median / base median */
+  ratio: number;
+  /** ours best over base worst .. ours worst over base best: where the noise puts it. */
+  range: [number, number];
+  target?: string;
+}
+
+function parseArgs(argv: string[]): { runs: number; quick: boolean; full: boolean; smoke: boolean; only?: string[]; out?: string; dataDir: string } {
+  const a = { runs: 5, quick: false, full: false, smoke: false, only: undefined as string[] | undefined, out: undefined as string | undefined, dataDir: path.join(os.tmpdir(), 'fc-uffd-bench') };
+  let runsSet = false;
+  for (let i = 0; i < argv.length; i++) {
+    const f = argv[i]!;
+    const val = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${f} needs a value`);
+      return v;
+    };
+    if (f === '--runs') {
+      a.runs = Number(val());
+      runsSet = true;
+      if (!Number.isInteger(a.runs) || a.runs < 1) throw new Error('--runs must be a positive integer');
+    } else if (f === '--quick') a.quick = true;
+    else if (f === '--full') a.full = true;
+    else if (f === '--smoke') a.smoke = true;
+    else if (f === '--only') a.only = val().split(',');
+    else if (f === '--out') a.out = val();
+    else if (f === '--data-dir') a.dataDir = val();
+    else if (f === '--help') {
+      process.stdout.write(
+        'usage: node dist/bench/run.js [--runs N (5)] [--quick] [--full] [--smoke] [--only s1,s2] [--out FILE] [--data-dir DIR]\n' +
+          `scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}\n`,
+      );
+      process.exit(0);
+    } else throw new Error(`unknown flag ${f} (see --help)`);
+  }
+  if (a.quick && !runsSet) a.runs = 2;
+  if (a.smoke && !runsSet) a.runs = 1;
+  return a;
+}
+
+function reserveHugePages(n: number): { restore(): void } | string {
+  const knob = '/proc/sys/vm/nr_hugepages';
+  const free = (): number => Number(/^HugePages_Free:\s+(\d+)/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0);
+  let before: string;
+  try {
+    before = fs.readFileSync(knob, 'utf8').trim();
+  } catch (e) {
+    return `cannot read ${knob}: ${(e as Error).message}`;
+  }
+  const have = free();
+  if (have >= n) return { restore: () => {} };
+  try {
+    fs.writeFileSync(knob, String(Number(before) + n - have));
+  } catch (e) {
+    return `cannot reserve ${n} huge pages (${knob}; needs root): ${(e as Error).message}`;
+  }
+  const restore = (): void => {
+    try {
+      fs.writeFileSync(knob, before);
+    } catch {
+      /* left as is */
+    }
+  };
+  if (free() < n) {
+    restore();
+    return `the kernel reserved only ${free()} of ${n} free 2 MiB huge pages (memory fragmented?)`;
+  }
+  return { restore };
+}
+
+async function runScenario(s: Scenario, runs: number, ctx: Ctx, workDir: string): Promise<ScenarioResult> {
+  const res: ScenarioResult = { name: s.name, what: s.what, variants: [] };
+  const w = s.prepare(ctx);
+  if (typeof w === 'string') {
+    res.skipped = w;
+    return res;
+  }
+  res.workload = { ...w, memOrigin: ctx.origins.get(w.mem) ?? w.mem };
+  let huge: { restore(): void } | undefined;
+  if (s.hugePages) {
+    const r = reserveHugePages(s.hugePages);
+    if (typeof r === 'string') {
+      res.skipped = r;
+      return res;
+    }
+    huge = r;
+  }
+  try {
+    const trials = new Map<string, TrialResult[]>(s.variants.map((v) => [v.name, []]));
+    warmPageCache(w.mem);
+    let cold = false;
+    const t0 = Date.now();
+    for (let r = 0; r < (s.runs ?? runs); r++) {
+      // Rotate the order every run so that no variant always runs right after a cold one, or first.
+      const order = s.variants.map((_, i) => s.variants[(i + r) % s.variants.length]!);
+      for (const v of order) {
+        if (cold && v.cache === 'warm') warmPageCache(w.mem);
+        cold = v.cache === 'cold';
+        const t = await runTrial({ workload: w, variant: v, dir: workDir, deadlineMs: s.deadlineMs ?? 120000 });
+        trials.get(v.name)!.push(t);
+        if (!t.ok) process.stdout.write(`  ${s.name}/${v.name} run ${r + 1}: FAILED ${t.error ?? '(verification)'}\n`);
+      }
+    }
+    process.stdout.write(`  ${s.name}: ${s.variants.length} variants x ${s.runs ?? runs} runs in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+    for (const v of s.variants) {
+      const ts = trials.get(v.name)!;
+      const good = ts.filter((t) => t.ok);
+      const figures = Object.fromEntries(FIGURES.map(([k]) => [k, spread(good.map((t) => t[k] ?? NaN))])) as Record<FigureKey, Spread | null>;
+      res.variants.push({
+        variant: v,
+        runs: ts.length,
+        failures: ts.filter((t) => !t.ok).map((t) => t.error ?? 'verification failed'),
+        figures,
+        fileCachedPagesAfterDrop: Math.max(...good.map((t) => t.fileCachedPagesAfterDrop ?? -1)) >= 0 ? Math.max(...good.map((t) => t.fileCachedPagesAfterDrop ?? -1)) : null,
+        trials: ts,
+      });
+    }
+  } finally {
+    huge?.restore();
+  }
+  return res;
+}
+
+function printScenario(r: ScenarioResult): void {
+  process.stdout.write(`\n== ${r.name}: ${r.what}\n`);
+  if (r.skipped) {
+    process.stdout.write(`   SKIPPED: ${r.skipped}\n`);
+    return;
+  }
+  const w = r.workload!;
+  process.stdout.write(`   image: ${w.memOrigin}; pattern ${w.pattern.startsWith('trace:') ? `trace ${path.basename(w.pattern.slice(6))}` : w.pattern}, ${w.pageSize} pages, ${w.vcpus} vCPU${w.kvm ? ', KVM guest' : ''}\n`);
+  process.stdout.write('   cells: median [min-max] over runs; lat p99 is each run\'s p99, summarised the same way\n');
+  const cols = FIGURES.filter(([k]) => r.variants.some((v) => v.figures[k] !== null));
+  const head = ['variant', ...cols.map(([, h]) => h)];
+  const rows = r.variants.map((v) => [
+    `${v.variant.name}${v.failures.length ? ` (${v.failures.length} failed)` : ''}`,
+    ...cols.map(([k]) => {
+      const s = v.figures[k];
+      return s ? `${fmt(s.median)} [${fmt(s.min)}-${fmt(s.max)}]` : '-';
+    }),
+  ]);
+  const width = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]): string => `   ${cells.map((c, i) => c.padEnd(width[i]!)).join('  ')}\n`;
+  process.stdout.write(line(head));
+  for (const row of rows) process.stdout.write(line(row));
+  for (const v of r.variants) if (v.fileCachedPagesAfterDrop !== null) process.stdout.write(`   ${v.variant.name}: at most ${v.fileCachedPagesAfterDrop} file pages still cached after the drop\n`);
+}
+
+function ratios(results: ScenarioResult[]): Ratio[] {
+  const out: Ratio[] = [];
+  const get = (r: ScenarioResult, name: string): VariantSummary | undefined => r.variants.find((v) => v.variant.name === name);
+  const add = (r: ScenarioResult, name: string, figure: FigureKey, ours: string, base: string, target?: string): void => {
+    const a = get(r, ours)?.figures[figure];
+    const b = get(r, base)?.figures[figure];
+    if (!a || !b || !(b.median > 0)) return;
+    out.push({ name, scenario: r.name, figure, ours, base, ratio: a.median / b.median, range: [a.min / b.max, a.max / b.min], ...(target ? { target } : {}) });
+  };
+  for (const r of results) {
+    if (r.skipped) continue;
+    add(r, 'latency p50: ours (4k) / C handler (4k)', 'touchP50Us', 'ours-4k', 'c-4k', r.name.startsWith('latency') ? '<= 1.05' : undefined);
+    add(r, 'latency p99: ours (4k) / C handler (4k)', 'touchP99Us', 'ours-4k', 'c-4k', r.name.startsWith('latency') ? '<= 1.3' : undefined);
+    add(r, 'workload time: ours / C handler, same fault-around', 'handshakeToDoneMs', 'ours', 'c-fa');
+    add(r, 'workload time: ours / File backend, warm cache', 'handshakeToDoneMs', 'ours', 'file-warm');
+    add(r, 'workload time: ours / File backend, cold cache', 'handshakeToDoneMs', 'ours', 'file-cold', r.name.startsWith('sparse') ? '<= 1.0' : undefined);
+    add(r, 'workload time: ours, cold / File backend, cold', 'handshakeToDoneMs', 'ours-cold', 'file-cold', r.name.startsWith('sparse') ? '<= 1.0' : undefined);
+    add(r, 'workload time: ours / populate everything (C)', 'handshakeToDoneMs', 'ours', 'c-populate');
+    if (r.name === 'seq-512m-2m-pages') add(r, 'workload time: ours / C handler (2 MiB pages)', 'handshakeToDoneMs', 'ours', 'c-4k');
+  }
+  return out;
+}
+
+function memoryVerdict(results: ScenarioResult[]): { perProcessAnonMiB: number | null; perVmAnonMiB: number | null } {
+  const mv = results.find((r) => r.name === 'multi-vm' && !r.skipped);
+  const one = mv?.variants.find((v) => v.variant.name === 'ours')?.figures.handlerPeakAnonKiB?.median;
+  const eight = mv?.variants.find((v) => v.variant.name === 'ours-8vm')?.figures.handlerPeakAnonKiB?.median;
+  const all = results.flatMap((r) => r.variants.filter((v) => v.variant.handler === 'ours' && (v.variant.vms ?? 1) === 1).map((v) => v.figures.handlerPeakAnonKiB?.median ?? NaN)).filter(Number.isFinite);
+  return {
+    perProcessAnonMiB: all.length ? Math.max(...all) / 1024 : null,
+    perVmAnonMiB: one !== undefined && eight !== undefined ? (eight - one) / 7 / 1024 : null,
+  };
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  for (const [what, p] of [['our CLI (npm run build)', OUR_CLI], ['the emulator (make -C native)', EMULATOR_PATH], ['the C handler (make -C native)', C_HANDLER]] as const)
+    if (!fs.existsSync(p)) throw new Error(`${what} is missing: ${p}`);
+  fs.mkdirSync(args.dataDir, { recursive: true });
+  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-uffd-bench-run-'));
+  const ctx: Ctx = { dataDir: args.dataDir, fixtureDir: path.resolve(ROOT, '../shared/fixtures/real-guest-128m'), quick: args.quick, origins: new Map() };
+  const chosen = SCENARIOS.filter((s) =>
+    args.only ? args.only.includes(s.name) : args.smoke ? s.tier === 'smoke' : s.tier === 'default' || (args.full && s.tier === 'full'),
+  );
+  if (args.only) for (const n of args.only) if (!SCENARIOS.some((s) => s.name === n)) throw new Error(`no scenario ${n} (see --help)`);
+  const started = Date.now();
+  process.stdout.write(`fc-uffd bench: ${chosen.length} scenarios, ${args.runs} runs each, fresh processes per trial; default fault-around ${FA / 1024} KiB; ${os.cpus().length} CPUs\n`);
+  const results: ScenarioResult[] = [];
+  try {
+    for (const s of chosen) {
+      process.stdout.write(`running ${s.name}...\n`);
+      results.push(await runScenario(s, args.runs, ctx, workDir));
+    }
+  } finally {
+    fs.rmSync(workDir, { recursive: true, force: true });
+  }
+  for (const r of results) printScenario(r);
+  const rs = ratios(results);
+  const mem = memoryVerdict(results);
+  process.stdout.write('\n== ratios (median of ours / median of baseline; [range] = best..worst pairing of runs)\n');
+  for (const q of rs)
+    process.stdout.write(`   ${q.scenario.padEnd(20)} ${q.name.padEnd(52)} ${q.ratio.toFixed(2)}x [${q.range[0].toFixed(2)}-${q.range[1].toFixed(2)}]${q.target ? `  target ${q.target}: ${evalTarget(q) ? 'met' : 'MISSED'}` : ''}\n`);
+  if (mem.perProcessAnonMiB !== null) process.stdout.write(`   handler anonymous RSS, largest median over scenarios: ${mem.perProcessAnonMiB.toFixed(1)} MiB per process (target < 64)\n`);
+  if (mem.perVmAnonMiB !== null) process.stdout.write(`   handler anonymous RSS per extra VM (8 VMs vs 1): ${mem.perVmAnonMiB.toFixed(2)} MiB (target < 1)\n`);
+  process.stdout.write('   chunked store (fc-uffd serve --snapshot/--store): not covered yet, see bench/README.md\n');
+  const elapsedS = (Date.now() - started) / 1000;
+  const doc = {
+    version: 1,
+    startedAt: new Date(started).toISOString(),
+    elapsedS,
+    host: { cpus: os.cpus().length, model: os.cpus()[0]?.model, kernel: os.release(), node: process.version, memTotalBytes: os.totalmem() },
+    settings: { runs: args.runs, quick: args.quick, full: args.full, smoke: args.smoke, only: args.only ?? null, defaultFaultAroundBytes: FA },
+    scenarios: results,
+    ratios: rs.map((q) => ({ ...q, met: q.target ? evalTarget(q) : null })),
+    memory: mem,
+  };
+  const out = args.out ?? path.join(ROOT, 'bench/results', `${new Date(started).toISOString().replace(/[:.]/g, '-')}.json`);
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, `${JSON.stringify(doc, null, 1)}\n`);
+  process.stdout.write(`\nresults: ${out} (${elapsedS.toFixed(0)} s)\n`);
+  if (results.some((r) => r.variants.some((v) => v.failures.length > 0))) process.exitCode = 1;
+}
+
+function evalTarget(q: Ratio): boolean {
+  const m = /^<= ([\d.]+)$/.exec(q.target ?? '');
+  return m ? q.ratio <= Number(m[1]) : false;
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`bench: ${err.message}\n`);
+  process.exitCode = 2;
+});
