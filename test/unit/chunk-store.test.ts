@@ -1,0 +1,133 @@
+// Tier 1: the directory store, the retry/concurrency wrapper and the shared chunk cache.
+import { describe, test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { DirStore } from '../../src/store/dir.js';
+import { ResilientStore } from '../../src/store/resilient.js';
+import { StoreError, type ChunkStore } from '../../src/store/types.js';
+import { ChunkCache } from '../../src/snapshot/chunk-cache.js';
+import { tempDir } from '../helpers/files.js';
+
+const dir = tempDir('fc-uffd-store-');
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+function digestOf(b: Uint8Array): string {
+  return crypto.createHash('sha256').update(b).digest('hex');
+}
+
+describe('DirStore', () => {
+  test('put/get/has of chunks and manifests, ranged reads, not-found and bad names', async () => {
+    const store = DirStore.open(path.join(dir, 's1'));
+    const data = crypto.randomBytes(100_000);
+    const d = digestOf(data);
+    assert.equal(await store.hasChunk(d), false);
+    await store.putChunk(d, data);
+    await store.putChunk(d, data); // idempotent
+    assert.equal(await store.hasChunk(d), true);
+    assert.ok(Buffer.from(await store.getChunk(d)).equals(data));
+    assert.ok(Buffer.from(await store.getChunk(d, { range: { offset: 500, length: 1000 } })).equals(data.subarray(500, 1500)));
+    await store.putManifest(d, data);
+    assert.equal(await store.hasManifest(d), true);
+    await assert.rejects(store.getChunk('0'.repeat(64)), (e: unknown) => e instanceof StoreError && e.kind === 'not-found' && !e.retryable);
+    await assert.rejects(async () => store.getChunk('../../etc/passwd'), (e: unknown) => e instanceof StoreError && e.kind === 'invalid-name');
+    assert.deepEqual(fs.readdirSync(path.join(dir, 's1', 'tmp')), [], 'no temporary files left');
+  });
+
+  test('concurrent writers (this process and another) of the same objects: whole objects, no leftovers', async () => {
+    const root = path.join(dir, 's2');
+    const store = DirStore.open(root);
+    const blobs = Array.from({ length: 20 }, (_, i) => Buffer.alloc(256 * 1024, i + 1));
+    const script = `
+      import { DirStore } from ${JSON.stringify(new URL('../../src/store/dir.js', import.meta.url).href)};
+      import crypto from 'node:crypto';
+      const s = DirStore.open(${JSON.stringify(root)});
+      const blobs = Array.from({ length: 20 }, (_, i) => Buffer.alloc(256 * 1024, i + 1));
+      await Promise.all(blobs.map((b) => s.putChunk(crypto.createHash('sha256').update(b).digest('hex'), b)));
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'inherit' });
+    const childDone = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    await Promise.all([...blobs, ...blobs].map((b) => store.putChunk(digestOf(b), b)));
+    assert.equal(await childDone, 0);
+    for (const b of blobs) assert.ok(Buffer.from(await store.getChunk(digestOf(b))).equals(b));
+    assert.deepEqual(fs.readdirSync(path.join(root, 'tmp')), []);
+  });
+});
+
+/** A store whose gets fail `failures` times with the given error, counting concurrency. */
+class FlakyStore implements ChunkStore {
+  readonly description = 'flaky';
+  calls = 0;
+  active = 0;
+  maxActive = 0;
+  constructor(
+    private failures: number,
+    private readonly error: StoreError,
+  ) {}
+  async getChunk(): Promise<Uint8Array> {
+    this.calls++;
+    this.active++;
+    this.maxActive = Math.max(this.maxActive, this.active);
+    await new Promise((r) => setTimeout(r, 5));
+    this.active--;
+    if (this.failures-- > 0) throw this.error;
+    return new Uint8Array([1, 2, 3]);
+  }
+  hasChunk = async (): Promise<boolean> => true;
+  putChunk = async (): Promise<void> => {};
+  hasManifest = async (): Promise<boolean> => true;
+  getManifest = async (): Promise<Uint8Array> => new Uint8Array();
+  putManifest = async (): Promise<void> => {};
+  close = async (): Promise<void> => {};
+}
+
+describe('ResilientStore', () => {
+  test('retries retryable failures, not others; limits concurrency', async () => {
+    const flaky = new FlakyStore(2, new StoreError('io', 'EIO', true));
+    const s = new ResilientStore(flaky, { maxAttempts: 3, backoffMs: 1 });
+    assert.deepEqual([...(await s.getChunk('x'))], [1, 2, 3]);
+    assert.equal(flaky.calls, 3);
+
+    const gone = new FlakyStore(5, new StoreError('not-found', 'missing', false));
+    await assert.rejects(new ResilientStore(gone, { backoffMs: 1 }).getChunk('x'), /missing/);
+    assert.equal(gone.calls, 1);
+
+    const tooFlaky = new FlakyStore(5, new StoreError('io', 'EIO', true));
+    await assert.rejects(new ResilientStore(tooFlaky, { maxAttempts: 3, backoffMs: 1 }).getChunk('x'), /EIO/);
+    assert.equal(tooFlaky.calls, 3);
+
+    const busy = new FlakyStore(0, new StoreError('io', 'x', true));
+    const limited = new ResilientStore(busy, { maxConcurrency: 3 });
+    await Promise.all(Array.from({ length: 20 }, () => limited.getChunk('x')));
+    assert.equal(busy.maxActive, 3);
+  });
+});
+
+describe('ChunkCache', () => {
+  test('LRU bounded in bytes; one load per digest at a time; failures not cached', async () => {
+    const cache = new ChunkCache(3 * 1024);
+    const buf = () => new SharedArrayBuffer(1024);
+    let loads = 0;
+    const loader = async () => {
+      loads++;
+      await new Promise((r) => setTimeout(r, 5));
+      return buf();
+    };
+    const [x, y] = await Promise.all([cache.load('a', loader), cache.load('a', loader)]);
+    assert.equal(x, y);
+    assert.equal(loads, 1);
+    await cache.load('b', loader);
+    await cache.load('c', loader);
+    assert.ok(cache.get('a')); // a is now most recently used
+    await cache.load('d', loader); // evicts b
+    assert.equal(cache.has('b'), false);
+    assert.equal(cache.has('a'), true);
+    assert.equal(cache.sizeBytes, 3 * 1024);
+    await assert.rejects(cache.load('e', async () => Promise.reject(new Error('boom'))), /boom/);
+    assert.equal(cache.has('e'), false);
+    assert.equal(cache.isLoading('e'), false);
+    assert.equal((await cache.load('e', loader)).byteLength, 1024);
+  });
+});
