@@ -47,7 +47,7 @@ static uint8_t *removed;        /* bitmap over file pages: removed by the balloo
 static uint64_t fault_around;
 
 static struct {
-	uint64_t faults, copies, bytes, removes, eexist, eagain;
+	uint64_t faults, write_faults, copies, bytes, removes, eexist, eagain;
 } st;
 
 /* Faults that got EAGAIN (a REMOVE is in flight): retried after reading more events. */
@@ -70,9 +70,9 @@ static void print_stats(void)
 {
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
-	printf("{\"faults\":%llu,\"copies\":%llu,\"bytes\":%llu,\"removes\":%llu,\"eexist\":%llu,\"eagain\":%llu,"
+	printf("{\"faults\":%llu,\"writeFaults\":%llu,\"copies\":%llu,\"bytes\":%llu,\"removes\":%llu,\"eexist\":%llu,\"eagain\":%llu,"
 	       "\"cpuUserUs\":%lld,\"cpuSysUs\":%lld,\"maxRssKiB\":%ld}\n",
-	       (unsigned long long)st.faults, (unsigned long long)st.copies, (unsigned long long)st.bytes,
+	       (unsigned long long)st.faults, (unsigned long long)st.write_faults, (unsigned long long)st.copies, (unsigned long long)st.bytes,
 	       (unsigned long long)st.removes, (unsigned long long)st.eexist, (unsigned long long)st.eagain,
 	       (long long)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec,
 	       (long long)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec, ru.ru_maxrss);
@@ -300,6 +300,8 @@ static bool read_events(void)
 			const struct uffd_msg *m = &msgs[i];
 			if (m->event == UFFD_EVENT_PAGEFAULT) {
 				st.faults++;
+				if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE)
+					st.write_faults++;
 				if (npending == cappending) {
 					cappending = cappending ? cappending * 2 : 256;
 					pending = realloc(pending, cappending * sizeof(*pending));
