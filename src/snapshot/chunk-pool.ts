@@ -4,11 +4,13 @@ import { ChunkFormatError, DEFAULT_ZSTD_LEVEL } from './chunk-format.js';
 
 export type CodecRequest =
   | { id: number; op: 'known'; digests: string[] }
+  | { id: number; op: 'ping' }
   | { id: number; op: 'encode'; buffer: ArrayBuffer; length: number; level: number }
   | { id: number; op: 'decode'; blob: Uint8Array; digest: string; out: SharedArrayBuffer; length: number };
 
 export type CodecResponse =
   | { id: number; op: 'known' }
+  | { id: number; op: 'ping' }
   | { id: number; op: 'encode'; allZero: true; buffer: ArrayBuffer }
   | {
       id: number;
@@ -94,6 +96,11 @@ export class ChunkCodecPool {
   async setKnown(digests: Iterable<string>): Promise<void> {
     const list = [...new Set(digests)];
     await Promise.all(this.slots.map((slot) => this.run({ op: 'known', digests: list }, [], slot)));
+  }
+
+  /** Resolves once every thread has started and loaded its codec (a first chunk then pays no start-up). */
+  async warm(): Promise<void> {
+    await Promise.all(this.slots.map((slot) => this.run({ op: 'ping' }, [], slot)));
   }
 
   /** Analyses, hashes and (unless known) compresses a chunk. `buffer` is transferred and handed back in the result. */

@@ -10,7 +10,9 @@ parentPort!.on('message', (req: CodecRequest) => {
   let res: CodecResponse;
   let transfer: ArrayBuffer[] = [];
   try {
-    if (req.op === 'known') {
+    if (req.op === 'ping') {
+      res = { id: req.id, op: 'ping' };
+    } else if (req.op === 'known') {
       known = new Set(req.digests);
       res = { id: req.id, op: 'known' };
     } else if (req.op === 'encode') {

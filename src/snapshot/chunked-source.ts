@@ -114,8 +114,9 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
     return this.loaded.manifest.memorySizeBytes;
   }
 
+  /** Starts the codec threads, so the first chunk a guest faults on pays no thread start-up. */
   ready(): Promise<void> {
-    return Promise.resolve();
+    return this.pool.warm();
   }
 
   attachVm(channel: VmChannel): ChunkedSnapshotRef {
