@@ -66,7 +66,8 @@ static int arg_i64(napi_env env, napi_value *argv, size_t argc, size_t i, int64_
   return 1;
 }
 
-// Reads argument i as a byte range of a Buffer / TypedArray / ArrayBuffer / SharedArrayBuffer.
+// Reads argument i as a byte range of a Buffer, TypedArray or ArrayBuffer (napi does not treat a
+// SharedArrayBuffer as an ArrayBuffer: callers pass a typed-array view of one).
 static int arg_bytes(napi_env env, napi_value *argv, size_t argc, size_t i, uint8_t **data, size_t *len) {
   if (i >= argc) return 0;
   bool is;
@@ -511,7 +512,7 @@ static napi_value progress(napi_env env, int rc, int64_t done) {
 }
 
 // copy(uffd, dst, src, srcOffset, len, dontWake) -> bytes copied | -errno. src is a Mapping or
-// any Buffer, TypedArray, ArrayBuffer or SharedArrayBuffer; [srcOffset, srcOffset + len) must lie
+// any Buffer, TypedArray or ArrayBuffer; [srcOffset, srcOffset + len) must lie
 // inside it.
 static napi_value uffd_copy(napi_env env, napi_callback_info info) {
   ARGS(6);

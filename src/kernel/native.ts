@@ -9,8 +9,8 @@ export interface Mapping {
   readonly __brand: 'Mapping';
 }
 
-/** Anything copy() accepts as the source of the bytes it installs. */
-export type CopySource = Mapping | ArrayBufferView | ArrayBuffer | SharedArrayBuffer;
+/** Anything copy() accepts as the source of the bytes it installs (wrap a SharedArrayBuffer in a Uint8Array). */
+export type CopySource = Mapping | ArrayBufferView | ArrayBuffer;
 
 /**
  * The addon's surface. Every function returns a number: >= 0 on success, -errno on failure;
