@@ -22,6 +22,8 @@ export interface PageSource {
    * block), or undefined when they are not here yet.
    */
   span(fileOffset: number, len: number): SourceSpan | undefined;
+  /** A hint: these bytes will be wanted soon (prefetch). A fetching source starts getting them. */
+  prepare(fileOffset: number): void;
   /** An fd that polls readable when data arrived; -1 for a source that holds everything. */
   readonly wakeFd: number;
   /** Takes in what arrived (called on the loop's thread after wakeFd polled readable). */

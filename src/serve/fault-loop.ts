@@ -40,6 +40,8 @@ export interface RecordedTouches {
 
 /** Bytes a prefetch step installs before the loop looks at the uffd again: ~150 µs of copying. */
 const PREFETCH_STEP_BYTES = 256 * 1024;
+/** How far ahead of the prefetch cursor a fetching source is told what comes next. */
+const PREFETCH_LOOKAHEAD_BYTES = 16 * 1024 * 1024;
 
 interface Deferred {
   address: number;
@@ -104,6 +106,12 @@ export class FaultLoop {
   private touchTimes: number[] = [];
   private readonly prefetchPages: Uint32Array;
   private prefetchCursor = 0;
+  /** Prefetch waits for the source (bytes being fetched) until sourceReady(). */
+  private prefetchBlocked = false;
+  /** Prefetch hit EAGAIN: it resumes after the next wait (events read, backoff passed). */
+  private prefetchPaused = false;
+  /** Pages up to here were announced to the source with prepare(). */
+  private hintCursor = 0;
 
   constructor(options: FaultLoopOptions) {
     this.memory = options.memory;
@@ -176,9 +184,20 @@ export class FaultLoop {
     return { pages: Uint32Array.from(this.touchPages), timesMs: Uint32Array.from(this.touchTimes) };
   }
 
-  /** True while prefetch pages remain: the caller then polls instead of blocking. */
-  get prefetching(): boolean {
-    return this.prefetchCursor < this.prefetchPages.length;
+  /** True when a prefetch step can run now: pages remain and nothing it waits for is missing. */
+  get prefetchReady(): boolean {
+    return this.prefetchCursor < this.prefetchPages.length && !this.prefetchBlocked && !this.prefetchPaused;
+  }
+
+  /** Tells the source which bytes the prefetch needs next, PREFETCH_LOOKAHEAD_BYTES ahead. */
+  private announcePrefetch(): void {
+    const ps = this.pageSize;
+    const end = Math.min(this.prefetchPages.length, this.prefetchCursor + PREFETCH_LOOKAHEAD_BYTES / ps);
+    if (this.hintCursor < this.prefetchCursor) this.hintCursor = this.prefetchCursor;
+    for (; this.hintCursor < end; this.hintCursor++) {
+      const fileOffset = this.prefetchPages[this.hintCursor]! * ps;
+      if (!this.isPresent(fileOffset) && !this.source.isZero(fileOffset, ps)) this.source.prepare(fileOffset);
+    }
   }
 
   /**
@@ -191,6 +210,7 @@ export class FaultLoop {
    */
   prefetchStep(): void {
     const ps = this.pageSize;
+    this.announcePrefetch();
     let budget = PREFETCH_STEP_BYTES;
     let lo = Infinity;
     let hi = -Infinity;
@@ -219,9 +239,12 @@ export class FaultLoop {
         const regionEnd = region.fileOffset + region.sizeBytes;
         while (n < count && fileOffset + n * ps < regionEnd && !this.isPresent(fileOffset + n * ps) && this.kindOf(fileOffset + n * ps) === kind) n++;
         const result = this.install(region, fileOffset, n * ps, kind, -1, false);
-        if (result === 'retry') {
-          // The address space is changing (balloon): resume from this page after events are read.
+        if (result === 'retry' || result === 'wait') {
+          // The address space is changing (balloon), or the source is still fetching these bytes:
+          // resume from this page after the next wait.
           this.prefetchCursor = runIndex + (first - runFirst);
+          if (result === 'retry') this.prefetchPaused = true;
+          else this.prefetchBlocked = true;
           budget = 0;
           break;
         }
@@ -252,19 +275,26 @@ export class FaultLoop {
 
   /** The source has more data: retry the faults that waited for it. */
   sourceReady(): void {
+    this.prefetchBlocked = false;
     if (this.waiting.length === 0) return;
     const pending = this.waiting;
     this.waiting = [];
     for (const d of pending) this.serve(d);
   }
 
-  /** Microseconds the caller may block waiting for events: -1 (forever) unless faults are deferred. */
+  /**
+   * Microseconds the caller may block waiting for events: 0 while a prefetch step can run (only
+   * peek, faults first), the EAGAIN backoff while faults or the prefetch are deferred, else -1
+   * (forever: a fetching source wakes the loop through its wakeFd).
+   */
   waitBudgetUs(): number {
-    return this.deferred.length > 0 ? this.backoffUs : -1;
+    if (this.prefetchReady) return 0;
+    return this.deferred.length > 0 || this.prefetchPaused ? this.backoffUs : -1;
   }
 
   /** Retries deferred faults; call when a wait ends, whatever woke it. */
   retryDeferred(): void {
+    this.prefetchPaused = false;
     if (this.deferred.length === 0) return;
     const pending = this.deferred;
     this.deferred = [];

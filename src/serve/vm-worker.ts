@@ -93,8 +93,7 @@ function serveVm(init: VmWorkerInit): void {
     const revents = new Int32Array(4);
 
     for (;;) {
-      // While prefetching, only peek at the uffd (timeout 0) between prefetch steps: faults first.
-      const n = native.waitAndRead(uffd.fd, others, revents, buf, loop.prefetching ? 0 : loop.waitBudgetUs());
+      const n = native.waitAndRead(uffd.fd, others, revents, buf, loop.waitBudgetUs());
       const readAtMs = performance.now();
       if (n < 0) {
         if (n === -ERRNO.EINTR) continue;
@@ -107,7 +106,8 @@ function serveVm(init: VmWorkerInit): void {
       }
       if (n > 0) loop.handleBatch(view, n / UFFD_MSG_SIZE, readAtMs);
       else loop.retryDeferred();
-      if (loop.prefetching) loop.prefetchStep();
+      // Faults first: a prefetch step runs only after the events of this wake were served.
+      if (loop.prefetchReady) loop.prefetchStep();
 
       if (revents[0]! & POLLIN) {
         reason = 'stopped';

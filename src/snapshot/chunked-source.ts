@@ -248,14 +248,22 @@ export class ChunkedSource implements PageSource {
       throw new FcUffdError('CONFIG', `a fault-around block crosses a chunk boundary (${len} bytes at ${fileOffset}, ${this.chunkSize}-byte chunks): fault-around must not exceed the chunk size`);
     const buf = this.chunks[ci];
     if (buf === undefined) {
-      if (!this.requested[ci]) {
-        this.requested[ci] = 1;
-        this.port.postMessage({ type: 'want', chunk: ci } satisfies ChunkWant);
-      }
+      this.request(ci);
       return undefined;
     }
     this.account(ci, fileOffset, len);
     return { src: buf, srcOffset: fileOffset - chunkStart };
+  }
+
+  prepare(fileOffset: number): void {
+    const ci = Math.floor(fileOffset / this.chunkSize);
+    if (this.chunks[ci] === undefined) this.request(ci);
+  }
+
+  private request(ci: number): void {
+    if (this.requested[ci]) return;
+    this.requested[ci] = 1;
+    this.port.postMessage({ type: 'want', chunk: ci } satisfies ChunkWant);
   }
 
   private account(ci: number, fileOffset: number, len: number): void {

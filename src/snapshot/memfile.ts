@@ -170,6 +170,8 @@ export class MemoryFileSource implements PageSource {
     return { src: this.mapping, srcOffset: fileOffset };
   }
 
+  prepare(): void {}
+
   onWake(): void {}
 
   close(): void {

@@ -1,5 +1,6 @@
 // Working-set record and prefetch, end to end: a first restore records what it installed on
-// demand, the next one installs that ahead of the guest.
+// demand, the next one installs that ahead of the guest — from a memory file and from a chunked
+// snapshot (whose chunks the prefetcher asks for ahead of need).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -13,60 +14,85 @@ import { tempDir } from '../helpers/files.js';
 
 const MiB = 1024 * 1024;
 
-test('record a working set, replay it: far fewer faults, still verified under the balloon with 4 vCPUs', async () => {
+/** A sparse clustered working set, as restored guests touch memory: 400 runs of 1-16 pages. */
+function clusteredTrace(file: string, sizeBytes: number): void {
+  let seed = 5;
+  const rand = (n: number): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+  const lines: string[] = [];
+  for (let i = 0; i < 400; i++) {
+    const start = rand(sizeBytes / 4096 - 16);
+    for (let k = 0, n = 1 + rand(16); k < n; k++) lines.push(`${i} ${(start + k) * 4096} ${rand(10) === 0 ? 'w' : 'r'}`);
+  }
+  fs.writeFileSync(file, `${lines.join('\n')}\n`);
+}
+
+/** Records on one restore, replays on the next; returns the faults of both. */
+async function recordThenReplay(dir: string, mem: string, source: string[], workload: Partial<EmulatorOptions>): Promise<{ onDemand: number; withPrefetch: number }> {
+  const wsFile = path.join(dir, 'vm.ws');
+  const recording = await startServe(path.join(dir, 'a.sock'), [...source, '--record-ws', wsFile]);
+  let onDemand: number;
+  try {
+    const r = await runEmulator({ socket: recording.socket, mem, ...workload });
+    assert.equal(r.code, 0, r.stderr);
+    onDemand = (await recording.waitForLog((l) => l.msg === 'VM ended')).faults as number;
+    await recording.waitForLog((l) => l.msg === 'wrote working set');
+  } finally {
+    assert.equal(await recording.stop(), 0);
+  }
+  assert.ok(readWorkingSet(wsFile).pages.length >= 400);
+
+  const replay = await startServe(path.join(dir, 'b.sock'), [...source, '--prefetch', wsFile]);
+  try {
+    const r = await runEmulator({ socket: replay.socket, mem, ...workload });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.report!.mismatches, 0);
+    const ended = await replay.waitForLog((l) => l.msg === 'VM ended');
+    assert.ok((ended.prefetchedPages as number) > 0);
+    // The same working set with 4 vCPUs and the balloon racing the prefetcher: removed pages must
+    // still read as zeros, everything else as the snapshot.
+    const b = await runEmulator({ socket: replay.socket, mem, ...workload, vcpus: 4, share: 'same', writePercent: 10, balloonCycles: 1500, balloonMaxPages: 16 });
+    assert.equal(b.code, 0, b.stderr);
+    assert.equal(b.report!.mismatches, 0);
+    return { onDemand, withPrefetch: ended.faults as number };
+  } finally {
+    assert.equal(await replay.stop(), 0);
+  }
+}
+
+test('memory file: a recorded working set replayed cuts faults by >= 90%, verified under the balloon', async () => {
   const dir = tempDir();
   try {
     const mem = path.join(dir, 'memory.bin');
     writeDemoImage(mem, 64 * MiB, 21);
-    // A sparse clustered working set, as restored guests touch memory: 400 runs of 1-16 pages.
     const trace = path.join(dir, 'trace.txt');
-    let seed = 5;
-    const rand = (n: number): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
-    const lines: string[] = [];
-    for (let i = 0; i < 400; i++) {
-      const start = rand((64 * MiB) / 4096 - 16);
-      for (let k = 0, n = 1 + rand(16); k < n; k++) lines.push(`${i} ${(start + k) * 4096} ${rand(10) === 0 ? 'w' : 'r'}`);
-    }
-    fs.writeFileSync(trace, `${lines.join('\n')}\n`);
-    const workload: Partial<EmulatorOptions> = { vcpus: 1, pattern: `trace:${trace}`, deadlineMs: 30000 };
-    const wsFile = path.join(dir, 'vm.ws');
-
-    const recording = await startServe(path.join(dir, 'a.sock'), ['--mem', mem, '--record-ws', wsFile]);
-    let faultsOnDemand: number;
-    try {
-      const r = await runEmulator({ socket: recording.socket, mem, ...workload });
-      assert.equal(r.code, 0, r.stderr);
-      faultsOnDemand = (await recording.waitForLog((l) => l.msg === 'VM ended')).faults as number;
-      await recording.waitForLog((l) => l.msg === 'wrote working set');
-    } finally {
-      assert.equal(await recording.stop(), 0);
-    }
-    const ws = readWorkingSet(wsFile);
-    assert.ok(ws.pages.length >= 400, `recorded ${ws.pages.length} pages`);
-
-    const replay = await startServe(path.join(dir, 'b.sock'), ['--mem', mem, '--prefetch', wsFile]);
-    try {
-      const r = await runEmulator({ socket: replay.socket, mem, ...workload });
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal(r.report!.mismatches, 0);
-      const ended = await replay.waitForLog((l) => l.msg === 'VM ended');
-      assert.ok((ended.prefetchedPages as number) > 0);
-      assert.ok((ended.faults as number) <= faultsOnDemand * 0.1, `faults ${ended.faults} with prefetch vs ${faultsOnDemand} on demand: at least 90% fewer`);
-      // The same working set with 4 vCPUs and the balloon racing the prefetcher: removed pages must
-      // still read as zeros, everything else as the snapshot.
-      const b = await runEmulator({ socket: replay.socket, mem, ...workload, vcpus: 4, share: 'same', writePercent: 10, balloonCycles: 1500, balloonMaxPages: 16 });
-      assert.equal(b.code, 0, b.stderr);
-      assert.equal(b.report!.mismatches, 0);
-    } finally {
-      assert.equal(await replay.stop(), 0);
-    }
+    clusteredTrace(trace, 64 * MiB);
+    const { onDemand, withPrefetch } = await recordThenReplay(dir, mem, ['--mem', mem], { vcpus: 1, pattern: `trace:${trace}`, deadlineMs: 30000 });
+    assert.ok(withPrefetch <= onDemand * 0.1, `faults ${withPrefetch} with prefetch vs ${onDemand} on demand: at least 90% fewer`);
 
     // A working set recorded against another snapshot is refused at startup.
     const other = path.join(dir, 'other.bin');
     writeDemoImage(other, 64 * MiB, 22);
-    const refused = spawnSync(process.execPath, [CLI_PATH, 'serve', '--socket', path.join(dir, 'c.sock'), '--mem', other, '--prefetch', wsFile], { encoding: 'utf8', timeout: 20000 });
+    const refused = spawnSync(process.execPath, [CLI_PATH, 'serve', '--socket', path.join(dir, 'c.sock'), '--mem', other, '--prefetch', path.join(dir, 'vm.ws')], { encoding: 'utf8', timeout: 20000 });
     assert.equal(refused.status, 1);
     assert.match(refused.stderr, /recorded against snapshot memfile:.* not the one served .*\[WORKING_SET_MISMATCH\]/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('chunked snapshot: the prefetcher fetches the chunks it needs ahead and cuts faults by >= 90%', async () => {
+  const dir = tempDir();
+  try {
+    const mem = path.join(dir, 'memory.bin');
+    writeDemoImage(mem, 64 * MiB, 23);
+    const store = path.join(dir, 'store');
+    const packed = spawnSync(process.execPath, [CLI_PATH, 'pack', mem, '--store', store, '--json'], { encoding: 'utf8', timeout: 60000 });
+    assert.equal(packed.status, 0, packed.stderr);
+    const manifest = (JSON.parse(packed.stdout.trim().split('\n').pop()!) as { id: string }).id;
+    const trace = path.join(dir, 'trace.txt');
+    clusteredTrace(trace, 64 * MiB);
+    const { onDemand, withPrefetch } = await recordThenReplay(dir, mem, ['--snapshot', manifest, '--store', store], { vcpus: 1, pattern: `trace:${trace}`, deadlineMs: 30000 });
+    assert.ok(withPrefetch <= onDemand * 0.1, `faults ${withPrefetch} with prefetch vs ${onDemand} on demand: at least 90% fewer`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

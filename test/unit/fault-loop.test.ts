@@ -29,8 +29,14 @@ class FakeSource implements PageSource {
     for (let p = off / PS; p < (off + len) / PS; p++) if (!this.zeroPages.has(p)) return false;
     return true;
   }
-  span(off: number): SourceSpan {
-    return { src: this.data, srcOffset: off };
+  /** When set, bytes are "still being fetched" until arrive(): span() answers undefined. */
+  fetching = false;
+  readonly prepared: number[] = [];
+  span(off: number): SourceSpan | undefined {
+    return this.fetching ? undefined : { src: this.data, srcOffset: off };
+  }
+  prepare(off: number): void {
+    this.prepared.push(off);
   }
   onWake(): void {}
   close(): void {}
@@ -91,12 +97,12 @@ function events(list: Array<{ fault?: number; remove?: [number, number]; unmap?:
   return new DataView(buf.buffer);
 }
 
-function setup(faultAroundBytes = PS, zeroPages = new Set<number>(), sizeBytes = 64 * PS) {
+function setup(faultAroundBytes = PS, zeroPages = new Set<number>(), sizeBytes = 64 * PS, prefetchPages?: number[]) {
   const source = new FakeSource(sizeBytes, zeroPages);
   const uffd = new FakeUffd();
   const stats = new VmStats();
   const memory = new GuestMemory([{ hostAddr: HOST, sizeBytes, fileOffset: 0 }], PS);
-  const loop = new FaultLoop({ memory, source, uffd, stats, faultAroundBytes });
+  const loop = new FaultLoop({ memory, source, uffd, stats, faultAroundBytes, recordWorkingSet: true, ...(prefetchPages ? { prefetchPages: Uint32Array.from(prefetchPages) } : {}) });
   const run = (list: Parameters<typeof events>[0]) => loop.handleBatch(events(list), list.length, performance.now());
   return { source, uffd, stats, loop, run };
 }
@@ -217,4 +223,45 @@ test('faults outside every region and unexpected events are clear per-VM errors'
   const { run } = setup();
   assert.throws(() => run([{ fault: HOST + 64 * PS }]), { code: 'VM_FAULT_OUTSIDE_REGIONS' });
   assert.throws(() => run([{ unmap: true }]), (err: FcUffdError) => err.code === 'VM_UNEXPECTED_EVENT' && /unmap/.test(err.message));
+});
+
+test('recording keeps the pages installed on demand in first-install order, neighbours included', () => {
+  const { run, loop } = setup(4 * PS);
+  run([{ fault: HOST + 9 * PS }, { fault: HOST + 2 * PS }, { fault: HOST + 10 * PS }]);
+  assert.deepEqual([...loop.recordedTouches().pages], [9, 10, 11, 8, 2, 3, 0, 1]);
+});
+
+test('prefetch: coalesced installs without wake-ups, one wake per step, present and removed pages skipped', () => {
+  const { uffd, stats, loop, run } = setup(PS, new Set([21]), 64 * PS, [20, 21, 22, 23, 5, 40, 41, 50]);
+  run([{ fault: HOST + 22 * PS }, { remove: [HOST + 50 * PS, HOST + 51 * PS] }]);
+  uffd.calls.length = 0;
+  assert.equal(loop.prefetchReady, true);
+  assert.equal(loop.waitBudgetUs(), 0, 'while a step can run the loop only peeks at the uffd');
+  loop.prefetchStep();
+  assert.deepEqual(
+    uffd.calls.map((c) => [c.op, (c.dst - HOST) / PS, c.len / PS, c.wake]),
+    [['copy', 20, 1, false], ['zeropage', 21, 1, false], ['copy', 23, 1, false], ['copy', 5, 1, false], ['copy', 40, 2, false], ['wake', 5, 37, undefined]],
+  );
+  assert.equal(uffd.mapped.has(HOST + 50 * PS), false, 'a removed page is never prefetched');
+  assert.equal(stats.get('prefetchedPages'), 6);
+  assert.equal(loop.prefetchReady, false);
+  assert.equal(loop.waitBudgetUs(), -1);
+});
+
+test('prefetch pauses on EAGAIN and on bytes still being fetched, and resumes where it stopped', () => {
+  const { uffd, source, loop } = setup(PS, new Set(), 64 * PS, [1, 2, 3]);
+  uffd.script = [ERRNO.EAGAIN];
+  loop.prefetchStep();
+  assert.equal(loop.prefetchReady, false);
+  assert.ok(loop.waitBudgetUs() > 0, 'EAGAIN: wait a backoff, then retry');
+  loop.retryDeferred();
+  source.fetching = true;
+  loop.prefetchStep();
+  assert.ok(source.prepared.includes(1 * PS) && source.prepared.includes(3 * PS), 'the source was told what comes next');
+  assert.equal(loop.prefetchReady, false);
+  assert.equal(loop.waitBudgetUs(), -1, 'blocked on the source: sleep until it wakes the loop');
+  source.fetching = false;
+  loop.sourceReady();
+  loop.prefetchStep();
+  for (const p of [1, 2, 3]) assert.ok(uffd.mapped.has(HOST + p * PS), `page ${p}`);
 });
