@@ -792,15 +792,16 @@ int main(int argc, char **argv)
 
 run:;
 	pthread_t th;
+	int rc;
 	unsigned nworkers = E.o.vcpus;
 	if (E.o.balloon_cycles) {
 		nworkers++;
-		if (pthread_create(&th, NULL, balloon_main, NULL))
-			fail_setup("pthread_create: %s", strerror(errno));
+		if ((rc = pthread_create(&th, NULL, balloon_main, NULL)))
+			fail_setup("pthread_create: %s", strerror(rc));
 	}
 	for (unsigned i = 0; i < E.o.vcpus; i++)
-		if (pthread_create(&th, NULL, E.o.kvm ? vcpu_kvm_main : vcpu_host_main, &E.vcpus[i]))
-			fail_setup("pthread_create: %s", strerror(errno));
+		if ((rc = pthread_create(&th, NULL, E.o.kvm ? vcpu_kvm_main : vcpu_host_main, &E.vcpus[i])))
+			fail_setup("pthread_create: %s", strerror(rc));
 	wait_workers(nworkers);
 	double done_ms = ms_since(&E.t_handshake);
 
