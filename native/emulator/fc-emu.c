@@ -45,7 +45,8 @@ static const char usage_text[] =
 	"  --uffd-create dev|syscall  /dev/userfaultfd + USERFAULTFD_IOC_NEW (default) or userfaultfd(2)\n"
 	"  --connect-timeout-ms N     retry connect() this long (default 5000)\n"
 	"  --vcpus N                  vCPU threads (default 1)\n"
-	"  --pattern P                seq | random | trace:FILE | none (default seq)\n"
+	"  --pattern P                seq | random | trace:FILE | none (default seq); trace lines are\n"
+	"                             '<ms> <file offset> <r|w>', replayed as fast as possible\n"
 	"  --touch-pages N            page touches per vCPU and pass\n"
 	"  --share same|split         vCPUs walk the same pages or split them (default split)\n"
 	"  --write-percent P          percent of touches that write a stamp (default 0)\n"
@@ -185,10 +186,11 @@ static void parse_args(int argc, char **argv)
 		.deadline_ms = 60000,
 		.nfds = 1,
 	};
-	int c;
+	int c, li;
+	char name[40];
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		const char *name = optind > 0 && optind <= argc ? argv[optind - 1] : "option";
+	while ((li = -1, c = getopt_long(argc, argv, ":", longopts, &li)) != -1) {
+		snprintf(name, sizeof(name), "--%s", li >= 0 ? longopts[li].name : "option");
 		switch (c) {
 		case O_SOCKET: o->socket_path = optarg; break;
 		case O_MEM: o->mem_path = optarg; break;
