@@ -28,3 +28,4 @@ export { DirStore } from './store/dir.js';
 export { ResilientStore } from './store/resilient.js';
 export { StoreError } from './store/types.js';
 export type { ChunkStore, GetOptions } from './store/types.js';
+export { createMetrics, serveMetrics } from './metrics.js';

@@ -9,6 +9,7 @@ import { ResilientStore } from '../store/resilient.js';
 import { ChunkCache } from '../snapshot/chunk-cache.js';
 import { ServedChunkedSnapshot } from '../snapshot/chunked-source.js';
 import { readWorkingSet } from '../serve/working-set.js';
+import { createMetrics, serveMetrics } from '../metrics.js';
 
 export interface ServeFlags {
   socket: string;
@@ -25,6 +26,7 @@ export interface ServeFlags {
   removedOut?: string;
   recordWs?: string;
   prefetch?: string;
+  metricsListen?: string;
 }
 
 export async function serveCommand(flags: ServeFlags): Promise<void> {
@@ -43,6 +45,13 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     logger,
   });
   server.on('vm-end', (vm) => process.stdout.write(`${formatVmSummary(vm)}\n`));
+  let metrics: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  if (flags.metricsListen) {
+    const m = /^(.*):(\d+)$/.exec(flags.metricsListen);
+    if (!m) throw new FcUffdError('CONFIG', `--metrics-listen wants HOST:PORT, got ${flags.metricsListen}`);
+    metrics = await serveMetrics(createMetrics(server), m[1]!, Number(m[2]));
+    logger.info({ metrics: `http://${metrics.address.address}:${metrics.address.port}/metrics` }, 'serving Prometheus metrics');
+  }
   await new Promise<void>((resolve) => {
     const shutdown = (signal: string): void => {
       logger.info({ signal }, 'stopping');
@@ -51,6 +60,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     process.once('SIGINT', shutdown);
     process.once('SIGTERM', shutdown);
   });
+  metrics?.server.close();
   await server.stop();
   snapshot.close();
 }
