@@ -10,7 +10,7 @@ import { DEFAULT_FAULT_AROUND_BYTES } from '../src/firecracker/server.js';
 import { EMULATOR_PATH } from '../src/emulator/run.js';
 import { clusteredTrace, demoImage, realGuest, warmPageCache, type Image } from './lib/data.js';
 import { fmt, spread, type Spread } from './lib/stats.js';
-import { C_HANDLER, OUR_CLI, runTrial, type TrialResult, type Variant, type Workload } from './lib/trial.js';
+import { C_HANDLER, OUR_CLI, failedTrial, runTrial, type TrialResult, type Variant, type Workload } from './lib/trial.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const MiB = 1024 * 1024;
@@ -131,12 +131,13 @@ const SCENARIOS: Scenario[] = [
     prepare: (ctx) => ({ mem: image(ctx, GiB).path, pageSize: '4k', vcpus: 4, pattern: 'random', touchPages: ctx.quick ? 2048 : 8192 }),
   },
   {
-    name: 'seq-512m-2m-pages',
-    what: 'sequential, 512 MiB of 2 MiB hugetlbfs pages, 1 vCPU (File backend: not possible with hugetlbfs)',
+    name: 'seq-128m-2m-pages',
+    what: 'sequential, 128 MiB of 2 MiB hugetlbfs pages, 1 vCPU (File backend: not possible with hugetlbfs)',
     tier: 'default',
-    hugePages: 256,
+    hugePages: 64,
+    deadlineMs: 20000,
     variants: [V.ours, V.c4k, V.cPop],
-    prepare: (ctx) => ({ mem: image(ctx, 512 * MiB).path, pageSize: '2m', vcpus: 1, pattern: 'seq' }),
+    prepare: (ctx) => ({ mem: image(ctx, 128 * MiB).path, pageSize: '2m', vcpus: 1, pattern: 'seq' }),
   },
   {
     name: 'kvm-sparse-real',
@@ -243,6 +244,18 @@ function parseArgs(argv: string[]): { runs: number; quick: boolean; full: boolea
   return a;
 }
 
+let hugePagesBefore: string | undefined;
+
+function restoreHugePages(): void {
+  if (hugePagesBefore === undefined) return;
+  try {
+    fs.writeFileSync('/proc/sys/vm/nr_hugepages', hugePagesBefore);
+  } catch {
+    /* left as is */
+  }
+  hugePagesBefore = undefined;
+}
+
 function reserveHugePages(n: number): { restore(): void } | string {
   const knob = '/proc/sys/vm/nr_hugepages';
   const free = (): number => Number(/^HugePages_Free:\s+(\d+)/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0);
@@ -254,8 +267,10 @@ function reserveHugePages(n: number): { restore(): void } | string {
   }
   const have = free();
   if (have >= n) return { restore: () => {} };
+  hugePagesBefore ??= before;
+  before = hugePagesBefore;
   try {
-    fs.writeFileSync(knob, String(Number(before) + n - have));
+    fs.writeFileSync(knob, String(Number(fs.readFileSync(knob, 'utf8')) + n + 8 - have));
   } catch (e) {
     return `cannot reserve ${n} huge pages (${knob}; needs root): ${(e as Error).message}`;
   }
@@ -299,6 +314,14 @@ async function runScenario(s: Scenario, runs: number, ctx: Ctx, workDir: string)
       // Rotate the order every run so that no variant always runs right after a cold one, or first.
       const order = s.variants.map((_, i) => s.variants[(i + r) % s.variants.length]!);
       for (const v of order) {
+        // Other processes on the machine may take or un-reserve huge pages meanwhile: top up before each trial.
+        if (s.hugePages) {
+          const again = reserveHugePages(s.hugePages);
+          if (typeof again === 'string') {
+            trials.get(v.name)!.push({ ...failedTrial(), error: again });
+            continue;
+          }
+        }
         if (cold && v.cache === 'warm') warmPageCache(w.mem);
         cold = v.cache === 'cold';
         const t = await runTrial({ workload: w, variant: v, dir: workDir, deadlineMs: s.deadlineMs ?? 120000 });
@@ -321,7 +344,7 @@ async function runScenario(s: Scenario, runs: number, ctx: Ctx, workDir: string)
       });
     }
   } finally {
-    huge?.restore();
+    if (huge) restoreHugePages();
   }
   return res;
 }
@@ -369,7 +392,7 @@ function ratios(results: ScenarioResult[]): Ratio[] {
     add(r, 'workload time: ours / File backend, cold cache', 'handshakeToDoneMs', 'ours', 'file-cold', r.name.startsWith('sparse') ? '<= 1.0' : undefined);
     add(r, 'workload time: ours, cold / File backend, cold', 'handshakeToDoneMs', 'ours-cold', 'file-cold', r.name.startsWith('sparse') ? '<= 1.0' : undefined);
     add(r, 'workload time: ours / populate everything (C)', 'handshakeToDoneMs', 'ours', 'c-populate');
-    if (r.name === 'seq-512m-2m-pages') add(r, 'workload time: ours / C handler (2 MiB pages)', 'handshakeToDoneMs', 'ours', 'c-4k');
+    if (r.name === 'seq-128m-2m-pages') add(r, 'workload time: ours / C handler (2 MiB pages)', 'handshakeToDoneMs', 'ours', 'c-4k');
   }
   return out;
 }

@@ -289,7 +289,8 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
       fileCachedPagesAfterDrop: (reports[0]!.fileCachedPagesAfterDrop as number | null | undefined) ?? null,
     };
   } catch (err) {
-    return failed((err as Error).message);
+    const logged = handler?.stderr.split('\n').filter((l) => /"level":(50|60)/.test(l)).pop();
+    return failedTrial(`${(err as Error).message}${logged ? ` | handler: ${logged.slice(0, 400)}` : ''}`);
   } finally {
     sampler?.stop();
     if (handler && handler.child.exitCode === null) {
@@ -301,7 +302,7 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
   }
 }
 
-function failed(error: string): TrialResult {
+export function failedTrial(error = 'not run'): TrialResult {
   return {
     ok: false,
     error,
