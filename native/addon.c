@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -424,6 +425,88 @@ static napi_value unmap_file(napi_env env, napi_callback_info info) {
   return rc < 0 ? neg_errno(env) : num(env, 0);
 }
 
+// epollCreate() -> epfd | -errno. A fault-loop thread waits on every fd of every VM it serves
+// through one epoll set; each fd is registered with a caller-chosen 32-bit tag.
+static napi_value epoll_create_fd(napi_env env, napi_callback_info info) {
+  (void)info;
+  int fd = epoll_create1(EPOLL_CLOEXEC);
+  return fd < 0 ? neg_errno(env) : num(env, fd);
+}
+
+// epollAdd(epfd, fd, tag) -> 0 | -errno: level-triggered EPOLLIN (hang-ups are always reported).
+static napi_value epoll_add(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int64_t epfd, fd, tag;
+  if (!arg_i64(env, argv, argc, 0, &epfd) || !arg_i64(env, argv, argc, 1, &fd) || !arg_i64(env, argv, argc, 2, &tag) ||
+      tag < 0 || tag > INT32_MAX)
+    return usage(env, "epollAdd(epfd: number, fd: number, tag: 0..2^31-1)");
+  struct epoll_event ev = {.events = EPOLLIN, .data = {.u64 = (uint64_t)tag}};
+  return epoll_ctl((int)epfd, EPOLL_CTL_ADD, (int)fd, &ev) < 0 ? neg_errno(env) : num(env, 0);
+}
+
+static napi_value epoll_del(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int64_t epfd, fd;
+  if (!arg_i64(env, argv, argc, 0, &epfd) || !arg_i64(env, argv, argc, 1, &fd))
+    return usage(env, "epollDel(epfd: number, fd: number)");
+  return epoll_ctl((int)epfd, EPOLL_CTL_DEL, (int)fd, NULL) < 0 ? neg_errno(env) : num(env, 0);
+}
+
+// epollWait(epfd, out: Int32Array, timeoutUs) -> n | -errno. Blocks up to timeoutUs (< 0:
+// forever; microsecond resolution through epoll_pwait2); out[2i] = tag, out[2i+1] = events, for
+// at most out.length / 2 ready fds.
+static napi_value epoll_wait_fds(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int64_t epfd, timeout_us;
+  int32_t *out;
+  size_t n;
+  if (!arg_i64(env, argv, argc, 0, &epfd) || !arg_i32_array(env, argv, argc, 1, &out, &n) || n < 2 || n > 2048 ||
+      !arg_i64(env, argv, argc, 2, &timeout_us))
+    return usage(env, "epollWait(epfd: number, out: Int32Array(2..2048), timeoutUs: number)");
+  struct epoll_event evs[1024];
+  int max = (int)(n / 2);
+  struct timespec ts, *tsp = NULL;
+  if (timeout_us >= 0) {
+    ts.tv_sec = timeout_us / 1000000;
+    ts.tv_nsec = (timeout_us % 1000000) * 1000;
+    tsp = &ts;
+  }
+  int ready = (int)syscall(SYS_epoll_pwait2, (int)epfd, evs, max, tsp, NULL, 0);
+  if (ready < 0 && errno == ENOSYS)  // before Linux 5.11: millisecond resolution, rounded up
+    ready = epoll_wait((int)epfd, evs, max, timeout_us < 0 ? -1 : (int)((timeout_us + 999) / 1000));
+  if (ready < 0) return neg_errno(env);
+  for (int i = 0; i < ready; i++) {
+    out[2 * i] = (int32_t)evs[i].data.u64;
+    out[2 * i + 1] = (int32_t)evs[i].events;
+  }
+  return num(env, ready);
+}
+
+// readEvents(uffd, buf) -> bytes | -errno: whole uffd_msg records, read until EAGAIN or buf is
+// full; -EAGAIN when none was pending.
+static napi_value read_events(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int64_t uffd;
+  uint8_t *buf;
+  size_t buf_len;
+  if (!arg_i64(env, argv, argc, 0, &uffd) || !arg_bytes(env, argv, argc, 1, &buf, &buf_len) ||
+      buf_len < sizeof(struct uffd_msg))
+    return usage(env, "readEvents(uffd: number, buf: Buffer(>= 32))");
+  size_t want = buf_len - buf_len % sizeof(struct uffd_msg);
+  size_t got = 0;
+  while (got < want) {
+    ssize_t r = read((int)uffd, buf + got, want - got);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (got > 0) break;
+      return neg_errno(env);
+    }
+    if (r == 0) break;
+    got += (size_t)r;
+  }
+  return num(env, (double)got);
+}
+
 // lseek(fd, offset, whence) -> offset | -errno; used with SEEK_DATA / SEEK_HOLE to find holes.
 static napi_value lseek_fd(napi_env env, napi_callback_info info) {
   ARGS(3);
@@ -647,6 +730,9 @@ static napi_value make_constants(napi_env env) {
       {"POLLHUP", POLLHUP},
       {"POLLERR", POLLERR},
       {"POLLRDHUP", POLLRDHUP},
+      {"EPOLLIN", EPOLLIN},
+      {"EPOLLERR", EPOLLERR},
+      {"EPOLLHUP", EPOLLHUP},
       {"SEEK_DATA", SEEK_DATA},
       {"SEEK_HOLE", SEEK_HOLE},
       {"MADV_DONTNEED", MADV_DONTNEED},
@@ -675,6 +761,11 @@ NAPI_MODULE_INIT() {
       {"waitAndRead", NULL, wait_and_read, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mapFile", NULL, map_file, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unmapFile", NULL, unmap_file, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"epollCreate", NULL, epoll_create_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"epollAdd", NULL, epoll_add, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"epollDel", NULL, epoll_del, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"epollWait", NULL, epoll_wait_fds, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"readEvents", NULL, read_events, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lseek", NULL, lseek_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"uffdCreate", NULL, uffd_create, NULL, NULL, NULL, napi_enumerable, NULL},
       {"uffdApi", NULL, uffd_api, NULL, NULL, NULL, napi_enumerable, NULL},

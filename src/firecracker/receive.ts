@@ -1,4 +1,4 @@
-import { MSG_CTRUNC, POLLERR, POLLHUP, POLLIN } from '../kernel/constants.js';
+import { MSG_CTRUNC } from '../kernel/constants.js';
 import { ERRNO, errnoName } from '../kernel/errors.js';
 import { native } from '../kernel/native.js';
 import { FcUffdError } from '../errors.js';
@@ -35,56 +35,70 @@ export function isIncompleteJson(text: string): boolean {
 
 /**
  * Receives Firecracker's handshake on connection `connFd`: one sendmsg carrying the JSON region
- * array and exactly one fd (the uffd) in SCM_RIGHTS. Blocks (this runs on a VM's worker thread)
- * until the JSON is complete, the peer hangs up, `stopFd` is signalled or `timeoutMs` passes.
- * SOCK_STREAM may split a large payload, so bytes are accumulated until they parse; the fd comes
- * with the first bytes. Throws FcUffdError with a HANDSHAKE_* code; never leaks a received fd.
+ * array and exactly one fd (the uffd) in SCM_RIGHTS. Non-blocking: the owner calls `onReadable()`
+ * whenever the connection polls readable (or hung up) until it returns the handshake, and
+ * `expire()` when its deadline passes. SOCK_STREAM may split a large payload, so bytes are
+ * accumulated until they form complete JSON; the fd comes with the first bytes. Errors are
+ * FcUffdError with a HANDSHAKE_* code; a received fd is never leaked.
  */
-export function receiveHandshake(connFd: number, stopFd: number, timeoutMs: number): ReceivedHandshake {
-  const buf = Buffer.alloc(RECV_BUFFER_BYTES);
-  const info = new Int32Array(2 + 4);
-  const others = Int32Array.of(connFd, stopFd);
-  const revents = new Int32Array(2);
-  const deadline = performance.now() + timeoutMs;
-  const chunks: Buffer[] = [];
-  let uffdFd = -1;
-  const failWith = (code: ConstructorParameters<typeof FcUffdError>[0], message: string): never => {
-    if (uffdFd >= 0) native.close(uffdFd);
-    throw new FcUffdError(code, message);
-  };
+export class HandshakeReceiver {
+  private readonly buf = Buffer.alloc(RECV_BUFFER_BYTES);
+  private readonly info = new Int32Array(2 + 4);
+  private readonly chunks: Buffer[] = [];
+  private uffdFd = -1;
 
-  for (;;) {
-    const leftMs = deadline - performance.now();
-    if (leftMs <= 0) {
-      if (chunks.length > 0)
-        failWith('HANDSHAKE_TRUNCATED', `handshake JSON still incomplete after ${timeoutMs} ms: ${JSON.stringify(Buffer.concat(chunks).toString('utf8').slice(0, 120))}`);
-      failWith('HANDSHAKE_TIMEOUT', `the VMM connected but sent no handshake within ${timeoutMs} ms`);
-    }
-    const waited = native.waitAndRead(-1, others, revents, buf, Math.ceil(leftMs * 1000));
-    if (waited < 0 && waited !== -ERRNO.EINTR) failWith('HANDSHAKE_RECV', `waiting for the handshake failed: ${errnoName(-waited)}`);
-    if (revents[1]! & POLLIN) failWith('HANDSHAKE_TIMEOUT', 'handler stopping before the handshake arrived');
-    if (!(revents[0]! & (POLLIN | POLLHUP | POLLERR))) continue;
+  constructor(private readonly connFd: number) {}
 
-    const n = native.recvWithFds(connFd, buf, info);
-    if (n === -ERRNO.EAGAIN || n === -ERRNO.EINTR) continue;
-    if (n < 0) failWith('HANDSHAKE_RECV', `recvmsg on the VMM's connection failed: ${errnoName(-n)}`);
-    const fdCount = info[1]!;
-    const received = Array.from(info.subarray(2, 2 + Math.min(fdCount, info.length - 2)));
-    if (fdCount > 0) {
-      if (uffdFd >= 0 || fdCount > 1 || (info[0]! & MSG_CTRUNC) !== 0) {
-        for (const fd of received) native.close(fd);
-        failWith('HANDSHAKE_TOO_MANY_FDS', `expected exactly one fd (the userfaultfd) with the handshake, got ${uffdFd >= 0 ? fdCount + 1 : fdCount}${info[0]! & MSG_CTRUNC ? ' (control data truncated)' : ''}`);
+  /** The handshake once complete; undefined while more bytes are needed. */
+  onReadable(): ReceivedHandshake | undefined {
+    for (;;) {
+      const n = native.recvWithFds(this.connFd, this.buf, this.info);
+      if (n === -ERRNO.EAGAIN) return undefined;
+      if (n === -ERRNO.EINTR) continue;
+      if (n < 0) this.fail('HANDSHAKE_RECV', `recvmsg on the VMM's connection failed: ${errnoName(-n)}`);
+      const flags = this.info[0]!;
+      const fdCount = this.info[1]!;
+      const received = Array.from(this.info.subarray(2, 2 + Math.min(fdCount, this.info.length - 2)));
+      if (fdCount > 0) {
+        if (this.uffdFd >= 0 || fdCount > 1 || (flags & MSG_CTRUNC) !== 0) {
+          for (const fd of received) native.close(fd);
+          const total = this.uffdFd >= 0 ? fdCount + 1 : fdCount;
+          this.fail('HANDSHAKE_TOO_MANY_FDS', `expected exactly one fd (the userfaultfd) with the handshake, got ${total}${flags & MSG_CTRUNC ? ' (control data truncated)' : ''}`);
+        }
+        this.uffdFd = received[0]!;
       }
-      uffdFd = received[0]!;
+      if (n === 0 && fdCount === 0) {
+        if (this.chunks.length === 0) this.fail('HANDSHAKE_EOF', 'the VMM closed the connection without sending a handshake');
+        this.fail('HANDSHAKE_TRUNCATED', `the VMM closed the connection mid-handshake: ${this.excerpt()}`);
+      }
+      if (n > 0) this.chunks.push(Buffer.from(this.buf.subarray(0, n)));
+      const text = Buffer.concat(this.chunks).toString('utf8');
+      if (text.length === 0 || isIncompleteJson(text)) continue;
+      if (this.uffdFd < 0) this.fail('HANDSHAKE_NO_FD', 'the handshake carried no file descriptor: expected the userfaultfd in SCM_RIGHTS');
+      const uffdFd = this.uffdFd;
+      this.uffdFd = -1;
+      return { payload: text, uffdFd };
     }
-    if (n === 0 && fdCount === 0) {
-      if (chunks.length === 0) failWith('HANDSHAKE_EOF', 'the VMM closed the connection without sending a handshake');
-      failWith('HANDSHAKE_TRUNCATED', `the VMM closed the connection mid-handshake: ${JSON.stringify(Buffer.concat(chunks).toString('utf8').slice(0, 120))}`);
-    }
-    if (n > 0) chunks.push(Buffer.from(buf.subarray(0, n)));
-    const text = Buffer.concat(chunks).toString('utf8');
-    if (text.length === 0 || isIncompleteJson(text)) continue;
-    if (uffdFd < 0) failWith('HANDSHAKE_NO_FD', 'the handshake carried no file descriptor: expected the userfaultfd in SCM_RIGHTS');
-    return { payload: text, uffdFd };
+  }
+
+  /** The deadline passed before the handshake was complete. */
+  expire(timeoutMs: number): never {
+    if (this.chunks.length > 0) this.fail('HANDSHAKE_TRUNCATED', `handshake JSON still incomplete after ${timeoutMs} ms: ${this.excerpt()}`);
+    this.fail('HANDSHAKE_TIMEOUT', `the VMM connected but sent no handshake within ${timeoutMs} ms`);
+  }
+
+  /** Closes a uffd received with an incomplete handshake. */
+  abandon(): void {
+    if (this.uffdFd >= 0) native.close(this.uffdFd);
+    this.uffdFd = -1;
+  }
+
+  private excerpt(): string {
+    return JSON.stringify(Buffer.concat(this.chunks).toString('utf8').slice(0, 120));
+  }
+
+  private fail(code: ConstructorParameters<typeof FcUffdError>[0], message: string): never {
+    this.abandon();
+    throw new FcUffdError(code, message);
   }
 }

@@ -1,13 +1,14 @@
 import { EventEmitter, once } from 'node:events';
 import fs from 'node:fs';
 import { MessageChannel, Worker } from 'node:worker_threads';
+import { LoopThreadPool } from '../serve/loop-pool.js';
 import type { Logger } from 'pino';
 import { ERRNO, errnoName } from '../kernel/errors.js';
 import { native } from '../kernel/native.js';
 import { FcUffdError } from '../errors.js';
 import type { GuestRegion } from '../memory/regions.js';
 import type { ServedSnapshot, VmChannel } from '../serve/snapshot-source.js';
-import type { OnFatal, PeerCredentials, VmEndReason, VmErrorInfo, VmWorkerInit, VmWorkerMessage } from '../serve/protocol.js';
+import type { LoopThreadMessage, OnFatal, PeerCredentials, VmEndReason, VmErrorInfo, VmInit } from '../serve/protocol.js';
 import { VmStats, type StatsSnapshot } from '../serve/stats.js';
 import type { HandshakeGeneration } from './handshake.js';
 import { checkWorkingSetFits, writeWorkingSet, type WorkingSet } from '../serve/working-set.js';
@@ -34,6 +35,8 @@ export interface ServerOptions {
   recordWorkingSetPath?: string;
   /** Install this working set ahead of every VM's guest (refused if recorded against another snapshot). */
   prefetch?: WorkingSet;
+  /** Fault-loop threads, each serving many VMs (default: the CPU count, at most 4). */
+  loopThreads?: number;
   logger: Logger;
 }
 
@@ -63,24 +66,24 @@ export interface VmInfo {
 interface VmEntry {
   info: Omit<VmInfo, 'stats'>;
   stats: VmStats;
-  worker: Worker;
-  stopFd: number;
+  log: Logger;
+  channel: VmChannel;
   ended: Promise<void>;
+  resolveEnded: () => void;
 }
 
-const WORKER_URL = new URL('../serve/vm-worker.js', import.meta.url);
 const ACCEPTOR_URL = new URL('./acceptor-worker.js', import.meta.url);
 
 /**
- * The handler process's front: listens where Firecracker connects, gives every connection (one
- * VM) its own worker thread, and keeps each VM's state and stats for the library API. One VM's
+ * The handler process's front: listens where Firecracker connects, hands every connection (one VM)
+ * to a fault-loop thread, and keeps each VM's state and stats for the library API. One VM's
  * failure ends that VM only.
  *
- * Events: 'vm-handshake' (VmInfo), 'vm-end' (VmInfo), 'error' is never emitted for a VM.
+ * Events: 'vm-handshake' (VmInfo), 'vm-end' (VmInfo); 'error' is never emitted for a VM.
  */
 export class UffdServer extends EventEmitter {
   private readonly vmsById = new Map<string, VmEntry>();
-  private spare: Worker | undefined;
+  private readonly pool: LoopThreadPool;
   private acceptorExited: Promise<unknown> = Promise.resolve();
   private nextId = 1;
   private stopping = false;
@@ -92,6 +95,13 @@ export class UffdServer extends EventEmitter {
     private readonly acceptorStopFd: number,
   ) {
     super();
+    this.pool = new LoopThreadPool(
+      options.loopThreads,
+      (m) => this.onThreadMessage(m),
+      (vmIds, err) => {
+        for (const id of vmIds) this.onThreadDied(id, err);
+      },
+    );
   }
 
   static async start(options: ServerOptions): Promise<UffdServer> {
@@ -102,19 +112,20 @@ export class UffdServer extends EventEmitter {
       handshakeTimeoutMs: DEFAULT_HANDSHAKE_TIMEOUT_MS,
       removedRangesPath: '',
       recordWorkingSetPath: '',
+      loopThreads: LoopThreadPool.defaultThreads(),
       ...options,
     };
     const snapshot = full.snapshot;
     if (full.prefetch) checkWorkingSetFits(full.prefetch, snapshot.identity);
+    if (!Number.isSafeInteger(full.loopThreads) || full.loopThreads < 1) throw new FcUffdError('CONFIG', `loopThreads must be a positive integer, got ${full.loopThreads}`);
     removeStaleSocket(full.socketPath);
     const listenFd = native.listenUnix(full.socketPath, full.socketMode, 64);
     if (listenFd < 0) throw new FcUffdError('CONFIG', `cannot listen on ${full.socketPath}: ${errnoName(-listenFd)}`);
     const stopFd = native.eventfdCreate();
     const server = new UffdServer(full, snapshot, listenFd, stopFd);
-    server.spare = server.spawnWorker();
     server.startAcceptor();
     void snapshot.ready().catch((err: Error) => full.logger.warn({ err: err.message }, 'snapshot preparation stopped'));
-    full.logger.info({ socket: full.socketPath, snapshot: snapshot.description, sizeBytes: snapshot.sizeBytes }, 'listening for Firecracker');
+    full.logger.info({ socket: full.socketPath, snapshot: snapshot.description, sizeBytes: snapshot.sizeBytes, loopThreads: full.loopThreads }, 'listening for Firecracker');
     return server;
   }
 
@@ -137,14 +148,6 @@ export class UffdServer extends EventEmitter {
     return this.snapshot.ready();
   }
 
-  private spawnWorker(): Worker {
-    const worker = new Worker(WORKER_URL);
-    // Until it has a VM, a spare must not keep the process alive.
-    worker.unref();
-    worker.on('error', (err) => this.options.logger.error({ err: err.stack }, 'VM worker crashed'));
-    return worker;
-  }
-
   private startAcceptor(): void {
     const init: AcceptorInit = { listenFd: this.listenFd, stopFd: this.acceptorStopFd };
     const acceptor = new Worker(ACCEPTOR_URL, { workerData: init });
@@ -163,14 +166,10 @@ export class UffdServer extends EventEmitter {
     }
     const id = `vm-${this.nextId++}`;
     const log = this.options.logger.child({ vm: id, pid: peer.pid });
-    const worker = this.spare ?? this.spawnWorker();
-    this.spare = this.spawnWorker();
-    worker.ref();
     const stats = new VmStats();
-    const stopFd = native.eventfdCreate();
     const { port1, port2 } = new MessageChannel();
     const channel: VmChannel = { port: port1, wakeFd: native.eventfdCreate() };
-    const init: VmWorkerInit = {
+    const init: VmInit = {
       vmId: id,
       connFd: fd,
       peer,
@@ -183,49 +182,68 @@ export class UffdServer extends EventEmitter {
       onFatal: this.options.onFatal,
       handshakeTimeoutMs: this.options.handshakeTimeoutMs,
       statsBuffer: stats.buffer,
-      stopFd,
     };
-    const info: VmEntry['info'] = { id, peer, state: 'handshake', startedAtMs: Date.now() };
-    let endSeen = false;
-    const ended = new Promise<void>((resolve) => {
-      worker.on('message', (m: VmWorkerMessage) => {
-        switch (m.type) {
-          case 'handshake':
-            Object.assign(info, { state: 'serving', generation: m.generation, pageSizeBytes: m.pageSizeBytes, regions: m.regions });
-            for (const w of m.warnings) log.warn(w);
-            log.info({ generation: m.generation, pageSizeBytes: m.pageSizeBytes, regions: m.regions.length }, 'handshake accepted, serving');
-            this.emit('vm-handshake', this.vm(id));
-            break;
-          case 'log':
-            log[m.level](m.msg);
-            break;
-          case 'end':
-            endSeen = true;
-            Object.assign(info, { state: 'ended', endReason: m.reason, killed: m.killed, removedRanges: m.removedRanges });
-            if (m.error) info.error = m.error;
-            if (this.options.removedRangesPath) this.writeRemovedRanges(log, info);
-            if (this.options.recordWorkingSetPath && m.touches) this.writeWorkingSet(log, info, m.touches);
-            this.logEnd(log, info, stats);
-            break;
-        }
-      });
-      worker.once('exit', () => {
-        native.close(stopFd);
-        this.snapshot.detachVm(channel);
-        channel.port.close();
-        native.close(channel.wakeFd);
-        if (!endSeen) {
-          // The worker died without reporting (a crash): the VM is not served any more.
-          Object.assign(info, { state: 'ended', endReason: 'fatal', error: { code: 'INTERNAL', message: 'VM worker exited unexpectedly' } });
-          this.logEnd(log, info, stats);
-        }
-        this.emit('vm-end', this.vm(id));
-        resolve();
-      });
-    });
-    this.vmsById.set(id, { info, stats, worker, stopFd, ended });
+    let resolveEnded = (): void => {};
+    const ended = new Promise<void>((resolve) => (resolveEnded = resolve));
+    this.vmsById.set(id, { info: { id, peer, state: 'handshake', startedAtMs: Date.now() }, stats, log, channel, ended, resolveEnded });
     log.info({ uid: peer.uid }, 'VMM connected');
-    worker.postMessage(init, [port2]);
+    this.pool.start(init, [port2]);
+  }
+
+  private onThreadMessage(m: LoopThreadMessage): void {
+    const e = this.vmsById.get(m.vmId);
+    if (!e) return;
+    const { info, log } = e;
+    switch (m.type) {
+      case 'handshake':
+        Object.assign(info, { state: 'serving', generation: m.generation, pageSizeBytes: m.pageSizeBytes, regions: m.regions });
+        for (const w of m.warnings) log.warn(w);
+        log.info({ generation: m.generation, pageSizeBytes: m.pageSizeBytes, regions: m.regions.length }, 'handshake accepted, serving');
+        this.emit('vm-handshake', this.vm(m.vmId));
+        break;
+      case 'log':
+        log[m.level](m.msg);
+        break;
+      case 'end':
+        Object.assign(info, { endReason: m.reason, killed: m.killed, removedRanges: m.removedRanges });
+        if (m.error) info.error = m.error;
+        if (this.options.removedRangesPath) this.writeRemovedRanges(log, info);
+        if (this.options.recordWorkingSetPath && m.touches) this.writeWorkingSet(log, info, m.touches);
+        this.finish(e);
+        break;
+    }
+  }
+
+  /** A fault-loop thread crashed while serving this VM: nobody serves it now, so it must not run on. */
+  private onThreadDied(id: string, err: Error | undefined): void {
+    const e = this.vmsById.get(id);
+    if (!e || e.info.state === 'ended') return;
+    if (this.stopping) {
+      e.info.endReason = 'stopped';
+    } else {
+      e.info.endReason = 'fatal';
+      e.info.error = { code: 'INTERNAL', message: `the fault-loop thread serving this VM died: ${err?.stack ?? 'no error reported'}` };
+      if (this.options.onFatal === 'kill' && e.info.peer.pid > 0) {
+        try {
+          process.kill(e.info.peer.pid, 'SIGKILL');
+          e.info.killed = true;
+        } catch {
+          e.info.killed = false;
+        }
+      }
+    }
+    this.finish(e);
+  }
+
+  private finish(e: VmEntry): void {
+    e.info.state = 'ended';
+    this.pool.ended(e.info.id);
+    this.snapshot.detachVm(e.channel);
+    e.channel.port.close();
+    native.close(e.channel.wakeFd);
+    this.logEnd(e.log, e.info, e.stats);
+    this.emit('vm-end', this.vm(e.info.id));
+    e.resolveEnded();
   }
 
   private vmPath(template: string, info: VmEntry['info']): string {
@@ -277,15 +295,14 @@ export class UffdServer extends EventEmitter {
     else log.info(summary, 'VM ended');
   }
 
-  /** Stops every VM's loop, closes the socket, and resolves when all worker threads are gone. */
+  /** Stops every VM's loop, closes the socket, and resolves when all threads are gone. */
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
     native.eventfdSignal(this.acceptorStopFd);
-    for (const e of this.vmsById.values()) if (e.info.state !== 'ended') native.eventfdSignal(e.stopFd);
-    await Promise.all([...this.vmsById.values()].map((e) => e.ended));
     await this.acceptorExited;
-    await this.spare?.terminate();
+    await this.pool.shutdown();
+    await Promise.all([...this.vmsById.values()].map((e) => e.ended));
     native.close(this.acceptorStopFd);
     native.close(this.listenFd);
     fs.rmSync(this.options.socketPath, { force: true });

@@ -33,6 +33,14 @@ export interface NativeAddon {
   pidfdSendSignal(pidfd: number, signal: number): number;
   /** Blocks up to timeoutUs (< 0: forever); returns bytes of uffd_msg records read into buf. */
   waitAndRead(uffd: number, others: Int32Array, revents: Int32Array, buf: Uint8Array, timeoutUs: number): number;
+  epollCreate(): number;
+  /** Registers fd for EPOLLIN (hang-ups always reported) under a tag 0..2^31-1. */
+  epollAdd(epfd: number, fd: number, tag: number): number;
+  epollDel(epfd: number, fd: number): number;
+  /** Blocks up to timeoutUs (< 0: forever); out = [tag, events]* for the ready fds; returns their count. */
+  epollWait(epfd: number, out: Int32Array, timeoutUs: number): number;
+  /** Reads whole uffd_msg records until EAGAIN or buf is full; -EAGAIN when none was pending. */
+  readEvents(uffd: number, buf: Uint8Array): number;
   mapFile(fd: number, len: number): Mapping | number;
   unmapFile(mapping: Mapping): number;
   lseek(fd: number, offset: number, whence: number): number;

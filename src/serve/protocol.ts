@@ -1,4 +1,4 @@
-// Messages between the main thread and a VM's worker (structured-clonable plain data).
+// Messages between the main thread and the fault-loop threads (structured-clonable plain data).
 import type { GuestRegion } from '../memory/regions.js';
 import type { MessagePort } from 'node:worker_threads';
 import type { SnapshotRef } from './snapshot-source.js';
@@ -13,7 +13,8 @@ export interface PeerCredentials {
   gid: number;
 }
 
-export interface VmWorkerInit {
+/** Everything a fault-loop thread needs to serve one VM. */
+export interface VmInit {
   vmId: string;
   connFd: number;
   peer: PeerCredentials;
@@ -26,8 +27,6 @@ export interface VmWorkerInit {
   onFatal: OnFatal;
   handshakeTimeoutMs: number;
   statsBuffer: SharedArrayBuffer;
-  /** eventfd the main thread signals to stop this VM's loop. */
-  stopFd: number;
   /** Record first touches for a working-set file. */
   recordWorkingSet: boolean;
   /** A working set to install ahead of the guest: page indices and their page size. */
@@ -43,17 +42,30 @@ export interface VmErrorInfo {
   details?: Record<string, unknown>;
 }
 
-export type VmWorkerMessage =
+/** Main thread → a fault-loop thread (followed by a signal on the thread's control eventfd). */
+export type LoopThreadControl = { type: 'start'; init: VmInit } | { type: 'stop'; vmId: string } | { type: 'shutdown' };
+
+/** What a fault-loop thread is started with. */
+export interface LoopThreadData {
+  /** The thread drains `control` when this eventfd polls readable. */
+  controlFd: number;
+  control: MessagePort;
+}
+
+/** A fault-loop thread → the main thread, about one of its VMs. */
+export type LoopThreadMessage =
   | {
       type: 'handshake';
+      vmId: string;
       generation: HandshakeGeneration;
       pageSizeBytes: number;
       regions: GuestRegion[];
       warnings: string[];
     }
-  | { type: 'log'; level: 'info' | 'warn' | 'error'; msg: string }
+  | { type: 'log'; vmId: string; level: 'info' | 'warn' | 'error'; msg: string }
   | {
       type: 'end';
+      vmId: string;
       reason: VmEndReason;
       killed: boolean;
       removedRanges: Array<[number, number]>;

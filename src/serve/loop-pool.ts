@@ -1,0 +1,103 @@
+import os from 'node:os';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import { native } from '../kernel/native.js';
+import type { LoopThreadControl, LoopThreadData, LoopThreadMessage, VmInit } from './protocol.js';
+
+const THREAD_URL = new URL('./loop-thread.js', import.meta.url);
+
+interface LoopThread {
+  worker: Worker;
+  controlFd: number;
+  control: MessagePort;
+  vms: Set<string>;
+  exited: Promise<void>;
+}
+
+/**
+ * The fault-loop threads of a handler process (main-thread side). A new VM goes to the thread
+ * serving the fewest VMs; a thread is added while every thread has one and fewer than `maxThreads`
+ * exist. One thread is started ahead of need, so a VMM's vCPUs never wait for a thread to boot.
+ */
+export class LoopThreadPool {
+  private readonly threads: LoopThread[] = [];
+  private readonly threadOf = new Map<string, LoopThread>();
+
+  constructor(
+    private readonly maxThreads: number,
+    private readonly onMessage: (m: LoopThreadMessage) => void,
+    /** A thread died without reporting these VMs' end (a crash): they are not served any more. */
+    private readonly onThreadDied: (vmIds: string[], error: Error | undefined) => void,
+  ) {
+    this.spawn();
+  }
+
+  static defaultThreads(): number {
+    return Math.max(1, Math.min(4, os.availableParallelism()));
+  }
+
+  /** Hands a VM to a thread; `transfer` lists the MessagePorts inside `init`. */
+  start(init: VmInit, transfer: MessagePort[]): void {
+    let thread = this.threads.reduce<LoopThread | undefined>((best, t) => (best === undefined || t.vms.size < best.vms.size ? t : best), undefined);
+    if (thread === undefined || (thread.vms.size > 0 && this.threads.length < this.maxThreads)) thread = this.spawn();
+    thread.vms.add(init.vmId);
+    this.threadOf.set(init.vmId, thread);
+    this.send(thread, { type: 'start', init }, transfer);
+  }
+
+  stop(vmId: string): void {
+    const thread = this.threadOf.get(vmId);
+    if (thread) this.send(thread, { type: 'stop', vmId });
+  }
+
+  /** Bookkeeping once a VM's end was reported. */
+  ended(vmId: string): void {
+    this.threadOf.get(vmId)?.vms.delete(vmId);
+    this.threadOf.delete(vmId);
+  }
+
+  /** Stops every thread (their VMs end as 'stopped') and waits until they are gone. */
+  async shutdown(): Promise<void> {
+    for (const t of this.threads) {
+      // Unreferenced threads would let the process exit before they report their VMs' end.
+      t.worker.ref();
+      this.send(t, { type: 'shutdown' });
+    }
+    await Promise.all(this.threads.map((t) => t.exited));
+  }
+
+  private send(thread: LoopThread, m: LoopThreadControl, transfer: MessagePort[] = []): void {
+    thread.control.postMessage(m, transfer);
+    native.eventfdSignal(thread.controlFd);
+  }
+
+  private spawn(): LoopThread {
+    const controlFd = native.eventfdCreate();
+    const { port1, port2 } = new MessageChannel();
+    const data: LoopThreadData = { controlFd, control: port2 };
+    const worker = new Worker(THREAD_URL, { workerData: data, transferList: [port2] });
+    // An idle handler must not be kept alive by its threads; the listening socket's thread does that.
+    worker.unref();
+    let error: Error | undefined;
+    worker.on('error', (err) => (error = err));
+    worker.on('message', (m: LoopThreadMessage) => this.onMessage(m));
+    const thread: LoopThread = {
+      worker,
+      controlFd,
+      control: port1,
+      vms: new Set(),
+      exited: new Promise((resolve) =>
+        worker.once('exit', () => {
+          this.threads.splice(this.threads.indexOf(thread), 1);
+          port1.close();
+          native.close(controlFd);
+          const orphans = [...thread.vms];
+          for (const id of orphans) this.threadOf.delete(id);
+          if (orphans.length > 0) this.onThreadDied(orphans, error);
+          resolve();
+        }),
+      ),
+    };
+    this.threads.push(thread);
+    return thread;
+  }
+}
