@@ -31,7 +31,8 @@ export type ErrorCode =
   | 'VM_READ'
   | 'WORKING_SET'
   | 'WORKING_SET_MISMATCH'
-  | 'CONFIG';
+  | 'CONFIG'
+  | 'INTERNAL';
 
 export class FcUffdError extends Error {
   constructor(

@@ -1,7 +1,7 @@
 // One trial = fresh processes: a handler (ours, the C baseline, or none for the File backend) and one or
 // more Firecracker emulators running the workload against it. Everything measured comes from the
 // emulator's report (what the guest saw) and from /proc of the handler (what serving it cost).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +24,10 @@ export interface Variant {
   cache: 'warm' | 'cold';
   /** VMs restored at once from one handler process (ours only). */
   vms?: number;
+  /** Ours: serve the memory file packed into a chunked store (packed once per image). */
+  chunked?: boolean;
+  /** Ours: install a working set recorded on an earlier restore of the same workload (recorded once). */
+  prefetch?: boolean;
 }
 
 export interface Workload {
@@ -158,6 +162,41 @@ async function waitIoQuiet(pid: number, quietMs: number, timeoutMs: number): Pro
   }
 }
 
+/** `serve` arguments naming the snapshot: the memory file, or its chunked store (packed on first use). */
+function snapshotArgs(w: Workload, chunked: boolean): string[] {
+  if (!chunked) return ['--mem', w.mem];
+  const store = `${w.mem}.store`;
+  const idFile = `${w.mem}.manifest-id`;
+  if (!fs.existsSync(idFile)) {
+    const r = spawnSync(process.execPath, [OUR_CLI, 'pack', w.mem, '--store', store, '--json'], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`fc-uffd pack failed: ${r.stderr.slice(-400)}`);
+    fs.writeFileSync(idFile, (JSON.parse(r.stdout.trim().split('\n').pop()!) as { id: string }).id);
+  }
+  return ['--snapshot', fs.readFileSync(idFile, 'utf8').trim(), '--store', store];
+}
+
+/**
+ * A working set for this workload and snapshot kind, recorded once by an untimed restore through
+ * our handler with --record-ws (what an operator does on the first restore of a snapshot).
+ */
+async function workingSet(w: Workload, chunked: boolean, dir: string, deadlineMs: number): Promise<string> {
+  const file = `${w.mem}.${chunked ? 'chunked' : 'mem'}.${w.vcpus}v.${w.pattern.replace(/[^a-z0-9]+/gi, '_').slice(-40)}.ws`;
+  if (fs.existsSync(file)) return file;
+  const socket = path.join(dir, 'record.sock');
+  fs.rmSync(socket, { force: true });
+  const handler = start(process.execPath, [OUR_CLI, 'serve', '--socket', socket, ...snapshotArgs(w, chunked), '--record-ws', file]);
+  try {
+    await waitFor('recording handler socket', () => fs.existsSync(socket), 15000, handler);
+    const emu = start(EMULATOR_PATH, emulatorArgs({ socket, mem: w.mem, pageSize: w.pageSize, vcpus: w.vcpus, pattern: w.pattern, touchPages: w.touchPages, share: w.share, writePercent: w.writePercent, kvm: w.kvm, memSizeBytes: w.memSizeBytes, deadlineMs, seed: 1 }));
+    if ((await emu.exited) !== 0) throw new Error(`recording restore failed: ${emu.stderr.slice(-400)}`);
+    await waitFor('working set written', () => fs.existsSync(file), 10000, handler);
+    return file;
+  } finally {
+    handler.child.kill('SIGTERM');
+    await handler.exited;
+  }
+}
+
 export interface TrialOptions {
   workload: Workload;
   variant: Variant;
@@ -181,8 +220,9 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
   });
 
   if (v.handler === 'ours') {
-    const args = [OUR_CLI, 'serve', '--socket', socket, '--mem', w.mem, '--log-level', 'info'];
+    const args = [OUR_CLI, 'serve', '--socket', socket, ...snapshotArgs(w, v.chunked ?? false), '--log-level', 'info'];
     if (v.faultAroundBytes !== undefined) args.push('--fault-around', String(v.faultAroundBytes));
+    if (v.prefetch) args.push('--prefetch', await workingSet(w, v.chunked ?? false, o.dir, o.deadlineMs));
     handler = start(process.execPath, args, (line, stream) => {
       if (stream !== 'err' || !line.startsWith('{')) return;
       try {

@@ -27,6 +27,7 @@ export interface ServeFlags {
   recordWs?: string;
   prefetch?: string;
   metricsListen?: string;
+  loopThreads?: number;
 }
 
 export async function serveCommand(flags: ServeFlags): Promise<void> {
@@ -42,6 +43,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     ...(flags.removedOut ? { removedRangesPath: flags.removedOut } : {}),
     ...(flags.recordWs ? { recordWorkingSetPath: flags.recordWs } : {}),
     ...(flags.prefetch ? { prefetch: readWorkingSet(flags.prefetch) } : {}),
+    ...(flags.loopThreads !== undefined ? { loopThreads: flags.loopThreads } : {}),
     logger,
   });
   server.on('vm-end', (vm) => process.stdout.write(`${formatVmSummary(vm)}\n`));

@@ -40,6 +40,7 @@ export const EPOLLERR = 0x8;
 export const EPOLLHUP = 0x10;
 export const SEEK_DATA = 3;
 export const SEEK_HOLE = 4;
+export const POSIX_FADV_WILLNEED = 3;
 export const MADV_DONTNEED = 4;
 export const SIGKILL = 9;
 

@@ -44,6 +44,8 @@ export interface NativeAddon {
   mapFile(fd: number, len: number): Mapping | number;
   unmapFile(mapping: Mapping): number;
   lseek(fd: number, offset: number, whence: number): number;
+  /** posix_fadvise; 0 or -errno. */
+  fadvise(fd: number, offset: number, len: number, advice: number): number;
   uffdCreate(flags: number, useDevice: boolean): number;
   /** out = [features lo, features hi, ioctls lo, ioctls hi] */
   uffdApi(uffd: number, features: number, out: Int32Array): number;

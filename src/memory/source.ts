@@ -18,18 +18,26 @@ export interface PageSource {
   /** True when every byte of [fileOffset, fileOffset + len) is known to be zero in the snapshot. */
   isZero(fileOffset: number, len: number): boolean;
   /**
-   * The bytes of [fileOffset, fileOffset + len) (callers keep the range inside one fault-around
-   * block), or undefined when they are not here yet.
+   * The bytes of [fileOffset, fileOffset + len), or undefined when they are not here yet. Callers
+   * never let a range cross a multiple of SPAN_BOUNDARY_BYTES, so a source that holds memory in
+   * pieces (chunks, which are multiples of 2 MiB) can always answer with one buffer.
    */
   span(fileOffset: number, len: number): SourceSpan | undefined;
-  /** A hint: these bytes will be wanted soon (prefetch). A fetching source starts getting them. */
-  prepare(fileOffset: number): void;
+  /**
+   * A hint: [fileOffset, fileOffset + len) will be wanted soon (prefetch, or the block after a
+   * fault). A source starts getting those bytes without waiting: a chunked one requests the chunks,
+   * a memory file reads them into the page cache.
+   */
+  prepare(fileOffset: number, len: number): void;
   /** An fd that polls readable when data arrived; -1 for a source that holds everything. */
   readonly wakeFd: number;
   /** Takes in what arrived (called on the loop's thread after wakeFd polled readable). */
   onWake(): void;
   close(): void;
 }
+
+/** No span() request crosses a multiple of this (see PageSource.span). */
+export const SPAN_BOUNDARY_BYTES = 2 * 1024 * 1024;
 
 /** Granule of a PageClassMap: the host base page, whatever page size a VM uses. */
 export const CLASS_GRANULE_BYTES = 4096;

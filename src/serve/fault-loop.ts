@@ -6,7 +6,7 @@ import type { UffdOps } from '../kernel/uffd.js';
 import { FcUffdError } from '../errors.js';
 import { IntervalSet } from '../memory/intervals.js';
 import type { GuestMemory, GuestRegion } from '../memory/regions.js';
-import type { PageSource } from '../memory/source.js';
+import { SPAN_BOUNDARY_BYTES, type PageSource } from '../memory/source.js';
 import type { VmStats } from './stats.js';
 
 /** The VMM's address space is gone (ESRCH): it exited. Not an error of ours; stop quietly. */
@@ -106,6 +106,8 @@ export class FaultLoop {
   private touchTimes: number[] = [];
   private readonly prefetchPages: Uint32Array;
   private prefetchCursor = 0;
+  /** End of the last fault's block: a fault whose block starts there continues a sequential stream. */
+  private lastBlockEnd = -1;
   /** Prefetch waits for the source (bytes being fetched) until sourceReady(). */
   private prefetchBlocked = false;
   /** Prefetch hit EAGAIN: it resumes after the next wait (events read, backoff passed). */
@@ -189,15 +191,28 @@ export class FaultLoop {
     return this.prefetchCursor < this.prefetchPages.length && !this.prefetchBlocked && !this.prefetchPaused;
   }
 
-  /** Tells the source which bytes the prefetch needs next, PREFETCH_LOOKAHEAD_BYTES ahead. */
+  /**
+   * Tells the source which bytes the prefetch needs next, PREFETCH_LOOKAHEAD_BYTES ahead, as runs of
+   * consecutive data pages (one hint per run: a syscall or a chunk request, not one per page).
+   */
   private announcePrefetch(): void {
     const ps = this.pageSize;
     const end = Math.min(this.prefetchPages.length, this.prefetchCursor + PREFETCH_LOOKAHEAD_BYTES / ps);
     if (this.hintCursor < this.prefetchCursor) this.hintCursor = this.prefetchCursor;
+    let runStart = -1;
+    let runEnd = -1;
     for (; this.hintCursor < end; this.hintCursor++) {
       const fileOffset = this.prefetchPages[this.hintCursor]! * ps;
-      if (!this.isPresent(fileOffset) && !this.source.isZero(fileOffset, ps)) this.source.prepare(fileOffset);
+      if (this.isPresent(fileOffset) || this.source.isZero(fileOffset, ps)) continue;
+      if (fileOffset === runEnd) {
+        runEnd += ps;
+        continue;
+      }
+      if (runStart >= 0) this.source.prepare(runStart, runEnd - runStart);
+      runStart = fileOffset;
+      runEnd = fileOffset + ps;
     }
+    if (runStart >= 0) this.source.prepare(runStart, runEnd - runStart);
   }
 
   /**
@@ -399,6 +414,13 @@ export class FaultLoop {
       if (this.install(region, p, e - p, k, -1) !== 'installed') break;
       p = e;
     }
+    // A sequential stream (most of a restore: 96 % of a real guest's faults land within 64 KiB of
+    // the previous one): have the source read the next block ahead, so on a cold page cache (or a
+    // chunk not fetched yet) the next fault does not wait for storage. Scattered faults skip this.
+    const regionEnd = region.fileOffset + region.sizeBytes;
+    if (blockStart === this.lastBlockEnd && blockEnd < regionEnd && !this.isPresent(blockEnd))
+      this.source.prepare(blockEnd, Math.min(this.faultAround, regionEnd - blockEnd));
+    this.lastBlockEnd = blockEnd;
     return 'served';
   }
 
@@ -418,10 +440,11 @@ export class FaultLoop {
       let rc: number;
       let op: string;
       if (kind === DATA) {
-        const span = this.source.span(off, len - done);
+        const n = Math.min(len - done, SPAN_BOUNDARY_BYTES - (off % SPAN_BOUNDARY_BYTES));
+        const span = this.source.span(off, n);
         if (span === undefined) return 'wait';
         op = 'UFFDIO_COPY';
-        rc = this.uffd.copy(dst, span.src, span.srcOffset, len - done, wake);
+        rc = this.uffd.copy(dst, span.src, span.srcOffset, n, wake);
       } else if (ps === HUGE_PAGE_BYTES) {
         // hugetlbfs has no UFFDIO_ZEROPAGE: copy a zero huge page.
         this.zeroHugePage ??= new Uint8Array(HUGE_PAGE_BYTES);

@@ -14,9 +14,9 @@ interface LoopThread {
 }
 
 /**
- * The fault-loop threads of a handler process (main-thread side). A new VM goes to the thread
- * serving the fewest VMs; a thread is added while every thread has one and fewer than `maxThreads`
- * exist. One thread is started ahead of need, so a VMM's vCPUs never wait for a thread to boot.
+ * The fault-loop threads of a handler process (main-thread side). All of them start with the
+ * process, so a VMM's vCPUs never wait for a thread to boot and the process's memory is fixed up
+ * front (~10 MiB per thread); a new VM goes to the thread serving the fewest VMs.
  */
 export class LoopThreadPool {
   private readonly threads: LoopThread[] = [];
@@ -28,7 +28,7 @@ export class LoopThreadPool {
     /** A thread died without reporting these VMs' end (a crash): they are not served any more. */
     private readonly onThreadDied: (vmIds: string[], error: Error | undefined) => void,
   ) {
-    this.spawn();
+    for (let i = 0; i < maxThreads; i++) this.spawn();
   }
 
   static defaultThreads(): number {
@@ -37,8 +37,9 @@ export class LoopThreadPool {
 
   /** Hands a VM to a thread; `transfer` lists the MessagePorts inside `init`. */
   start(init: VmInit, transfer: MessagePort[]): void {
+    // A thread that died (its VMs were reported) is replaced on demand.
     let thread = this.threads.reduce<LoopThread | undefined>((best, t) => (best === undefined || t.vms.size < best.vms.size ? t : best), undefined);
-    if (thread === undefined || (thread.vms.size > 0 && this.threads.length < this.maxThreads)) thread = this.spawn();
+    if (thread === undefined || this.threads.length < this.maxThreads) thread = this.spawn();
     thread.vms.add(init.vmId);
     this.threadOf.set(init.vmId, thread);
     this.send(thread, { type: 'start', init }, transfer);

@@ -245,7 +245,7 @@ export class ChunkedSource implements PageSource {
     const ci = Math.floor(fileOffset / this.chunkSize);
     const chunkStart = ci * this.chunkSize;
     if (fileOffset + len > chunkStart + this.chunkSize)
-      throw new FcUffdError('CONFIG', `a fault-around block crosses a chunk boundary (${len} bytes at ${fileOffset}, ${this.chunkSize}-byte chunks): fault-around must not exceed the chunk size`);
+      throw new FcUffdError('INTERNAL', `a span of ${len} bytes at ${fileOffset} crosses a ${this.chunkSize}-byte chunk boundary (callers split at SPAN_BOUNDARY_BYTES)`);
     const buf = this.chunks[ci];
     if (buf === undefined) {
       this.request(ci);
@@ -255,9 +255,9 @@ export class ChunkedSource implements PageSource {
     return { src: buf, srcOffset: fileOffset - chunkStart };
   }
 
-  prepare(fileOffset: number): void {
-    const ci = Math.floor(fileOffset / this.chunkSize);
-    if (this.chunks[ci] === undefined) this.request(ci);
+  prepare(fileOffset: number, len: number): void {
+    const last = Math.floor((fileOffset + len - 1) / this.chunkSize);
+    for (let ci = Math.floor(fileOffset / this.chunkSize); ci <= last; ci++) if (this.chunks[ci] === undefined) this.request(ci);
   }
 
   private request(ci: number): void {

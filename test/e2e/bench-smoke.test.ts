@@ -33,9 +33,12 @@ test('npm run bench --smoke: every baseline runs, the JSON has medians, spreads 
       const done = v.figures.handshakeToDoneMs;
       assert.ok(done && done.median > 0 && done.min <= done.median && done.median <= done.max, `${v.variant.name}: workload time summarised`);
       if (v.variant.name.startsWith('ours') || v.variant.name.startsWith('c-')) {
-        assert.ok((v.figures.faults?.median ?? 0) > 0, `${v.variant.name}: faults counted`);
-        assert.ok((v.figures.cpuUsPerFault?.median ?? 0) > 0, `${v.variant.name}: handler CPU measured`);
         assert.ok((v.figures.handlerPeakAnonKiB?.median ?? 0) > 0, `${v.variant.name}: handler RSS measured`);
+        // Populate-everything can finish before the guest touches anything: zero faults is legitimate.
+        if (!v.variant.name.includes('populate')) {
+          assert.ok((v.figures.faults?.median ?? 0) > 0, `${v.variant.name}: faults counted`);
+          assert.ok((v.figures.cpuUsPerFault?.median ?? 0) > 0, `${v.variant.name}: handler CPU measured`);
+        }
       }
     }
     const kinds = doc.ratios.map((q) => q.name);

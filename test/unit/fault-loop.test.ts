@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { FaultLoop, VmGoneError } from '../../src/serve/fault-loop.js';
 import { VmStats } from '../../src/serve/stats.js';
 import { GuestMemory } from '../../src/memory/regions.js';
-import type { PageSource, SourceSpan } from '../../src/memory/source.js';
+import { SPAN_BOUNDARY_BYTES, type PageSource, type SourceSpan } from '../../src/memory/source.js';
 import type { UffdOps } from '../../src/kernel/uffd.js';
 import type { CopySource } from '../../src/kernel/native.js';
 import { ERRNO } from '../../src/kernel/errors.js';
@@ -31,12 +31,13 @@ class FakeSource implements PageSource {
   }
   /** When set, bytes are "still being fetched" until arrive(): span() answers undefined. */
   fetching = false;
-  readonly prepared: number[] = [];
-  span(off: number): SourceSpan | undefined {
+  readonly prepared: Array<[number, number]> = [];
+  span(off: number, len: number): SourceSpan | undefined {
+    assert.ok((off % SPAN_BOUNDARY_BYTES) + len <= SPAN_BOUNDARY_BYTES, `span [${off}, +${len}) crosses a 2 MiB boundary`);
     return this.fetching ? undefined : { src: this.data, srcOffset: off };
   }
-  prepare(off: number): void {
-    this.prepared.push(off);
+  prepare(off: number, len: number): void {
+    this.prepared.push([off, len]);
   }
   onWake(): void {}
   close(): void {}
@@ -257,11 +258,28 @@ test('prefetch pauses on EAGAIN and on bytes still being fetched, and resumes wh
   loop.retryDeferred();
   source.fetching = true;
   loop.prefetchStep();
-  assert.ok(source.prepared.includes(1 * PS) && source.prepared.includes(3 * PS), 'the source was told what comes next');
+  assert.deepEqual(source.prepared, [[1 * PS, 3 * PS]], 'the source was told what comes next, as one run');
   assert.equal(loop.prefetchReady, false);
   assert.equal(loop.waitBudgetUs(), -1, 'blocked on the source: sleep until it wakes the loop');
   source.fetching = false;
   loop.sourceReady();
   loop.prefetchStep();
   for (const p of [1, 2, 3]) assert.ok(uffd.mapped.has(HOST + p * PS), `page ${p}`);
+});
+
+test('a sequential stream of faults reads the next block ahead; scattered faults do not', () => {
+  const { source, run } = setup(4 * PS, new Set(), 64 * PS);
+  run([{ fault: HOST + 20 * PS }]);
+  run([{ fault: HOST + 40 * PS }]);
+  assert.deepEqual(source.prepared, [], 'no stream yet');
+  run([{ fault: HOST + 44 * PS }]);
+  assert.deepEqual(source.prepared, [[48 * PS, 4 * PS]], 'block 44..47 follows 40..43: read 48..51 ahead');
+});
+
+test('installs are split at 2 MiB boundaries, so chunked sources can always answer', () => {
+  const pages = Array.from({ length: 40 }, (_, i) => 500 + i);
+  const { uffd, loop } = setup(PS, new Set(), 1024 * PS, pages);
+  loop.prefetchStep();
+  const copies = uffd.calls.filter((c) => c.op === 'copy').map((c) => [(c.dst - HOST) / PS, c.len / PS]);
+  assert.deepEqual(copies, [[500, 12], [512, 28]]);
 });

@@ -39,6 +39,7 @@ test('constants match <linux/userfaultfd.h> as compiled into the addon', () => {
     ['EPOLLHUP', C.EPOLLHUP, k.EPOLLHUP],
     ['SEEK_DATA', C.SEEK_DATA, k.SEEK_DATA],
     ['SEEK_HOLE', C.SEEK_HOLE, k.SEEK_HOLE],
+    ['POSIX_FADV_WILLNEED', C.POSIX_FADV_WILLNEED, k.POSIX_FADV_WILLNEED],
     ['MADV_DONTNEED', C.MADV_DONTNEED, k.MADV_DONTNEED],
     ['SIGKILL', C.SIGKILL, k.SIGKILL],
   ];
