@@ -455,7 +455,6 @@ async function main(): Promise<void> {
     process.stdout.write(`   ${q.scenario.padEnd(20)} ${q.name.padEnd(52)} ${q.ratio.toFixed(2)}x [${q.range[0].toFixed(2)}-${q.range[1].toFixed(2)}]${q.target ? `  target ${q.target}: ${evalTarget(q) ? 'met' : 'MISSED'}` : ''}\n`);
   if (mem.perProcessAnonMiB !== null) process.stdout.write(`   handler anonymous RSS, largest median over scenarios: ${mem.perProcessAnonMiB.toFixed(1)} MiB per process (target < 64)\n`);
   if (mem.perVmAnonMiB !== null) process.stdout.write(`   handler anonymous RSS per extra VM (8 VMs vs 1): ${mem.perVmAnonMiB.toFixed(2)} MiB (target < 1)\n`);
-  process.stdout.write('   chunked store (fc-uffd serve --snapshot/--store): not covered yet, see bench/README.md\n');
   const elapsedS = (Date.now() - started) / 1000;
   const doc = {
     version: 1,

@@ -58,6 +58,7 @@ static const char usage_text[] =
 	"  --seed N                   RNG seed (default 1)\n"
 	"  --hold-ms N                stay alive (socket open) N ms after the workload\n"
 	"  --handshake-json STR       send STR instead of the generated JSON\n"
+	"  --handshake-extra STR      append STR (e.g. '\"future_field\":1') to every region object\n"
 	"  --fds 0|1|2                fds sent with SCM_RIGHTS: none, the uffd (default), uffd + a dup\n"
 	"  --close-before-send        connect, then close without sending\n"
 	"  --send-empty               send a 0-byte message, then close\n"
@@ -138,7 +139,7 @@ static void parse_args(int argc, char **argv)
 	enum {
 		O_SOCKET = 256, O_MEM, O_MEM_SIZE, O_PAGE_SIZE, O_FC_VERSION, O_UFFD_CREATE, O_CONNECT_TIMEOUT,
 		O_VCPUS, O_PATTERN, O_TOUCH_PAGES, O_SHARE, O_WRITE_PERCENT, O_KERNEL_ACCESS, O_KVM,
-		O_BALLOON_CYCLES, O_BALLOON_MAX, O_REMOVED_OUT, O_SEED, O_HOLD, O_HANDSHAKE_JSON, O_FDS,
+		O_BALLOON_CYCLES, O_BALLOON_MAX, O_REMOVED_OUT, O_SEED, O_HOLD, O_HANDSHAKE_JSON, O_HANDSHAKE_EXTRA, O_FDS,
 		O_CLOSE_BEFORE_SEND, O_SEND_EMPTY, O_NO_WORKLOAD, O_DEADLINE, O_JSON, O_HELP, O_BACKEND,
 		O_DROP_FILE_CACHE,
 	};
@@ -163,6 +164,7 @@ static void parse_args(int argc, char **argv)
 		{"seed", required_argument, 0, O_SEED},
 		{"hold-ms", required_argument, 0, O_HOLD},
 		{"handshake-json", required_argument, 0, O_HANDSHAKE_JSON},
+		{"handshake-extra", required_argument, 0, O_HANDSHAKE_EXTRA},
 		{"fds", required_argument, 0, O_FDS},
 		{"close-before-send", no_argument, 0, O_CLOSE_BEFORE_SEND},
 		{"send-empty", no_argument, 0, O_SEND_EMPTY},
@@ -265,6 +267,7 @@ static void parse_args(int argc, char **argv)
 		case O_SEED: o->seed = parse_u64(name, optarg); break;
 		case O_HOLD: o->hold_ms = (long)parse_u64(name, optarg); break;
 		case O_HANDSHAKE_JSON: o->handshake_json = optarg; break;
+		case O_HANDSHAKE_EXTRA: o->handshake_extra = optarg; break;
 		case O_FDS: {
 			uint64_t v = parse_u64(name, optarg);
 			if (v > 2)
@@ -301,7 +304,7 @@ static void parse_args(int argc, char **argv)
 			usage_error("--backend file maps a regular file: --page-size must be 4k");
 		if (o->balloon_cycles || o->removed_out)
 			usage_error("--backend file has no uffd: --balloon-cycles and --removed-out need --backend uffd");
-		if (o->handshake_json || o->nfds != 1 || o->close_before_send || o->send_empty || o->no_workload)
+		if (o->handshake_json || o->handshake_extra || o->nfds != 1 || o->close_before_send || o->send_empty || o->no_workload)
 			usage_error("--backend file sends no handshake");
 		return;
 	}
@@ -465,7 +468,8 @@ static int connect_socket(void)
 
 static char *handshake_json(void)
 {
-	size_t cap = 256 * E.nregions + 8, len = 0;
+	size_t extra = E.o.handshake_extra ? strlen(E.o.handshake_extra) + 1 : 0;
+	size_t cap = (256 + extra) * E.nregions + 8, len = 0;
 	char *s = malloc(cap);
 	if (!s)
 		fail_setup("malloc: %s", strerror(errno));
@@ -481,6 +485,8 @@ static char *handshake_json(void)
 		else if (!strcmp(E.o.fc_version, "1.14"))
 			len += (size_t)snprintf(s + len, cap - len, ",\"page_size\":%llu,\"page_size_kib\":%llu",
 						(unsigned long long)E.ps, (unsigned long long)E.ps);
+		if (E.o.handshake_extra)
+			len += (size_t)snprintf(s + len, cap - len, ",%s", E.o.handshake_extra);
 		len += (size_t)snprintf(s + len, cap - len, "}");
 	}
 	snprintf(s + len, cap - len, "]");
@@ -584,7 +590,7 @@ static struct latency latency_stats(void)
 
 static void print_result(double done_ms, const char *error)
 {
-	uint64_t touches = 0, verified = 0, writes = 0, kacc = 0, rezero = 0, kvm_pages = 0;
+	uint64_t touches = 0, verified = 0, writes = 0, kacc = 0, rezero = 0, rezero_nonzero = 0, kvm_pages = 0;
 	double guest_ms = 0;
 	bool checksum_ok = true;
 	for (unsigned i = 0; i < E.o.vcpus; i++) {
@@ -594,6 +600,7 @@ static void print_result(double done_ms, const char *error)
 		writes += v->writes;
 		kacc += v->kaccesses;
 		rezero += v->rezero;
+		rezero_nonzero += v->rezero_nonzero;
 		if (E.o.kvm) {
 			kvm_pages += v->n;
 			guest_ms += v->guest_ms;
@@ -646,9 +653,9 @@ static void print_result(double done_ms, const char *error)
 			fputs("null", f);
 		fputs(",\"balloon\":", f);
 		if (E.o.balloon_cycles)
-			fprintf(f, "{\"cycles\":%llu,\"pagesRemoved\":%llu,\"rezeroVerified\":%llu}",
+			fprintf(f, "{\"cycles\":%llu,\"pagesRemoved\":%llu,\"rezeroVerified\":%llu,\"rezeroNonzeroVerified\":%llu}",
 				(unsigned long long)E.balloon_cycles_done, (unsigned long long)E.balloon_pages_removed,
-				(unsigned long long)rezero);
+				(unsigned long long)rezero, (unsigned long long)rezero_nonzero);
 		else
 			fputs("null", f);
 		fputs("}\n", f);
@@ -683,9 +690,9 @@ static void print_result(double done_ms, const char *error)
 				E.o.vcpus, (unsigned long long)kvm_pages, checksum_ok ? "ok" : "WRONG",
 				kvm_pages ? guest_ms * 1e3 / (double)kvm_pages : 0.0);
 		if (E.o.balloon_cycles)
-			fprintf(f, "  balloon: %llu cycles, %llu pages removed, %llu re-zeroed pages verified\n",
+			fprintf(f, "  balloon: %llu cycles, %llu pages removed, %llu re-zeroed pages verified (%llu with non-zero snapshot bytes)\n",
 				(unsigned long long)E.balloon_cycles_done, (unsigned long long)E.balloon_pages_removed,
-				(unsigned long long)rezero);
+				(unsigned long long)rezero, (unsigned long long)rezero_nonzero);
 	}
 	fflush(f);
 }

@@ -24,7 +24,7 @@
 enum pattern { PAT_SEQ, PAT_RANDOM, PAT_TRACE, PAT_NONE };
 
 struct opts {
-	const char *socket_path, *mem_path, *trace_path, *removed_out, *handshake_json;
+	const char *socket_path, *mem_path, *trace_path, *removed_out, *handshake_json, *handshake_extra;
 	const char *fc_version; /* "1.6", "1.11" or "1.14" */
 	uint64_t mem_size;      /* 0: size of the file */
 	uint64_t page_size;
@@ -89,10 +89,11 @@ struct vcpu {
 	uint64_t rng, seq;
 	uint8_t *buf;  /* expected content of one page */
 	uint8_t *kbuf; /* page read back from kfd */
+	uint8_t *sbuf; /* snapshot bytes of a removed page (to count re-zeroed non-zero pages) */
 	int kfd;       /* memfd for kernel-mode reads of guest memory */
 	float *lat;    /* first-touch latencies, µs */
 	size_t nlat, caplat;
-	uint64_t touches, verified, writes, kaccesses, rezero;
+	uint64_t touches, verified, writes, kaccesses, rezero, rezero_nonzero;
 	/* KVM */
 	int kvm_fd;
 	struct kvm_run *run;

@@ -153,8 +153,16 @@ bool check_page(struct vcpu *v, uint64_t page, const uint8_t *got, size_t from, 
 	if (stamp)
 		memcpy(v->buf, &stamp, sizeof(stamp));
 	v->verified++;
-	if (f & PS_ZERO)
+	if (f & PS_ZERO) {
 		v->rezero++;
+		/* Only a removed page whose snapshot bytes are not zero proves zeros were served on purpose. */
+		read_snapshot(v->sbuf, page);
+		for (size_t k = 0; k < E.ps; k++)
+			if (v->sbuf[k]) {
+				v->rezero_nonzero++;
+				break;
+			}
+	}
 	if (!memcmp(got + from, v->buf + from, E.ps - from))
 		return true;
 	record_mismatch(page, got, v->buf, from, ctx, f & PS_ZERO, stamp != 0);
@@ -512,7 +520,8 @@ void build_touch_lists(void)
 		v->n = n;
 		v->buf = aligned_alloc(4096, E.ps);
 		v->kbuf = aligned_alloc(4096, E.ps);
-		if (!v->buf || !v->kbuf)
+		v->sbuf = aligned_alloc(4096, E.ps);
+		if (!v->buf || !v->kbuf || !v->sbuf)
 			fail_setup("aligned_alloc: %s", strerror(errno));
 		if (E.o.kernel_access && (v->kfd = memfd_create("fc-emu-kernel-access", MFD_CLOEXEC)) < 0)
 			fail_setup("memfd_create: %s", strerror(errno));

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { serveCommand } from './serve.js';
+import { DEFAULT_FAULT_AROUND_BYTES } from '../firecracker/server.js';
 import { demoCommand } from './demo.js';
 import { packCommand } from './pack.js';
 import { unpackCommand } from './unpack.js';
@@ -35,7 +36,7 @@ program
   .option('--store <dir>', 'the chunk store of --snapshot')
   .option('--cache-size <bytes>', 'decompressed chunks kept in memory, shared by all VMs', parseBytes, 1024 * 1024 * 1024)
   .option('--prefetch-chunks <n>', 'chunks fetched ahead of a requested one', parseInteger, 2)
-  .option('--fault-around <bytes>', 'bytes installed per fault, an aligned power of two (4k disables)', parseBytes, 64 * 1024)
+  .option('--fault-around <bytes>', 'bytes installed per fault, an aligned power of two (4k disables)', parseBytes, DEFAULT_FAULT_AROUND_BYTES)
   .addOption(new Option('--on-fatal <action>', 'when a VM cannot be served correctly').choices(['kill', 'hang']).default('kill'))
   .option('--handshake-timeout-ms <ms>', 'how long a connected VMM may take to send its handshake', parseInteger, 5000)
   .option('--socket-mode <octal>', 'file mode of the socket', (v) => parseInt(v, 8), 0o600)
@@ -94,7 +95,7 @@ program
   .description('make a demo snapshot, serve it and restore it through the Firecracker emulator, then print what happened')
   .option('--size <bytes>', 'guest memory size', parseBytes, 256 * 1024 * 1024)
   .option('--vcpus <n>', 'emulated vCPU threads', parseInteger, 2)
-  .option('--fault-around <bytes>', 'bytes installed per fault', parseBytes, 64 * 1024)
+  .option('--fault-around <bytes>', 'bytes installed per fault', parseBytes, DEFAULT_FAULT_AROUND_BYTES)
   .option('--dir <dir>', 'where the demo snapshot is kept (reused across runs)')
   .option('--kvm', 'run the touches inside a KVM guest (needs /dev/kvm)', false)
   .action(demoCommand);

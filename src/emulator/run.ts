@@ -25,6 +25,8 @@ export interface EmulatorOptions {
   seed?: number;
   holdMs?: number;
   handshakeJson?: string;
+  /** Appended to every region object of the generated handshake, e.g. `"future_field":1`. */
+  handshakeExtra?: string;
   fds?: number;
   closeBeforeSend?: boolean;
   sendEmpty?: boolean;
@@ -48,7 +50,7 @@ export interface EmulatorReport {
   handshakeToDoneMs: number;
   touchLatencyUs: { count: number; p50: number; p99: number; max: number };
   kvm: null | { vcpus: number; pagesTouched: number; checksumOk: boolean };
-  balloon: null | { cycles: number; pagesRemoved: number; rezeroVerified: number };
+  balloon: null | { cycles: number; pagesRemoved: number; rezeroVerified: number; rezeroNonzeroVerified: number };
   [key: string]: unknown;
 }
 
@@ -84,6 +86,7 @@ export function emulatorArgs(o: EmulatorOptions): string[] {
   flag('seed', o.seed);
   flag('hold-ms', o.holdMs);
   flag('handshake-json', o.handshakeJson);
+  flag('handshake-extra', o.handshakeExtra);
   flag('fds', o.fds);
   flag('close-before-send', o.closeBeforeSend);
   flag('send-empty', o.sendEmpty);

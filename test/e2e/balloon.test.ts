@@ -37,7 +37,9 @@ describe('balloon: REMOVE events racing faults', () => {
           assert.equal(r.code, 0, `exit ${r.code ?? r.signal}: ${r.stderr}`);
           assert.equal(r.report!.mismatches, 0);
           assert.equal(r.report!.balloon!.cycles, 3000);
-          assert.ok(r.report!.balloon!.rezeroVerified > 0, 'removed pages were re-read and verified as zeros');
+          // Zeros read back from removed pages whose snapshot bytes are not zero: the handler served
+          // zeros because of the REMOVE, not because the snapshot happened to hold zeros there.
+          assert.ok(r.report!.balloon!.rezeroNonzeroVerified > 0, `removed non-zero pages re-read as zeros: ${JSON.stringify(r.report!.balloon)}`);
           const ended = await serve.waitForLog((l) => l.msg === 'VM ended');
           assert.equal(ended.reason, 'vmm-exited');
           assert.ok((ended.removeEvents as number) >= 3000, `REMOVE events ${ended.removeEvents}`);

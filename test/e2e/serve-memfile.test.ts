@@ -67,6 +67,14 @@ describe('serving a memory file through the Firecracker emulator', () => {
     assert.equal(r.report!.pagesVerified, (64 * MiB) / 4096);
   });
 
+  test('unknown handshake fields (a newer Firecracker) are served, with a warning', async () => {
+    const before = serve.logs().length;
+    const r = await emulate({ handshakeExtra: '"future_field":{"x":1}', pattern: 'random', touchPages: 500 });
+    assertVerified(r, 'unknown fields');
+    const warning = await serve.waitForLog((l) => typeof l.msg === 'string' && l.msg.includes('ignoring unknown field(s) future_field'), before);
+    assert.equal(warning.level, 40);
+  });
+
   test('two VMs served by one process at once', async () => {
     const [a, b] = await Promise.all([
       emulate({ vcpus: 2, pattern: 'random', seed: 11, writePercent: 5 }),
