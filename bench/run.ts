@@ -398,7 +398,7 @@ function ratios(results: ScenarioResult[]): Ratio[] {
     add(r, 'workload time: ours / populate everything (C)', 'handshakeToDoneMs', 'ours', 'c-populate');
     // Working-set prefetch (issue 6): recorded on one restore, replayed on these.
     const sparse = r.name.startsWith('sparse');
-    add(r, 'prefetch: workload time, ours-prefetch / ours on demand (64k fault-around)', 'handshakeToDoneMs', 'ours-prefetch', 'ours');
+    add(r, 'prefetch: workload time, ours-prefetch / ours on demand (default fault-around)', 'handshakeToDoneMs', 'ours-prefetch', 'ours');
     add(r, 'prefetch: workload time, ours-prefetch / ours page by page (4k; REAP: 3.7x)', 'handshakeToDoneMs', 'ours-prefetch', 'ours-4k', sparse ? '<= 0.27' : undefined);
     add(r, 'prefetch: workload time, ours-prefetch / File backend, warm', 'handshakeToDoneMs', 'ours-prefetch', 'file-warm', sparse ? '<= 1.5' : undefined);
     add(r, 'prefetch: workload time, ours-prefetch cold / File backend, cold', 'handshakeToDoneMs', 'ours-prefetch-cold', 'file-cold', sparse ? '<= 1.0' : undefined);
