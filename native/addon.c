@@ -138,22 +138,30 @@ static int arg_i32_array(napi_env env, napi_value *argv, size_t argc, size_t i, 
 
 // ---- unix sockets and the handshake ----------------------------------------------------------
 
+// Reads argument i, a socket path, into addr: 1 when it fits, 0 when it is not a string, -1 when it
+// is empty or too long for sun_path.
+static int arg_unix_addr(napi_env env, napi_value *argv, size_t argc, size_t i, struct sockaddr_un *addr) {
+  size_t len;
+  memset(addr, 0, sizeof *addr);
+  addr->sun_family = AF_UNIX;
+  if (i >= argc || napi_get_value_string_utf8(env, argv[i], addr->sun_path, sizeof addr->sun_path, &len) != napi_ok)
+    return 0;
+  return len > 0 && len < sizeof addr->sun_path - 1 ? 1 : -1;
+}
+
 // listenUnix(path, mode, backlog) -> fd | -errno. The socket file gets `mode` right after bind;
 // callers that need no window at all put it in a directory only they can enter.
 static napi_value listen_unix(napi_env env, napi_callback_info info) {
   ARGS(3);
-  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-  size_t path_len;
+  struct sockaddr_un addr;
   int64_t mode, backlog;
-  if (argc < 3 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &path_len) != napi_ok ||
-      !arg_i64(env, argv, argc, 1, &mode) || !arg_i64(env, argv, argc, 2, &backlog))
+  int ok = arg_unix_addr(env, argv, argc, 0, &addr);
+  if (ok == 0 || !arg_i64(env, argv, argc, 1, &mode) || !arg_i64(env, argv, argc, 2, &backlog))
     return usage(env, "listenUnix(path: string, mode: number, backlog: number)");
-  if (path_len == 0 || path_len >= sizeof path - 1) return num(env, -ENAMETOOLONG);
+  if (ok < 0) return num(env, -ENAMETOOLONG);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return neg_errno(env);
-  struct sockaddr_un addr = {.sun_family = AF_UNIX};
-  memcpy(addr.sun_path, path, path_len + 1);
-  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0 || chmod(path, (mode_t)mode) < 0 ||
+  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0 || chmod(addr.sun_path, (mode_t)mode) < 0 ||
       listen(fd, (int)backlog) < 0) {
     int e = errno;
     close(fd);
@@ -175,14 +183,12 @@ static napi_value accept_conn(napi_env env, napi_callback_info info) {
 // connectUnix(path) -> fd | -errno (blocking connect; for tests and tools).
 static napi_value connect_unix(napi_env env, napi_callback_info info) {
   ARGS(1);
-  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-  size_t path_len;
-  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &path_len) != napi_ok)
-    return usage(env, "connectUnix(path: string)");
+  struct sockaddr_un addr;
+  int ok = arg_unix_addr(env, argv, argc, 0, &addr);
+  if (ok == 0) return usage(env, "connectUnix(path: string)");
+  if (ok < 0) return num(env, -ENAMETOOLONG);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return neg_errno(env);
-  struct sockaddr_un addr = {.sun_family = AF_UNIX};
-  memcpy(addr.sun_path, path, path_len + 1);
   if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
     int e = errno;
     close(fd);

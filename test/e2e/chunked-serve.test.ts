@@ -15,7 +15,7 @@ import { ServedChunkedSnapshot } from '../../src/snapshot/chunked-source.js';
 import { BLOB_HEADER_BYTES } from '../../src/snapshot/chunk-format.js';
 import { captureLogger } from '../helpers/logger.js';
 import { tempDir } from '../helpers/files.js';
-import { reserveHugePages } from '../helpers/hugepages.js';
+import { hugePagesOrSkip } from '../helpers/hugepages.js';
 
 const MiB = 1024 * 1024;
 
@@ -144,11 +144,8 @@ describe('serve a chunked snapshot through the emulator', () => {
 
   test('2 MiB hugetlbfs pages from 2 MiB chunks, balloon on', async (t) => {
     const sizeBytes = 32 * MiB;
-    const reservation = reserveHugePages(sizeBytes / (2 * MiB) + 4);
-    if (typeof reservation === 'string') {
-      t.skip(`no huge pages on this host: ${reservation}`);
-      return;
-    }
+    const releaseHugePages = hugePagesOrSkip(t, sizeBytes / (2 * MiB) + 4);
+    if (!releaseHugePages) return;
     const dir = tempDir();
     const log = captureLogger();
     try {
@@ -168,7 +165,7 @@ describe('serve a chunked snapshot through the emulator', () => {
         snapshot.close();
       }
     } finally {
-      reservation.release();
+      releaseHugePages();
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });

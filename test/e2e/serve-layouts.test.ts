@@ -8,18 +8,15 @@ import { runEmulator } from '../../src/emulator/run.js';
 import { writeDemoImage } from '../../src/snapshot/demo-image.js';
 import { startServe } from '../helpers/cli.js';
 import { tempDir } from '../helpers/files.js';
-import { reserveHugePages } from '../helpers/hugepages.js';
+import { hugePagesOrSkip } from '../helpers/hugepages.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 
 test('2 MiB hugetlbfs pages: every fault served in whole huge pages, zeros included', async (t) => {
   const sizeBytes = 64 * MiB;
-  const reservation = reserveHugePages(sizeBytes / (2 * MiB) + 4);
-  if (typeof reservation === 'string') {
-    t.skip(`no huge pages on this host: ${reservation}`);
-    return;
-  }
+  const releaseHugePages = hugePagesOrSkip(t, sizeBytes / (2 * MiB) + 4);
+  if (!releaseHugePages) return;
   const dir = tempDir();
   try {
     const mem = path.join(dir, 'memory.bin');
@@ -42,7 +39,7 @@ test('2 MiB hugetlbfs pages: every fault served in whole huge pages, zeros inclu
       assert.equal(await serve.stop(), 0);
     }
   } finally {
-    reservation.release();
+    releaseHugePages();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });

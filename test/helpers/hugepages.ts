@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import type { TestContext } from 'node:test';
 
 const NR = '/proc/sys/vm/nr_hugepages';
 
@@ -30,4 +31,17 @@ export function reserveHugePages(count: number): { release: () => void } | strin
     return `the kernel reserved only ${freeHugePages()} of ${count} huge pages (memory too fragmented?)`;
   }
   return { release: () => fs.writeFileSync(NR, String(before)) };
+}
+
+/**
+ * Reserves `count` huge pages for test `t`, or skips it with the host's reason. Returns the
+ * function that gives them back, or undefined when the test was skipped.
+ */
+export function hugePagesOrSkip(t: TestContext, count: number): (() => void) | undefined {
+  const reservation = reserveHugePages(count);
+  if (typeof reservation === 'string') {
+    t.skip(`no huge pages on this host: ${reservation}`);
+    return undefined;
+  }
+  return reservation.release;
 }
