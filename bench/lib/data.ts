@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { writeDemoImage } from '../../src/snapshot/demo-image.js';
+import { writeClusteredTrace } from '../../src/emulator/traces.js';
 
 export interface Image {
   path: string;
@@ -26,36 +27,11 @@ export function demoImage(dataDir: string, sizeBytes: number, seed = 42): Image 
   return { path: file, sizeBytes, origin: `generated demo image (writeDemoImage, ${sizeBytes / MiB} MiB, seed ${seed})` };
 }
 
-/**
- * A restore-like trace over `pages` pages: clusters of 1–64 consecutive pages (mean ~16) at random
- * places, visited in random order, until `fraction` of the pages is touched; 30 % of touches write.
- */
+/** A restore-like clustered trace (src/emulator/traces.ts), made once and reused across runs. */
 export function clusteredTrace(dataDir: string, sizeBytes: number, fraction: number, seed = 7): string {
   const file = path.join(dataDir, `clustered-${sizeBytes / MiB}m-${Math.round(fraction * 100)}pct-${seed}.txt`);
   if (fs.existsSync(file)) return file;
-  let x = seed >>> 0 || 1;
-  const rnd = (): number => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x1_0000_0000;
-  };
-  const pages = sizeBytes / 4096;
-  const want = Math.floor(pages * fraction);
-  const seen = new Uint8Array(pages);
-  const lines: string[] = [];
-  let touched = 0;
-  while (touched < want) {
-    const len = 1 + Math.floor(rnd() * rnd() * 64);
-    const start = Math.floor(rnd() * pages);
-    for (let p = start; p < Math.min(pages, start + len) && touched < want; p++) {
-      if (seen[p]) continue;
-      seen[p] = 1;
-      touched++;
-      lines.push(`0 ${p * 4096} ${rnd() < 0.3 ? 'w' : 'r'}`);
-    }
-  }
-  fs.writeFileSync(`${file}.tmp`, `${lines.join('\n')}\n`);
+  writeClusteredTrace(`${file}.tmp`, sizeBytes, { fraction, seed });
   fs.renameSync(`${file}.tmp`, file);
   return file;
 }

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { runEmulator, type EmulatorOptions } from '../../src/emulator/run.js';
 import { writeDemoImage } from '../../src/snapshot/demo-image.js';
+import { writeClusteredTrace } from '../../src/emulator/traces.js';
 import { readWorkingSet } from '../../src/serve/working-set.js';
 import { CLI_PATH, startServe } from '../helpers/cli.js';
 import { tempDir } from '../helpers/files.js';
@@ -21,22 +22,10 @@ const MiB = 1024 * 1024;
  */
 const MAX_FAULT_FRACTION = 0.25;
 /**
- * 400 clusters of 1-16 pages in 64 MiB: with the default 256 KiB blocks the recorded set would be
+ * A fifth of 64 MiB in runs of 1-16 pages: with the default 256 KiB blocks the recorded set would be
  * most of the image, which the emulator's think-time-free vCPU outruns; 64 KiB blocks keep it sparse.
  */
 const FAULT_AROUND = ['--fault-around', '64k'];
-
-/** A sparse clustered working set, as restored guests touch memory: 400 runs of 1-16 pages. */
-function clusteredTrace(file: string, sizeBytes: number): void {
-  let seed = 5;
-  const rand = (n: number): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
-  const lines: string[] = [];
-  for (let i = 0; i < 400; i++) {
-    const start = rand(sizeBytes / 4096 - 16);
-    for (let k = 0, n = 1 + rand(16); k < n; k++) lines.push(`${i} ${(start + k) * 4096} ${rand(10) === 0 ? 'w' : 'r'}`);
-  }
-  fs.writeFileSync(file, `${lines.join('\n')}\n`);
-}
 
 /** Records on one restore, replays on the next; returns the faults of both. */
 async function recordThenReplay(dir: string, mem: string, source: string[], workload: Partial<EmulatorOptions>): Promise<{ onDemand: number; withPrefetch: number }> {
@@ -77,7 +66,7 @@ test('memory file: a recorded working set replayed saves most faults, verified u
     const mem = path.join(dir, 'memory.bin');
     writeDemoImage(mem, 64 * MiB, 21);
     const trace = path.join(dir, 'trace.txt');
-    clusteredTrace(trace, 64 * MiB);
+    writeClusteredTrace(trace, 64 * MiB, { fraction: 0.2, seed: 5, maxClusterPages: 16, writeFraction: 0.1 });
     const { onDemand, withPrefetch } = await recordThenReplay(dir, mem, ['--mem', mem, ...FAULT_AROUND], { vcpus: 1, pattern: `trace:${trace}`, deadlineMs: 30000 });
     assert.ok(withPrefetch <= onDemand * MAX_FAULT_FRACTION, `faults ${withPrefetch} with prefetch vs ${onDemand} on demand`);
 
@@ -102,7 +91,7 @@ test('chunked snapshot: the prefetcher fetches the chunks it needs ahead and sav
     assert.equal(packed.status, 0, packed.stderr);
     const manifest = (JSON.parse(packed.stdout.trim().split('\n').pop()!) as { id: string }).id;
     const trace = path.join(dir, 'trace.txt');
-    clusteredTrace(trace, 64 * MiB);
+    writeClusteredTrace(trace, 64 * MiB, { fraction: 0.2, seed: 5, maxClusterPages: 16, writeFraction: 0.1 });
     const { onDemand, withPrefetch } = await recordThenReplay(dir, mem, ['--snapshot', manifest, '--store', store, ...FAULT_AROUND], { vcpus: 1, pattern: `trace:${trace}`, deadlineMs: 30000 });
     assert.ok(withPrefetch <= onDemand * MAX_FAULT_FRACTION, `faults ${withPrefetch} with prefetch vs ${onDemand} on demand`);
   } finally {
