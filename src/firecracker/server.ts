@@ -305,6 +305,9 @@ export class UffdServer extends EventEmitter {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    const live = [...this.vmsById.values()].filter((e) => e.info.state !== 'ended');
+    // Firecracker keeps its own copy of each uffd: its VMs do not die with us, their next faults hang.
+    if (live.length > 0) this.options.logger.warn({ vms: live.map((e) => e.info.id) }, `stopping while ${live.length} VM(s) are served: their next page faults will not be answered`);
     native.eventfdSignal(this.acceptorStopFd);
     await this.acceptorExited;
     await this.pool.shutdown();
