@@ -1,4 +1,3 @@
-import { UFFD_MSG_SIZE } from '../kernel/constants.js';
 import { errnoName } from '../kernel/errors.js';
 import { decodeUffdMsg, type UffdEvent } from '../kernel/msg.js';
 import { classifyErrno } from '../kernel/policy.js';
@@ -46,7 +45,8 @@ const PREFETCH_LOOKAHEAD_BYTES = 16 * 1024 * 1024;
 interface Deferred {
   address: number;
   readAtMs: number;
-  deferredAtMs: number;
+  /** When it was first put off (EAGAIN, or its bytes still being fetched). */
+  deferredAtMs?: number;
 }
 
 /** How a page is installed: snapshot bytes, a zero page, or a zero page because the balloon removed it. */
@@ -133,36 +133,32 @@ export class FaultLoop {
 
   /** Handles `count` uffd_msg records read at `readAtMs`. Throws FcUffdError (fatal) or VmGoneError. */
   handleBatch(view: DataView, count: number, readAtMs: number): void {
-    let faults = 0;
+    const faults: number[] = [];
     for (let i = 0; i < count; i++) {
       const event = decodeUffdMsg(view, i);
       if (event.type === 'remove') this.applyRemove(event.start, event.end);
-      else if (event.type === 'pagefault') faults++;
+      else if (event.type === 'pagefault') faults.push(event.address);
       else this.unexpected(event);
     }
     if (this.deferred.length > 0) this.retryDeferred();
-    if (faults === 0) return;
-    for (let i = 0; i < count; i++) {
-      if (view.getUint8(i * UFFD_MSG_SIZE) !== 0x12) continue;
-      const event = decodeUffdMsg(view, i) as Extract<UffdEvent, { type: 'pagefault' }>;
+    for (const address of faults) {
       this.stats.add('faults');
-      this.serve({ address: event.address, readAtMs, deferredAtMs: readAtMs });
+      this.serve({ address, readAtMs });
     }
   }
 
   private serve(d: Deferred): void {
     const outcome = this.serveFault(d.address, d.readAtMs);
     if (outcome === 'served') {
-      if (d.deferredAtMs !== d.readAtMs) this.stats.max('maxDeferralUs', (this.now() - d.deferredAtMs) * 1000);
+      if (d.deferredAtMs !== undefined) this.stats.max('maxDeferralUs', (this.now() - d.deferredAtMs) * 1000);
       return;
     }
-    if (d.deferredAtMs === d.readAtMs) d.deferredAtMs = this.now();
-    if (outcome === 'retry') {
-      this.stats.add('deferrals');
-      this.deferred.push(d);
-    } else {
-      this.waiting.push(d);
+    if (d.deferredAtMs === undefined) {
+      d.deferredAtMs = this.now();
+      if (outcome === 'retry') this.stats.add('deferrals');
     }
+    if (outcome === 'retry') this.deferred.push(d);
+    else this.waiting.push(d);
   }
 
   /**

@@ -173,7 +173,7 @@ test('EAGAIN defers the fault; it is retried after more events and then served',
   assert.equal(loop.waitBudgetUs(), -1);
   assert.equal(uffd.mapped.get(HOST + 3 * PS), 4);
   assert.equal(stats.get('eagain'), 2);
-  assert.equal(stats.get('deferrals'), 2);
+  assert.equal(stats.get('deferrals'), 1, 'one fault was deferred (twice)');
 });
 
 test('REMOVE is applied before the faults read with it: removed pages read as zeros, forever', () => {
