@@ -56,7 +56,7 @@ ws.command('inspect <file>')
 ws.command('merge <files...>')
   .description('merge working sets of several runs: pages touched in at least --min-runs of them, by mean first-touch time')
   .requiredOption('-o, --output <file>', 'where to write the merged working set')
-  .option('--min-runs <n>', '1 = union; the number of inputs = intersection', parseInteger, 1)
+  .option('--min-runs <n>', 'keep pages seen in at least this many runs (1 = union; all = intersection; default: half, rounded up)', parseInteger)
   .action(wsMergeCommand);
 
 program
