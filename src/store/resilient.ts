@@ -18,13 +18,16 @@ export class Limiter {
   constructor(readonly limit: number) {}
 
   async run<T>(fn: () => Promise<T>): Promise<T> {
+    // A releasing holder hands its slot straight to the first waiter, so the count never depends on
+    // the order in which the woken waiter and a newcomer get to run.
     if (this.active >= this.limit) await new Promise<void>((resolve) => this.queue.push(resolve));
-    this.active++;
+    else this.active++;
     try {
       return await fn();
     } finally {
-      this.active--;
-      this.queue.shift()?.();
+      const next = this.queue.shift();
+      if (next) next();
+      else this.active--;
     }
   }
 }

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { DirStore } from '../../src/store/dir.js';
-import { ResilientStore } from '../../src/store/resilient.js';
+import { Limiter, ResilientStore } from '../../src/store/resilient.js';
 import { StoreError, type ChunkStore } from '../../src/store/types.js';
 import { ChunkCache } from '../../src/snapshot/chunk-cache.js';
 import { tempDir } from '../helpers/files.js';
@@ -130,4 +130,24 @@ describe('ChunkCache', () => {
     assert.equal(cache.isLoading('e'), false);
     assert.equal((await cache.load('e', loader)).byteLength, 1024);
   });
+});
+
+test('the limiter never lets more than its limit run while callers keep arriving', async () => {
+  const limiter = new Limiter(2);
+  let active = 0;
+  let peak = 0;
+  const job = async (): Promise<void> => {
+    active++;
+    peak = Math.max(peak, active);
+    await new Promise((r) => setImmediate(r));
+    active--;
+  };
+  // Waves of callers arriving while earlier ones finish and hand their slots on.
+  const all: Array<Promise<void>> = [];
+  for (let wave = 0; wave < 20; wave++) {
+    for (let i = 0; i < 3; i++) all.push(limiter.run(job));
+    await Promise.resolve();
+  }
+  await Promise.all(all);
+  assert.equal(peak, 2);
 });
