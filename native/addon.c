@@ -295,6 +295,15 @@ static napi_value close_fd(napi_env env, napi_callback_info info) {
   return close((int)fd) < 0 ? neg_errno(env) : num(env, 0);
 }
 
+// fdFlags(fd) -> file status flags (fcntl F_GETFL) | -errno.
+static napi_value fd_flags(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int64_t fd;
+  if (!arg_i64(env, argv, argc, 0, &fd)) return usage(env, "fdFlags(fd: number)");
+  int flags = fcntl((int)fd, F_GETFL);
+  return flags < 0 ? neg_errno(env) : num(env, flags);
+}
+
 // eventfdCreate() -> fd | -errno: a non-blocking eventfd another thread can signal to interrupt
 // a blocking wait.
 static napi_value eventfd_create(napi_env env, napi_callback_info info) {
@@ -338,32 +347,22 @@ static napi_value pidfd_send_signal(napi_env env, napi_callback_info info) {
   return syscall(SYS_pidfd_send_signal, (int)fd, (int)sig, NULL, 0) < 0 ? neg_errno(env) : num(env, 0);
 }
 
-// waitAndRead(uffd, others: Int32Array, revents: Int32Array, buf, timeoutUs) -> bytes | -errno.
-// Blocks in ppoll on the uffd and the `others` fds (an interrupt eventfd, the VMM's socket, its
-// pidfd) for at most timeoutUs (< 0: forever). revents[i] receives the poll revents of others[i].
-// If the uffd is readable, reads whole uffd_msg records into buf until EAGAIN or buf is full and
-// returns the byte count; otherwise returns 0. The uffd stays non-blocking as Firecracker made it
-// (the flag is on the open file both processes share). -EINTR is returned as is. uffd may be -1
-// to wait on `others` alone (ppoll ignores negative fds).
-static napi_value wait_and_read(napi_env env, napi_callback_info info) {
-  ARGS(5);
-  int64_t uffd, timeout_us;
-  int32_t *others, *revents;
-  size_t n_others, n_revents, buf_len;
-  uint8_t *buf;
-  if (!arg_i64(env, argv, argc, 0, &uffd) || !arg_i32_array(env, argv, argc, 1, &others, &n_others) ||
-      !arg_i32_array(env, argv, argc, 2, &revents, &n_revents) || n_revents < n_others || n_others > 7 ||
-      !arg_bytes(env, argv, argc, 3, &buf, &buf_len) || buf_len < sizeof(struct uffd_msg) ||
-      !arg_i64(env, argv, argc, 4, &timeout_us))
-    return usage(env,
-                 "waitAndRead(uffd: number, others: Int32Array(<= 7), revents: Int32Array, buf: Buffer(>= 32), "
-                 "timeoutUs: number)");
+// poll(fds: Int32Array, revents: Int32Array, timeoutUs) -> ready count | -errno. Blocks in ppoll
+// for POLLIN on up to 8 fds for at most timeoutUs (< 0: forever); revents[i] receives fds[i]'s
+// revents. Negative fds are ignored, as ppoll does.
+static napi_value poll_fds(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int64_t timeout_us;
+  int32_t *fds, *revents;
+  size_t n_fds, n_revents;
+  if (!arg_i32_array(env, argv, argc, 0, &fds, &n_fds) || n_fds > 8 ||
+      !arg_i32_array(env, argv, argc, 1, &revents, &n_revents) || n_revents < n_fds ||
+      !arg_i64(env, argv, argc, 2, &timeout_us))
+    return usage(env, "poll(fds: Int32Array(<= 8), revents: Int32Array, timeoutUs: number)");
   struct pollfd pfd[8];
-  pfd[0].fd = (int)uffd;
-  pfd[0].events = POLLIN;
-  for (size_t i = 0; i < n_others; i++) {
-    pfd[1 + i].fd = others[i];
-    pfd[1 + i].events = POLLIN;
+  for (size_t i = 0; i < n_fds; i++) {
+    pfd[i].fd = fds[i];
+    pfd[i].events = POLLIN;
   }
   struct timespec ts, *tsp = NULL;
   if (timeout_us >= 0) {
@@ -371,23 +370,10 @@ static napi_value wait_and_read(napi_env env, napi_callback_info info) {
     ts.tv_nsec = (timeout_us % 1000000) * 1000;
     tsp = &ts;
   }
-  int ready = ppoll(pfd, 1 + n_others, tsp, NULL);
+  int ready = ppoll(pfd, n_fds, tsp, NULL);
   if (ready < 0) return neg_errno(env);
-  for (size_t i = 0; i < n_others; i++) revents[i] = pfd[1 + i].revents;
-  if (uffd < 0 || !(pfd[0].revents & POLLIN)) return num(env, 0);
-  size_t want = buf_len - buf_len % sizeof(struct uffd_msg);
-  size_t got = 0;
-  while (got < want) {
-    ssize_t r = read((int)uffd, buf + got, want - got);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || got > 0) break;
-      return neg_errno(env);
-    }
-    if (r == 0) break;
-    got += (size_t)r;
-  }
-  return num(env, (double)got);
+  for (size_t i = 0; i < n_fds; i++) revents[i] = pfd[i].revents;
+  return num(env, ready);
 }
 
 static void mapping_finalize(napi_env env, void *data, void *hint) {
@@ -488,8 +474,10 @@ static napi_value epoll_wait_fds(napi_env env, napi_callback_info info) {
   return num(env, ready);
 }
 
-// readEvents(uffd, buf) -> bytes | -errno: whole uffd_msg records, read until EAGAIN or buf is
-// full; -EAGAIN when none was pending.
+// readEvents(uffd, buf) -> bytes | -errno (-EAGAIN when none was pending): whole uffd_msg
+// records, one read(). The kernel returns every pending record that fits after the first without
+// waiting again, so this never blocks once the fd polled readable, even on a uffd whose owner did
+// not make it non-blocking.
 static napi_value read_events(napi_env env, napi_callback_info info) {
   ARGS(2);
   int64_t uffd;
@@ -498,19 +486,11 @@ static napi_value read_events(napi_env env, napi_callback_info info) {
   if (!arg_i64(env, argv, argc, 0, &uffd) || !arg_bytes(env, argv, argc, 1, &buf, &buf_len) ||
       buf_len < sizeof(struct uffd_msg))
     return usage(env, "readEvents(uffd: number, buf: Buffer(>= 32))");
-  size_t want = buf_len - buf_len % sizeof(struct uffd_msg);
-  size_t got = 0;
-  while (got < want) {
-    ssize_t r = read((int)uffd, buf + got, want - got);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (got > 0) break;
-      return neg_errno(env);
-    }
-    if (r == 0) break;
-    got += (size_t)r;
-  }
-  return num(env, (double)got);
+  ssize_t r;
+  do {
+    r = read((int)uffd, buf, buf_len - buf_len % sizeof(struct uffd_msg));
+  } while (r < 0 && errno == EINTR);
+  return r < 0 ? neg_errno(env) : num(env, (double)r);
 }
 
 // fadvise(fd, offset, len, advice) -> 0 | -errno. POSIX_FADV_WILLNEED starts reading a range into
@@ -772,12 +752,13 @@ NAPI_MODULE_INIT() {
       {"recvWithFds", NULL, recv_with_fds, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sendWithFds", NULL, send_with_fds, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fdFlags", NULL, fd_flags, NULL, NULL, NULL, napi_enumerable, NULL},
       {"eventfdCreate", NULL, eventfd_create, NULL, NULL, NULL, napi_enumerable, NULL},
       {"eventfdSignal", NULL, eventfd_signal, NULL, NULL, NULL, napi_enumerable, NULL},
       {"eventfdDrain", NULL, eventfd_drain, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pidfdOpen", NULL, pidfd_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pidfdSendSignal", NULL, pidfd_send_signal, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"waitAndRead", NULL, wait_and_read, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"poll", NULL, poll_fds, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mapFile", NULL, map_file, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unmapFile", NULL, unmap_file, NULL, NULL, NULL, napi_enumerable, NULL},
       {"epollCreate", NULL, epoll_create_fd, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -16,14 +16,13 @@ export type AcceptorMessage =
   | { type: 'error'; message: string };
 
 const { listenFd, stopFd } = workerData as AcceptorInit;
-const others = Int32Array.of(listenFd, stopFd);
+const fds = Int32Array.of(listenFd, stopFd);
 const revents = new Int32Array(2);
-const scratch = Buffer.alloc(32);
 const cred = new Int32Array(3);
 const post = (m: AcceptorMessage): void => parentPort!.postMessage(m);
 
 for (;;) {
-  const rc = native.waitAndRead(-1, others, revents, scratch, -1);
+  const rc = native.poll(fds, revents, -1);
   if (rc < 0 && rc !== -ERRNO.EINTR) {
     post({ type: 'error', message: `waiting on the listening socket failed: ${errnoName(-rc)}` });
     break;

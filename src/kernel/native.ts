@@ -26,20 +26,22 @@ export interface NativeAddon {
   recvWithFds(fd: number, buf: Uint8Array, info: Int32Array): number;
   sendWithFds(fd: number, buf: Uint8Array, fds: Int32Array): number;
   close(fd: number): number;
+  /** fcntl(F_GETFL); -errno on failure. */
+  fdFlags(fd: number): number;
   eventfdCreate(): number;
   eventfdSignal(fd: number): number;
   eventfdDrain(fd: number): number;
   pidfdOpen(pid: number): number;
   pidfdSendSignal(pidfd: number, signal: number): number;
-  /** Blocks up to timeoutUs (< 0: forever); returns bytes of uffd_msg records read into buf. */
-  waitAndRead(uffd: number, others: Int32Array, revents: Int32Array, buf: Uint8Array, timeoutUs: number): number;
+  /** ppoll for POLLIN on up to 8 fds, up to timeoutUs (< 0: forever); revents[i] for fds[i]. */
+  poll(fds: Int32Array, revents: Int32Array, timeoutUs: number): number;
   epollCreate(): number;
   /** Registers fd for EPOLLIN (hang-ups always reported) under a tag 0..2^31-1. */
   epollAdd(epfd: number, fd: number, tag: number): number;
   epollDel(epfd: number, fd: number): number;
   /** Blocks up to timeoutUs (< 0: forever); out = [tag, events]* for the ready fds; returns their count. */
   epollWait(epfd: number, out: Int32Array, timeoutUs: number): number;
-  /** Reads whole uffd_msg records until EAGAIN or buf is full; -EAGAIN when none was pending. */
+  /** One read() of whole uffd_msg records (all pending that fit); -EAGAIN when none was pending. */
   readEvents(uffd: number, buf: Uint8Array): number;
   mapFile(fd: number, len: number): Mapping | number;
   unmapFile(mapping: Mapping): number;

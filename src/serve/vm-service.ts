@@ -1,4 +1,4 @@
-import { SIGKILL, UFFD_MSG_SIZE } from '../kernel/constants.js';
+import { O_NONBLOCK, SIGKILL, UFFD_MSG_SIZE } from '../kernel/constants.js';
 import { ERRNO, errnoName } from '../kernel/errors.js';
 import { native } from '../kernel/native.js';
 import { Uffd } from '../kernel/uffd.js';
@@ -137,6 +137,12 @@ export class VmService {
     const received = this.receiver.onReadable();
     if (!received) return;
     this.uffd = new Uffd(received.uffdFd);
+    // The kernel answers poll on a blocking uffd with EPOLLERR, and a read of it can block: such a
+    // uffd cannot share a thread with other VMs. Firecracker always creates it O_NONBLOCK, and the
+    // flag lives on the file it shares with us, so it is not ours to change.
+    const flags = native.fdFlags(received.uffdFd);
+    if (flags >= 0 && (flags & O_NONBLOCK) === 0)
+      throw new FcUffdError('HANDSHAKE_UFFD_BLOCKING', 'the userfaultfd was not created O_NONBLOCK (Firecracker always creates it so): it cannot be polled');
     const handshake = parseHandshake(received.payload, this.init.snapshot.sizeBytes);
     this.hangupMeansExit = handshake.generation === 'v1.12+';
     this.post({

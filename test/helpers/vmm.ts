@@ -13,7 +13,7 @@ export interface InProcessVmm {
   close(): void;
 }
 
-export function startInProcessVmm(socketPath: string, regionSizes: number[], pageSizeBytes = 4096): InProcessVmm {
+export function startInProcessVmm(socketPath: string, regionSizes: number[], pageSizeBytes = 4096, uffdFlags = O_CLOEXEC | O_NONBLOCK): InProcessVmm {
   const regions: InProcessVmm['regions'] = [];
   let fileOffset = 0;
   for (const sizeBytes of regionSizes) {
@@ -21,7 +21,7 @@ export function startInProcessVmm(socketPath: string, regionSizes: number[], pag
     regions.push({ hostAddr, sizeBytes, fileOffset });
     fileOffset += sizeBytes;
   }
-  const uffd = check('userfaultfd', native.uffdCreate(O_CLOEXEC | O_NONBLOCK, true));
+  const uffd = check('userfaultfd', native.uffdCreate(uffdFlags, true));
   check('UFFDIO_API', native.uffdApi(uffd, UFFD_FEATURE_EVENT_REMOVE, new Int32Array(4)));
   for (const r of regions) check('UFFDIO_REGISTER', native.register(uffd, r.hostAddr, r.sizeBytes, UFFDIO_REGISTER_MODE_MISSING));
   const conn = check('connect', native.connectUnix(socketPath));

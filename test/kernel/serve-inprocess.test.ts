@@ -6,6 +6,7 @@ import path from 'node:path';
 import fs from 'node:fs';
 import { ServedMemoryFile, UffdServer, type VmInfo } from '../../src/index.js';
 import { native } from '../../src/kernel/native.js';
+import { O_CLOEXEC } from '../../src/kernel/constants.js';
 import { startInProcessVmm } from '../helpers/vmm.js';
 import { patternedFile, tempDir } from '../helpers/files.js';
 import { captureLogger } from '../helpers/logger.js';
@@ -40,6 +41,35 @@ test('faults on registered memory are served with the memory file bytes, zero pa
   } catch (err) {
     console.error(log.text());
     throw err;
+  } finally {
+    await server.stop();
+    snapshot.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a blocking uffd is refused with a clear error (it cannot be polled), and the thread serves on', async () => {
+  const dir = tempDir();
+  const mem = path.join(dir, 'mem');
+  const expected = patternedFile(mem, 4 * 1024 * 1024);
+  const log = captureLogger();
+  const snapshot = ServedMemoryFile.open(mem);
+  // One fault-loop thread: the refused VM and the next one share it.
+  const server = await UffdServer.start({ socketPath: path.join(dir, 'sock'), snapshot, onFatal: 'hang', loopThreads: 1, logger: log.logger });
+  try {
+    const refused = once(server, 'vm-end') as Promise<[VmInfo]>;
+    const blocking = startInProcessVmm(server.socketPath, [4 * 1024 * 1024], 4096, O_CLOEXEC);
+    const [vm] = await refused;
+    assert.equal(vm.endReason, 'fatal');
+    assert.equal(vm.error?.code, 'HANDSHAKE_UFFD_BLOCKING');
+    blocking.close();
+    const handshake = once(server, 'vm-handshake');
+    const good = startInProcessVmm(server.socketPath, [4 * 1024 * 1024]);
+    await handshake;
+    const got = Buffer.alloc(4096);
+    native.readMemory(good.regions[0]!.hostAddr + 5 * 4096, got);
+    assert.ok(got.equals(expected.subarray(5 * 4096, 6 * 4096)));
+    good.close();
   } finally {
     await server.stop();
     snapshot.close();

@@ -52,7 +52,7 @@ test('native functions reject wrong arguments with a usage TypeError, not a cras
     code: 'FC_UFFD_USAGE',
   });
   assert.throws(() => native.copy(-1, 0, Buffer.alloc(16), 8, 16, false), /must lie inside src/);
-  assert.throws(() => (native.waitAndRead as unknown as (...a: unknown[]) => number)(1), { code: 'FC_UFFD_USAGE' });
+  assert.throws(() => (native.poll as unknown as (...a: unknown[]) => number)(1), { code: 'FC_UFFD_USAGE' });
 });
 
 test('decodeUffdMsg decodes every event kind and keeps 47-bit addresses exact', () => {
