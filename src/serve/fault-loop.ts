@@ -385,6 +385,9 @@ export class FaultLoop {
     let runEnd = fileOffset + ps;
     while (runEnd < blockEnd && !this.isPresent(runEnd) && this.kindOf(runEnd) === kind) runEnd += ps;
 
+    // One read-ahead request for the whole block before the first copy: on a cold page cache the
+    // copy would otherwise fault the source in read-around windows, one synchronous read each.
+    if (kind === DATA && blockEnd - blockStart > ps) this.source.prepare(blockStart, blockEnd - blockStart);
     const result = this.install(region, fileOffset, runEnd - fileOffset, kind, fileOffset);
     if (result === 'retry' || result === 'wait') return result;
     if (result === 'exists') {

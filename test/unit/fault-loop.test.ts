@@ -267,13 +267,14 @@ test('prefetch pauses on EAGAIN and on bytes still being fetched, and resumes wh
   for (const p of [1, 2, 3]) assert.ok(uffd.mapped.has(HOST + p * PS), `page ${p}`);
 });
 
-test('a sequential stream of faults reads the next block ahead; scattered faults do not', () => {
+test('a fault reads its block ahead in one request; a sequential stream also the next block', () => {
   const { source, run } = setup(4 * PS, new Set(), 64 * PS);
-  run([{ fault: HOST + 20 * PS }]);
+  const blocks = (): number[][] => source.prepared.map(([off, len]) => [off / PS, len / PS]);
+  run([{ fault: HOST + 21 * PS }]);
   run([{ fault: HOST + 40 * PS }]);
-  assert.deepEqual(source.prepared, [], 'no stream yet');
+  assert.deepEqual(blocks(), [[20, 4], [40, 4]], 'each fault its own block; no stream yet');
   run([{ fault: HOST + 44 * PS }]);
-  assert.deepEqual(source.prepared, [[48 * PS, 4 * PS]], 'block 44..47 follows 40..43: read 48..51 ahead');
+  assert.deepEqual(blocks().slice(2), [[44, 4], [48, 4]], 'block 44..47 follows 40..43: 48..51 is read ahead too');
 });
 
 test('installs are split at 2 MiB boundaries, so chunked sources can always answer', () => {
