@@ -29,3 +29,5 @@ export { ResilientStore } from './store/resilient.js';
 export { StoreError } from './store/types.js';
 export type { ChunkStore, GetOptions } from './store/types.js';
 export { createMetrics, serveMetrics } from './metrics.js';
+export { readWorkingSet, writeWorkingSet, encodeWorkingSet, decodeWorkingSet, mergeWorkingSets, comparePrediction, checkWorkingSetFits } from './serve/working-set.js';
+export type { WorkingSet, Prediction } from './serve/working-set.js';
