@@ -39,6 +39,11 @@ export class GuestMemory {
     return -1;
   }
 
+  /** Index of the region holding snapshot offset `fileOffset`, or -1 (a few regions: a scan). */
+  regionIndexOfFileOffset(fileOffset: number): number {
+    return this.regions.findIndex((r) => fileOffset >= r.fileOffset && fileOffset < r.fileOffset + r.sizeBytes);
+  }
+
   /** Snapshot file offset of host address `addr`, or -1 outside every region. */
   fileOffsetOf(addr: number): number {
     const i = this.regionIndexOf(addr);

@@ -13,17 +13,14 @@ import { pack } from '../../src/snapshot/pack.js';
 import { ChunkCache } from '../../src/snapshot/chunk-cache.js';
 import { ServedChunkedSnapshot } from '../../src/snapshot/chunked-source.js';
 import { BLOB_HEADER_BYTES } from '../../src/snapshot/chunk-format.js';
-import { captureLogger } from '../helpers/logger.js';
-import { tempDir } from '../helpers/files.js';
+import { withScratch } from '../helpers/scratch.js';
 import { hugePagesOrSkip } from '../helpers/hugepages.js';
 
 const MiB = 1024 * 1024;
 
 describe('serve a chunked snapshot through the emulator', () => {
   test('4 KiB pages, 2 vCPUs, balloon on: every byte verified; a second VM on the same server is served from the shared cache', async () => {
-    const dir = tempDir();
-    const log = captureLogger();
-    try {
+    await withScratch(async (dir, log) => {
       const mem = path.join(dir, 'memory.bin');
       writeDemoImage(mem, 32 * MiB, 7);
       const store = DirStore.open(path.join(dir, 'store'));
@@ -54,18 +51,11 @@ describe('serve a chunked snapshot through the emulator', () => {
         await server.stop();
         snapshot.close();
       }
-    } catch (err) {
-      console.error(log.text().slice(-4000));
-      throw err;
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   test('a corrupted chunk is never served: that VM is SIGKILLed with SNAPSHOT_CORRUPT_CHUNK, another VM on the server keeps working', async () => {
-    const dir = tempDir();
-    const log = captureLogger();
-    try {
+    await withScratch(async (dir, log) => {
       const mem = path.join(dir, 'memory.bin');
       writeDemoImage(mem, 16 * MiB, 8);
       const store = DirStore.open(path.join(dir, 'store'));
@@ -108,18 +98,11 @@ describe('serve a chunked snapshot through the emulator', () => {
         await server.stop();
         snapshot.close();
       }
-    } catch (err) {
-      console.error(log.text().slice(-4000));
-      throw err;
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   test('a chunk missing from the store stops the VM with SNAPSHOT_MISSING_CHUNK', async () => {
-    const dir = tempDir();
-    const log = captureLogger();
-    try {
+    await withScratch(async (dir, log) => {
       const mem = path.join(dir, 'memory.bin');
       writeDemoImage(mem, 8 * MiB, 9);
       const store = DirStore.open(path.join(dir, 'store'));
@@ -137,36 +120,33 @@ describe('serve a chunked snapshot through the emulator', () => {
         await server.stop();
         snapshot.close();
       }
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   test('2 MiB hugetlbfs pages from 2 MiB chunks, balloon on', async (t) => {
     const sizeBytes = 32 * MiB;
     const releaseHugePages = hugePagesOrSkip(t, sizeBytes / (2 * MiB) + 4);
     if (!releaseHugePages) return;
-    const dir = tempDir();
-    const log = captureLogger();
     try {
-      const mem = path.join(dir, 'memory.bin');
-      writeDemoImage(mem, sizeBytes, 10);
-      const store = DirStore.open(path.join(dir, 'store'));
-      const packed = await pack({ memPath: mem, store, chunkSizeBytes: 2 * MiB });
-      const snapshot = await ServedChunkedSnapshot.open({ manifest: packed.id, store, cache: new ChunkCache(64 * MiB), logger: log.logger });
-      const server = await UffdServer.start({ socketPath: path.join(dir, 'fc.sock'), snapshot, faultAroundBytes: 2 * MiB, logger: log.logger });
-      try {
-        const r = await runEmulator({ socket: server.socketPath, mem, pageSize: '2m', vcpus: 2, share: 'same', pattern: 'random', writePercent: 20, balloonCycles: 100, balloonMaxPages: 2, deadlineMs: 30000 });
-        assert.equal(r.code, 0, `exit ${r.code ?? r.signal}: ${r.stderr}\n${log.text().slice(-3000)}`);
-        assert.equal(r.report!.mismatches, 0);
-        assert.ok(r.report!.pagesVerified > 0);
-      } finally {
-        await server.stop();
-        snapshot.close();
-      }
+      await withScratch(async (dir, log) => {
+        const mem = path.join(dir, 'memory.bin');
+        writeDemoImage(mem, sizeBytes, 10);
+        const store = DirStore.open(path.join(dir, 'store'));
+        const packed = await pack({ memPath: mem, store, chunkSizeBytes: 2 * MiB });
+        const snapshot = await ServedChunkedSnapshot.open({ manifest: packed.id, store, cache: new ChunkCache(64 * MiB), logger: log.logger });
+        const server = await UffdServer.start({ socketPath: path.join(dir, 'fc.sock'), snapshot, faultAroundBytes: 2 * MiB, logger: log.logger });
+        try {
+          const r = await runEmulator({ socket: server.socketPath, mem, pageSize: '2m', vcpus: 2, share: 'same', pattern: 'random', writePercent: 20, balloonCycles: 100, balloonMaxPages: 2, deadlineMs: 30000 });
+          assert.equal(r.code, 0, `exit ${r.code ?? r.signal}: ${r.stderr}\n${log.text().slice(-3000)}`);
+          assert.equal(r.report!.mismatches, 0);
+          assert.ok(r.report!.pagesVerified > 0);
+        } finally {
+          await server.stop();
+          snapshot.close();
+        }
+      });
     } finally {
       releaseHugePages();
-      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });

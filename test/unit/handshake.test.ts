@@ -24,6 +24,8 @@ test('each Firecracker generation is recognised, with the page size from the rig
   assert.equal(v114.memory.regions.length, 2);
   assert.equal(v114.memory.fileOffsetOf(base + 1024 * MiB + 4096), 48 * MiB + 4096);
   assert.equal(v114.memory.fileOffsetOf(base + 48 * MiB), -1, 'the gap between regions belongs to no region');
+  assert.equal(v114.memory.regionIndexOfFileOffset(48 * MiB), 1);
+  assert.equal(v114.memory.regionIndexOfFileOffset(64 * MiB), -1);
   assert.deepEqual(v114.warnings, []);
 });
 
