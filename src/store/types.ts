@@ -27,7 +27,20 @@ export interface ChunkStore {
   close(): Promise<void>;
 }
 
-export type StoreErrorKind = 'not-found' | 'io' | 'invalid-name';
+export type StoreErrorKind =
+  | 'not-found'
+  | 'io'
+  | 'invalid-name'
+  /** No answer (headers or body) within the configured time. */
+  | 'timeout'
+  /** The server answered a status the store cannot use (denied, throttled, a server error). */
+  | 'http-status'
+  /** Bytes that are not what was asked for: a short body, a wrong range, a hash mismatch. */
+  | 'integrity'
+  /** The caller's AbortSignal fired. */
+  | 'aborted'
+  /** The store is not usable as configured (a bad URL, a missing bucket, an unsupported scheme). */
+  | 'config';
 
 /** A store operation failed. `retryable`: a transient failure that may succeed if tried again. */
 export class StoreError extends Error {

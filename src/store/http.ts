@@ -1,0 +1,228 @@
+import { Pool, type Dispatcher } from 'undici';
+import { chunkKey, checkContentRange, checkRange, manifestKey, rangeHeader } from './layout.js';
+import { StoreError, type ChunkStore, type GetOptions } from './types.js';
+
+export interface HttpStoreOptions {
+  /**
+   * Name of an environment variable whose value is sent as the `Authorization` header (for
+   * example `FC_UFFD_HTTP_AUTH` holding `Bearer …`). The value is read once, here, and never
+   * logged; a URL with credentials in it is refused instead.
+   */
+  authEnvVar?: string;
+  /** Time to the response headers (default 10 s). */
+  headersTimeoutMs?: number;
+  /** Longest silence while a body arrives, not the whole body's time (default 30 s). */
+  bodyTimeoutMs?: number;
+  /** TCP (and TLS) connect time (default 5 s). */
+  connectTimeoutMs?: number;
+  /** Keep-alive connections to the server at most (default 16). */
+  connections?: number;
+}
+
+/** Statuses worth trying again: the server is busy, restarting or throttling. */
+const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT']);
+const NETWORK_CODES = new Set(['UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+
+/**
+ * A store on any HTTP server that answers GET (with Range), HEAD and PUT: nginx with WebDAV PUT,
+ * a CDN in front of a bucket (read-only), a presigning gateway. Objects are at
+ * `BASE/chunks/ab/<digest>` and `BASE/manifests/<id>.json` (DirStore's layout). One keep-alive
+ * connection pool per store.
+ */
+export class HttpStore implements ChunkStore {
+  readonly description: string;
+  private readonly pool: Pool;
+  private readonly basePath: string;
+  private readonly headersTimeoutMs: number;
+  private readonly bodyTimeoutMs: number;
+  // A private field: it does not show in util.inspect or JSON of the store.
+  readonly #authorization: string | undefined;
+
+  constructor(baseUrl: string, options: HttpStoreOptions = {}) {
+    let url: URL;
+    try {
+      url = new URL(baseUrl);
+    } catch {
+      throw new StoreError('config', `not a URL: ${JSON.stringify(redactUrl(baseUrl))}`, false);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:')
+      throw new StoreError('config', `an HTTP store needs an http:// or https:// URL, not ${url.protocol}`, false);
+    if (url.username || url.password)
+      throw new StoreError('config', `credentials in the store URL are refused (they would show in logs): put the Authorization value in an environment variable and name it with the auth option`, false);
+    if (url.search || url.hash) throw new StoreError('config', `the store URL must not have a query or fragment: ${url.origin}${url.pathname}`, false);
+    if (options.authEnvVar !== undefined) {
+      const value = process.env[options.authEnvVar];
+      if (!value) throw new StoreError('config', `environment variable ${options.authEnvVar} (the Authorization header for ${url.origin}) is not set or empty`, false);
+      this.#authorization = value;
+    }
+    this.basePath = url.pathname.replace(/\/+$/, '');
+    this.description = `${url.origin}${this.basePath}/`;
+    this.headersTimeoutMs = options.headersTimeoutMs ?? 10_000;
+    this.bodyTimeoutMs = options.bodyTimeoutMs ?? 30_000;
+    this.pool = new Pool(url.origin, {
+      connections: options.connections ?? 16,
+      connect: { timeout: options.connectTimeoutMs ?? 5_000 },
+      headersTimeout: this.headersTimeoutMs,
+      bodyTimeout: this.bodyTimeoutMs,
+    });
+  }
+
+  hasChunk(digest: string, options?: GetOptions): Promise<boolean> {
+    return this.head(chunkKey(digest), options?.signal);
+  }
+  getChunk(digest: string, options?: GetOptions): Promise<Uint8Array> {
+    return this.get(chunkKey(digest), `chunk ${digest}`, options);
+  }
+  putChunk(digest: string, data: Uint8Array): Promise<void> {
+    return this.put(chunkKey(digest), data);
+  }
+  hasManifest(id: string): Promise<boolean> {
+    return this.head(manifestKey(id));
+  }
+  getManifest(id: string, options?: GetOptions): Promise<Uint8Array> {
+    return this.get(manifestKey(id), `manifest ${id}`, options);
+  }
+  putManifest(id: string, data: Uint8Array): Promise<void> {
+    return this.put(manifestKey(id), data);
+  }
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+
+  private headers(extra: Record<string, string>): Record<string, string> {
+    return this.#authorization === undefined ? extra : { ...extra, authorization: this.#authorization };
+  }
+
+  private async request(method: 'GET' | 'HEAD' | 'PUT', key: string, headers: Record<string, string>, signal?: AbortSignal, body?: Uint8Array): Promise<Dispatcher.ResponseData> {
+    signal?.throwIfAborted();
+    try {
+      return await this.pool.request({
+        method,
+        path: `${this.basePath}/${key}`,
+        headers: this.headers(headers),
+        ...(body ? { body } : {}),
+        ...(signal ? { signal } : {}),
+        headersTimeout: this.headersTimeoutMs,
+        bodyTimeout: this.bodyTimeoutMs,
+      });
+    } catch (err) {
+      throw this.networkError(`${method} ${this.description}${key}`, err, signal);
+    }
+  }
+
+  private async head(key: string, signal?: AbortSignal): Promise<boolean> {
+    const res = await this.request('HEAD', key, {}, signal);
+    await res.body.dump();
+    if (res.statusCode === 200) return true;
+    if (res.statusCode === 404) return false;
+    throw this.statusError('HEAD', key, res.statusCode);
+  }
+
+  private async get(key: string, what: string, options?: GetOptions): Promise<Uint8Array> {
+    const range = options?.range;
+    if (range) checkRange(range);
+    if (range?.length === 0) {
+      // No HTTP range means zero bytes; still say whether the object is there.
+      if (!(await this.head(key, options?.signal))) throw this.statusError('GET', key, 404, what);
+      return new Uint8Array(0);
+    }
+    const res = await this.request('GET', key, range ? { range: rangeHeader(range) } : {}, options?.signal);
+    const bodyBytes = async (expected: number | undefined): Promise<Buffer> => {
+      try {
+        return await readBody(res.body, expected);
+      } catch (err) {
+        if (err instanceof StoreError) throw new StoreError(err.kind, `GET ${this.description}${key}: ${err.message}`, err.retryable);
+        throw this.networkError(`GET ${this.description}${key} (reading the body)`, err, options?.signal);
+      }
+    };
+    if (res.statusCode === 206 && range) {
+      const want = checkContentRange(header(res.headers, 'content-range'), range);
+      if (typeof want === 'string') {
+        await res.body.dump();
+        throw new StoreError('integrity', `GET ${this.description}${key}: ${want}`, true);
+      }
+      const declared = contentLength(res.headers);
+      if (declared !== undefined && declared !== want) {
+        await res.body.dump();
+        throw new StoreError('integrity', `GET ${this.description}${key}: Content-Length ${declared} disagrees with Content-Range ${header(res.headers, 'content-range')}`, true);
+      }
+      return bodyBytes(want);
+    }
+    if (res.statusCode === 200) {
+      // A server (or a cache in front of it) that ignores Range sends the whole object.
+      const whole = await bodyBytes(contentLength(res.headers));
+      return range ? whole.subarray(Math.min(range.offset, whole.length), Math.min(range.offset + range.length, whole.length)) : whole;
+    }
+    await res.body.dump();
+    // Range starts at or past the end: an empty read, as a file read there is.
+    if (res.statusCode === 416 && range) return new Uint8Array(0);
+    throw this.statusError('GET', key, res.statusCode, what);
+  }
+
+  private async put(key: string, data: Uint8Array): Promise<void> {
+    // If-None-Match: * lets a server that honours it skip the write (412); nginx ignores it and
+    // overwrites with the same bytes, which is as good.
+    const res = await this.request('PUT', key, { 'content-type': 'application/octet-stream', 'content-length': String(data.byteLength), 'if-none-match': '*' }, undefined, data);
+    await res.body.dump();
+    if (res.statusCode === 200 || res.statusCode === 201 || res.statusCode === 204 || res.statusCode === 412) return;
+    throw this.statusError('PUT', key, res.statusCode);
+  }
+
+  private statusError(method: string, key: string, status: number, what?: string): StoreError {
+    const where = `${method} ${this.description}${key}`;
+    if (status === 404) return new StoreError('not-found', `${what ?? key} is not in ${this.description} (${where}: HTTP 404)`, false);
+    if (status === 401 || status === 403)
+      return new StoreError('http-status', `${where}: HTTP ${status}, access denied: check the Authorization value (environment variable named by the auth option)`, false);
+    if (status === 405 && method === 'PUT') return new StoreError('http-status', `${where}: HTTP 405, the server does not accept PUT (nginx needs dav_methods PUT)`, false);
+    return new StoreError('http-status', `${where}: HTTP ${status}`, RETRYABLE_STATUS.has(status));
+  }
+
+  private networkError(where: string, err: unknown, signal?: AbortSignal): StoreError {
+    if (signal?.aborted) return new StoreError('aborted', `${where}: aborted`, false, err);
+    const code = (err as { code?: string }).code ?? '';
+    const message = (err as Error).message;
+    if (TIMEOUT_CODES.has(code)) return new StoreError('timeout', `${where}: ${message} (${code})`, true, err);
+    if (code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return new StoreError('integrity', `${where}: body length differs from Content-Length`, true, err);
+    return new StoreError('io', `${where}: ${message}${code ? ` (${code})` : ''}`, NETWORK_CODES.has(code), err);
+  }
+}
+
+function header(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
+  const v = headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function contentLength(headers: Dispatcher.ResponseData['headers']): number | undefined {
+  const v = header(headers, 'content-length');
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+}
+
+/** Reads a whole body; with a known length, exactly that many bytes or an integrity error. */
+async function readBody(body: Dispatcher.ResponseData['body'], expected: number | undefined): Promise<Buffer> {
+  if (expected === undefined) return Buffer.from(await body.arrayBuffer());
+  const out = Buffer.allocUnsafe(expected);
+  let got = 0;
+  for await (const piece of body as AsyncIterable<Buffer>) {
+    if (got + piece.length > expected) {
+      body.destroy();
+      throw new StoreError('integrity', `body longer than the ${expected} bytes announced`, true);
+    }
+    piece.copy(out, got);
+    got += piece.length;
+  }
+  if (got !== expected) throw new StoreError('integrity', `body truncated: ${got} of ${expected} bytes`, true);
+  return out;
+}
+
+/** A URL fit for a log line: no user, password or query (where presigned signatures live). */
+export function redactUrl(raw: string): string {
+  try {
+    const u = new URL(raw);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return raw.replace(/\/\/[^/@]*@/, '//').replace(/[?#].*$/, '');
+  }
+}

@@ -1,0 +1,74 @@
+import path from 'node:path';
+import { DirStore } from './dir.js';
+import { DiskCacheStore, type DiskCacheOptions } from './disk-cache.js';
+import { HttpStore, redactUrl, type HttpStoreOptions } from './http.js';
+import { InflightStore } from './inflight.js';
+import { ResilientStore, type ResilienceOptions } from './resilient.js';
+import { S3Store, type S3StoreOptions } from './s3.js';
+import { StoreError, type ChunkStore } from './types.js';
+
+export interface OpenStoreOptions {
+  /** Concurrency and retries (defaults for remote stores: 16 in flight, 4 tries, 50 ms first backoff). */
+  resilience?: ResilienceOptions;
+  http?: HttpStoreOptions;
+  s3?: Omit<S3StoreOptions, 'bucket' | 'prefix'>;
+  /** A local disk tier for a remote store (ignored for a directory store: it is local already). */
+  cache?: Omit<DiskCacheOptions, 'dir'> & { dir: string };
+  /** Check at open that an S3 bucket exists (one HeadBucket; default true). */
+  checkBucket?: boolean;
+}
+
+export type StoreSpec =
+  | { kind: 'dir'; path: string }
+  | { kind: 's3'; bucket: string; prefix: string }
+  | { kind: 'http'; url: string };
+
+/** Parses `s3://BUCKET[/PREFIX]`, `http(s)://HOST[:PORT][/PREFIX]` or a directory path. */
+export function parseStoreSpec(spec: string): StoreSpec {
+  if (spec.trim() === '') throw new StoreError('config', 'empty store: give a directory, s3://BUCKET/PREFIX or http(s)://HOST/PREFIX', false);
+  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(spec)?.[1]?.toLowerCase();
+  if (scheme === undefined) return { kind: 'dir', path: path.resolve(spec) };
+  if (scheme === 'http' || scheme === 'https') return { kind: 'http', url: spec };
+  if (scheme === 's3') {
+    const m = /^s3:\/\/([^/]*)\/?(.*)$/i.exec(spec)!;
+    const bucket = m[1] ?? '';
+    if (bucket === '') throw new StoreError('config', `no bucket in ${JSON.stringify(spec)}: write s3://BUCKET/PREFIX`, false);
+    return { kind: 's3', bucket, prefix: (m[2] ?? '').replace(/\/+$/, '') };
+  }
+  if (scheme === 'file') return { kind: 'dir', path: new URL(spec).pathname };
+  throw new StoreError('config', `unsupported store scheme ${scheme}:// in ${JSON.stringify(describeStoreSpec(spec))}: use a directory, s3://BUCKET/PREFIX or http(s)://HOST/PREFIX`, false);
+}
+
+/** The store as it may be logged: no user, password or query string. */
+export function describeStoreSpec(spec: string): string {
+  return /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(spec) ? redactUrl(spec) : spec;
+}
+
+/**
+ * Opens the store a user named. Remote stores are layered, outermost first:
+ * InflightStore (one request per object however many VMs wait) → ResilientStore (bounded
+ * concurrency, retries of transient failures with jittered exponential backoff) → DiskCacheStore
+ * (optional; under the retries, so a fetched object that fails verification is fetched again) →
+ * HttpStore | S3Store. A directory gets InflightStore → ResilientStore → DirStore.
+ */
+export async function openStore(spec: string, options: OpenStoreOptions = {}): Promise<ChunkStore> {
+  const parsed = parseStoreSpec(spec);
+  if (parsed.kind === 'dir') return new InflightStore(new ResilientStore(DirStore.open(parsed.path), options.resilience));
+  let raw: ChunkStore;
+  if (parsed.kind === 'http') {
+    raw = new HttpStore(parsed.url, options.http);
+  } else {
+    const s3 = new S3Store({ ...options.s3, bucket: parsed.bucket, prefix: parsed.prefix });
+    if (options.checkBucket ?? true) {
+      try {
+        await s3.checkBucket();
+      } catch (err) {
+        await s3.close();
+        throw err;
+      }
+    }
+    raw = s3;
+  }
+  const tier = options.cache ? await DiskCacheStore.open(raw, options.cache) : raw;
+  return new InflightStore(new ResilientStore(tier, { maxConcurrency: 16, maxAttempts: 4, backoffMs: 50, ...options.resilience }));
+}

@@ -1,0 +1,227 @@
+import net from 'node:net';
+import crypto from 'node:crypto';
+import {
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
+import { redactUrl } from './http.js';
+import { chunkKey, checkContentRange, checkRange, manifestKey, rangeHeader } from './layout.js';
+import { StoreError, type ChunkStore, type GetOptions } from './types.js';
+
+export interface S3StoreOptions {
+  bucket: string;
+  /** Key prefix ('' or 'a/b'): objects are PREFIX/chunks/ab/<digest>, PREFIX/manifests/<id>.json. */
+  prefix?: string;
+  /** S3 endpoint URL; default AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL, then AWS itself. */
+  endpoint?: string;
+  /** Default AWS_REGION / AWS_DEFAULT_REGION / the SDK's config chain; 'us-east-1' for a custom endpoint. */
+  region?: string;
+  /** Path-style URLs (ENDPOINT/BUCKET/KEY). Default: on for IP-literal and localhost endpoints. */
+  forcePathStyle?: boolean;
+  /** Time to the response headers (default 10 s). */
+  headersTimeoutMs?: number;
+  /** Longest silence of the socket while a body arrives (default 30 s). */
+  bodyTimeoutMs?: number;
+  connectTimeoutMs?: number;
+  /** Keep-alive sockets at most (default 16). */
+  connections?: number;
+}
+
+/** Error names S3 servers use for a transient refusal. */
+const RETRYABLE_NAMES = new Set(['SlowDown', 'ServiceUnavailable', 'InternalError', 'RequestTimeout', 'RequestTimeTooSkewed', 'TimeoutError', 'ThrottlingException']);
+const NETWORK_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ECONNABORTED']);
+
+/** Endpoint resolution the way the AWS tools do it, so `aws s3` and fc-uffd agree on where a bucket is. */
+export function resolveS3Endpoint(explicit?: string): string | undefined {
+  return explicit ?? (process.env.AWS_ENDPOINT_URL_S3 || undefined) ?? (process.env.AWS_ENDPOINT_URL || undefined);
+}
+
+/** Virtual-host addressing (BUCKET.host) cannot work for an IP address or localhost. */
+export function needsPathStyle(endpoint: string): boolean {
+  const host = new URL(endpoint).hostname.replace(/^\[|\]$/g, '');
+  return net.isIP(host) !== 0 || host === 'localhost' || host.endsWith('.localhost');
+}
+
+/**
+ * A store in an S3 bucket (AWS, Ceph RGW, MinIO, …). Credentials come from the SDK's chain
+ * (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profiles, instance roles); the SDK does not retry
+ * (maxAttempts 1): ResilientStore above does, once, for every store alike.
+ */
+export class S3Store implements ChunkStore {
+  readonly description: string;
+  readonly bucket: string;
+  private readonly prefix: string;
+  private readonly client: S3Client;
+
+  constructor(options: S3StoreOptions) {
+    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(options.bucket))
+      throw new StoreError('config', `not a valid S3 bucket name: ${JSON.stringify(options.bucket)}`, false);
+    this.bucket = options.bucket;
+    this.prefix = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
+    const endpoint = resolveS3Endpoint(options.endpoint);
+    if (endpoint !== undefined) {
+      let u: URL;
+      try {
+        u = new URL(endpoint);
+      } catch {
+        throw new StoreError('config', `S3 endpoint is not a URL: ${JSON.stringify(redactUrl(endpoint))}`, false);
+      }
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new StoreError('config', `S3 endpoint must be http:// or https://, not ${u.protocol}`, false);
+      if (u.username || u.password) throw new StoreError('config', 'credentials in the S3 endpoint URL are refused: use AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY', false);
+    }
+    const region = options.region ?? (process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || (endpoint ? 'us-east-1' : undefined));
+    const agent = { keepAlive: true, maxSockets: options.connections ?? 16 };
+    this.client = new S3Client({
+      ...(endpoint ? { endpoint } : {}),
+      ...(region ? { region } : {}),
+      forcePathStyle: options.forcePathStyle ?? (endpoint ? needsPathStyle(endpoint) : false),
+      // Ceph answers aws-chunked bodies (what WHEN_SUPPORTED sends) with 411; Swift with 501.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      maxAttempts: 1,
+      requestHandler: {
+        connectionTimeout: options.connectTimeoutMs ?? 5_000,
+        requestTimeout: options.headersTimeoutMs ?? 10_000,
+        throwOnRequestTimeout: true,
+        socketTimeout: options.bodyTimeoutMs ?? 30_000,
+        httpAgent: agent,
+        httpsAgent: agent,
+      },
+    });
+    this.description = `s3://${this.bucket}/${this.prefix ? `${this.prefix}/` : ''}${endpoint ? ` at ${redactUrl(endpoint)}` : ''}`;
+  }
+
+  /** Fails with a clear error when the bucket is missing or not ours (one HeadBucket). */
+  async checkBucket(signal?: AbortSignal): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), signal ? { abortSignal: signal } : {});
+    } catch (err) {
+      const status = (err as S3ServiceException).$metadata?.httpStatusCode;
+      if (status === 404) throw new StoreError('config', `bucket ${this.bucket} does not exist at ${this.description}: create it first (aws s3 mb s3://${this.bucket})`, false, err);
+      throw this.error('HeadBucket', '', err, signal);
+    }
+  }
+
+  private key(rel: string): string {
+    return this.prefix ? `${this.prefix}/${rel}` : rel;
+  }
+
+  hasChunk(digest: string, options?: GetOptions): Promise<boolean> {
+    return this.head(chunkKey(digest), options?.signal);
+  }
+  getChunk(digest: string, options?: GetOptions): Promise<Uint8Array> {
+    return this.get(chunkKey(digest), `chunk ${digest}`, options);
+  }
+  putChunk(digest: string, data: Uint8Array): Promise<void> {
+    return this.put(chunkKey(digest), data);
+  }
+  hasManifest(id: string): Promise<boolean> {
+    return this.head(manifestKey(id));
+  }
+  getManifest(id: string, options?: GetOptions): Promise<Uint8Array> {
+    return this.get(manifestKey(id), `manifest ${id}`, options);
+  }
+  putManifest(id: string, data: Uint8Array): Promise<void> {
+    return this.put(manifestKey(id), data);
+  }
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+
+  private async head(rel: string, signal?: AbortSignal): Promise<boolean> {
+    signal?.throwIfAborted();
+    try {
+      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(rel) }), signal ? { abortSignal: signal } : {});
+      return true;
+    } catch (err) {
+      if ((err as S3ServiceException).$metadata?.httpStatusCode === 404) return false;
+      throw this.error('HeadObject', rel, err, signal);
+    }
+  }
+
+  private async get(rel: string, what: string, options?: GetOptions): Promise<Uint8Array> {
+    const range = options?.range;
+    const signal = options?.signal;
+    if (range) checkRange(range);
+    if (range?.length === 0) {
+      if (!(await this.head(rel, signal))) throw new StoreError('not-found', `${what} is not in ${this.description}`, false);
+      return new Uint8Array(0);
+    }
+    signal?.throwIfAborted();
+    try {
+      const res = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: this.key(rel), ...(range ? { Range: rangeHeader(range) } : {}) }),
+        signal ? { abortSignal: signal } : {},
+      );
+      let expected = res.ContentLength;
+      const status = res.$metadata.httpStatusCode;
+      if (range && status === 206) {
+        const want = checkContentRange(res.ContentRange, range);
+        if (typeof want === 'string') {
+          if (res.Body && 'destroy' in res.Body && typeof res.Body.destroy === 'function') res.Body.destroy();
+          throw new StoreError('integrity', `GetObject ${this.key(rel)}: ${want}`, true);
+        }
+        if (expected !== undefined && expected !== want) throw new StoreError('integrity', `GetObject ${this.key(rel)}: Content-Length ${expected} disagrees with Content-Range ${res.ContentRange}`, true);
+        expected = want;
+      }
+      if (!res.Body) throw new StoreError('integrity', `GetObject ${this.key(rel)}: no body`, true);
+      const bytes = await res.Body.transformToByteArray();
+      if (expected !== undefined && bytes.length !== expected)
+        throw new StoreError('integrity', `GetObject ${this.key(rel)}: body truncated: ${bytes.length} of ${expected} bytes`, true);
+      // A 200 to a ranged read is the whole object.
+      if (range && status === 200) return bytes.subarray(Math.min(range.offset, bytes.length), Math.min(range.offset + range.length, bytes.length));
+      return bytes;
+    } catch (err) {
+      if (err instanceof StoreError) throw err;
+      const e = err as S3ServiceException;
+      if (e.$metadata?.httpStatusCode === 404 && e.name !== 'NoSuchBucket') throw new StoreError('not-found', `${what} is not in ${this.description}`, false, err);
+      // The range starts at or past the object's end: an empty read, as a file read there is.
+      if (range && (e.$metadata?.httpStatusCode === 416 || e.name === 'InvalidRange')) return new Uint8Array(0);
+      throw this.error('GetObject', rel, err, signal);
+    }
+  }
+
+  private async put(rel: string, data: Uint8Array): Promise<void> {
+    try {
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: this.key(rel),
+          Body: data,
+          ContentLength: data.byteLength,
+          ContentType: 'application/octet-stream',
+          // The server checks the bytes it received (RGW does); a corrupted upload fails with 400.
+          ContentMD5: crypto.createHash('md5').update(data).digest('base64'),
+          // Content-addressed: an object that exists has these bytes. RGW answers 412 and skips the write.
+          IfNoneMatch: '*',
+        }),
+      );
+    } catch (err) {
+      const status = (err as S3ServiceException).$metadata?.httpStatusCode;
+      if (status === 412) return;
+      throw this.error('PutObject', rel, err);
+    }
+  }
+
+  /** A StoreError naming the operation and key, never the credentials or a signed URL. */
+  private error(op: string, rel: string, err: unknown, signal?: AbortSignal): StoreError {
+    const where = `${op} s3://${this.bucket}/${this.key(rel)}`;
+    if (signal?.aborted) return new StoreError('aborted', `${where}: aborted`, false, err);
+    const e = err as S3ServiceException & { code?: string };
+    const status = e.$metadata?.httpStatusCode;
+    const name = e.name ?? '';
+    if (name === 'NoSuchBucket') return new StoreError('config', `${where}: bucket ${this.bucket} does not exist at ${this.description}`, false, err);
+    if (status === 403 || name === 'AccessDenied' || name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch')
+      return new StoreError('http-status', `${where}: access denied (${name || status}): check the AWS credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or profile)`, false, err);
+    if (name === 'TimeoutError' || e.code === 'ETIMEDOUT' || name === 'RequestTimeout') return new StoreError('timeout', `${where}: timed out`, true, err);
+    if (e.code !== undefined && NETWORK_CODES.has(e.code)) return new StoreError('io', `${where}: ${e.code}`, true, err);
+    if (status !== undefined)
+      return new StoreError('http-status', `${where}: HTTP ${status}${name ? ` ${name}` : ''}`, status >= 500 || status === 429 || status === 408 || RETRYABLE_NAMES.has(name), err);
+    if (RETRYABLE_NAMES.has(name)) return new StoreError('io', `${where}: ${name}`, true, err);
+    return new StoreError('io', `${where}: ${(err as Error).message}`, false, err);
+  }
+}
