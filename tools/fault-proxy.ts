@@ -12,6 +12,8 @@ export interface FaultSettings {
   stall?: boolean;
   /** Reset the connection once this many response bytes (headers included) were forwarded. */
   cutAfterResponseBytes?: number;
+  /** Forward this many response bytes (headers included), then hold the rest: a body that stops arriving. */
+  stallAfterResponseBytes?: number;
   /** End the response cleanly (FIN) after this many bytes of the first response's body: a truncated body. */
   truncateBodyAfterBytes?: number;
   /** Invert the byte at this offset of the first response body on each connection. */
@@ -31,6 +33,8 @@ export class FaultProxy {
   /** HTTP requests seen (request lines in the client's stream; bodies could in theory fake one). */
   requests = 0;
   connections = 0;
+  /** The start of the last request forwarded (what a client sent, headers included). */
+  lastRequestHead = '';
 
   private constructor(
     private readonly server: net.Server,
@@ -87,7 +91,9 @@ export class FaultProxy {
     upstream.on('error', () => client.destroy());
     client.on('close', () => upstream.destroy());
     this.pipe(client, upstream, (chunk) => {
-      this.requests += countOf(chunk, REQUEST_LINE_END);
+      const n = countOf(chunk, REQUEST_LINE_END);
+      if (n > 0) this.lastRequestHead = chunk.subarray(0, 4096).toString('latin1');
+      this.requests += n;
       return { data: chunk };
     });
     let responseBytes = 0;
@@ -107,6 +113,8 @@ export class FaultProxy {
         data = chunk.subarray(0, Math.max(0, s.cutAfterResponseBytes - at));
         after = 'reset';
       }
+      if (s.stallAfterResponseBytes !== undefined && responseBytes > s.stallAfterResponseBytes)
+        data = data.subarray(0, Math.max(0, s.stallAfterResponseBytes - at));
       if (bodyStart >= 0 && s.truncateBodyAfterBytes !== undefined && responseBytes >= bodyStart + s.truncateBodyAfterBytes) {
         data = data.subarray(0, Math.max(0, bodyStart + s.truncateBodyAfterBytes - at));
         after = 'end';

@@ -2,12 +2,12 @@
 # A throw-away single-node Ceph (Pacific 16.2, Debian 12): 1 mon + 1 OSD (bluestore on a sparse
 # file) + radosgw on 127.0.0.1:PORT (default 7480), S3 keys testkey/testsecret, path-style.
 # Wipes and recreates DIR. About 15-25 s. Prints the endpoint; `stop.sh DIR/pids` stops it.
-# Mon ports: FC_UFFD_CEPH_MON_PORT (v2, default 3300) and that + 3489 (v1, default 6789).
+# Mon ports: FC_UFFD_CEPH_MON_PORT (v2, default 3300), FC_UFFD_CEPH_MON_V1_PORT (default 6789).
 set -euo pipefail
 DIR=${1:?usage: ceph-start.sh DIR [PORT]}
 PORT=${2:-7480}
 MON2=${FC_UFFD_CEPH_MON_PORT:-3300}
-MON1=$((MON2 + 3489))
+MON1=${FC_UFFD_CEPH_MON_V1_PORT:-6789}
 rm -rf "$DIR"; mkdir -p "$DIR"/{mon,osd,run,log,rgw}
 DIR=$(cd "$DIR" && pwd)
 FSID=$(cat /proc/sys/kernel/random/uuid)

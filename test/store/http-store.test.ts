@@ -1,0 +1,240 @@
+// HttpStore against a real nginx (WebDAV), faults injected by tools/fault-proxy.ts.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import util from 'node:util';
+import { HttpStore } from '../../src/store/http.js';
+import { InflightStore } from '../../src/store/inflight.js';
+import { ResilientStore } from '../../src/store/resilient.js';
+import { DiskCacheStore } from '../../src/store/disk-cache.js';
+import { StoreError } from '../../src/store/types.js';
+import { FaultProxy } from '../../tools/fault-proxy.js';
+import { httpServer, type RunningServer } from '../helpers/servers.js';
+import { tempDir } from '../helpers/files.js';
+
+const server = await httpServer();
+const skip = typeof server === 'string' ? server : false;
+if (skip) console.log(`# skipping HttpStore tests: ${skip}`);
+
+function sha(b: Uint8Array): string {
+  return crypto.createHash('sha256').update(b).digest('hex');
+}
+function isStoreError(kind: StoreError['kind'], retryable?: boolean) {
+  return (e: unknown): boolean => e instanceof StoreError && e.kind === kind && (retryable === undefined || e.retryable === retryable);
+}
+
+describe('HttpStore against nginx', { skip }, () => {
+  const srv = server as RunningServer;
+  const base = () => `${srv.url}/t-${crypto.randomBytes(4).toString('hex')}`;
+  let proxy: FaultProxy;
+  const data = crypto.randomBytes(300_000);
+  const digest = sha(data);
+  let prefix: string;
+  before(async () => {
+    const u = new URL(srv.url);
+    proxy = await FaultProxy.start({ host: u.hostname, port: Number(u.port) });
+    prefix = base();
+    const s = new HttpStore(prefix);
+    await s.putChunk(digest, data);
+    await s.putManifest(digest, data);
+    await s.close();
+  });
+  after(async () => {
+    await proxy.close();
+    srv.stop();
+  });
+  const viaProxy = (o: ConstructorParameters<typeof HttpStore>[1] = {}) => new HttpStore(`${proxy.url}${new URL(prefix).pathname}`, o);
+
+  test('put, get, has of chunks and manifests; a second put of the same object succeeds', async () => {
+    const s = new HttpStore(base());
+    const d = crypto.randomBytes(1000);
+    const id = sha(d);
+    assert.equal(await s.hasChunk(id), false);
+    await s.putChunk(id, d);
+    await s.putChunk(id, d);
+    assert.equal(await s.hasChunk(id), true);
+    assert.ok(Buffer.from(await s.getChunk(id)).equals(d));
+    assert.equal(await s.hasManifest(id), false);
+    await s.putManifest(id, d);
+    assert.ok(Buffer.from(await s.getManifest(id)).equals(d));
+    await s.close();
+  });
+
+  test('objects sit at DirStore paths under the prefix (chunks/ab/<digest>, manifests/<id>.json)', async () => {
+    const res = await fetch(`${prefix}/chunks/${digest.slice(0, 2)}/${digest}`);
+    assert.equal(res.status, 200);
+    assert.ok(Buffer.from(await res.arrayBuffer()).equals(data));
+    assert.equal((await fetch(`${prefix}/manifests/${digest}.json`)).status, 200);
+  });
+
+  test('ranged reads: middle, first byte, last byte, past the end (cut short), at the end (empty), zero length', async () => {
+    const s = new HttpStore(prefix);
+    const n = data.length;
+    for (const [offset, length] of [[1000, 5000], [0, 1], [n - 1, 1], [n - 10, 100], [0, n]] as const)
+      assert.ok(Buffer.from(await s.getChunk(digest, { range: { offset, length } })).equals(data.subarray(offset, offset + length)), `range ${offset}+${length}`);
+    assert.equal((await s.getChunk(digest, { range: { offset: n, length: 10 } })).length, 0);
+    assert.equal((await s.getChunk(digest, { range: { offset: 5, length: 0 } })).length, 0);
+    await assert.rejects(s.getChunk('e'.repeat(64), { range: { offset: 0, length: 0 } }), isStoreError('not-found', false));
+    await s.close();
+  });
+
+  test('a missing object is not-found (not retryable); a bad name is refused before any request', async () => {
+    const s = viaProxy();
+    proxy.set({});
+    await assert.rejects(s.getChunk('f'.repeat(64)), isStoreError('not-found', false));
+    assert.equal(await s.hasManifest('f'.repeat(64)), false);
+    const before = proxy.requests;
+    await assert.rejects(async () => s.getChunk('../etc/passwd'), isStoreError('invalid-name'));
+    assert.equal(proxy.requests, before);
+    await s.close();
+  });
+
+  test('503 and 500 are retried by ResilientStore: exactly maxAttempts requests, then a retryable http-status error', async () => {
+    for (const status of [503, 500] as const) {
+      proxy.set({ cannedStatus: status });
+      const s = new ResilientStore(viaProxy(), { maxAttempts: 3, backoffMs: 5 });
+      const before = proxy.requests;
+      await assert.rejects(s.getChunk(digest), (e: unknown) => isStoreError('http-status', true)(e) && (e as Error).message.includes(String(status)));
+      assert.equal(proxy.requests - before, 3);
+      await s.close();
+    }
+    proxy.set({});
+  });
+
+  test('a 503 that clears while retrying: the read succeeds', async () => {
+    proxy.set({ cannedStatus: 503 });
+    const s = new ResilientStore(viaProxy(), { maxAttempts: 6, backoffMs: 100 });
+    const before = proxy.requests;
+    const got = s.getChunk(digest);
+    while (proxy.requests === before) await new Promise((r) => setTimeout(r, 5));
+    proxy.set({});
+    assert.ok(Buffer.from(await got).equals(data));
+    assert.ok(proxy.requests - before >= 2, 'answered after a retry');
+    await s.close();
+  });
+
+  test('a stalled server: the headers timeout fires (retryable timeout), on a 404 canned answer nothing is retried', async () => {
+    proxy.set({ stall: true });
+    const s = viaProxy({ headersTimeoutMs: 300 });
+    const t0 = Date.now();
+    await assert.rejects(s.getChunk(digest), isStoreError('timeout', true));
+    assert.ok(Date.now() - t0 < 3000);
+    await s.close();
+    proxy.set({ cannedStatus: 404 });
+    const r = new ResilientStore(viaProxy(), { maxAttempts: 3, backoffMs: 5 });
+    const before = proxy.requests;
+    await assert.rejects(r.getChunk(digest), isStoreError('not-found', false));
+    assert.equal(proxy.requests - before, 1);
+    await r.close();
+    proxy.set({});
+  });
+
+  test('a body that stops arriving after its headers: the body timeout fires (retryable timeout)', async () => {
+    proxy.set({ stallAfterResponseBytes: 20_000 });
+    const s = viaProxy({ headersTimeoutMs: 5000, bodyTimeoutMs: 300 });
+    const t0 = Date.now();
+    await assert.rejects(s.getChunk(digest), isStoreError('timeout', true));
+    assert.ok(Date.now() - t0 < 3000);
+    proxy.set({});
+    await s.close();
+  });
+
+  test('a body cut mid-way (reset) and a truncated body (clean close) are errors, never short data', async () => {
+    for (const settings of [{ cutAfterResponseBytes: 100_000 }, { truncateBodyAfterBytes: 1000 }]) {
+      proxy.set(settings);
+      const s = viaProxy();
+      await assert.rejects(s.getChunk(digest), (e: unknown) => e instanceof StoreError && e.retryable && (e.kind === 'integrity' || e.kind === 'io'), JSON.stringify(settings));
+      await assert.rejects(s.getChunk(digest, { range: { offset: 10, length: 200_000 } }), (e: unknown) => e instanceof StoreError && e.retryable, JSON.stringify(settings));
+      await s.close();
+    }
+    proxy.set({});
+  });
+
+  test('a flipped byte is caught by the disk cache (manifest id = sha256), not cached, and fetched again under retries', async () => {
+    proxy.set({ flipBodyByteAt: 1234 });
+    const dir = tempDir('fc-uffd-cache-');
+    const bare = await DiskCacheStore.open(viaProxy(), { dir, maxBytes: 10e6 });
+    await assert.rejects(bare.getManifest(digest), isStoreError('integrity', true));
+    assert.equal(await bare.hasManifest(digest), true, 'the server has it');
+    // Through ResilientStore, the retry opens a new connection... the proxy flips the first body of
+    // every connection, so make the next one clean once the first flip was seen.
+    const retried = new ResilientStore(bare, { maxAttempts: 3, backoffMs: 20 });
+    const before = proxy.requests;
+    const got = retried.getManifest(digest);
+    while (proxy.requests === before) await new Promise((r) => setTimeout(r, 2));
+    proxy.set({});
+    assert.ok(Buffer.from(await got).equals(data));
+    assert.ok(proxy.requests - before >= 2);
+    assert.equal(bare.hits, 0);
+    assert.ok(Buffer.from(await bare.getManifest(digest)).equals(data));
+    assert.equal(bare.hits, 1, 'the good copy was cached');
+    await retried.close();
+  });
+
+  test('the Authorization value is sent, and appears in no error, log text or inspected store', async () => {
+    const secret = `Bearer s3cr3t-${crypto.randomBytes(8).toString('hex')}`;
+    process.env.FC_UFFD_TEST_HTTP_AUTH = secret;
+    proxy.set({});
+    const s = viaProxy({ authEnvVar: 'FC_UFFD_TEST_HTTP_AUTH', headersTimeoutMs: 300 });
+    assert.ok(Buffer.from(await s.getChunk(digest)).equals(data));
+    assert.match(proxy.lastRequestHead, new RegExp(`authorization: ${secret}`, 'i'));
+    const texts: string[] = [util.inspect(s, { depth: 5, showHidden: true }), JSON.stringify(s) ?? '', s.description];
+    for (const settings of [{ cannedStatus: 503 as const }, { cannedStatus: 404 as const }, { stall: true }, { truncateBodyAfterBytes: 10 }]) {
+      proxy.set(settings);
+      const err = await s.getChunk(digest).then(() => undefined, (e: unknown) => e);
+      assert.ok(err instanceof StoreError, JSON.stringify(settings));
+      texts.push(err.message, util.inspect(err, { depth: 10 }), String(err.stack));
+    }
+    proxy.set({});
+    assert.throws(() => new HttpStore(`http://user:${secret.slice(7)}@127.0.0.1:1/x`), (e: unknown) => {
+      texts.push((e as Error).message);
+      return isStoreError('config')(e);
+    });
+    for (const t of texts) assert.ok(!t.includes(secret.slice(7)), `secret leaked into: ${t.slice(0, 200)}`);
+    delete process.env.FC_UFFD_TEST_HTTP_AUTH;
+    assert.throws(() => viaProxy({ authEnvVar: 'FC_UFFD_TEST_HTTP_AUTH' }), isStoreError('config'));
+    await s.close();
+  });
+
+  test('concurrent reads of one object share one request (counted at the proxy); other ranges get their own', async () => {
+    proxy.set({ latencyMs: 30 });
+    const s = new InflightStore(new ResilientStore(viaProxy()));
+    const before = proxy.requests;
+    const all = await Promise.all(Array.from({ length: 10 }, () => s.getChunk(digest)));
+    for (const b of all) assert.ok(Buffer.from(b).equals(data));
+    assert.equal(proxy.requests - before, 1);
+    const ranges = await Promise.all([0, 0, 4096, 4096, 8192].map((offset) => s.getChunk(digest, { range: { offset, length: 4096 } })));
+    assert.ok(Buffer.from(ranges[2]!).equals(data.subarray(4096, 8192)));
+    assert.equal(proxy.requests - before, 4);
+    proxy.set({});
+    await s.close();
+  });
+
+  test('a shared read is aborted only when every waiter aborted', async () => {
+    proxy.set({ stall: true });
+    const s = new InflightStore(viaProxy({ headersTimeoutMs: 5000 }));
+    const a = new AbortController();
+    const b = new AbortController();
+    const pa = s.getChunk(digest, { signal: a.signal });
+    const pb = s.getChunk(digest, { signal: b.signal });
+    a.abort();
+    await assert.rejects(pa, isStoreError('aborted', false));
+    assert.equal(s.inflightCount, 1, 'still in flight for the other waiter');
+    proxy.set({ stall: false }); // drops the stalled connection: make the shared read fail or finish
+    const second = await pb.then(() => 'ok', (e: unknown) => (e instanceof StoreError ? e.kind : 'other'));
+    assert.notEqual(second, 'aborted', 'b did not abort: its read was not aborted');
+    proxy.set({ stall: true });
+    const c = new AbortController();
+    const d = new AbortController();
+    const pc = s.getChunk(digest, { signal: c.signal });
+    const pd = s.getChunk(digest, { signal: d.signal });
+    c.abort();
+    d.abort();
+    await assert.rejects(pc, isStoreError('aborted'));
+    await assert.rejects(pd, isStoreError('aborted'));
+    assert.equal(s.inflightCount, 0);
+    proxy.set({});
+    assert.ok(Buffer.from(await s.getChunk(digest)).equals(data), 'a later read starts afresh');
+    await s.close();
+  });
+});
