@@ -1,0 +1,216 @@
+// DiskCacheStore and InflightStore over a local DirStore (no server needed).
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { DirStore } from '../../src/store/dir.js';
+import { DiskCacheStore } from '../../src/store/disk-cache.js';
+import { InflightStore } from '../../src/store/inflight.js';
+import { StoreError, type ChunkStore, type GetOptions } from '../../src/store/types.js';
+import { tempDir } from '../helpers/files.js';
+
+const root = tempDir('fc-uffd-diskcache-');
+after(() => fs.rmSync(root, { recursive: true, force: true }));
+
+function sha(b: Uint8Array): string {
+  return crypto.createHash('sha256').update(b).digest('hex');
+}
+
+/** A DirStore that counts reads (and aborted reads) and can hold them until released. */
+function counting(inner: DirStore): ChunkStore & { gets: number; aborted: number; hold(): () => void } {
+  const c: { gets: number; aborted: number; gate: Promise<void> | undefined } = { gets: 0, aborted: 0, gate: undefined };
+  const read = async (fn: () => Promise<Uint8Array>, o?: GetOptions): Promise<Uint8Array> => {
+    c.gets++;
+    if (c.gate) {
+      await new Promise<void>((resolve, reject) => {
+        c.gate!.then(resolve);
+        o?.signal?.addEventListener('abort', () => {
+          c.aborted++;
+          reject(new StoreError('aborted', 'aborted', false));
+        });
+      });
+    }
+    return fn();
+  };
+  return {
+    get gets() {
+      return c.gets;
+    },
+    get aborted() {
+      return c.aborted;
+    },
+    hold() {
+      let release!: () => void;
+      c.gate = new Promise((r) => (release = r));
+      return () => {
+        c.gate = undefined;
+        release();
+      };
+    },
+    description: inner.description,
+    hasChunk: (d) => inner.hasChunk(d),
+    getChunk: (d, o) => read(() => inner.getChunk(d, o?.range ? { range: o.range } : {}), o),
+    putChunk: (d, b) => inner.putChunk(d, b),
+    hasManifest: (d) => inner.hasManifest(d),
+    getManifest: (d, o) => read(() => inner.getManifest(d, o?.range ? { range: o.range } : {}), o),
+    putManifest: (d, b) => inner.putManifest(d, b),
+    close: () => inner.close(),
+  };
+}
+
+async function origin(name: string, count: number, sizeBytes: number): Promise<{ store: DirStore; objects: Map<string, Buffer> }> {
+  const store = DirStore.open(path.join(root, name), { fsync: false });
+  const objects = new Map<string, Buffer>();
+  for (let i = 0; i < count; i++) {
+    const b = crypto.randomBytes(sizeBytes);
+    objects.set(sha(b), b);
+    await store.putChunk(sha(b), b);
+    await store.putManifest(sha(b), b);
+  }
+  return { store, objects };
+}
+
+test('disk cache: a miss fetches and caches, a hit does not fetch, ranged hits are cut from the entry, kept across reopen', async () => {
+  const { store, objects } = await origin('o1', 3, 10_000);
+  const inner = counting(store);
+  const dir = path.join(root, 'c1');
+  const cache = await DiskCacheStore.open(inner, { dir, maxBytes: 1e6 });
+  const [d, b] = [...objects][0]!;
+  assert.ok(Buffer.from(await cache.getChunk(d)).equals(b));
+  assert.ok(Buffer.from(await cache.getChunk(d)).equals(b));
+  assert.ok(Buffer.from(await cache.getChunk(d, { range: { offset: 9000, length: 5000 } })).equals(b.subarray(9000)));
+  assert.equal(inner.gets, 1);
+  assert.deepEqual([cache.hits, cache.misses], [2, 1]);
+  const [d2, b2] = [...objects][1]!;
+  assert.ok(Buffer.from(await cache.getChunk(d2, { range: { offset: 5, length: 10 } })).equals(b2.subarray(5, 15)));
+  assert.equal(fs.existsSync(path.join(dir, 'chunks', d2.slice(0, 2), d2)), false, 'a ranged miss is not cached');
+  const reopened = await DiskCacheStore.open(inner, { dir, maxBytes: 1e6 });
+  assert.ok(Buffer.from(await reopened.getChunk(d)).equals(b));
+  assert.equal(inner.gets, 2, 'only the ranged miss went to the origin');
+  assert.equal(reopened.sizeBytes, 10_000 + 40);
+});
+
+test('disk cache: a damaged entry is deleted and fetched again, never served', async () => {
+  const { store, objects } = await origin('o2', 1, 20_000);
+  const inner = counting(store);
+  const dir = path.join(root, 'c2');
+  const cache = await DiskCacheStore.open(inner, { dir, maxBytes: 1e6 });
+  const [d, b] = [...objects][0]!;
+  await cache.getChunk(d);
+  const file = path.join(dir, 'chunks', d.slice(0, 2), d);
+  const raw = fs.readFileSync(file);
+  raw[raw.length - 7]! ^= 1;
+  fs.writeFileSync(file, raw);
+  assert.ok(Buffer.from(await cache.getChunk(d)).equals(b));
+  assert.equal(cache.corruptEntries, 1);
+  assert.equal(inner.gets, 2);
+  fs.writeFileSync(file, Buffer.alloc(10)); // torn / foreign file
+  assert.ok(Buffer.from(await cache.getChunk(d)).equals(b));
+  assert.equal(cache.corruptEntries, 2);
+});
+
+test('disk cache: fetched bytes that fail verification are refused (integrity, retryable) and not cached', async () => {
+  const { store, objects } = await origin('o3', 1, 1000);
+  const dir = path.join(root, 'c3');
+  const [d] = [...objects][0]!;
+  const cache = await DiskCacheStore.open(store, { dir, maxBytes: 1e6, verifyChunk: () => { throw new Error('decoded content differs'); } });
+  await assert.rejects(cache.getChunk(d), (e: unknown) => e instanceof StoreError && e.kind === 'integrity' && e.retryable);
+  assert.equal(fs.existsSync(path.join(dir, 'chunks', d.slice(0, 2), d)), false);
+  // A manifest's id is the sha256 of its bytes: one stored under another id is refused.
+  const other = crypto.randomBytes(64);
+  const wrongId = sha(crypto.randomBytes(8));
+  await store.putManifest(wrongId, other);
+  await assert.rejects(cache.getManifest(wrongId), (e: unknown) => e instanceof StoreError && e.kind === 'integrity');
+});
+
+test('disk cache: beyond its size the least recently used entries are evicted', async () => {
+  const { store, objects } = await origin('o4', 6, 10_000);
+  const dir = path.join(root, 'c4');
+  const cache = await DiskCacheStore.open(store, { dir, maxBytes: 45_000 });
+  const names = [...objects.keys()];
+  for (const [i, d] of names.slice(0, 4).entries()) {
+    await cache.getChunk(d);
+    const t = new Date(Date.now() - (10 - i) * 1000);
+    fs.utimesSync(path.join(dir, 'chunks', d.slice(0, 2), d), t, t);
+  }
+  await cache.getChunk(names[0]!); // now the most recent
+  await cache.getChunk(names[4]!); // 5 entries of 10,040 bytes > 45 kB: evict to 40.5 kB, the oldest touched first
+  await cache.close();
+  const present = names.map((d) => fs.existsSync(path.join(dir, 'chunks', d.slice(0, 2), d)));
+  assert.deepEqual(present, [true, false, true, true, true, false], 'the least recently used (not the first cached) went');
+  assert.equal(cache.evictedEntries, 1);
+});
+
+test('disk cache: two processes filling the same entries at once both succeed; entries whole, no temporary files', async () => {
+  const { store, objects } = await origin('o5', 20, 50_000);
+  const dir = path.join(root, 'c5');
+  const mod = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/store');
+  const script = `
+    import { DirStore } from ${JSON.stringify(path.join(mod, 'dir.js'))};
+    import { DiskCacheStore } from ${JSON.stringify(path.join(mod, 'disk-cache.js'))};
+    const c = await DiskCacheStore.open(DirStore.open(${JSON.stringify(store.root)}), { dir: ${JSON.stringify(dir)}, maxBytes: 1e8 });
+    const names = ${JSON.stringify([...objects.keys()])};
+    await Promise.all(names.map((d) => c.getChunk(d)));
+    process.stdout.write(String(c.misses));`;
+  const run = () =>
+    new Promise<string>((resolve, reject) => {
+      const p = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      p.stdout.on('data', (b: Buffer) => (out += b));
+      p.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`child exited ${code}`))));
+    });
+  const [a, b] = await Promise.all([run(), run()]);
+  assert.ok(Number(a) + Number(b) >= 20);
+  assert.deepEqual(fs.readdirSync(path.join(dir, 'tmp')), []);
+  const cache = await DiskCacheStore.open(store, { dir, maxBytes: 1e8 });
+  for (const [d, bytes] of objects) assert.ok(Buffer.from(await cache.getChunk(d)).equals(bytes));
+  assert.deepEqual([cache.hits, cache.corruptEntries], [20, 0]);
+});
+
+test('in-flight sharing: concurrent reads of one object make one inner read; different ranges do not share', async () => {
+  const { store, objects } = await origin('o6', 1, 10_000);
+  const inner = counting(store);
+  const s = new InflightStore(inner);
+  const [d, b] = [...objects][0]!;
+  const release = inner.hold();
+  const reads = Array.from({ length: 8 }, () => s.getChunk(d));
+  const ranged = [s.getChunk(d, { range: { offset: 0, length: 10 } }), s.getChunk(d, { range: { offset: 0, length: 10 } }), s.getChunk(d, { range: { offset: 10, length: 10 } })];
+  release();
+  for (const r of await Promise.all(reads)) assert.ok(Buffer.from(r).equals(b));
+  assert.ok(Buffer.from((await Promise.all(ranged))[2]!).equals(b.subarray(10, 20)));
+  assert.equal(inner.gets, 3);
+  assert.equal(s.inflightCount, 0);
+});
+
+test('in-flight sharing: one waiter aborting leaves the read to the others; all aborting aborts it', async () => {
+  const { store, objects } = await origin('o7', 1, 10_000);
+  const inner = counting(store);
+  const s = new InflightStore(inner);
+  const [d, b] = [...objects][0]!;
+  let release = inner.hold();
+  const a = new AbortController();
+  const pa = s.getChunk(d, { signal: a.signal });
+  const pb = s.getChunk(d);
+  a.abort();
+  await assert.rejects(pa, (e: unknown) => e instanceof StoreError && e.kind === 'aborted');
+  assert.equal(inner.aborted, 0);
+  release();
+  assert.ok(Buffer.from(await pb).equals(b));
+  release = inner.hold();
+  const c1 = new AbortController();
+  const c2 = new AbortController();
+  const p1 = s.getChunk(d, { signal: c1.signal });
+  const p2 = s.getChunk(d, { signal: c2.signal });
+  c1.abort();
+  assert.equal(inner.aborted, 0);
+  c2.abort();
+  await Promise.allSettled([p1, p2]);
+  assert.equal(inner.aborted, 1, 'the shared read was aborted once all waiters left');
+  assert.equal(s.inflightCount, 0);
+  release();
+  assert.ok(Buffer.from(await s.getChunk(d)).equals(b));
+  assert.equal(inner.gets, 3);
+});

@@ -1,0 +1,148 @@
+// S3Store against a real Ceph RGW, faults injected by tools/fault-proxy.ts.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { S3Store, needsPathStyle } from '../../src/store/s3.js';
+import { openStore, parseStoreSpec, describeStoreSpec } from '../../src/store/open.js';
+import { ResilientStore } from '../../src/store/resilient.js';
+import { StoreError } from '../../src/store/types.js';
+import { FaultProxy } from '../../tools/fault-proxy.js';
+import { CEPH_TEST_KEYS, s3Server, type RunningServer } from '../helpers/servers.js';
+
+const server = await s3Server();
+const skip = typeof server === 'string' ? server : false;
+if (skip) console.log(`# skipping S3Store tests: ${skip}`);
+
+function sha(b: Uint8Array): string {
+  return crypto.createHash('sha256').update(b).digest('hex');
+}
+function isStoreError(kind: StoreError['kind'], retryable?: boolean) {
+  return (e: unknown): boolean => e instanceof StoreError && e.kind === kind && (retryable === undefined || e.retryable === retryable);
+}
+
+describe('openStore specs (no server)', () => {
+  test('parses directories, s3:// and http(s):// specs; refuses unknown schemes and a missing bucket', () => {
+    assert.deepEqual(parseStoreSpec('s3://bkt/a/b/'), { kind: 's3', bucket: 'bkt', prefix: 'a/b' });
+    assert.deepEqual(parseStoreSpec('s3://bkt'), { kind: 's3', bucket: 'bkt', prefix: '' });
+    assert.equal(parseStoreSpec('https://h:1/p').kind, 'http');
+    assert.equal(parseStoreSpec('some/dir').kind, 'dir');
+    assert.throws(() => parseStoreSpec('s3:///prefix'), (e: unknown) => isStoreError('config')(e) && /no bucket/.test((e as Error).message));
+    assert.throws(() => parseStoreSpec('ftp://h/x'), (e: unknown) => isStoreError('config')(e) && /unsupported store scheme ftp/.test((e as Error).message));
+    assert.equal(describeStoreSpec('https://u:pw@h/p?X-Amz-Signature=abc'), 'https://h/p');
+    assert.equal(needsPathStyle('http://127.0.0.1:7480'), true);
+    assert.equal(needsPathStyle('http://[::1]:7480'), true);
+    assert.equal(needsPathStyle('http://localhost:7480'), true);
+    assert.equal(needsPathStyle('https://s3.eu-west-1.amazonaws.com'), false);
+  });
+});
+
+describe('S3Store against Ceph RGW', { skip }, () => {
+  const srv = server as RunningServer;
+  const bucket = `fc-uffd-${crypto.randomBytes(4).toString('hex')}`;
+  const data = crypto.randomBytes(300_000);
+  const digest = sha(data);
+  let proxy: FaultProxy;
+  before(async () => {
+    process.env.AWS_ACCESS_KEY_ID ??= CEPH_TEST_KEYS.accessKeyId;
+    process.env.AWS_SECRET_ACCESS_KEY ??= CEPH_TEST_KEYS.secretAccessKey;
+    const admin = new S3Client({ endpoint: srv.url, region: 'us-east-1', forcePathStyle: true });
+    await admin.send(new CreateBucketCommand({ Bucket: bucket }));
+    admin.destroy();
+    const s = new S3Store({ bucket, prefix: 'p', endpoint: srv.url });
+    await s.putChunk(digest, data);
+    await s.close();
+    const u = new URL(srv.url);
+    proxy = await FaultProxy.start({ host: u.hostname, port: Number(u.port) });
+  });
+  after(async () => {
+    await proxy?.close();
+    srv.stop();
+  });
+  const viaProxy = (o: { headersTimeoutMs?: number; bodyTimeoutMs?: number } = {}) => new S3Store({ bucket, prefix: 'p', endpoint: proxy.url, ...o });
+
+  test('put, get, has; a second put of an existing object (412 from If-None-Match) succeeds', async () => {
+    const s = new S3Store({ bucket, prefix: 'q/r', endpoint: srv.url });
+    const d = crypto.randomBytes(5000);
+    const id = sha(d);
+    assert.equal(await s.hasChunk(id), false);
+    await s.putChunk(id, d);
+    await s.putChunk(id, d);
+    assert.equal(await s.hasChunk(id), true);
+    assert.ok(Buffer.from(await s.getChunk(id)).equals(d));
+    await s.putManifest(id, d);
+    assert.equal(await s.hasManifest(id), true);
+    assert.ok(Buffer.from(await s.getManifest(id)).equals(d));
+    await s.close();
+  });
+
+  test('ranged reads: middle, ends of the object, past the end (cut short), at the end (empty)', async () => {
+    const s = new S3Store({ bucket, prefix: 'p', endpoint: srv.url });
+    const n = data.length;
+    for (const [offset, length] of [[1000, 5000], [0, 1], [n - 1, 1], [n - 10, 100], [0, n]] as const)
+      assert.ok(Buffer.from(await s.getChunk(digest, { range: { offset, length } })).equals(data.subarray(offset, offset + length)), `range ${offset}+${length}`);
+    assert.equal((await s.getChunk(digest, { range: { offset: n, length: 10 } })).length, 0);
+    await s.close();
+  });
+
+  test('a missing object is not-found; openStore on a missing bucket fails with a clear config error', async () => {
+    const s = new S3Store({ bucket, prefix: 'p', endpoint: srv.url });
+    await assert.rejects(s.getChunk('f'.repeat(64)), isStoreError('not-found', false));
+    assert.equal(await s.hasManifest('f'.repeat(64)), false);
+    await s.close();
+    await assert.rejects(openStore('s3://no-such-bucket-fc-uffd/x', { s3: { endpoint: srv.url } }), (e: unknown) => isStoreError('config', false)(e) && /bucket no-such-bucket-fc-uffd does not exist/.test((e as Error).message));
+    const opened = await openStore(`s3://${bucket}/p`, { s3: { endpoint: srv.url } });
+    assert.ok(Buffer.from(await opened.getChunk(digest)).equals(data));
+    await opened.close();
+  });
+
+  test('wrong credentials: a non-retryable access error that does not contain the secret', async () => {
+    const saved = process.env.AWS_SECRET_ACCESS_KEY;
+    const secret = `wrong-${crypto.randomBytes(8).toString('hex')}`;
+    process.env.AWS_SECRET_ACCESS_KEY = secret;
+    try {
+      const s = new S3Store({ bucket, prefix: 'p', endpoint: srv.url });
+      const err = await s.getChunk(digest).then(() => undefined, (e: unknown) => e);
+      assert.ok(isStoreError('http-status', false)(err), String(err));
+      assert.ok(!(err as Error).message.includes(secret) && !String((err as Error).stack).includes(secret));
+      await s.close();
+    } finally {
+      process.env.AWS_SECRET_ACCESS_KEY = saved;
+    }
+  });
+
+  test('503 and 500 are retried by ResilientStore: exactly maxAttempts requests, then a retryable error', async () => {
+    for (const status of [503, 500] as const) {
+      proxy.set({ cannedStatus: status });
+      const s = new ResilientStore(viaProxy(), { maxAttempts: 3, backoffMs: 5 });
+      const before = proxy.requests;
+      await assert.rejects(s.getChunk(digest), isStoreError('http-status', true));
+      assert.equal(proxy.requests - before, 3);
+      await s.close();
+    }
+    proxy.set({});
+    const ok = viaProxy();
+    assert.ok(Buffer.from(await ok.getChunk(digest)).equals(data), 'through the proxy when it forwards');
+    await ok.close();
+  });
+
+  test('a stalled server times out (retryable timeout)', async () => {
+    proxy.set({ stall: true });
+    const s = viaProxy({ headersTimeoutMs: 500 });
+    const t0 = Date.now();
+    await assert.rejects(s.getChunk(digest), isStoreError('timeout', true));
+    assert.ok(Date.now() - t0 < 5000);
+    proxy.set({});
+    await s.close();
+  });
+
+  test('a truncated or cut body is an error, never short data', async () => {
+    for (const settings of [{ truncateBodyAfterBytes: 1000 }, { cutAfterResponseBytes: 100_000 }]) {
+      proxy.set(settings);
+      const s = viaProxy();
+      await assert.rejects(s.getChunk(digest), (e: unknown) => e instanceof StoreError && e.retryable, JSON.stringify(settings));
+      await s.close();
+    }
+    proxy.set({});
+  });
+});
