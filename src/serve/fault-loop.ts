@@ -402,8 +402,9 @@ export class FaultLoop {
       const rc = this.uffd.wake(page, ps);
       if (rc < 0) this.fatalOrGone('UFFDIO_WAKE', page, ps, -rc);
     }
-    this.stats.recordLatency((this.now() - readAtMs) * 1000);
-    this.trace?.served(address, fileOffset, kind, readAtMs);
+    const servedAtMs = this.now();
+    this.stats.recordLatency((servedAtMs - readAtMs) * 1000);
+    this.trace?.served(address, fileOffset, kind, readAtMs, servedAtMs);
 
     // The rest of the block, page runs by kind, skipping what is installed. Neighbours are
     // installed with wake on too: a vCPU may already wait on one, and a wake with no waiter costs

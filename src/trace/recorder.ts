@@ -44,6 +44,7 @@ export class TraceRecorder {
     this.startMs = performance.now();
     this.startEpochMs = performance.timeOrigin + this.startMs;
     this.lastFlushMs = this.startMs;
+    this.lastMs = this.startMs;
     this.pageSizeBytes = pageSizeBytes;
     if (prefetchPages && prefetchPages.length > 0) {
       let max = 0;
@@ -53,7 +54,11 @@ export class TraceRecorder {
     }
   }
 
-  private put(type: number, kind: number, flags: number, word1: number, a: number, b: number, nowMs = performance.now()): void {
+  /** The latest time a record was stamped with (ms, this thread's performance.now()). */
+  private lastMs: number;
+
+  private put(type: number, kind: number, flags: number, word1: number, a: number, b: number, nowMs: number): void {
+    if (nowMs > this.lastMs) this.lastMs = nowMs;
     this.buf.put(type, kind, flags, word1, (nowMs - this.startMs) * 1000, a, b);
     if (this.buf.count === this.buf.capacity) this.flush(nowMs);
   }
@@ -63,34 +68,41 @@ export class TraceRecorder {
     this.put(T_FAULT, 0, write ? FLAG_WRITE : 0, 0, address, 0, readAtMs);
   }
 
-  /** The faulting page at `address` (snapshot `fileOffset`) is installed; `kind` as installed. */
-  served(address: number, fileOffset: number, kind: number, readAtMs: number): void {
-    const nowMs = performance.now();
+  /**
+   * The faulting page at `address` (snapshot `fileOffset`) is installed at `nowMs`; `kind` as
+   * installed. Times come from the fault loop's own clock reads: on some hosts a clock read costs
+   * more than the rest of a record (measured 230 ns, bench/trace-record.ts).
+   */
+  served(address: number, fileOffset: number, kind: number, readAtMs: number, nowMs: number): void {
     const page = fileOffset / this.pageSizeBytes;
     const late = this.prefetchSet !== undefined && (page >>> 3) < this.prefetchSet.length && (this.prefetchSet[page >>> 3]! & (1 << (page & 7))) !== 0;
     this.put(T_SERVED, kind, late ? FLAG_PREFETCH_LATE : 0, Math.max(0, Math.round((nowMs - readAtMs) * 1000)), address, fileOffset, nowMs);
   }
 
-  /** A range installed: for the fault (`faulted`), around it, or by the prefetcher (`!wake`). */
+  /**
+   * A range installed: for the fault (`faulted`), around it, or by the prefetcher (`!wake`). An
+   * on-demand install is stamped with the time of its fault's read (no clock read on the fault
+   * path); a prefetch install reads the clock.
+   */
   install(fileOffset: number, len: number, kind: number, faulted: boolean, wake: boolean): void {
-    this.put(T_INSTALL, kind, (faulted ? FLAG_FAULTED : 0) | (wake ? 0 : FLAG_PREFETCH), 0, fileOffset, len);
+    this.put(T_INSTALL, kind, (faulted ? FLAG_FAULTED : 0) | (wake ? 0 : FLAG_PREFETCH), 0, fileOffset, len, wake ? this.lastMs : performance.now());
   }
 
   remove(fileOffset: number, len: number): void {
-    this.put(T_REMOVE, 0, 0, 0, fileOffset, len);
+    this.put(T_REMOVE, 0, 0, 0, fileOffset, len, performance.now());
   }
 
   /** A fault put off: `waiting` for its bytes to arrive, else EAGAIN. */
   deferred(address: number, waiting: boolean): void {
-    this.put(T_DEFER, waiting ? DEFER_WAIT : DEFER_RETRY, 0, 0, address, 0);
+    this.put(T_DEFER, waiting ? DEFER_WAIT : DEFER_RETRY, 0, 0, address, 0, performance.now());
   }
 
   fetchWant(chunk: number): void {
-    this.put(T_FETCH_WANT, 0, 0, chunk, 0, 0);
+    this.put(T_FETCH_WANT, 0, 0, chunk, 0, 0, performance.now());
   }
 
   fetchDone(chunk: number, bytes: number, source: number): void {
-    this.put(T_FETCH_DONE, source, 0, chunk, bytes, 0);
+    this.put(T_FETCH_DONE, source, 0, chunk, bytes, 0, performance.now());
   }
 
   /** Between waits: flush what is buffered if the last flush is FLUSH_INTERVAL_MS old. */
@@ -99,7 +111,7 @@ export class TraceRecorder {
   }
 
   /** Hands the buffered records to the sink (which copies them) and starts the buffer over. */
-  flush(nowMs = performance.now()): void {
+  flush(nowMs = this.lastMs): void {
     this.lastFlushMs = nowMs;
     if (this.buf.count === 0) return;
     this.sink({ startEpochMs: this.startEpochMs, records: this.buf.buffer, count: this.buf.count });
