@@ -30,6 +30,8 @@ const V = {
   oursPrefetch: { name: 'ours-prefetch', handler: 'ours', prefetch: true, backend: 'uffd', cache: 'warm' },
   oursPrefetchCold: { name: 'ours-prefetch-cold', handler: 'ours', prefetch: true, backend: 'uffd', cache: 'cold' },
   oursChunked: { name: 'ours-chunked', handler: 'ours', chunked: true, backend: 'uffd', cache: 'warm' },
+  oursTrace: { name: 'ours-trace', handler: 'ours', trace: true, backend: 'uffd', cache: 'warm' },
+  ours4kTrace: { name: 'ours-4k-trace', handler: 'ours', faultAroundBytes: 4096, trace: true, backend: 'uffd', cache: 'warm' },
   oursChunkedPrefetch: { name: 'ours-chunked-prefetch', handler: 'ours', chunked: true, prefetch: true, backend: 'uffd', cache: 'warm' },
 } satisfies Record<string, Variant>;
 const faVariant = (bytes: number): Variant => ({ name: `ours-fa-${bytes >= MiB ? `${bytes / MiB}m` : `${bytes / 1024}k`}`, handler: 'ours', faultAroundBytes: bytes, backend: 'uffd', cache: 'warm' });
@@ -94,6 +96,13 @@ const SCENARIOS: Scenario[] = [
     what: 'sparse clustered working set: the real restore trace (12,201 faults, 37 % of 128 MiB), 1 vCPU',
     tier: 'default',
     variants: [V.ours, V.ours4k, V.c4k, V.cFa, V.cPop, V.fileWarm, V.fileCold, V.oursCold, V.oursPrefetch, V.oursPrefetchCold, V.oursChunked, V.oursChunkedPrefetch],
+    prepare: sparseReal,
+  },
+  {
+    name: 'trace-cost',
+    what: 'serve --trace on and off on the real trace, 1 vCPU: default fault-around, and 4k (every page a fault: the worst case)',
+    tier: 'default',
+    variants: [V.ours, V.oursTrace, V.ours4k, V.ours4kTrace],
     prepare: sparseReal,
   },
   {
@@ -404,6 +413,10 @@ function ratios(results: ScenarioResult[]): Ratio[] {
     add(r, 'prefetch: workload time, ours-prefetch cold / File backend, cold', 'handshakeToDoneMs', 'ours-prefetch-cold', 'file-cold', sparse ? '<= 1.0' : undefined);
     add(r, 'prefetch: faults, ours-prefetch / ours on demand', 'faults', 'ours-prefetch', 'ours', sparse ? '<= 0.1' : undefined);
     add(r, 'prefetch: faults, ours-prefetch / ours page by page', 'faults', 'ours-prefetch', 'ours-4k');
+    // Restore timeline (issue 13): must be cheap enough to leave on.
+    add(r, 'trace: workload time, ours --trace / ours', 'handshakeToDoneMs', 'ours-trace', 'ours', r.name === 'trace-cost' ? '<= 1.03' : undefined);
+    add(r, 'trace: workload time, ours-4k --trace / ours-4k', 'handshakeToDoneMs', 'ours-4k-trace', 'ours-4k', r.name === 'trace-cost' ? '<= 1.03' : undefined);
+    add(r, 'trace: handler CPU per fault, ours-4k --trace / ours-4k', 'cpuUsPerFault', 'ours-4k-trace', 'ours-4k');
     add(r, 'chunked: workload time, ours-chunked / ours (memory file)', 'handshakeToDoneMs', 'ours-chunked', 'ours');
     add(r, 'chunked: workload time, ours-chunked-prefetch / ours-chunked', 'handshakeToDoneMs', 'ours-chunked-prefetch', 'ours-chunked');
     if (r.name === 'seq-128m-2m-pages') add(r, 'workload time: ours / C handler (2 MiB pages)', 'handshakeToDoneMs', 'ours', 'c-4k');

@@ -32,6 +32,8 @@ export type ErrorCode =
   | 'VM_READ'
   | 'WORKING_SET'
   | 'WORKING_SET_MISMATCH'
+  | 'TRACE_OPEN'
+  | 'TRACE_FORMAT'
   | 'CONFIG'
   | 'INTERNAL';
 

@@ -28,6 +28,8 @@ export interface Variant {
   chunked?: boolean;
   /** Ours: install a working set recorded on an earlier restore of the same workload (recorded once). */
   prefetch?: boolean;
+  /** Ours: record the restore timeline with serve --trace (its cost on the fault path). */
+  trace?: boolean;
 }
 
 export interface Workload {
@@ -223,6 +225,7 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
     const args = [OUR_CLI, 'serve', '--socket', socket, ...snapshotArgs(w, v.chunked ?? false), '--log-level', 'info'];
     if (v.faultAroundBytes !== undefined) args.push('--fault-around', String(v.faultAroundBytes));
     if (v.prefetch) args.push('--prefetch', await workingSet(w, v.chunked ?? false, o.dir, o.deadlineMs));
+    if (v.trace) args.push('--trace', path.join(o.dir, `${v.name}-{vm}.trace`));
     handler = start(process.execPath, args, (line, stream) => {
       if (stream !== 'err' || !line.startsWith('{')) return;
       try {

@@ -7,6 +7,7 @@ import { packCommand } from './pack.js';
 import { unpackCommand } from './unpack.js';
 import { inspectCommand } from './inspect.js';
 import { wsInspectCommand, wsMergeCommand } from './ws.js';
+import { reportCommand } from './report.js';
 
 /** Parses sizes such as 4096, 64k, 64KiB, 2m, 2MiB into bytes. */
 export function parseBytes(text: string): number {
@@ -42,6 +43,7 @@ program
   .option('--socket-mode <octal>', 'file mode of the socket', (v) => parseInt(v, 8), 0o600)
   .option('--removed-out <path>', 'write each VM\'s balloon-removed ranges here when it ends ({vm}, {pid} are replaced)')
   .option('--record-ws <path>', 'record each VM\'s first touches into a working-set file when it ends ({vm}, {pid} are replaced)')
+  .option('--trace <path>', 'record each VM\'s restore timeline (faults, installs, balloon, fetches) for `fc-uffd report` ({vm}, {pid} are replaced)')
   .option('--prefetch <file>', 'install this working set ahead of each guest (recorded with --record-ws on the same snapshot)')
   .option('--loop-threads <n>', 'fault-loop threads, each serving many VMs (default: CPU count, at most 4)', parseInteger)
   .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
@@ -52,12 +54,23 @@ const ws = program.command('ws').description('working sets: the pages a restored
 ws.command('inspect <file>')
   .description("a working set's size and coverage, and how well it predicted another run's")
   .option('--against <file>', 'a working set recorded on a run without prefetch, to score the prediction')
+  .option('--html <file>', 'also write a one-file HTML memory map of the working set (and the score with --against)')
+  .option('--force', 'replace an existing --html file', false)
   .action(wsInspectCommand);
 ws.command('merge <files...>')
   .description('merge working sets of several runs: pages touched in at least --min-runs of them, by mean first-touch time')
   .requiredOption('-o, --output <file>', 'where to write the merged working set')
   .option('--min-runs <n>', 'keep pages seen in at least this many runs (1 = union; all = intersection; default: half, rounded up)', parseInteger)
   .action(wsMergeCommand);
+
+program
+  .command('report')
+  .description('draw one traced restore (serve --trace) as a self-contained HTML page: memory map, faults over time, latency, fetches')
+  .argument('<trace>', 'a trace file written by fc-uffd serve --trace')
+  .requiredOption('-o, --output <file>', 'the HTML file to write')
+  .option('--working-set <file>', 'a working set recorded without prefetch: tells prefetched pages the guest used from unused ones')
+  .option('--force', 'replace an existing output file', false)
+  .action(reportCommand);
 
 program
   .command('pack')

@@ -25,6 +25,7 @@ export interface ServeFlags {
   logLevel: string;
   removedOut?: string;
   recordWs?: string;
+  trace?: string;
   prefetch?: string;
   metricsListen?: string;
   loopThreads?: number;
@@ -42,6 +43,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     socketMode: flags.socketMode,
     ...(flags.removedOut ? { removedRangesPath: flags.removedOut } : {}),
     ...(flags.recordWs ? { recordWorkingSetPath: flags.recordWs } : {}),
+    ...(flags.trace ? { tracePath: flags.trace } : {}),
     ...(flags.prefetch ? { prefetch: readWorkingSet(flags.prefetch) } : {}),
     ...(flags.loopThreads !== undefined ? { loopThreads: flags.loopThreads } : {}),
     logger,

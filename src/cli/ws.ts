@@ -1,7 +1,15 @@
 import { comparePrediction, mergeWorkingSets, readWorkingSet, writeWorkingSet } from '../serve/working-set.js';
+import { renderReportHtml } from '../report/html.js';
+import { writeReportFile } from '../report/output.js';
+import { buildWorkingSetReport } from '../report/working-set.js';
 
-export function wsInspectCommand(file: string, flags: { against?: string; snapshotSize?: number }): void {
+export function wsInspectCommand(file: string, flags: { against?: string; snapshotSize?: number; html?: string; force?: boolean }): void {
   const ws = readWorkingSet(file);
+  if (flags.html !== undefined) {
+    const against = flags.against !== undefined ? { ws: readWorkingSet(flags.against), name: flags.against } : undefined;
+    const inputs = flags.against !== undefined ? [file, flags.against] : [file];
+    writeReportFile(flags.html, renderReportHtml(buildWorkingSetReport(ws, file, against)), inputs, flags.force ?? false);
+  }
   const bytes = ws.pages.length * ws.pageSizeBytes;
   const lines = [
     `${file}: working set of ${ws.pages.length} pages (${(bytes / 2 ** 20).toFixed(1)} MiB of ${ws.pageSizeBytes}-byte pages), ${ws.runs} run(s)`,

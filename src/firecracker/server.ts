@@ -13,6 +13,7 @@ import { VmStats, type StatsSnapshot } from '../serve/stats.js';
 import type { HandshakeGeneration } from './handshake.js';
 import { checkWorkingSetFits, writeWorkingSet, type WorkingSet } from '../serve/working-set.js';
 import type { AcceptorInit, AcceptorMessage } from './acceptor-worker.js';
+import { TraceFiles } from '../trace/files.js';
 
 export interface ServerOptions {
   /** Unix socket Firecracker's `mem_backend.backend_path` points at. */
@@ -33,6 +34,8 @@ export interface ServerOptions {
   removedRangesPath?: string;
   /** Record each VM's first touches into a working-set file here when it ends ({vm}, {pid} replaced). */
   recordWorkingSetPath?: string;
+  /** Record each VM's restore timeline into a trace file here ({vm}, {pid} replaced); see src/trace/format.ts. */
+  tracePath?: string;
   /** Install this working set ahead of every VM's guest (refused if recorded against another snapshot). */
   prefetch?: WorkingSet;
   /** Fault-loop threads, each serving many VMs (default: the CPU count, at most 4). */
@@ -93,6 +96,7 @@ export class UffdServer extends EventEmitter {
   private acceptorExited: Promise<unknown> = Promise.resolve();
   private nextId = 1;
   private stopping = false;
+  private readonly traces: TraceFiles | undefined;
 
   private constructor(
     private readonly options: Required<Omit<ServerOptions, 'logger' | 'prefetch'>> & Pick<ServerOptions, 'logger' | 'prefetch'>,
@@ -101,6 +105,7 @@ export class UffdServer extends EventEmitter {
     private readonly acceptorStopFd: number,
   ) {
     super();
+    if (options.tracePath) this.traces = new TraceFiles({ snapshot: snapshot.identity, snapshotSizeBytes: snapshot.sizeBytes, faultAroundBytes: options.faultAroundBytes, prefetchPages: options.prefetch?.pages.length ?? 0 }, options.logger);
     this.pool = new LoopThreadPool(
       options.loopThreads,
       (m) => this.onThreadMessage(m),
@@ -118,6 +123,7 @@ export class UffdServer extends EventEmitter {
       handshakeTimeoutMs: DEFAULT_HANDSHAKE_TIMEOUT_MS,
       removedRangesPath: '',
       recordWorkingSetPath: '',
+      tracePath: '',
       loopThreads: LoopThreadPool.defaultThreads(),
       ...options,
     };
@@ -183,6 +189,7 @@ export class UffdServer extends EventEmitter {
       port: port2,
       sourceWakeFd: channel.wakeFd,
       recordWorkingSet: this.options.recordWorkingSetPath !== '',
+      trace: this.traces !== undefined,
       ...(this.options.prefetch ? { prefetch: { pages: this.options.prefetch.pages, pageSizeBytes: this.options.prefetch.pageSizeBytes } } : {}),
       faultAroundBytes: this.options.faultAroundBytes,
       onFatal: this.options.onFatal,
@@ -210,11 +217,15 @@ export class UffdServer extends EventEmitter {
       case 'log':
         log[m.level](m.msg);
         break;
+      case 'trace':
+        this.traces?.block(this.vmPath(this.options.tracePath, info), { vmId: info.id, pid: info.peer.pid, pageSizeBytes: info.pageSizeBytes ?? 0, regions: info.regions ?? [] }, m);
+        break;
       case 'end':
         Object.assign(info, { endReason: m.reason, killed: m.killed, removedRanges: m.removedRanges });
         if (m.error) info.error = m.error;
         if (this.options.removedRangesPath) this.writeRemovedRanges(log, info);
         if (this.options.recordWorkingSetPath && m.touches) this.writeWorkingSet(log, info, m.touches);
+        this.traces?.end(info.id);
         this.finish(e);
         break;
     }

@@ -7,6 +7,7 @@ import { IntervalSet } from '../memory/intervals.js';
 import type { GuestMemory, GuestRegion } from '../memory/regions.js';
 import { SPAN_BOUNDARY_BYTES, type PageSource } from '../memory/source.js';
 import type { VmStats } from './stats.js';
+import type { TraceRecorder } from '../trace/recorder.js';
 
 /** The VMM's address space is gone (ESRCH): it exited. Not an error of ours; stop quietly. */
 export class VmGoneError extends Error {
@@ -29,6 +30,8 @@ export interface FaultLoopOptions {
   recordWorkingSet?: boolean;
   /** Pages (snapshot page indices) to install ahead of the guest, in this order. */
   prefetchPages?: Uint32Array;
+  /** Records the restore timeline (serve --trace). */
+  trace?: TraceRecorder;
 }
 
 /** What one VM touched, in first-touch order (see working-set.ts). */
@@ -114,6 +117,7 @@ export class FaultLoop {
   private prefetchPaused = false;
   /** Pages up to here were announced to the source with prepare(). */
   private hintCursor = 0;
+  private readonly trace: TraceRecorder | undefined;
 
   constructor(options: FaultLoopOptions) {
     this.memory = options.memory;
@@ -129,6 +133,7 @@ export class FaultLoop {
     this.startMs = this.now();
     if (options.recordWorkingSet) this.touched = new Uint8Array(this.present.length);
     this.prefetchPages = options.prefetchPages ?? new Uint32Array(0);
+    this.trace = options.trace;
   }
 
   /** Handles `count` uffd_msg records read at `readAtMs`. Throws FcUffdError (fatal) or VmGoneError. */
@@ -137,7 +142,10 @@ export class FaultLoop {
     for (let i = 0; i < count; i++) {
       const event = decodeUffdMsg(view, i);
       if (event.type === 'remove') this.applyRemove(event.start, event.end);
-      else if (event.type === 'pagefault') faults.push(event.address);
+      else if (event.type === 'pagefault') {
+        faults.push(event.address);
+        this.trace?.fault(event.address, event.write, readAtMs);
+      }
       else this.unexpected(event);
     }
     if (this.deferred.length > 0) this.retryDeferred();
@@ -156,6 +164,7 @@ export class FaultLoop {
     if (d.deferredAtMs === undefined) {
       d.deferredAtMs = this.now();
       if (outcome === 'retry') this.stats.add('deferrals');
+      this.trace?.deferred(d.address, outcome === 'wait');
     }
     if (outcome === 'retry') this.deferred.push(d);
     else this.waiting.push(d);
@@ -335,6 +344,7 @@ export class FaultLoop {
       this.removedUntouched.add(fs, fe);
       this.setPresent(fs, fe - fs, false);
       this.stats.add('bytesRemoved', fe - fs);
+      this.trace?.remove(fs, fe - fs);
     }
   }
 
@@ -392,7 +402,9 @@ export class FaultLoop {
       const rc = this.uffd.wake(page, ps);
       if (rc < 0) this.fatalOrGone('UFFDIO_WAKE', page, ps, -rc);
     }
-    this.stats.recordLatency((this.now() - readAtMs) * 1000);
+    const servedAtMs = this.now();
+    this.stats.recordLatency((servedAtMs - readAtMs) * 1000);
+    this.trace?.served(address, fileOffset, kind, readAtMs, servedAtMs);
 
     // The rest of the block, page runs by kind, skipping what is installed. Neighbours are
     // installed with wake on too: a vCPU may already wait on one, and a wake with no waiter costs
@@ -446,6 +458,7 @@ export class FaultLoop {
       this.stats.add('installIoctls');
       if (rc > 0) {
         this.installed(off, rc, kind);
+        this.trace?.install(off, rc, kind, faultFileOffset >= 0, wake);
         if (this.touched && wake) this.recordInstall(off, rc);
         done += rc;
         continue;

@@ -3,6 +3,7 @@ import type { GuestRegion } from '../memory/regions.js';
 import type { MessagePort } from 'node:worker_threads';
 import type { SnapshotRef } from './snapshot-source.js';
 import type { HandshakeGeneration } from '../firecracker/handshake.js';
+import type { TraceBlock } from '../trace/format.js';
 
 /** What to do when a VM cannot be served correctly: SIGKILL its VMM, or leave it hanging (debugging). */
 export type OnFatal = 'kill' | 'hang';
@@ -29,6 +30,8 @@ export interface VmInit {
   statsBuffer: SharedArrayBuffer;
   /** Record first touches for a working-set file. */
   recordWorkingSet: boolean;
+  /** Record a restore timeline (`serve --trace`), posted as 'trace' blocks. */
+  trace?: boolean;
   /** A working set to install ahead of the guest: page indices and their page size. */
   prefetch?: { pages: Uint32Array; pageSizeBytes: number };
 }
@@ -63,6 +66,7 @@ export type LoopThreadMessage =
       warnings: string[];
     }
   | { type: 'log'; vmId: string; level: 'info' | 'warn' | 'error'; msg: string }
+  | ({ type: 'trace'; vmId: string } & TraceBlock)
   | {
       type: 'end';
       vmId: string;

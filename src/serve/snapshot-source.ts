@@ -5,6 +5,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { PageSource } from '../memory/source.js';
 import { MemoryFile, MemoryFileSource, type MemoryFileRef } from '../snapshot/memfile.js';
 import { ChunkedSource, type ChunkedSnapshotRef } from '../snapshot/chunked-source.js';
+import type { TraceRecorder } from '../trace/recorder.js';
 
 /** Structured-clonable description of a snapshot, sent to a VM worker with its init. */
 export type SnapshotRef = MemoryFileRef | ChunkedSnapshotRef;
@@ -32,12 +33,12 @@ export interface ServedSnapshot {
 }
 
 /** Worker side: opens the PageSource a VM's fault loop reads from. */
-export function openPageSource(ref: SnapshotRef, channel: VmChannel): PageSource {
+export function openPageSource(ref: SnapshotRef, channel: VmChannel, trace?: TraceRecorder): PageSource {
   switch (ref.kind) {
     case 'memfile':
       return new MemoryFileSource(ref);
     case 'chunked':
-      return new ChunkedSource(ref, channel);
+      return new ChunkedSource(ref, channel, trace);
   }
 }
 

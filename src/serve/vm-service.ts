@@ -9,6 +9,7 @@ import type { PageSource } from '../memory/source.js';
 import { FaultLoop, VmGoneError } from './fault-loop.js';
 import { openPageSource } from './snapshot-source.js';
 import { VmStats } from './stats.js';
+import { TraceRecorder } from '../trace/recorder.js';
 import type { LoopThreadMessage, VmEndReason, VmErrorInfo, VmInit } from './protocol.js';
 
 /** uffd_msg records read per wake-up: 256 covers a burst of faults from every vCPU at once. */
@@ -48,6 +49,7 @@ export class VmService {
   private uffd: Uffd | undefined;
   private source: PageSource | undefined;
   private loop: FaultLoop | undefined;
+  private trace: TraceRecorder | undefined;
   /** Up to v1.11 Firecracker closes the socket right after sending; since v1.12 a hang-up means it exited. */
   private hangupMeansExit = false;
   private readonly view: DataView;
@@ -121,6 +123,7 @@ export class VmService {
       }
       if (this.loop.pendingCount > 0) this.loop.retryDeferred();
       if (this.loop.prefetchReady) this.loop.prefetchStep();
+      this.trace?.tick(nowMs);
     } catch (err) {
       this.fail(err);
     }
@@ -153,13 +156,14 @@ export class VmService {
       regions: handshake.memory.regions.map((r) => ({ ...r })),
       warnings: [...handshake.warnings],
     });
-    this.source = openPageSource(this.init.snapshot, { port: this.init.port, wakeFd: this.init.sourceWakeFd });
     let prefetchPages: Uint32Array | undefined;
     const prefetch = this.init.prefetch;
     if (prefetch) {
       if (prefetch.pageSizeBytes === handshake.memory.pageSizeBytes) prefetchPages = prefetch.pages;
       else this.log('warn', `not prefetching: the working set has ${prefetch.pageSizeBytes}-byte pages, this VM ${handshake.memory.pageSizeBytes}`);
     }
+    if (this.init.trace) this.trace = new TraceRecorder((b) => this.post({ type: 'trace', vmId: this.id, ...b }), handshake.memory.pageSizeBytes, prefetchPages);
+    this.source = openPageSource(this.init.snapshot, { port: this.init.port, wakeFd: this.init.sourceWakeFd }, this.trace);
     this.loop = new FaultLoop({
       memory: handshake.memory,
       source: this.source,
@@ -167,6 +171,7 @@ export class VmService {
       stats: this.stats,
       faultAroundBytes: this.init.faultAroundBytes,
       recordWorkingSet: this.init.recordWorkingSet,
+      ...(this.trace ? { trace: this.trace } : {}),
       ...(prefetchPages ? { prefetchPages } : {}),
     });
     this.watcher.watch(this.uffd.fd, FD_UFFD);
@@ -222,6 +227,7 @@ export class VmService {
     if (this.connFd >= 0) native.close(this.connFd);
     if (this.pidfd >= 0) native.close(this.pidfd);
     this.init.port.close();
+    this.trace?.flush();
     this.post({
       type: 'end',
       vmId: this.id,

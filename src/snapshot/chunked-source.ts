@@ -18,6 +18,8 @@ import { ChunkCache, sharedChunkCache } from './chunk-cache.js';
 import { ChunkCodecPool } from './chunk-pool.js';
 import { chunkLength, chunkZeroBitmap, type Manifest } from './manifest.js';
 import { fetchChunk, loadManifest, type LoadedManifest } from './pack.js';
+import { FETCH_CACHE, FETCH_EMPTY, FETCH_IN_FLIGHT, FETCH_STORE } from '../trace/format.js';
+import type { TraceRecorder } from '../trace/recorder.js';
 
 /** What a VM worker needs to serve from a chunked snapshot (structured-clonable). */
 export interface ChunkedSnapshotRef {
@@ -36,7 +38,7 @@ export interface ChunkWant {
 }
 
 /** Main → worker. */
-export type ChunkReply = { type: 'chunk'; chunk: number; buffer: SharedArrayBuffer } | { type: 'error'; chunk: number; code: ErrorCode; message: string };
+export type ChunkReply = { type: 'chunk'; chunk: number; buffer: SharedArrayBuffer; /** FETCH_* of trace/format.ts */ from: number } | { type: 'error'; chunk: number; code: ErrorCode; message: string };
 
 export interface ChunkedSnapshotOptions {
   /** A manifest id (looked up in the store) or a manifest file, or one already loaded. */
@@ -161,10 +163,11 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
     const cached = e ? this.cache.get(e.digest) : undefined;
     if (cached) {
       this.stats.servedFromCache++;
-      this.reply(channel, { type: 'chunk', chunk: i, buffer: cached });
+      this.reply(channel, { type: 'chunk', chunk: i, buffer: cached, from: FETCH_CACHE });
     } else {
+      const from = e === null ? FETCH_EMPTY : e && this.cache.isLoading(e.digest) ? FETCH_IN_FLIGHT : FETCH_STORE;
       this.loadChunk(i).then(
-        (buffer) => this.reply(channel, { type: 'chunk', chunk: i, buffer }),
+        (buffer) => this.reply(channel, { type: 'chunk', chunk: i, buffer, from }),
         (err: unknown) => {
           this.stats.errors++;
           const code: ErrorCode = err instanceof FcUffdError ? err.code : 'SNAPSHOT_STORE';
@@ -223,7 +226,7 @@ export class ChunkedSource implements PageSource {
   private readonly handed: Uint8Array;
   private failure: FcUffdError | undefined;
 
-  constructor(ref: ChunkedSnapshotRef, channel: VmChannel) {
+  constructor(ref: ChunkedSnapshotRef, channel: VmChannel, private readonly trace?: TraceRecorder) {
     this.sizeBytes = ref.sizeBytes;
     this.chunkSize = ref.chunkSizeBytes;
     this.classes = new PageClassMap(ref.classMap);
@@ -263,6 +266,7 @@ export class ChunkedSource implements PageSource {
   private request(ci: number): void {
     if (this.requested[ci]) return;
     this.requested[ci] = 1;
+    this.trace?.fetchWant(ci);
     this.port.postMessage({ type: 'want', chunk: ci } satisfies ChunkWant);
   }
 
@@ -294,7 +298,10 @@ export class ChunkedSource implements PageSource {
       const r = receiveMessageOnPort(this.port);
       if (r === undefined) break;
       const m = r.message as ChunkReply;
-      if (m.type === 'chunk') this.chunks[m.chunk] = new Uint8Array(m.buffer);
+      if (m.type === 'chunk') {
+        this.chunks[m.chunk] = new Uint8Array(m.buffer);
+        this.trace?.fetchDone(m.chunk, m.buffer.byteLength, m.from);
+      }
       else this.failure ??= new FcUffdError(m.code, m.message, { chunk: m.chunk });
     }
     // A chunk that cannot be served correctly stops this VM: never serve wrong or missing memory.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the real storage servers the store tests run against: nginx (WebDAV, the HTTP store)
-# and a single-node Ceph with radosgw (S3). Idempotent: does nothing when the binaries are there.
+# Installs what the tests need from Debian: the real storage servers the store tests run against
+# (nginx WebDAV for the HTTP store, a single-node Ceph with radosgw for S3) and headless Chromium
+# (test/e2e/report.test.ts opens the HTML report the way a person would). Idempotent: does nothing when the binaries are there.
 # Debian 12, as root. About 30 s and 270 MiB the first time.
 set -euo pipefail
 need=()
@@ -10,6 +11,7 @@ command -v ceph-osd >/dev/null || need+=(ceph-osd)
 command -v radosgw >/dev/null || need+=(radosgw)
 command -v ceph >/dev/null || need+=(ceph-common)
 command -v curl >/dev/null || need+=(curl)
+command -v chromium >/dev/null || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
