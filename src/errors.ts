@@ -1,7 +1,8 @@
 /**
  * Every failure the handler reports has a stable `code` (callers and tests match on it, never on the
  * message). Codes are grouped by layer: HANDSHAKE_* (what the VMM sent), SNAPSHOT_* (the memory we
- * serve from), VM_* (a running VM's fault loop), CONFIG_* (what the operator asked for).
+ * serve from), VM_* (a running VM's fault loop), CONFIG_* (what the operator asked for), CONTROL_*
+ * (a daemon control API request: each maps to one HTTP status, see docs/control-api.yaml).
  */
 export type ErrorCode =
   | 'HANDSHAKE_TIMEOUT'
@@ -35,6 +36,13 @@ export type ErrorCode =
   | 'TRACE_OPEN'
   | 'TRACE_FORMAT'
   | 'CONFIG'
+  | 'CONTROL_BAD_REQUEST'
+  | 'CONTROL_FORBIDDEN'
+  | 'CONTROL_NOT_FOUND'
+  | 'CONTROL_METHOD_NOT_ALLOWED'
+  | 'CONTROL_CONFLICT'
+  | 'CONTROL_BODY_TOO_LARGE'
+  | 'CONTROL_STOPPING'
   | 'INTERNAL';
 
 export class FcUffdError extends Error {

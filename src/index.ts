@@ -31,3 +31,8 @@ export type { ChunkStore, GetOptions } from './store/types.js';
 export { createMetrics, serveMetrics } from './metrics.js';
 export { readWorkingSet, writeWorkingSet, encodeWorkingSet, decodeWorkingSet, mergeWorkingSets, comparePrediction, checkWorkingSetFits } from './serve/working-set.js';
 export type { WorkingSet, Prediction } from './serve/working-set.js';
+export { ControlClient } from './client/control-client.js';
+export type { ControlClientOptions, ErrorBody, HealthInfo, RestoreDetail, RestoreInfo, RestoreRequest, RestoreState, VmSummary } from './client/control-client.js';
+export { Daemon } from './daemon/daemon.js';
+export type { DaemonOptions } from './daemon/daemon.js';
+export { SharedLoopPool } from './serve/shared-loop-pool.js';

@@ -8,6 +8,7 @@ import { unpackCommand } from './unpack.js';
 import { inspectCommand } from './inspect.js';
 import { wsInspectCommand, wsMergeCommand } from './ws.js';
 import { reportCommand } from './report.js';
+import { daemonCommand } from './daemon.js';
 
 /** Parses sizes such as 4096, 64k, 64KiB, 2m, 2MiB into bytes. */
 export function parseBytes(text: string): number {
@@ -49,6 +50,20 @@ program
   .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
   .option('--log-level <level>', 'pino log level (logs are JSON lines on stderr)', 'info')
   .action(serveCommand);
+
+program
+  .command('daemon')
+  .description('one handler per host: serves many snapshots, restores created over an HTTP+JSON control API (docs/control-api.yaml)')
+  .requiredOption('--control <path>', 'unix socket of the control API (mode 0600)')
+  .option('--sockets-dir <dir>', "where restores' uffd sockets are created (must exist; default: the control socket's directory)")
+  .option('--cache-size <bytes>', 'decompressed chunks kept in memory, shared by all restores', parseBytes, 1024 * 1024 * 1024)
+  .option('--loop-threads <n>', 'fault-loop threads shared by all restores (default: CPU count, at most 4)', parseInteger)
+  .option('--metrics-listen <host:port>', 'also serve Prometheus metrics at http://HOST:PORT/metrics (always at /metrics on the control socket)')
+  .option('--allow-uid <uid>', 'peers allowed on the control socket (SO_PEERCRED; repeatable; with --allow-gid: either matches)', (v: string, acc: number[] = []) => [...acc, parseInteger(v)])
+  .option('--allow-gid <gid>', 'groups allowed on the control socket (repeatable)', (v: string, acc: number[] = []) => [...acc, parseInteger(v)])
+  .option('--stop-timeout-ms <ms>', 'on SIGTERM/SIGINT, how long live VMs may run on before the daemon stops anyway', parseInteger, 30000)
+  .option('--log-level <level>', 'pino log level (logs are JSON lines on stderr)', 'info')
+  .action(daemonCommand);
 
 const ws = program.command('ws').description('working sets: the pages a restored VM touches, for prefetch');
 ws.command('inspect <file>')

@@ -2,6 +2,7 @@ import { EventEmitter, once } from 'node:events';
 import fs from 'node:fs';
 import { MessageChannel, Worker } from 'node:worker_threads';
 import { LoopThreadPool } from '../serve/loop-pool.js';
+import type { SharedLoopPool, VmLoops } from '../serve/shared-loop-pool.js';
 import type { Logger } from 'pino';
 import { ERRNO, errnoName } from '../kernel/errors.js';
 import { native } from '../kernel/native.js';
@@ -40,6 +41,8 @@ export interface ServerOptions {
   prefetch?: WorkingSet;
   /** Fault-loop threads, each serving many VMs (default: the CPU count, at most 4). */
   loopThreads?: number;
+  /** Fault-loop threads shared with other servers (a daemon's restores); `loopThreads` is then unused. */
+  sharedLoops?: SharedLoopPool;
   logger: Logger;
 }
 
@@ -92,27 +95,26 @@ const ACCEPTOR_URL = new URL('./acceptor-worker.js', import.meta.url);
  */
 export class UffdServer extends EventEmitter {
   private readonly vmsById = new Map<string, VmEntry>();
-  private readonly pool: LoopThreadPool;
+  private readonly pool: VmLoops;
   private acceptorExited: Promise<unknown> = Promise.resolve();
   private nextId = 1;
   private stopping = false;
   private readonly traces: TraceFiles | undefined;
 
   private constructor(
-    private readonly options: Required<Omit<ServerOptions, 'logger' | 'prefetch'>> & Pick<ServerOptions, 'logger' | 'prefetch'>,
+    private readonly options: Required<Omit<ServerOptions, 'logger' | 'prefetch' | 'sharedLoops'>> & Pick<ServerOptions, 'logger' | 'prefetch' | 'sharedLoops'>,
     private readonly snapshot: ServedSnapshot,
     private readonly listenFd: number,
     private readonly acceptorStopFd: number,
   ) {
     super();
     if (options.tracePath) this.traces = new TraceFiles({ snapshot: snapshot.identity, snapshotSizeBytes: snapshot.sizeBytes, faultAroundBytes: options.faultAroundBytes, prefetchPages: options.prefetch?.pages.length ?? 0 }, options.logger);
-    this.pool = new LoopThreadPool(
-      options.loopThreads,
-      (m) => this.onThreadMessage(m),
-      (vmIds, err) => {
-        for (const id of vmIds) this.onThreadDied(id, err);
-      },
-    );
+    const onThreadDied = (vmIds: string[], err: Error | undefined): void => {
+      for (const id of vmIds) this.onThreadDied(id, err);
+    };
+    this.pool = options.sharedLoops
+      ? options.sharedLoops.lease({ onMessage: (m) => this.onThreadMessage(m), onThreadDied })
+      : new LoopThreadPool(options.loopThreads, (m) => this.onThreadMessage(m), onThreadDied);
   }
 
   static async start(options: ServerOptions): Promise<UffdServer> {
