@@ -281,6 +281,9 @@ function main(): void {
   // 2. Tunables, one at a time around the default.
   const sweep: Policy[] = [
     ...[1, 2, 4, 16].map((n) => adaptive(`initial ${n}p`, { initialPages: n })),
+    ...[1, 4, 16, 64].map((n) => adaptive(`seq initial ${n}p`, { seqInitialPages: n })),
+    ...[0.25, 0.5, 0.75, 1.01].map((x) => adaptive(`seq share ${x}`, { seqShare: x })),
+    ...[4, 16, 64].map((n) => adaptive(`history ${n}`, { history: n })),
     ...[256 * 1024, MiB, 4 * MiB].map((b) => adaptive(`max ${b / 1024}k`, { maxBytes: b })),
     ...[1, 4, 16].map((n) => adaptive(`streams ${n}`, { streams: n })),
     ...[0, 1, 16].map((n) => adaptive(`skip ${n}p`, { skipPages: n })),

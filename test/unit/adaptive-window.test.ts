@@ -189,3 +189,21 @@ test('2 MiB pages: windows are whole huge pages', () => {
     f = w.hi;
   }
 });
+
+test('new streams start at 256 KiB while recent streams went on, and at one page again after random faults', () => {
+  const p = new AdaptiveFaultAround({ pageSizeBytes: PS });
+  const end = 512 * MiB;
+  // 16 short clusters, each continued once: a clustered guest.
+  for (let c = 0; c < 16; c++) {
+    const f = c * 8 * MiB;
+    const w = win(p, f, 0, end);
+    win(p, w.hi, 0, end);
+  }
+  const clustered = win(p, 300 * MiB + 5 * PS, 0, end);
+  assert.deepEqual(clustered, { lo: 300 * MiB, hi: 300 * MiB + 256 * 1024 }, 'an aligned 256 KiB block holding the fault');
+  // Then random faults: once most of the remembered new streams died at their first fault, one page again.
+  const r = rng(3);
+  let last: Win = clustered;
+  for (let i = 0; i < 40; i++) last = win(p, 4 * MiB * (1 + Math.floor(r() * 120)) + 12 * PS, 0, end);
+  assert.equal(last.hi - last.lo, PS);
+});
