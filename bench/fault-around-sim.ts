@@ -163,7 +163,7 @@ function splitmix(state: { s: bigint }): bigint {
 }
 
 /** The pages fc-emu --pattern random touches for vCPU 0 of 1 (pool = every page), in order. */
-export function emulatorRandomPages(npages: number, touch: number, seed: number): Uint32Array {
+function emulatorRandomPages(npages: number, touch: number, seed: number): Uint32Array {
   const st = { s: (BigInt(seed) * 0x9e3779b97f4a7c15n) & M64 };
   splitmix(st);
   const perm = new Uint32Array(npages);
@@ -213,7 +213,6 @@ const estMs = (r: SimResult): number => (r.faults * COST_US.fault + r.ioctls * C
 interface Policy {
   name: string;
   make(t: Trace): FaultAroundPolicy;
-  zeroGapPages?: number;
 }
 
 const fixed = (bytes: number): Policy => ({ name: `fixed-${bytes >= MiB ? `${bytes / MiB}m` : `${bytes / 1024}k`}`, make: () => new FixedFaultAround(bytes) });
@@ -266,10 +265,10 @@ function main(): void {
   const all: Record<string, string | number>[] = [];
 
   // 1. Every policy on every trace.
-  const main: Policy[] = [fixed(4096), fixed(64 * 1024), fixed(256 * 1024), fixed(2 * MiB), adaptive('adaptive'), adaptive('adaptive+zero-aware', {}, true)];
+  const policies: Policy[] = [fixed(4096), fixed(64 * 1024), fixed(256 * 1024), fixed(2 * MiB), adaptive('adaptive'), adaptive('adaptive+zero-aware', {}, true)];
   const rows1: Record<string, string | number>[] = [];
   for (const t of ts)
-    for (const p of main) {
+    for (const p of policies) {
       const r = simulate(t, p.make(t));
       rows1.push(row(p.name, t, r));
       if (p.name === 'adaptive')
