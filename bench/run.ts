@@ -34,6 +34,15 @@ const V = {
   ours4kTrace: { name: 'ours-4k-trace', handler: 'ours', faultAroundBytes: 4096, trace: true, backend: 'uffd', cache: 'warm' },
   oursChunkedPrefetch: { name: 'ours-chunked-prefetch', handler: 'ours', chunked: true, prefetch: true, backend: 'uffd', cache: 'warm' },
 } satisfies Record<string, Variant>;
+// Issue 11: fixed windows against the adaptive one, by the names the issue's targets use.
+const W = {
+  fixed4k: { name: 'fixed-4k', handler: 'ours', faultAroundBytes: 4096, backend: 'uffd', cache: 'warm' },
+  fixed256k: { name: 'fixed-256k', handler: 'ours', faultAroundBytes: 256 * 1024, backend: 'uffd', cache: 'warm' },
+  fixed2m: { name: 'fixed-2m', handler: 'ours', faultAroundBytes: 2 * MiB, backend: 'uffd', cache: 'warm' },
+  c4k: { name: 'c-handler-4k', handler: 'c', backend: 'uffd', cache: 'warm' },
+  adaptive: { name: 'adaptive', handler: 'ours', faultAroundFlag: 'adaptive', backend: 'uffd', cache: 'warm' },
+} satisfies Record<string, Variant>;
+const ADAPTIVE_VARIANTS = [W.fixed256k, W.fixed4k, W.fixed2m, W.c4k, W.adaptive];
 const faVariant = (bytes: number): Variant => ({ name: `ours-fa-${bytes >= MiB ? `${bytes / MiB}m` : `${bytes / 1024}k`}`, handler: 'ours', faultAroundBytes: bytes, backend: 'uffd', cache: 'warm' });
 
 interface Scenario {
@@ -109,7 +118,7 @@ const SCENARIOS: Scenario[] = [
     name: 'fault-around',
     what: 'the fault-around curve: ours with 4k..2m on the real trace, 1 vCPU',
     tier: 'default',
-    variants: FA_CURVE.map(faVariant),
+    variants: [...FA_CURVE.map(faVariant), { ...W.adaptive, name: 'ours-fa-adaptive' }],
     prepare: sparseReal,
   },
   {
@@ -118,6 +127,20 @@ const SCENARIOS: Scenario[] = [
     tier: 'default',
     variants: [V.ours4k, V.c4k, V.ours, V.cFa, V.fileWarm, V.fileCold],
     prepare: (ctx) => ({ mem: image(ctx, 256 * MiB).path, pageSize: '4k', vcpus: 1, pattern: 'random', touchPages: ctx.quick ? 4096 : 16384 }),
+  },
+  {
+    name: 'random-5pct-512m',
+    what: 'random 5 % of 512 MiB (6,553 distinct pages, in random order), 1 vCPU: what fault-around costs a random guest',
+    tier: 'default',
+    variants: ADAPTIVE_VARIANTS,
+    prepare: (ctx) => ({ mem: image(ctx, 512 * MiB).path, pageSize: '4k', vcpus: 1, pattern: 'random', touchPages: 6553 }),
+  },
+  {
+    name: 'dense-seq-128m',
+    what: 'every page of 128 MiB in order, 1 vCPU: what a growing window costs against the largest fixed one',
+    tier: 'default',
+    variants: ADAPTIVE_VARIANTS,
+    prepare: (ctx) => ({ mem: image(ctx, 128 * MiB).path, pageSize: '4k', vcpus: 1, pattern: 'seq' }),
   },
   {
     name: 'sparse-1g',
@@ -188,6 +211,8 @@ const FIGURES = [
   ['faults', 'faults', 'faults the handler served'],
   ['faultsPerSec', 'faults/s', 'faults served per second of workload'],
   ['bytesPerFault', 'B/fault', 'bytes installed per fault'],
+  ['installedPerTouch', 'inst/touch', 'pages installed (copied + zero) per page the workload touched'],
+  ['ioctlsPerFault', 'ioctl/f', 'install ioctls per fault (ours)'],
   ['cpuUsPerFault', 'cpu µs/f', 'handler CPU per fault (user + system, all threads)'],
   ['handlerPeakAnonKiB', 'anon KiB', 'handler peak anonymous RSS (its own memory, no file cache)'],
   ['handlerPeakRssKiB', 'hwm KiB', 'handler VmHWM (incl. the file pages it mapped)'],
@@ -301,8 +326,28 @@ function reserveHugePages(n: number): { restore(): void } | string {
   return { restore };
 }
 
+/**
+ * Why variants asking for `--fault-around adaptive` cannot run (undefined: they can): the adaptive
+ * window lands in the CLI after its policy (issue 11, phase 2), and until then `serve --help`
+ * does not offer it.
+ */
+let adaptiveMissing: string | undefined | null = null;
+function adaptiveUnsupported(): string | undefined {
+  if (adaptiveMissing === null) {
+    const help = spawnSync(process.execPath, [OUR_CLI, 'serve', '--help'], { encoding: 'utf8' }).stdout ?? '';
+    // The --fault-around entry runs from its flag to the next option's.
+    const entry = /--fault-around\b[\s\S]*?(?=\n\s+--|$)/.exec(help)?.[0] ?? '';
+    adaptiveMissing = /adaptive/i.test(entry) ? undefined : '`fc-uffd serve --help` does not offer --fault-around adaptive yet';
+  }
+  return adaptiveMissing;
+}
+
 async function runScenario(s: Scenario, runs: number, ctx: Ctx, workDir: string): Promise<ScenarioResult> {
   const res: ScenarioResult = { name: s.name, what: s.what, variants: [] };
+  if (s.variants.some((v) => v.faultAroundFlag === 'adaptive') && adaptiveUnsupported() !== undefined) {
+    process.stdout.write(`  ${s.name}: variants with --fault-around adaptive skipped: ${adaptiveUnsupported()}\n`);
+    s = { ...s, variants: s.variants.filter((v) => v.faultAroundFlag !== 'adaptive') };
+  }
   const w = s.prepare(ctx);
   if (typeof w === 'string') {
     res.skipped = w;
@@ -419,6 +464,21 @@ function ratios(results: ScenarioResult[]): Ratio[] {
     add(r, 'trace: handler CPU per fault, ours-4k --trace / ours-4k', 'cpuUsPerFault', 'ours-4k-trace', 'ours-4k');
     add(r, 'chunked: workload time, ours-chunked / ours (memory file)', 'handshakeToDoneMs', 'ours-chunked', 'ours');
     add(r, 'chunked: workload time, ours-chunked-prefetch / ours-chunked', 'handshakeToDoneMs', 'ours-chunked-prefetch', 'ours-chunked');
+    // Issue 11: the adaptive window against fixed ones (targets on the scenarios they are judged on).
+    const rnd = r.name === 'random-5pct-512m';
+    add(r, 'adaptive: installed per touch / page by page (= touched)', 'installedPerTouch', 'adaptive', 'fixed-4k', rnd ? '<= 1.5' : undefined);
+    add(r, 'adaptive: latency p99 / C handler (4k)', 'touchP99Us', 'adaptive', 'c-handler-4k', rnd ? '<= 1.3' : undefined);
+    add(r, 'adaptive: workload time / page by page (fixed-4k)', 'handshakeToDoneMs', 'adaptive', 'fixed-4k', rnd ? '<= 1.0' : undefined);
+    add(r, 'adaptive: workload time / fixed-2m', 'handshakeToDoneMs', 'adaptive', 'fixed-2m', r.name === 'dense-seq-128m' ? '<= 1.0' : undefined);
+    add(r, 'adaptive: workload time / fixed-256k', 'handshakeToDoneMs', 'adaptive', 'fixed-256k');
+    add(r, 'adaptive: workload time / fixed 256k', 'handshakeToDoneMs', 'ours-fa-adaptive', 'ours-fa-256k', '<= 1.05');
+    add(r, 'adaptive: installed per touch / page by page (= touched)', 'installedPerTouch', 'ours-fa-adaptive', 'ours-fa-4k', '<= 1.15');
+    // Baselines the targets stand on: what fixed windows cost the same workload.
+    add(r, 'fixed-256k: installed per touch / page by page', 'installedPerTouch', 'fixed-256k', 'fixed-4k');
+    add(r, 'fixed-256k: workload time / page by page', 'handshakeToDoneMs', 'fixed-256k', 'fixed-4k');
+    add(r, 'fixed-256k: latency p99 / C handler (4k)', 'touchP99Us', 'fixed-256k', 'c-handler-4k');
+    add(r, 'fixed-4k: latency p99 / C handler (4k)', 'touchP99Us', 'fixed-4k', 'c-handler-4k');
+    add(r, 'fixed-2m: workload time / fixed-256k', 'handshakeToDoneMs', 'fixed-2m', 'fixed-256k');
     if (r.name === 'seq-128m-2m-pages') add(r, 'workload time: ours / C handler (2 MiB pages)', 'handshakeToDoneMs', 'ours', 'c-4k');
   }
   return out;

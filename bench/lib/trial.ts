@@ -17,6 +17,8 @@ export interface Variant {
   handler: 'ours' | 'c' | 'none';
   /** Bytes installed per fault; undefined = our CLI's default (ours) or none (C). */
   faultAroundBytes?: number;
+  /** Ours: `--fault-around` given as a word (`adaptive`), instead of faultAroundBytes. */
+  faultAroundFlag?: string;
   populateAll?: boolean;
   /** uffd: the handler serves faults; file: Firecracker's File backend (MAP_PRIVATE of the file). */
   backend: 'uffd' | 'file';
@@ -58,6 +60,10 @@ export interface TrialResult {
   faults: number | null;
   bytesInstalled: number | null;
   bytesPerFault: number | null;
+  /** Pages installed (copied + zero) per page the workload touched: fault-around's amplification. */
+  installedPerTouch: number | null;
+  /** Ours: install ioctls (UFFDIO_COPY / ZEROPAGE) per fault served. */
+  ioctlsPerFault: number | null;
   faultsPerSec: number | null;
   /** Handler CPU (all its threads, user + system) from the emulator's connect to the workload's end. */
   handlerCpuUs: number | null;
@@ -224,6 +230,7 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
   if (v.handler === 'ours') {
     const args = [OUR_CLI, 'serve', '--socket', socket, ...snapshotArgs(w, v.chunked ?? false), '--log-level', 'info'];
     if (v.faultAroundBytes !== undefined) args.push('--fault-around', String(v.faultAroundBytes));
+    if (v.faultAroundFlag !== undefined) args.push('--fault-around', v.faultAroundFlag);
     if (v.prefetch) args.push('--prefetch', await workingSet(w, v.chunked ?? false, o.dir, o.deadlineMs));
     if (v.trace) args.push('--trace', path.join(o.dir, `${v.name}-{vm}.trace`));
     handler = start(process.execPath, args, (line, stream) => {
@@ -293,12 +300,15 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
 
     let faults: number | null = null;
     let bytesInstalled: number | null = null;
+    let ioctls: number | null = null;
     let cUsage: { cpuUserUs: number; cpuSysUs: number; maxRssKiB: number } | undefined;
     const pageBytes = reports[0]!.pageSizeBytes;
     if (v.handler === 'ours') {
       await Promise.race([allEnded, sleep(10000).then(() => Promise.reject(new Error('handler printed no VM summary')))]);
       faults = vmSummaries.reduce((a, s) => a + (s.faults ?? 0), 0);
       bytesInstalled = vmSummaries.reduce((a, s) => a + (s.bytesCopied ?? 0) + (s.pagesZeroed ?? 0) * pageBytes, 0);
+      // The summary names installIoctls once the serve side logs it (issue 11 phase 2); until then: no figure.
+      if (vmSummaries.every((s) => s.installIoctls !== undefined)) ioctls = vmSummaries.reduce((a, s) => a + s.installIoctls!, 0);
     } else if (v.handler === 'c') {
       await Promise.race([handler!.exited, sleep(10000)]);
       const line = handler!.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
@@ -324,6 +334,8 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
       faults,
       bytesInstalled,
       bytesPerFault: faults ? (bytesInstalled ?? 0) / faults : null,
+      installedPerTouch: bytesInstalled !== null ? bytesInstalled / pageBytes / Math.max(1, reports.reduce((a, r) => a + r.touchLatencyUs.count, 0)) : null,
+      ioctlsPerFault: faults && ioctls !== null ? ioctls / faults : null,
       faultsPerSec: faults !== null ? faults / (doneMs / 1e3) : null,
       handlerCpuUs,
       cpuUsPerFault: faults && handlerCpuUs !== null ? handlerCpuUs / faults : null,
@@ -357,6 +369,8 @@ export function failedTrial(error = 'not run'): TrialResult {
     faults: null,
     bytesInstalled: null,
     bytesPerFault: null,
+    installedPerTouch: null,
+    ioctlsPerFault: null,
     faultsPerSec: null,
     handlerCpuUs: null,
     cpuUsPerFault: null,

@@ -1,0 +1,307 @@
+// node dist/bench/fault-around-sim.js [--fixture DIR] [--data-dir DIR] [--json]
+//
+// Offline: replays access traces against fault-around policies and a snapshot's zero-page map, and
+// counts what src/serve/fault-loop.ts would do — faults, pages installed (copied / zero), ioctls —
+// without a kernel. Used to tune src/serve/adaptive-window.ts and to decide how short zero gaps
+// inside a data run are installed (issue 11). Traces:
+//   real      the real guest's restore trace over its memory file (../shared/fixtures/real-guest-128m,
+//             decompressed with zstd into --data-dir; skipped, said so, when absent)
+//   random    a random 5 % of a generated 512 MiB image: the exact pages fc-emu --pattern random
+//             --touch-pages 6553 --seed 1 touches (its splitmix64 permutation, reproduced below)
+//   dense     every page of a generated 128 MiB image, in order (fc-emu --pattern seq)
+// The images are the bench's (bench/lib/data.ts demoImage, seed 42), so the counts match the
+// bench scenarios random-5pct-512m and dense-seq-128m.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AdaptiveFaultAround, type AdaptiveFaultAroundOptions } from '../src/serve/adaptive-window.js';
+import type { FaultAroundPolicy } from '../src/serve/fault-around.js';
+import { SPAN_BOUNDARY_BYTES } from '../src/memory/source.js';
+import { demoImage, realGuest } from './lib/data.js';
+
+const PS = 4096;
+const MiB = 1024 * 1024;
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** The fixed window exactly as fault-loop.ts computes it: the aligned block, clipped to the region. */
+class FixedFaultAround implements FaultAroundPolicy {
+  constructor(private readonly bytes: number) {}
+  window(f: number, rs: number, re: number): { startOffset: number; lenBytes: number } {
+    const start = Math.max(rs, f - (f % this.bytes));
+    return { startOffset: start, lenBytes: Math.min(re, start + this.bytes) - start };
+  }
+}
+
+interface Trace {
+  name: string;
+  what: string;
+  /** Page indices in access order. */
+  pages: Uint32Array;
+  /** 1 per zero page of the image. */
+  zero: Uint8Array;
+  sizeBytes: number;
+}
+
+interface SimResult {
+  faults: number;
+  touched: number;
+  touchedZero: number;
+  copied: number;
+  zeroed: number;
+  ioctls: number;
+  /** Window lengths in pages: power-of-two bucket -> faults. */
+  windows: Map<number, number>;
+}
+
+/**
+ * Replays `t` through `policy` as fault-loop.ts serves faults: an access to a page not installed
+ * faults; the faulting page and the following pages of its window of the same kind go in one
+ * ioctl, then the rest of the window in runs by kind, skipping installed pages; a data run is one
+ * UFFDIO_COPY per SPAN_BOUNDARY_BYTES piece, a zero run one UFFDIO_ZEROPAGE. With zeroGapPages > 0,
+ * a run of at most that many zero pages with data on both sides (inside the window, not installed)
+ * is copied as data instead (item 3: fewer ioctls, more guest memory).
+ */
+function simulate(t: Trace, policy: FaultAroundPolicy, zeroGapPages = 0): SimResult {
+  const present = new Uint8Array(t.zero.length);
+  const r: SimResult = { faults: 0, touched: 0, touchedZero: 0, copied: 0, zeroed: 0, ioctls: 0, windows: new Map() };
+  const seen = new Uint8Array(t.zero.length);
+  const kinds = new Uint8Array(SPAN_BOUNDARY_BYTES / PS * 2);
+  for (const page of t.pages) {
+    if (!seen[page]) {
+      seen[page] = 1;
+      r.touched++;
+      if (t.zero[page]) r.touchedZero++;
+    }
+    if (present[page]) continue;
+    r.faults++;
+    const f = page * PS;
+    const w = policy.window(f, 0, t.sizeBytes);
+    const lo = w.startOffset / PS;
+    const hi = lo + w.lenBytes / PS;
+    if (w.startOffset % PS || w.lenBytes % PS || page < lo || page >= hi || lo < 0 || hi * PS > t.sizeBytes) throw new Error(`bad window ${w.startOffset}+${w.lenBytes} for fault ${f}`);
+    const bucket = 2 ** Math.ceil(Math.log2(hi - lo));
+    r.windows.set(bucket, (r.windows.get(bucket) ?? 0) + 1);
+    // Effective kind per page of the window: 0 data, 1 zero, 2 installed already.
+    for (let p = lo; p < hi; p++) kinds[p - lo] = present[p] ? 2 : t.zero[p] ? 1 : 0;
+    if (zeroGapPages > 0) {
+      for (let i = 0; i < hi - lo; ) {
+        if (kinds[i] !== 1) {
+          i++;
+          continue;
+        }
+        let j = i;
+        while (j < hi - lo && kinds[j] === 1) j++;
+        if (i > 0 && kinds[i - 1] === 0 && j < hi - lo && kinds[j] === 0 && j - i <= zeroGapPages) kinds.fill(0, i, j);
+        i = j;
+      }
+    }
+    const install = (a: number, b: number, kind: number): void => {
+      for (let p = a; p < b; p++) present[p] = 1;
+      if (kind === 0) {
+        r.copied += b - a;
+        // Pieces never cross a SPAN_BOUNDARY_BYTES boundary (fault-loop install()).
+        const per = SPAN_BOUNDARY_BYTES / PS;
+        r.ioctls += Math.floor((b - 1) / per) - Math.floor(a / per) + 1;
+      } else {
+        r.zeroed += b - a;
+        r.ioctls++;
+      }
+    };
+    const kind = kinds[page - lo]!;
+    let runEnd = page + 1;
+    while (runEnd < hi && kinds[runEnd - lo] === kind) runEnd++;
+    install(page, runEnd, kind);
+    for (let p = lo; p < hi; ) {
+      if ((p >= page && p < runEnd) || kinds[p - lo] === 2) {
+        p++;
+        continue;
+      }
+      const k = kinds[p - lo]!;
+      let e = p + 1;
+      while (e < hi && !(e >= page && e < runEnd) && kinds[e - lo] === k) e++;
+      install(p, e, k);
+      p = e;
+    }
+  }
+  return r;
+}
+
+// ---- traces ----
+
+function zeroMap(file: string): Uint8Array {
+  const size = fs.statSync(file).size;
+  const zero = new Uint8Array(Math.floor(size / PS));
+  const buf = Buffer.allocUnsafe(8 * MiB);
+  const fd = fs.openSync(file, 'r');
+  try {
+    for (let off = 0; off < size; off += buf.length) {
+      const n = fs.readSync(fd, buf, 0, buf.length, off);
+      for (let p = 0; p + PS <= n; p += PS) {
+        let z = true;
+        for (let i = p; i < p + PS; i += 8) if (buf.readBigUInt64LE(i) !== 0n) {
+          z = false;
+          break;
+        }
+        if (z) zero[(off + p) / PS] = 1;
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return zero;
+}
+
+const M64 = (1n << 64n) - 1n;
+/** fc-emu's rng_next (native/emulator/workload.c): splitmix64. */
+function splitmix(state: { s: bigint }): bigint {
+  state.s = (state.s + 0x9e3779b97f4a7c15n) & M64;
+  let z = state.s;
+  z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & M64;
+  z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & M64;
+  return z ^ (z >> 31n);
+}
+
+/** The pages fc-emu --pattern random touches for vCPU 0 of 1 (pool = every page), in order. */
+function emulatorRandomPages(npages: number, touch: number, seed: number): Uint32Array {
+  const st = { s: (BigInt(seed) * 0x9e3779b97f4a7c15n) & M64 };
+  splitmix(st);
+  const perm = new Uint32Array(npages);
+  for (let k = 0; k < npages; k++) perm[k] = k;
+  const out = new Uint32Array(touch);
+  for (let k = 0; k < touch; k++) {
+    const j = k % npages;
+    const r = j + Number(splitmix(st) % BigInt(npages - j));
+    const tmp = perm[j]!;
+    perm[j] = perm[r]!;
+    perm[r] = tmp;
+    out[k] = perm[j]!;
+    splitmix(st); // the write/read draw
+  }
+  return out;
+}
+
+function traces(dataDir: string, fixtureDir: string): Trace[] {
+  const out: Trace[] = [];
+  const real = realGuest(dataDir, fixtureDir);
+  if (typeof real === 'string') process.stdout.write(`note: ${real}: the real trace is skipped\n`);
+  else {
+    const lines = fs.readFileSync(real.trace, 'utf8').split('\n').filter((l) => l.trim());
+    out.push({ name: 'real', what: `real restore trace, ${lines.length} faults over 128 MiB`, pages: Uint32Array.from(lines, (l) => Number(l.split(' ')[1]) / PS), zero: zeroMap(real.image.path), sizeBytes: real.image.sizeBytes });
+  }
+  const r = demoImage(dataDir, 512 * MiB);
+  const rz = zeroMap(r.path);
+  out.push({ name: 'random', what: 'random 5 % of 512 MiB (6,553 pages, fc-emu seed 1)', pages: emulatorRandomPages(rz.length, 6553, 1), zero: rz, sizeBytes: r.sizeBytes });
+  const d = demoImage(dataDir, 128 * MiB);
+  const dz = zeroMap(d.path);
+  out.push({ name: 'dense', what: 'every page of 128 MiB in order', pages: Uint32Array.from({ length: dz.length }, (_, i) => i), zero: dz, sizeBytes: d.sizeBytes });
+  return out;
+}
+
+// ---- the cost model ----
+
+/**
+ * Rough microseconds, to rank policies, not to predict: fitted to the fault-around curve in
+ * bench/README.md (real trace, ours 4k..2m): a fault's round trip through the emulator ~40 µs,
+ * an ioctl ~2 µs, a copied page ~1.5 µs, a zero page ~0.3 µs.
+ */
+const COST_US = { fault: 40, ioctl: 2, copied: 1.5, zeroed: 0.3 };
+const estMs = (r: SimResult): number => (r.faults * COST_US.fault + r.ioctls * COST_US.ioctl + r.copied * COST_US.copied + r.zeroed * COST_US.zeroed) / 1000;
+
+// ---- main ----
+
+interface Policy {
+  name: string;
+  make(t: Trace): FaultAroundPolicy;
+}
+
+const fixed = (bytes: number): Policy => ({ name: `fixed-${bytes >= MiB ? `${bytes / MiB}m` : `${bytes / 1024}k`}`, make: () => new FixedFaultAround(bytes) });
+const adaptive = (name: string, o: Partial<AdaptiveFaultAroundOptions> = {}, zeroAware = false): Policy => ({
+  name,
+  make: (t) => new AdaptiveFaultAround({ pageSizeBytes: PS, ...o, ...(zeroAware ? { isZero: (off: number, len: number) => zeroRange(t.zero, off, len) } : {}) }),
+});
+
+function zeroRange(zero: Uint8Array, off: number, len: number): boolean {
+  for (let p = off / PS; p < (off + len) / PS; p++) if (!zero[p]) return false;
+  return true;
+}
+
+function row(policy: string, t: Trace, r: SimResult): Record<string, string | number> {
+  return {
+    trace: t.name,
+    policy,
+    faults: r.faults,
+    touched: r.touched,
+    copied: r.copied,
+    zeroed: r.zeroed,
+    'installed/touched': +((r.copied + r.zeroed) / r.touched).toFixed(2),
+    'copied/touched-data': +(r.copied / (r.touched - r.touchedZero)).toFixed(2),
+    ioctls: r.ioctls,
+    'ioctls/fault': +(r.ioctls / r.faults).toFixed(2),
+    'est ms': +estMs(r).toFixed(1),
+  };
+}
+
+function printTable(title: string, rows: Record<string, string | number>[]): void {
+  process.stdout.write(`\n== ${title}\n`);
+  if (rows.length === 0) return;
+  const head = Object.keys(rows[0]!);
+  const cells = rows.map((r) => head.map((h) => String(r[h])));
+  const width = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  process.stdout.write(`| ${head.map((h, i) => h.padEnd(width[i]!)).join(' | ')} |\n| ${width.map((w) => '-'.repeat(w)).join(' | ')} |\n`);
+  for (const c of cells) process.stdout.write(`| ${c.map((x, i) => x.padEnd(width[i]!)).join(' | ')} |\n`);
+}
+
+function main(): void {
+  const argv = process.argv.slice(2);
+  const arg = (flag: string): string | undefined => {
+    const i = argv.indexOf(flag);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const fixtureDir = arg('--fixture') ?? path.resolve(ROOT, '../shared/fixtures/real-guest-128m');
+  const dataDir = arg('--data-dir') ?? path.join(os.tmpdir(), 'fc-uffd-bench');
+  fs.mkdirSync(dataDir, { recursive: true });
+  const ts = traces(dataDir, fixtureDir);
+  const all: Record<string, string | number>[] = [];
+
+  // 1. Every policy on every trace.
+  const policies: Policy[] = [fixed(4096), fixed(64 * 1024), fixed(256 * 1024), fixed(2 * MiB), adaptive('adaptive'), adaptive('adaptive+zero-aware', {}, true)];
+  const rows1: Record<string, string | number>[] = [];
+  for (const t of ts)
+    for (const p of policies) {
+      const r = simulate(t, p.make(t));
+      rows1.push(row(p.name, t, r));
+      if (p.name === 'adaptive')
+        process.stdout.write(`window sizes (${t.name}, adaptive): ${[...r.windows.entries()].sort((a, b) => a[0] - b[0]).map(([k, v]) => `${k * 4}k:${v}`).join(' ')}\n`);
+    }
+  printTable('policies x traces (installed/touched counts zero pages; copied/touched-data: guest memory per data page touched)', rows1);
+  all.push(...rows1);
+
+  // 2. Tunables, one at a time around the default.
+  const sweep: Policy[] = [
+    ...[1, 2, 4, 16].map((n) => adaptive(`initial ${n}p`, { initialPages: n })),
+    ...[1, 4, 16, 64].map((n) => adaptive(`seq initial ${n}p`, { seqInitialPages: n })),
+    ...[0.25, 0.5, 0.75, 1.01].map((x) => adaptive(`seq share ${x}`, { seqShare: x })),
+    ...[4, 16, 64].map((n) => adaptive(`history ${n}`, { history: n })),
+    ...[256 * 1024, MiB, 4 * MiB].map((b) => adaptive(`max ${b / 1024}k`, { maxBytes: b })),
+    ...[1, 4, 16].map((n) => adaptive(`streams ${n}`, { streams: n })),
+    ...[0, 1, 16].map((n) => adaptive(`skip ${n}p`, { skipPages: n })),
+    ...[0, 512 * 1024].map((b) => adaptive(`4x below ${b / 1024}k`, { fastGrowthBelowBytes: b })),
+  ];
+  const rows2: Record<string, string | number>[] = [];
+  for (const t of ts) for (const p of sweep) rows2.push(row(p.name, t, simulate(t, p.make(t))));
+  printTable('adaptive tunables, one changed at a time', rows2);
+  all.push(...rows2);
+
+  // 3. Zero gaps inside a data run installed as copied zeros (item 3).
+  const rows3: Record<string, string | number>[] = [];
+  for (const t of ts)
+    for (const p of [fixed(256 * 1024), fixed(2 * MiB), adaptive('adaptive')])
+      for (const gap of [0, 1, 2, 4, 8, 16]) rows3.push(row(`${p.name} gap<=${gap}`, t, simulate(t, p.make(t), gap)));
+  printTable('zero gaps of <= N pages inside a data run copied as data (N=0: split, as today)', rows3);
+  all.push(...rows3);
+  process.stdout.write(`\ncost model (est ms, to rank only): ${JSON.stringify(COST_US)} µs\n`);
+  if (argv.includes('--json')) process.stdout.write(`${JSON.stringify(all)}\n`);
+}
+
+main();
