@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_FAULT_AROUND_BYTES } from '../src/firecracker/server.js';
+import { DEFAULT_FAULT_AROUND_BYTES } from '../src/server/server.js';
 import { EMULATOR_PATH } from '../src/emulator/run.js';
 import { clusteredTrace, demoImage, realGuest, warmPageCache, type Image } from './lib/data.js';
 import { fmt, spread, type Spread } from './lib/stats.js';

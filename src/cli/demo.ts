@@ -2,13 +2,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
-import { UffdServer, type VmInfo } from '../firecracker/server.js';
+import { UffdServer, type VmInfo } from '../server/server.js';
 import { createLogger } from '../log.js';
 import { runEmulator } from '../emulator/run.js';
 import { writeClusteredTrace } from '../emulator/traces.js';
 import { writeDemoImage } from '../snapshot/demo-image.js';
 import { formatVmSummary } from './format.js';
-import { ServedMemoryFile } from '../serve/snapshot-source.js';
+import { ServedMemoryFile } from '../snapshot/memfile.js';
 
 export interface DemoFlags {
   size: number;

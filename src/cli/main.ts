@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { serveCommand } from './serve.js';
-import { DEFAULT_FAULT_AROUND_BYTES } from '../firecracker/server.js';
+import { DEFAULT_FAULT_AROUND_BYTES } from '../server/server.js';
 import { demoCommand } from './demo.js';
 import { packCommand } from './pack.js';
 import { unpackCommand } from './unpack.js';

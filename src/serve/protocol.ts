@@ -1,7 +1,7 @@
 // Messages between the main thread and the fault-loop threads (structured-clonable plain data).
 import type { GuestRegion } from '../memory/regions.js';
 import type { MessagePort } from 'node:worker_threads';
-import type { SnapshotRef } from './snapshot-source.js';
+import type { SnapshotRef } from '../memory/snapshot.js';
 import type { HandshakeGeneration } from '../firecracker/handshake.js';
 
 /** What to do when a VM cannot be served correctly: SIGKILL its VMM, or leave it hanging (debugging). */

@@ -7,7 +7,9 @@ import { parseHandshake } from '../firecracker/handshake.js';
 import { HandshakeReceiver } from '../firecracker/receive.js';
 import type { PageSource } from '../memory/source.js';
 import { FaultLoop, VmGoneError } from './fault-loop.js';
-import { openPageSource } from './snapshot-source.js';
+import { openPageSource } from '../memory/snapshot.js';
+// Registers every snapshot kind's PageSource factory in this thread.
+import '../snapshot/kinds.js';
 import { VmStats } from './stats.js';
 import type { LoopThreadMessage, VmEndReason, VmErrorInfo, VmInit } from './protocol.js';
 

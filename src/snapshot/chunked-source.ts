@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { native } from '../kernel/native.js';
 import { FcUffdError, type ErrorCode } from '../errors.js';
 import { CLASS_GRANULE_BYTES, PAGE_DATA, PAGE_ZERO, PageClassMap, type PageSource, type SourceSpan } from '../memory/source.js';
-import type { ServedSnapshot, VmChannel } from '../serve/snapshot-source.js';
+import { registerSnapshotKind, type ServedSnapshot, type VmChannel } from '../memory/snapshot.js';
 import type { ChunkStore } from '../store/types.js';
 import { isZeroPage, pageCount } from './chunk-format.js';
 import { ChunkCache, sharedChunkCache } from './chunk-cache.js';
@@ -305,3 +305,5 @@ export class ChunkedSource implements PageSource {
     this.chunks.fill(undefined);
   }
 }
+
+registerSnapshotKind<ChunkedSnapshotRef>('chunked', (ref, channel) => new ChunkedSource(ref, channel));

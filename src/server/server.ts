@@ -7,12 +7,12 @@ import { ERRNO, errnoName } from '../kernel/errors.js';
 import { native } from '../kernel/native.js';
 import { FcUffdError } from '../errors.js';
 import type { GuestRegion } from '../memory/regions.js';
-import type { ServedSnapshot, VmChannel } from '../serve/snapshot-source.js';
+import type { ServedSnapshot, VmChannel } from '../memory/snapshot.js';
 import type { LoopThreadMessage, OnFatal, PeerCredentials, VmEndReason, VmErrorInfo, VmInit } from '../serve/protocol.js';
 import { VmStats, type StatsSnapshot } from '../serve/stats.js';
-import type { HandshakeGeneration } from './handshake.js';
+import type { HandshakeGeneration } from '../firecracker/handshake.js';
 import { checkWorkingSetFits, writeWorkingSet, type WorkingSet } from '../serve/working-set.js';
-import type { AcceptorInit, AcceptorMessage } from './acceptor-worker.js';
+import type { AcceptorInit, AcceptorMessage } from '../firecracker/acceptor-worker.js';
 
 export interface ServerOptions {
   /** Unix socket Firecracker's `mem_backend.backend_path` points at. */
@@ -78,7 +78,7 @@ interface VmEntry {
   resolveEnded: () => void;
 }
 
-const ACCEPTOR_URL = new URL('./acceptor-worker.js', import.meta.url);
+const ACCEPTOR_URL = new URL('../firecracker/acceptor-worker.js', import.meta.url);
 
 /**
  * The handler process's front: listens where Firecracker connects, hands every connection (one VM)

@@ -1,8 +1,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { UffdServer, VmInfo } from './firecracker/server.js';
-import type { CounterName } from './serve/stats.js';
+import type { UffdServer, VmInfo } from './server.js';
+import type { CounterName } from '../serve/stats.js';
 
 /** Per-VM counters exported as Prometheus counters: [stats name, metric name, help]. */
 const VM_COUNTERS: Array<[CounterName, string, string]> = [
