@@ -3,6 +3,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { FcUffdError } from '../errors.js';
 
 /** A read-only file mapping owned by the addon: a copy() source that JS cannot read. */
 export interface Mapping {
@@ -76,11 +77,10 @@ function load(): NativeAddon {
       tried.push(`${candidate}: ${(err as Error).message.split('\n')[0]}`);
     }
   }
-  const error = new Error(
+  throw new FcUffdError(
+    'FC_UFFD_ADDON_MISSING',
     `firecracker-uffd: cannot load the native addon (run \`npm install\` to build it with node-gyp). Tried:\n  ${tried.join('\n  ')}`,
   );
-  Object.assign(error, { code: 'FC_UFFD_ADDON_MISSING' });
-  throw error;
 }
 
 export const native: NativeAddon = load();

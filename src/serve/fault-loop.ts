@@ -9,10 +9,9 @@ import { SPAN_BOUNDARY_BYTES, type PageSource } from '../memory/source.js';
 import type { VmStats } from './stats.js';
 
 /** The VMM's address space is gone (ESRCH): it exited. Not an error of ours; stop quietly. */
-export class VmGoneError extends Error {
+export class VmGoneError extends FcUffdError {
   constructor(readonly op: string) {
-    super(`the VMM's address space is gone (${op} returned ESRCH)`);
-    this.name = 'VmGoneError';
+    super('VM_GONE', `the VMM's address space is gone (${op} returned ESRCH)`, { op });
   }
 }
 

@@ -46,7 +46,8 @@ export class VmService {
   private readonly receiver: HandshakeReceiver;
   private readonly deadlineMs: number;
   private connFd: number;
-  private pidfd = -1;
+  /** The VMM's pidfd, owned by the main thread (it kills through it too when this thread dies); -1: unknown. */
+  private readonly pidfd: number;
   private uffd: Uffd | undefined;
   private source: PageSource | undefined;
   private loop: FaultLoop | undefined;
@@ -67,10 +68,7 @@ export class VmService {
     this.receiver = new HandshakeReceiver(init.connFd);
     this.deadlineMs = nowMs + init.handshakeTimeoutMs;
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    if (init.peer.pid > 0) {
-      this.pidfd = native.pidfdOpen(init.peer.pid);
-      if (this.pidfd < 0) this.log('warn', `pidfd_open(${init.peer.pid}) failed: ${errnoName(-this.pidfd)}; VMM exit is detected by hang-up only`);
-    }
+    this.pidfd = init.pidfd;
     watcher.watch(this.connFd, FD_CONN);
     if (this.pidfd >= 0) watcher.watch(this.pidfd, FD_PIDFD);
   }
@@ -222,7 +220,6 @@ export class VmService {
     this.source?.close();
     this.uffd?.close();
     if (this.connFd >= 0) native.close(this.connFd);
-    if (this.pidfd >= 0) native.close(this.pidfd);
     this.init.port.close();
     this.post({
       type: 'end',

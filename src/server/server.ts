@@ -5,6 +5,7 @@ import { LoopThreadPool } from '../serve/loop-pool.js';
 import type { Logger } from 'pino';
 import { ERRNO, errnoName } from '../kernel/errors.js';
 import { native } from '../kernel/native.js';
+import { SIGKILL } from '../kernel/constants.js';
 import { FcUffdError } from '../errors.js';
 import type { GuestRegion } from '../memory/regions.js';
 import type { ServedSnapshot, VmChannel } from '../memory/snapshot.js';
@@ -74,6 +75,8 @@ interface VmEntry {
   stats: VmStats;
   log: Logger;
   channel: VmChannel;
+  /** The VMM's pidfd (-1: none), shared with the fault-loop thread; closed when the VM ends. */
+  pidfd: number;
   ended: Promise<void>;
   resolveEnded: () => void;
 }
@@ -175,10 +178,13 @@ export class UffdServer extends EventEmitter {
     const stats = new VmStats();
     const { port1, port2 } = new MessageChannel();
     const channel: VmChannel = { port: port1, wakeFd: native.eventfdCreate() };
+    const pidfd = peer.pid > 0 ? native.pidfdOpen(peer.pid) : -1;
+    if (pidfd < 0 && peer.pid > 0) log.warn(`pidfd_open(${peer.pid}) failed: ${errnoName(-pidfd)}; VMM exit is detected by hang-up only, and it cannot be killed`);
     const init: VmInit = {
       vmId: id,
       connFd: fd,
       peer,
+      pidfd: Math.max(pidfd, -1),
       snapshot: this.snapshot.attachVm(channel),
       port: port2,
       sourceWakeFd: channel.wakeFd,
@@ -191,7 +197,7 @@ export class UffdServer extends EventEmitter {
     };
     let resolveEnded = (): void => {};
     const ended = new Promise<void>((resolve) => (resolveEnded = resolve));
-    this.vmsById.set(id, { info: { id, peer, state: 'handshake', startedAtMs: Date.now() }, stats, log, channel, ended, resolveEnded });
+    this.vmsById.set(id, { info: { id, peer, state: 'handshake', startedAtMs: Date.now() }, stats, log, channel, pidfd: Math.max(pidfd, -1), ended, resolveEnded });
     log.info({ uid: peer.uid }, 'VMM connected');
     this.pool.start(init, [port2]);
   }
@@ -229,13 +235,10 @@ export class UffdServer extends EventEmitter {
     } else {
       e.info.endReason = 'fatal';
       e.info.error = { code: 'INTERNAL', message: `the fault-loop thread serving this VM died: ${err?.stack ?? 'no error reported'}` };
-      if (this.options.onFatal === 'kill' && e.info.peer.pid > 0) {
-        try {
-          process.kill(e.info.peer.pid, 'SIGKILL');
-          e.info.killed = true;
-        } catch {
-          e.info.killed = false;
-        }
+      if (this.options.onFatal === 'kill') {
+        const rc = e.pidfd >= 0 ? native.pidfdSendSignal(e.pidfd, SIGKILL) : -ERRNO.ESRCH;
+        e.info.killed = rc === 0;
+        if (rc < 0 && e.pidfd >= 0) e.log.error(`SIGKILL to the VMM through its pidfd failed: ${errnoName(-rc)}`);
       }
     }
     this.finish(e);
@@ -247,6 +250,7 @@ export class UffdServer extends EventEmitter {
     this.snapshot.detachVm(e.channel);
     e.channel.port.close();
     native.close(e.channel.wakeFd);
+    if (e.pidfd >= 0) native.close(e.pidfd);
     this.logEnd(e.log, e.info, e.stats);
     this.emit('vm-end', this.vm(e.info.id));
     e.resolveEnded();
