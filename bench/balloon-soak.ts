@@ -6,8 +6,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { runEmulator } from '../src/emulator/run.js';
-import { writeDemoImage } from '../src/snapshot/demo-image.js';
+import { runEmulator } from '../tools/emulator/run.js';
+import { writeDemoImage } from '../tools/demo-image.js';
 import { startServe } from '../test/helpers/cli.js';
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '20' }, cycles: { type: 'string', default: '5000' }, 'size-mib': { type: 'string', default: '128' } } });

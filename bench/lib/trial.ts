@@ -5,11 +5,11 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { EMULATOR_PATH, emulatorArgs, type EmulatorReport } from '../../src/emulator/run.js';
+import { EMULATOR_PATH, emulatorArgs, type EmulatorReport } from '../../tools/emulator/run.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const OUR_CLI = path.join(ROOT, 'dist/src/cli/main.js');
-export const C_HANDLER = path.join(ROOT, 'native/bin/c-handler');
+export const C_HANDLER = path.join(ROOT, 'tools/bin/c-handler');
 
 export interface Variant {
   /** Column name in the tables: ours, ours-4k, c-4k, c-fa, c-populate, file-warm, file-cold, ... */
