@@ -378,10 +378,8 @@ static napi_value read_events(napi_env env, napi_callback_info info) {
   if (!arg_i64(env, argv, argc, 0, &uffd) || !arg_bytes(env, argv, argc, 1, &buf, &buf_len) ||
       buf_len < sizeof(struct uffd_msg))
     return usage(env, "readEvents(uffd: number, buf: Buffer(>= 32))");
-  ssize_t r;
-  do {
-    r = read((int)uffd, buf, buf_len - buf_len % sizeof(struct uffd_msg));
-  } while (r < 0 && errno == EINTR);
+  // EINTR and EAGAIN are the caller's (src/kernel/policy.ts syscallNow), as for every syscall here.
+  ssize_t r = read((int)uffd, buf, buf_len - buf_len % sizeof(struct uffd_msg));
   return r < 0 ? neg_errno(env) : num(env, (double)r);
 }
 

@@ -7,6 +7,7 @@ import { parseHandshake } from '../firecracker/handshake.js';
 import { HandshakeReceiver } from '../firecracker/receive.js';
 import type { PageSource } from '../memory/source.js';
 import { FaultLoop, VmGoneError } from './fault-loop.js';
+import { faultAroundPolicyFor } from './fault-around.js';
 import { openPageSource } from '../memory/snapshot.js';
 // Registers every snapshot kind's PageSource factory in this thread.
 import '../snapshot/kinds.js';
@@ -165,7 +166,7 @@ export class VmService {
       source: this.source,
       uffd: this.uffd,
       stats: this.stats,
-      faultAroundBytes: this.init.faultAroundBytes,
+      faultAround: faultAroundPolicyFor(this.init, handshake.memory.pageSizeBytes),
       recordWorkingSet: this.init.recordWorkingSet,
       ...(prefetchPages ? { prefetchPages } : {}),
     });
@@ -174,8 +175,8 @@ export class VmService {
   }
 
   private onUffd(nowMs: number): void {
-    const n = native.readEvents(this.uffd!.fd, this.buf);
-    if (n === -ERRNO.EAGAIN || n === -ERRNO.EINTR) return;
+    const n = this.uffd!.readEvents(this.buf);
+    if (n === undefined) return;
     if (n < 0) throw new FcUffdError('VM_READ', `reading the userfaultfd failed: ${errnoName(-n)}`, { errno: -n });
     this.loop!.handleBatch(this.view, n / UFFD_MSG_SIZE, nowMs);
   }
