@@ -28,7 +28,7 @@ try {
     const ok = r.code === 0 && r.report?.mismatches === 0;
     if (!ok) failures++;
     process.stdout.write(
-      `round ${i + 1}/${rounds}: ${ok ? 'ok' : `FAILED (exit ${r.code ?? r.signal}) ${r.stderr.slice(0, 300)}`}  removes ${ended.removeEvents}  deferrals ${ended.deferrals}  max deferral ${ended.maxDeferralUs} µs  handshake→done ${r.report?.handshakeToDoneMs.toFixed(0)} ms\n`,
+      `round ${i + 1}/${rounds}: ${ok ? 'ok' : `FAILED (exit ${r.code ?? r.signal}) ${r.stderr.slice(0, 300)}`}  removes ${String(ended.removeEvents)}  deferrals ${String(ended.deferrals)}  max deferral ${String(ended.maxDeferralUs)} µs  handshake→done ${r.report?.handshakeToDoneMs.toFixed(0)} ms\n`,
     );
   }
 } finally {

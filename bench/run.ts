@@ -478,7 +478,8 @@ function evalTarget(q: Ratio): boolean {
   return m ? q.ratio <= Number(m[1]) : false;
 }
 
-main().catch((err: Error) => {
+main().catch((caught: unknown) => {
+  const err = caught as Error;
   process.stderr.write(`bench: ${err.message}\n`);
   process.exitCode = 2;
 });

@@ -95,7 +95,8 @@ new Command()
   .showHelpAfterError()
   .action(demoCommand)
   .parseAsync()
-  .catch((err: Error & { code?: string }) => {
+  .catch((caught: unknown) => {
+    const err = caught as Error & { code?: string };
     process.stderr.write(`demo: ${err.message}${err.code ? ` [${err.code}]` : ''}\n`);
     process.exitCode = 1;
   });

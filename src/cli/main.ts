@@ -76,7 +76,8 @@ program
   .option('--json', 'print JSON', false)
   .action(inspectCommand);
 
-program.parseAsync().catch((err: Error & { code?: string }) => {
+program.parseAsync().catch((caught: unknown) => {
+  const err = caught as Error & { code?: string };
   process.stderr.write(`fc-uffd: ${err.message}${err.code ? ` [${err.code}]` : ''}\n`);
   process.exitCode = 1;
 });

@@ -1,4 +1,4 @@
-import { UffdServer } from '../server/server.js';
+import { UffdServer, type VmInfo } from '../server/server.js';
 import { createLogger } from '../log.js';
 import type { OnFatal } from '../serve/protocol.js';
 import { formatVmSummary } from './format.js';
@@ -47,7 +47,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     ...(flags.loopThreads !== undefined ? { loopThreads: flags.loopThreads } : {}),
     logger,
   });
-  server.on('vm-end', (vm) => process.stdout.write(`${formatVmSummary(vm)}\n`));
+  server.on('vm-end', (vm: VmInfo) => process.stdout.write(`${formatVmSummary(vm)}\n`));
   let metrics: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   if (flags.metricsListen) {
     const m = /^(.*):(\d+)$/.exec(flags.metricsListen);

@@ -1,10 +1,11 @@
 import { comparePrediction, mergeWorkingSets, readWorkingSet, writeWorkingSet } from '../serve/working-set.js';
+import { mib } from './format.js';
 
 export function wsInspectCommand(file: string, flags: { against?: string; snapshotSize?: number }): void {
   const ws = readWorkingSet(file);
   const bytes = ws.pages.length * ws.pageSizeBytes;
   const lines = [
-    `${file}: working set of ${ws.pages.length} pages (${(bytes / 2 ** 20).toFixed(1)} MiB of ${ws.pageSizeBytes}-byte pages), ${ws.runs} run(s)`,
+    `${file}: working set of ${ws.pages.length} pages (${mib(bytes)} of ${ws.pageSizeBytes}-byte pages), ${ws.runs} run(s)`,
     `  snapshot      ${ws.snapshot}`,
   ];
   const sizeMatch = /^memfile:(\d+):/.exec(ws.snapshot);

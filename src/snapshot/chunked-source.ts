@@ -121,7 +121,7 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
 
   attachVm(channel: VmChannel): ChunkedSnapshotRef {
     const listener = (m: ChunkWant): void => {
-      if (m.type === 'want') this.want(channel, m.chunk);
+      this.want(channel, m.chunk);
     };
     this.listeners.set(channel, listener);
     channel.port.on('message', listener);
@@ -190,7 +190,7 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
       this.prefetching++;
       this.stats.prefetched++;
       this.loadChunk(k)
-        .catch((err: Error) => this.logger?.debug({ chunk: k, err: err.message }, 'prefetch failed (a fault on it will retry and report)'))
+        .catch((err: unknown) => this.logger?.debug({ chunk: k, err: (err as Error).message }, 'prefetch failed (a fault on it will retry and report)'))
         .finally(() => this.prefetching--);
     }
   }

@@ -42,7 +42,7 @@ describe('balloon: REMOVE events racing faults', () => {
           assert.ok(r.report!.balloon!.rezeroNonzeroVerified > 0, `removed non-zero pages re-read as zeros: ${JSON.stringify(r.report!.balloon)}`);
           const ended = await serve.waitForLog((l) => l.msg === 'VM ended');
           assert.equal(ended.reason, 'vmm-exited');
-          assert.ok((ended.removeEvents as number) >= 3000, `REMOVE events ${ended.removeEvents}`);
+          assert.ok((ended.removeEvents as number) >= 3000, `REMOVE events ${String(ended.removeEvents)}`);
           assert.ok((ended.zeroPagesForRemoved as number) > 0);
           assert.ok((ended.deferrals as number) > 0, 'the EAGAIN path was exercised (deferrals > 0)');
           if (faultAround === '4k') {

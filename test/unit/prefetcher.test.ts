@@ -39,7 +39,8 @@ test('EAGAIN pauses until resume(); a fetching source blocks until sourceReady()
   prefetcher.resume();
   source.fetching = true;
   prefetcher.step();
-  assert.ok(!prefetcher.ready && !prefetcher.paused);
+  assert.equal(prefetcher.ready, false, 'blocked on the source');
+  assert.equal(prefetcher.paused, false);
   source.fetching = false;
   prefetcher.sourceReady();
   prefetcher.step();
