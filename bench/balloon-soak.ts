@@ -6,8 +6,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { runEmulator } from '../src/emulator/run.js';
-import { writeDemoImage } from '../src/snapshot/demo-image.js';
+import { runEmulator } from '../tools/emulator/run.js';
+import { writeDemoImage } from '../tools/demo-image.js';
 import { startServe } from '../test/helpers/cli.js';
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '20' }, cycles: { type: 'string', default: '5000' }, 'size-mib': { type: 'string', default: '128' } } });
@@ -28,7 +28,7 @@ try {
     const ok = r.code === 0 && r.report?.mismatches === 0;
     if (!ok) failures++;
     process.stdout.write(
-      `round ${i + 1}/${rounds}: ${ok ? 'ok' : `FAILED (exit ${r.code ?? r.signal}) ${r.stderr.slice(0, 300)}`}  removes ${ended.removeEvents}  deferrals ${ended.deferrals}  max deferral ${ended.maxDeferralUs} µs  handshake→done ${r.report?.handshakeToDoneMs.toFixed(0)} ms\n`,
+      `round ${i + 1}/${rounds}: ${ok ? 'ok' : `FAILED (exit ${r.code ?? r.signal}) ${r.stderr.slice(0, 300)}`}  removes ${String(ended.removeEvents)}  deferrals ${String(ended.deferrals)}  max deferral ${String(ended.maxDeferralUs)} µs  handshake→done ${r.report?.handshakeToDoneMs.toFixed(0)} ms\n`,
     );
   }
 } finally {

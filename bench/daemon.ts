@@ -7,8 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ControlClient } from '../src/client/control-client.js';
-import { runEmulator } from '../src/emulator/run.js';
-import { writeDemoImage } from '../src/snapshot/demo-image.js';
+import { runEmulator } from '../tools/emulator/run.js';
+import { writeDemoImage } from '../tools/demo-image.js';
 import { spread } from './lib/stats.js';
 
 const MiB = 1024 * 1024;

@@ -153,7 +153,7 @@ function zeroMap(file: string): Uint8Array {
 }
 
 const M64 = (1n << 64n) - 1n;
-/** fc-emu's rng_next (native/emulator/workload.c): splitmix64. */
+/** fc-emu's rng_next (tools/emulator/workload.c): splitmix64. */
 function splitmix(state: { s: bigint }): bigint {
   state.s = (state.s + 0x9e3779b97f4a7c15n) & M64;
   let z = state.s;

@@ -20,7 +20,7 @@ import { decodeChunkBlob } from '../src/snapshot/chunk-format.js';
 import { chunkLength } from '../src/snapshot/manifest.js';
 import { ChunkCache } from '../src/snapshot/chunk-cache.js';
 import { ServedChunkedSnapshot } from '../src/snapshot/chunked-source.js';
-import { writeDemoImage } from '../src/snapshot/demo-image.js';
+import { writeDemoImage } from '../tools/demo-image.js';
 
 const MiB = 1024 * 1024;
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

@@ -6,8 +6,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_FAULT_AROUND_BYTES } from '../src/firecracker/server.js';
-import { EMULATOR_PATH } from '../src/emulator/run.js';
+import { DEFAULT_FAULT_AROUND_BYTES } from '../src/server/server.js';
+import { EMULATOR_PATH } from '../tools/emulator/run.js';
 import { clusteredTrace, demoImage, realGuest, warmPageCache, type Image } from './lib/data.js';
 import { fmt, spread, type Spread } from './lib/stats.js';
 import { C_HANDLER, OUR_CLI, failedTrial, runTrial, type TrialResult, type Variant, type Workload } from './lib/trial.js';
@@ -500,7 +500,7 @@ function memoryVerdict(results: ScenarioResult[]): { perProcessAnonMiB: number |
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
-  for (const [what, p] of [['our CLI (npm run build)', OUR_CLI], ['the emulator (make -C native)', EMULATOR_PATH], ['the C handler (make -C native)', C_HANDLER]] as const)
+  for (const [what, p] of [['our CLI (npm run build)', OUR_CLI], ['the emulator (make -C tools)', EMULATOR_PATH], ['the C handler (make -C tools)', C_HANDLER]] as const)
     if (!fs.existsSync(p)) throw new Error(`${what} is missing: ${p}`);
   fs.mkdirSync(args.dataDir, { recursive: true });
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-uffd-bench-run-'));
@@ -551,7 +551,8 @@ function evalTarget(q: Ratio): boolean {
   return m ? q.ratio <= Number(m[1]) : false;
 }
 
-main().catch((err: Error) => {
+main().catch((caught: unknown) => {
+  const err = caught as Error;
   process.stderr.write(`bench: ${err.message}\n`);
   process.exitCode = 2;
 });

@@ -11,9 +11,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { runEmulator } from '../src/emulator/run.js';
-import { writeClusteredTrace } from '../src/emulator/traces.js';
-import { writeDemoImage } from '../src/snapshot/demo-image.js';
+import { runEmulator } from '../tools/emulator/run.js';
+import { writeClusteredTrace } from '../tools/emulator/traces.js';
+import { writeDemoImage } from '../tools/demo-image.js';
 import { comparePrediction, mergeWorkingSets, readWorkingSet, writeWorkingSet } from '../src/serve/working-set.js';
 import { startServe } from '../test/helpers/cli.js';
 

@@ -2,7 +2,9 @@
 // checks its arguments (throwing a TypeError with a usage message when they are wrong), makes
 // one syscall or a short fixed sequence of them, and returns a number: >= 0 on success, -errno
 // on failure. Policy (what EEXIST or EAGAIN mean, when to give up) lives in TypeScript
-// (src/kernel/), which is also the only importer of this addon.
+// (src/kernel/), which is also the only importer of this addon. Functions only tests need (map
+// guest memory, read it, register a uffd, send a handshake) are in the test-only addon
+// (tools/test-addon/), never here.
 
 #define _GNU_SOURCE
 #include <errno.h>
@@ -26,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "napi-args.h"
+
 #ifndef USERFAULTFD_IOC_NEW
 #define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
 #endif
@@ -33,69 +37,6 @@
 // Largest number of fds one recvmsg accepts; Firecracker sends exactly one. Extra fds are
 // closed here (never leaked) and counted so the caller can reject the handshake.
 #define MAX_RECV_FDS 8
-
-#define CHECK(call)                                                   \
-  do {                                                                \
-    if ((call) != napi_ok) {                                          \
-      napi_throw_error(env, "FC_UFFD_NAPI", "N-API call failed: " #call); \
-      return NULL;                                                    \
-    }                                                                 \
-  } while (0)
-
-static napi_value usage(napi_env env, const char *msg) {
-  napi_throw_type_error(env, "FC_UFFD_USAGE", msg);
-  return NULL;
-}
-
-static napi_value num(napi_env env, double v) {
-  napi_value out;
-  if (napi_create_double(env, v, &out) != napi_ok) return NULL;
-  return out;
-}
-
-static napi_value neg_errno(napi_env env) { return num(env, -(double)errno); }
-
-// Reads argument i as an integer that must be exactly representable (guest addresses are below
-// 2^47, file offsets below 2^53).
-static int arg_i64(napi_env env, napi_value *argv, size_t argc, size_t i, int64_t *out) {
-  napi_valuetype t;
-  if (i >= argc || napi_typeof(env, argv[i], &t) != napi_ok || t != napi_number) return 0;
-  double d;
-  if (napi_get_value_double(env, argv[i], &d) != napi_ok) return 0;
-  if (d != d || d < -9007199254740991.0 || d > 9007199254740991.0 || (double)(int64_t)d != d) return 0;
-  *out = (int64_t)d;
-  return 1;
-}
-
-// Reads argument i as a byte range of a Buffer, TypedArray or ArrayBuffer (napi does not treat a
-// SharedArrayBuffer as an ArrayBuffer: callers pass a typed-array view of one).
-static int arg_bytes(napi_env env, napi_value *argv, size_t argc, size_t i, uint8_t **data, size_t *len) {
-  if (i >= argc) return 0;
-  bool is;
-  void *p = NULL;
-  size_t n = 0;
-  if (napi_is_typedarray(env, argv[i], &is) == napi_ok && is) {
-    napi_typedarray_type type;
-    size_t count, byte_offset;
-    napi_value ab;
-    if (napi_get_typedarray_info(env, argv[i], &type, &count, &p, &ab, &byte_offset) != napi_ok) return 0;
-    size_t elem = 1;
-    switch (type) {
-      case napi_int16_array: case napi_uint16_array: elem = 2; break;
-      case napi_int32_array: case napi_uint32_array: case napi_float32_array: elem = 4; break;
-      case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: elem = 8; break;
-      default: elem = 1;
-    }
-    n = count * elem;
-  } else if (napi_is_arraybuffer(env, argv[i], &is) == napi_ok && is) {
-    if (napi_get_arraybuffer_info(env, argv[i], &p, &n) != napi_ok) return 0;
-  } else {
-    return 0;
-  }
-  *data = p;
-  *len = n;
-  return 1;
-}
 
 // A read-only file mapping handed to JS as a type-tagged external: JS can pass it to copy() as
 // a source but cannot read it. That matters: a user-space read of a mapping whose file was
@@ -117,24 +58,6 @@ static mapping_t *arg_mapping(napi_env env, napi_value *argv, size_t argc, size_
   if (napi_get_value_external(env, argv[i], &p) != napi_ok) return NULL;
   return p;
 }
-
-static int arg_i32_array(napi_env env, napi_value *argv, size_t argc, size_t i, int32_t **data, size_t *count) {
-  bool is;
-  if (i >= argc || napi_is_typedarray(env, argv[i], &is) != napi_ok || !is) return 0;
-  napi_typedarray_type type;
-  napi_value ab;
-  size_t off;
-  void *p;
-  if (napi_get_typedarray_info(env, argv[i], &type, count, &p, &ab, &off) != napi_ok) return 0;
-  if (type != napi_int32_array) return 0;
-  *data = p;
-  return 1;
-}
-
-#define ARGS(n)                                           \
-  size_t argc = n;                                        \
-  napi_value argv[n];                                     \
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL))
 
 // ---- unix sockets and the handshake ----------------------------------------------------------
 
@@ -253,37 +176,6 @@ static napi_value recv_with_fds(napi_env env, napi_callback_info info) {
   out[0] = msg.msg_flags;
   out[1] = nfds;
   return num(env, (double)got);
-}
-
-// sendWithFds(fd, buf, fds: Int32Array) -> bytes | -errno. One sendmsg; for tests and tools that
-// speak Firecracker's side of the handshake.
-static napi_value send_with_fds(napi_env env, napi_callback_info info) {
-  ARGS(3);
-  int64_t fd;
-  uint8_t *buf;
-  size_t buf_len, nfds;
-  int32_t *fds;
-  if (!arg_i64(env, argv, argc, 0, &fd) || !arg_bytes(env, argv, argc, 1, &buf, &buf_len) ||
-      !arg_i32_array(env, argv, argc, 2, &fds, &nfds) || nfds > MAX_RECV_FDS)
-    return usage(env, "sendWithFds(fd: number, buf: Buffer, fds: Int32Array(<= 8))");
-  union {
-    char buf[CMSG_SPACE(MAX_RECV_FDS * sizeof(int))];
-    struct cmsghdr align;
-  } control;
-  memset(&control, 0, sizeof control);
-  struct iovec iov = {.iov_base = buf, .iov_len = buf_len};
-  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-  if (nfds > 0) {
-    msg.msg_control = control.buf;
-    msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-    memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
-  }
-  ssize_t sent = sendmsg((int)fd, &msg, MSG_NOSIGNAL);
-  return sent < 0 ? neg_errno(env) : num(env, (double)sent);
 }
 
 // ---- fds, waiting, processes ------------------------------------------------------------------
@@ -475,9 +367,9 @@ static napi_value epoll_wait_fds(napi_env env, napi_callback_info info) {
 }
 
 // readEvents(uffd, buf) -> bytes | -errno (-EAGAIN when none was pending): whole uffd_msg
-// records, one read(). The kernel returns every pending record that fits after the first without
-// waiting again, so this never blocks once the fd polled readable, even on a uffd whose owner did
-// not make it non-blocking.
+// records, one read(). The uffd is always non-blocking: the handshake refuses a uffd without
+// O_NONBLOCK (HANDSHAKE_UFFD_BLOCKING), because a blocking read() would stall every VM of the
+// thread once another reader took the pending records.
 static napi_value read_events(napi_env env, napi_callback_info info) {
   ARGS(2);
   int64_t uffd;
@@ -486,10 +378,8 @@ static napi_value read_events(napi_env env, napi_callback_info info) {
   if (!arg_i64(env, argv, argc, 0, &uffd) || !arg_bytes(env, argv, argc, 1, &buf, &buf_len) ||
       buf_len < sizeof(struct uffd_msg))
     return usage(env, "readEvents(uffd: number, buf: Buffer(>= 32))");
-  ssize_t r;
-  do {
-    r = read((int)uffd, buf, buf_len - buf_len % sizeof(struct uffd_msg));
-  } while (r < 0 && errno == EINTR);
+  // EINTR and EAGAIN are the caller's (src/kernel/policy.ts syscallNow), as for every syscall here.
+  ssize_t r = read((int)uffd, buf, buf_len - buf_len % sizeof(struct uffd_msg));
   return r < 0 ? neg_errno(env) : num(env, (double)r);
 }
 
@@ -516,54 +406,6 @@ static napi_value lseek_fd(napi_env env, napi_callback_info info) {
 }
 
 // ---- userfaultfd ioctls -----------------------------------------------------------------------
-
-// uffdCreate(flags, useDevice) -> fd | -errno: as Firecracker does, /dev/userfaultfd's
-// USERFAULTFD_IOC_NEW, or the userfaultfd(2) syscall. For the tests and tools that play the VMM.
-static napi_value uffd_create(napi_env env, napi_callback_info info) {
-  ARGS(2);
-  int64_t flags;
-  bool use_device;
-  if (!arg_i64(env, argv, argc, 0, &flags) || argc < 2 || napi_get_value_bool(env, argv[1], &use_device) != napi_ok)
-    return usage(env, "uffdCreate(flags: number, useDevice: boolean)");
-  if (use_device) {
-    int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-    if (dev < 0) return neg_errno(env);
-    int fd = ioctl(dev, USERFAULTFD_IOC_NEW, (int)flags);
-    int e = errno;
-    close(dev);
-    return fd < 0 ? num(env, -e) : num(env, fd);
-  }
-  long fd = syscall(SYS_userfaultfd, (int)flags);
-  return fd < 0 ? neg_errno(env) : num(env, (double)fd);
-}
-
-// uffdApi(uffd, features, out: Int32Array[4]) -> 0 | -errno; out = [features lo, hi, ioctls lo, hi].
-static napi_value uffd_api(napi_env env, napi_callback_info info) {
-  ARGS(3);
-  int64_t fd, features;
-  int32_t *out;
-  size_t n;
-  if (!arg_i64(env, argv, argc, 0, &fd) || !arg_i64(env, argv, argc, 1, &features) ||
-      !arg_i32_array(env, argv, argc, 2, &out, &n) || n < 4)
-    return usage(env, "uffdApi(uffd: number, features: number, out: Int32Array(4))");
-  struct uffdio_api api = {.api = UFFD_API, .features = (uint64_t)features};
-  if (ioctl((int)fd, UFFDIO_API, &api) < 0) return neg_errno(env);
-  out[0] = (int32_t)(api.features & 0xffffffffu);
-  out[1] = (int32_t)(api.features >> 32);
-  out[2] = (int32_t)(api.ioctls & 0xffffffffu);
-  out[3] = (int32_t)(api.ioctls >> 32);
-  return num(env, 0);
-}
-
-static napi_value uffd_register(napi_env env, napi_callback_info info) {
-  ARGS(4);
-  int64_t fd, start, len, mode;
-  if (!arg_i64(env, argv, argc, 0, &fd) || !arg_i64(env, argv, argc, 1, &start) ||
-      !arg_i64(env, argv, argc, 2, &len) || !arg_i64(env, argv, argc, 3, &mode))
-    return usage(env, "register(uffd: number, start: number, len: number, mode: number)");
-  struct uffdio_register reg = {.range = {.start = (uint64_t)start, .len = (uint64_t)len}, .mode = (uint64_t)mode};
-  return ioctl((int)fd, UFFDIO_REGISTER, &reg) < 0 ? neg_errno(env) : num(env, 0);
-}
 
 static napi_value uffd_unregister(napi_env env, napi_callback_info info) {
   ARGS(3);
@@ -631,51 +473,6 @@ static napi_value uffd_zeropage(napi_env env, napi_callback_info info) {
                               .mode = dont_wake ? UFFDIO_ZEROPAGE_MODE_DONTWAKE : 0};
   int rc = ioctl((int)fd, UFFDIO_ZEROPAGE, &z);
   return progress(env, rc, z.zeropage);
-}
-
-// ---- raw memory, for tests that play the VMM in-process ---------------------------------------
-
-// mapAnonymous(len, hugetlb2m) -> address | -errno: Firecracker's guest memory mapping.
-static napi_value map_anonymous(napi_env env, napi_callback_info info) {
-  ARGS(2);
-  int64_t len;
-  bool huge;
-  if (!arg_i64(env, argv, argc, 0, &len) || len <= 0 || argc < 2 || napi_get_value_bool(env, argv[1], &huge) != napi_ok)
-    return usage(env, "mapAnonymous(len: number > 0, hugetlb2m: boolean)");
-  int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
-  if (huge) flags |= MAP_HUGETLB | (21 << MAP_HUGE_SHIFT);
-  void *p = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, flags, -1, 0);
-  return p == MAP_FAILED ? neg_errno(env) : num(env, (double)(uintptr_t)p);
-}
-
-static napi_value unmap(napi_env env, napi_callback_info info) {
-  ARGS(2);
-  int64_t addr, len;
-  if (!arg_i64(env, argv, argc, 0, &addr) || !arg_i64(env, argv, argc, 1, &len))
-    return usage(env, "unmap(addr: number, len: number)");
-  return munmap((void *)(uintptr_t)addr, (size_t)len) < 0 ? neg_errno(env) : num(env, 0);
-}
-
-static napi_value madvise_range(napi_env env, napi_callback_info info) {
-  ARGS(3);
-  int64_t addr, len, advice;
-  if (!arg_i64(env, argv, argc, 0, &addr) || !arg_i64(env, argv, argc, 1, &len) || !arg_i64(env, argv, argc, 2, &advice))
-    return usage(env, "madvise(addr: number, len: number, advice: number)");
-  return madvise((void *)(uintptr_t)addr, (size_t)len, (int)advice) < 0 ? neg_errno(env) : num(env, 0);
-}
-
-// readMemory(addr, dst) -> 0: copies dst.length bytes from raw memory at addr, faulting like a
-// vCPU would. Blocks while a uffd handler serves the faults: call it from a thread other than
-// the handler's. Test-only; the handler never reads guest memory.
-static napi_value read_memory(napi_env env, napi_callback_info info) {
-  ARGS(2);
-  int64_t addr;
-  uint8_t *dst;
-  size_t len;
-  if (!arg_i64(env, argv, argc, 0, &addr) || addr == 0 || !arg_bytes(env, argv, argc, 1, &dst, &len))
-    return usage(env, "readMemory(addr: number, dst: Buffer)");
-  memcpy(dst, (const void *)(uintptr_t)addr, len);
-  return num(env, 0);
 }
 
 // ---- constants from the kernel's headers -------------------------------------------------------
@@ -750,7 +547,6 @@ NAPI_MODULE_INIT() {
       {"connectUnix", NULL, connect_unix, NULL, NULL, NULL, napi_enumerable, NULL},
       {"peerCred", NULL, peer_cred, NULL, NULL, NULL, napi_enumerable, NULL},
       {"recvWithFds", NULL, recv_with_fds, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"sendWithFds", NULL, send_with_fds, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fdFlags", NULL, fd_flags, NULL, NULL, NULL, napi_enumerable, NULL},
       {"eventfdCreate", NULL, eventfd_create, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -768,17 +564,10 @@ NAPI_MODULE_INIT() {
       {"readEvents", NULL, read_events, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fadvise", NULL, fadvise_range, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lseek", NULL, lseek_fd, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"uffdCreate", NULL, uffd_create, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"uffdApi", NULL, uffd_api, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"register", NULL, uffd_register, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unregister", NULL, uffd_unregister, NULL, NULL, NULL, napi_enumerable, NULL},
       {"wake", NULL, uffd_wake, NULL, NULL, NULL, napi_enumerable, NULL},
       {"copy", NULL, uffd_copy, NULL, NULL, NULL, napi_enumerable, NULL},
       {"zeropage", NULL, uffd_zeropage, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"mapAnonymous", NULL, map_anonymous, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"unmap", NULL, unmap, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"madvise", NULL, madvise_range, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"readMemory", NULL, read_memory, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns) != napi_ok) return NULL;
   napi_value constants = make_constants(env);

@@ -1,10 +1,16 @@
 /**
- * Every failure the handler reports has a stable `code` (callers and tests match on it, never on the
- * message). Codes are grouped by layer: HANDSHAKE_* (what the VMM sent), SNAPSHOT_* (the memory we
- * serve from), VM_* (a running VM's fault loop), CONFIG_* (what the operator asked for), CONTROL_*
- * (a daemon control API request: each maps to one HTTP status, see docs/control-api.yaml).
+ * The one error root. Every failure the handler reports is an FcUffdError (or a subclass: SyscallError,
+ * StoreError, ChunkFormatError, VmGoneError) with a stable `code` from this union: callers and tests
+ * match on the code, never on the message. Codes are grouped by layer: FC_UFFD_* (the addon itself),
+ * SYSCALL (a kernel call), HANDSHAKE_* (what the VMM sent), STORE_* (a chunk store), SNAPSHOT_* (the
+ * memory we serve from), VM_* (a running VM's fault loop), CONFIG (what the operator asked for),
+ * TRACE_* (restore timelines), CONTROL_* (a daemon control API request: each maps to one HTTP status,
+ * see docs/control-api.yaml).
  */
 export type ErrorCode =
+  | 'FC_UFFD_USAGE'
+  | 'FC_UFFD_ADDON_MISSING'
+  | 'SYSCALL'
   | 'HANDSHAKE_TIMEOUT'
   | 'HANDSHAKE_EOF'
   | 'HANDSHAKE_TRUNCATED'
@@ -18,6 +24,14 @@ export type ErrorCode =
   | 'HANDSHAKE_BEYOND_SNAPSHOT'
   | 'HANDSHAKE_RECV'
   | 'HANDSHAKE_UFFD_BLOCKING'
+  | 'STORE_NOT_FOUND'
+  | 'STORE_IO'
+  | 'STORE_INVALID_NAME'
+  | 'STORE_TIMEOUT'
+  | 'STORE_HTTP_STATUS'
+  | 'STORE_INTEGRITY'
+  | 'STORE_ABORTED'
+  | 'STORE_CONFIG'
   | 'SNAPSHOT_OPEN'
   | 'SNAPSHOT_EMPTY'
   | 'SNAPSHOT_MANIFEST_INVALID'
@@ -27,10 +41,12 @@ export type ErrorCode =
   | 'SNAPSHOT_CORRUPT_CHUNK'
   | 'SNAPSHOT_MISSING_CHUNK'
   | 'SNAPSHOT_STORE'
+  | 'SNAPSHOT_CHUNK_FORMAT'
   | 'VM_FAULT_OUTSIDE_REGIONS'
   | 'VM_IOCTL'
   | 'VM_UNEXPECTED_EVENT'
   | 'VM_READ'
+  | 'VM_GONE'
   | 'WORKING_SET'
   | 'WORKING_SET_MISMATCH'
   | 'TRACE_OPEN'
@@ -52,6 +68,6 @@ export class FcUffdError extends Error {
     readonly details: Readonly<Record<string, unknown>> = {},
   ) {
     super(message);
-    this.name = 'FcUffdError';
+    this.name = new.target.name;
   }
 }

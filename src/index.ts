@@ -1,38 +1,23 @@
-export { UffdServer, DEFAULT_FAULT_AROUND_BYTES, DEFAULT_HANDSHAKE_TIMEOUT_MS } from './firecracker/server.js';
-export type { ServerOptions, VmInfo, VmState } from './firecracker/server.js';
+// The library's entry point. Exports are chosen, not collected: the public types (src/api.ts), the
+// server, the snapshot kinds, stores, pack/unpack, working sets and errors. Kernel and memory
+// internals (uffd records, interval sets, guest memory maps, VM channels) stay private.
+export type * from './api.js';
+export { UffdServer, DEFAULT_FAULT_AROUND_BYTES, DEFAULT_HANDSHAKE_TIMEOUT_MS } from './server/server.js';
+export { createMetrics, serveMetrics } from './server/metrics.js';
 export { parseHandshake } from './firecracker/handshake.js';
-export type { Handshake, HandshakeGeneration } from './firecracker/handshake.js';
 export { FcUffdError } from './errors.js';
-export type { ErrorCode } from './errors.js';
-export { GuestMemory } from './memory/regions.js';
-export type { GuestRegion } from './memory/regions.js';
-export { IntervalSet } from './memory/intervals.js';
-export type { OnFatal, VmEndReason, VmErrorInfo, PeerCredentials } from './serve/protocol.js';
-export type { StatsSnapshot, LatencySummary } from './serve/stats.js';
-export { decodeUffdMsg } from './kernel/msg.js';
-export type { UffdEvent } from './kernel/msg.js';
 export { SyscallError } from './kernel/errors.js';
 export { createLogger } from './log.js';
-export { ServedMemoryFile } from './serve/snapshot-source.js';
-export type { ServedSnapshot, SnapshotRef, VmChannel } from './serve/snapshot-source.js';
-export type { PageSource, SourceSpan } from './memory/source.js';
+export { ServedMemoryFile } from './snapshot/memfile.js';
 export { ServedChunkedSnapshot } from './snapshot/chunked-source.js';
-export type { ChunkedSnapshotOptions, ChunkedSnapshotRef } from './snapshot/chunked-source.js';
 export { ChunkCache, sharedChunkCache } from './snapshot/chunk-cache.js';
 export { ChunkCodecPool } from './snapshot/chunk-pool.js';
 export { pack, unpack, loadManifest, parseRanges } from './snapshot/pack.js';
-export type { PackOptions, PackResult, UnpackOptions, UnpackResult, LoadedManifest } from './snapshot/pack.js';
 export { parseManifest, encodeManifest, MANIFEST_VERSION } from './snapshot/manifest.js';
-export type { Manifest, ChunkEntry } from './snapshot/manifest.js';
 export { DirStore } from './store/dir.js';
 export { ResilientStore } from './store/resilient.js';
 export { StoreError } from './store/types.js';
-export type { ChunkStore, GetOptions } from './store/types.js';
-export { createMetrics, serveMetrics } from './metrics.js';
 export { readWorkingSet, writeWorkingSet, encodeWorkingSet, decodeWorkingSet, mergeWorkingSets, comparePrediction, checkWorkingSetFits } from './serve/working-set.js';
-export type { WorkingSet, Prediction } from './serve/working-set.js';
 export { ControlClient } from './client/control-client.js';
-export type { ControlClientOptions, ErrorBody, HealthInfo, RestoreDetail, RestoreInfo, RestoreRequest, RestoreState, VmSummary } from './client/control-client.js';
 export { Daemon } from './daemon/daemon.js';
-export type { DaemonOptions } from './daemon/daemon.js';
 export { SharedLoopPool } from './serve/shared-loop-pool.js';

@@ -6,8 +6,8 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { writeDemoImage } from '../../src/snapshot/demo-image.js';
-import { writeClusteredTrace } from '../../src/emulator/traces.js';
+import { writeDemoImage } from '../../tools/demo-image.js';
+import { writeClusteredTrace } from '../../tools/emulator/traces.js';
 
 export interface Image {
   path: string;
@@ -27,7 +27,7 @@ export function demoImage(dataDir: string, sizeBytes: number, seed = 42): Image 
   return { path: file, sizeBytes, origin: `generated demo image (writeDemoImage, ${sizeBytes / MiB} MiB, seed ${seed})` };
 }
 
-/** A restore-like clustered trace (src/emulator/traces.ts), made once and reused across runs. */
+/** A restore-like clustered trace (tools/emulator/traces.ts), made once and reused across runs. */
 export function clusteredTrace(dataDir: string, sizeBytes: number, fraction: number, seed = 7): string {
   const file = path.join(dataDir, `clustered-${sizeBytes / MiB}m-${Math.round(fraction * 100)}pct-${seed}.txt`);
   if (fs.existsSync(file)) return file;

@@ -4,9 +4,9 @@ import { Daemon } from '../daemon/daemon.js';
 import { ControlServer } from '../daemon/http.js';
 import { createDaemonMetrics } from '../daemon/metrics.js';
 import { FcUffdError } from '../errors.js';
-import type { VmInfo } from '../firecracker/server.js';
+import type { VmInfo } from '../server/server.js';
 import { createLogger } from '../log.js';
-import { serveMetrics } from '../metrics.js';
+import { serveMetrics } from '../server/metrics.js';
 import { formatVmSummary } from './format.js';
 
 export interface DaemonFlags {

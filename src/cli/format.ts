@@ -1,6 +1,7 @@
-import type { VmInfo } from '../firecracker/server.js';
+import type { VmInfo } from '../server/server.js';
 
-function mib(bytes: number): string {
+/** The one size formatter of the CLI's human output. */
+export function mib(bytes: number): string {
   return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 }
 

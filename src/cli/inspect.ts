@@ -2,7 +2,7 @@ import { DirStore } from '../store/dir.js';
 import { FcUffdError } from '../errors.js';
 import { loadManifest } from '../snapshot/pack.js';
 import { summarizeManifest } from '../snapshot/manifest.js';
-import { mib } from './progress.js';
+import { mib } from './format.js';
 
 export interface InspectFlags {
   store?: string;

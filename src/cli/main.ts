@@ -1,28 +1,14 @@
 #!/usr/bin/env node
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { serveCommand } from './serve.js';
-import { DEFAULT_FAULT_AROUND_BYTES } from '../firecracker/server.js';
-import { demoCommand } from './demo.js';
+import { DEFAULT_FAULT_AROUND_BYTES } from '../server/server.js';
+import { parseBytes, parseInteger } from './parse.js';
 import { packCommand } from './pack.js';
 import { unpackCommand } from './unpack.js';
 import { inspectCommand } from './inspect.js';
 import { wsInspectCommand, wsMergeCommand } from './ws.js';
 import { reportCommand } from './report.js';
 import { daemonCommand } from './daemon.js';
-
-/** Parses sizes such as 4096, 64k, 64KiB, 2m, 2MiB into bytes. */
-export function parseBytes(text: string): number {
-  const m = /^(\d+)\s*([kmg]?)(i?b)?$/i.exec(text.trim());
-  if (!m) throw new InvalidArgumentError(`not a size: ${text} (examples: 4096, 64k, 2MiB)`);
-  const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
-  return Number(m[1]) * unit;
-}
-
-function parseInteger(text: string): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`not a non-negative integer: ${text}`);
-  return n;
-}
 
 const program = new Command()
   .name('fc-uffd')
@@ -118,17 +104,8 @@ program
   .option('--json', 'print JSON', false)
   .action(inspectCommand);
 
-program
-  .command('demo')
-  .description('make a demo snapshot, serve it and restore it through the Firecracker emulator, then print what happened')
-  .option('--size <bytes>', 'guest memory size', parseBytes, 256 * 1024 * 1024)
-  .option('--vcpus <n>', 'emulated vCPU threads', parseInteger, 2)
-  .option('--fault-around <bytes>', 'bytes installed per fault', parseBytes, DEFAULT_FAULT_AROUND_BYTES)
-  .option('--dir <dir>', 'where the demo snapshot is kept (reused across runs)')
-  .option('--kvm', 'run the touches inside a KVM guest (needs /dev/kvm)', false)
-  .action(demoCommand);
-
-program.parseAsync().catch((err: Error & { code?: string }) => {
+program.parseAsync().catch((caught: unknown) => {
+  const err = caught as Error & { code?: string };
   process.stderr.write(`fc-uffd: ${err.message}${err.code ? ` [${err.code}]` : ''}\n`);
   process.exitCode = 1;
 });

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import { DirStore } from '../store/dir.js';
 import { loadManifest, pack, parseRanges } from '../snapshot/pack.js';
-import { mib, ProgressBar } from './progress.js';
+import { ProgressBar } from './progress.js';
+import { mib } from './format.js';
 
 export interface PackFlags {
   store: string;

@@ -8,7 +8,7 @@ export class ProgressBar {
     private readonly label: string,
     private readonly stream: NodeJS.WriteStream = process.stdout,
   ) {
-    this.enabled = stream.isTTY === true;
+    this.enabled = stream.isTTY;
   }
 
   update(done: number, total: number): void {
@@ -28,6 +28,3 @@ export class ProgressBar {
   }
 }
 
-export function mib(bytes: number): string {
-  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
-}

@@ -1,15 +1,16 @@
-import { UffdServer } from '../firecracker/server.js';
+import { UffdServer, type VmInfo } from '../server/server.js';
 import { createLogger } from '../log.js';
 import type { OnFatal } from '../serve/protocol.js';
 import { formatVmSummary } from './format.js';
-import { ServedMemoryFile, type ServedSnapshot } from '../serve/snapshot-source.js';
+import { ServedMemoryFile } from '../snapshot/memfile.js';
+import type { ServedSnapshot } from '../memory/snapshot.js';
 import { FcUffdError } from '../errors.js';
 import { DirStore } from '../store/dir.js';
 import { ResilientStore } from '../store/resilient.js';
 import { ChunkCache } from '../snapshot/chunk-cache.js';
 import { ServedChunkedSnapshot } from '../snapshot/chunked-source.js';
 import { readWorkingSet } from '../serve/working-set.js';
-import { createMetrics, serveMetrics } from '../metrics.js';
+import { createMetrics, serveMetrics } from '../server/metrics.js';
 
 export interface ServeFlags {
   socket: string;
@@ -48,7 +49,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     ...(flags.loopThreads !== undefined ? { loopThreads: flags.loopThreads } : {}),
     logger,
   });
-  server.on('vm-end', (vm) => process.stdout.write(`${formatVmSummary(vm)}\n`));
+  server.on('vm-end', (vm: VmInfo) => process.stdout.write(`${formatVmSummary(vm)}\n`));
   let metrics: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   if (flags.metricsListen) {
     const m = /^(.*):(\d+)$/.exec(flags.metricsListen);

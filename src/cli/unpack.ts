@@ -1,6 +1,7 @@
 import { DirStore } from '../store/dir.js';
 import { loadManifest, unpack } from '../snapshot/pack.js';
-import { mib, ProgressBar } from './progress.js';
+import { ProgressBar } from './progress.js';
+import { mib } from './format.js';
 
 export interface UnpackFlags {
   store: string;

@@ -2,6 +2,7 @@ import { comparePrediction, mergeWorkingSets, readWorkingSet, writeWorkingSet } 
 import { renderReportHtml } from '../report/html.js';
 import { writeReportFile } from '../report/output.js';
 import { buildWorkingSetReport } from '../report/working-set.js';
+import { mib } from './format.js';
 
 export function wsInspectCommand(file: string, flags: { against?: string; snapshotSize?: number; html?: string; force?: boolean }): void {
   const ws = readWorkingSet(file);
@@ -12,7 +13,7 @@ export function wsInspectCommand(file: string, flags: { against?: string; snapsh
   }
   const bytes = ws.pages.length * ws.pageSizeBytes;
   const lines = [
-    `${file}: working set of ${ws.pages.length} pages (${(bytes / 2 ** 20).toFixed(1)} MiB of ${ws.pageSizeBytes}-byte pages), ${ws.runs} run(s)`,
+    `${file}: working set of ${ws.pages.length} pages (${mib(bytes)} of ${ws.pageSizeBytes}-byte pages), ${ws.runs} run(s)`,
     `  snapshot      ${ws.snapshot}`,
   ];
   const sizeMatch = /^memfile:(\d+):/.exec(ws.snapshot);

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { VmInfo } from '../firecracker/server.js';
+import type { VmInfo } from '../server/server.js';
 import type { Daemon } from './daemon.js';
 
 /**

@@ -5,6 +5,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { POLLIN } from '../kernel/constants.js';
 import { ERRNO, errnoName } from '../kernel/errors.js';
 import { native } from '../kernel/native.js';
+import { syscallNow } from '../kernel/policy.js';
 
 export interface AcceptorInit {
   listenFd: number;
@@ -22,15 +23,16 @@ const cred = new Int32Array(3);
 const post = (m: AcceptorMessage): void => parentPort!.postMessage(m);
 
 for (;;) {
-  const rc = native.poll(fds, revents, -1);
-  if (rc < 0 && rc !== -ERRNO.EINTR) {
+  const rc = syscallNow(() => native.poll(fds, revents, -1)) ?? 0;
+  if (rc < 0) {
     post({ type: 'error', message: `waiting on the listening socket failed: ${errnoName(-rc)}` });
     break;
   }
   if (revents[1]! & POLLIN) break;
   for (;;) {
-    const fd = native.accept(listenFd);
-    if (fd === -ERRNO.EAGAIN || fd === -ERRNO.ECONNABORTED || fd === -ERRNO.EINTR) break;
+    const fd = syscallNow(() => native.accept(listenFd));
+    // Nothing pending, or the peer gave up before we accepted: back to poll.
+    if (fd === undefined || fd === -ERRNO.ECONNABORTED) break;
     if (fd < 0) {
       // EMFILE and friends: say so, back off briefly, keep the handler alive for the VMs it serves.
       post({ type: 'error', message: `accept failed: ${errnoName(-fd)}` });

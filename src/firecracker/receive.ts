@@ -1,6 +1,7 @@
 import { MSG_CTRUNC } from '../kernel/constants.js';
-import { ERRNO, errnoName } from '../kernel/errors.js';
+import { errnoName } from '../kernel/errors.js';
 import { native } from '../kernel/native.js';
+import { syscallNow } from '../kernel/policy.js';
 import { FcUffdError } from '../errors.js';
 
 export interface ReceivedHandshake {
@@ -52,9 +53,8 @@ export class HandshakeReceiver {
   /** The handshake once complete; undefined while more bytes are needed. */
   onReadable(): ReceivedHandshake | undefined {
     for (;;) {
-      const n = native.recvWithFds(this.connFd, this.buf, this.info);
-      if (n === -ERRNO.EAGAIN) return undefined;
-      if (n === -ERRNO.EINTR) continue;
+      const n = syscallNow(() => native.recvWithFds(this.connFd, this.buf, this.info));
+      if (n === undefined) return undefined;
       if (n < 0) this.fail('HANDSHAKE_RECV', `recvmsg on the VMM's connection failed: ${errnoName(-n)}`);
       const flags = this.info[0]!;
       const fdCount = this.info[1]!;

@@ -1,4 +1,5 @@
 import { constants as osConstants } from 'node:os';
+import { FcUffdError } from '../errors.js';
 
 const errnoNames = new Map<number, string>(
   Object.entries(osConstants.errno).map(([name, value]) => [value, name]),
@@ -11,17 +12,16 @@ export function errnoName(errno: number): string {
 
 export const ERRNO = osConstants.errno;
 
-/** A syscall that failed, with the errno kept as a number and a name, never flattened into prose. */
-export class SyscallError extends Error {
-  readonly code: string;
+/** A syscall that failed (code SYSCALL), with the errno kept as a number and a name, never flattened into prose. */
+export class SyscallError extends FcUffdError {
+  readonly errnoName: string;
   constructor(
     readonly syscall: string,
     readonly errno: number,
     detail?: string,
   ) {
-    super(`${syscall} failed: ${errnoName(errno)} (errno ${errno})${detail ? `: ${detail}` : ''}`);
-    this.name = 'SyscallError';
-    this.code = errnoName(errno);
+    super('SYSCALL', `${syscall} failed: ${errnoName(errno)} (errno ${errno})${detail ? `: ${detail}` : ''}`, { syscall, errno: errnoName(errno) });
+    this.errnoName = errnoName(errno);
   }
 }
 

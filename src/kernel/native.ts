@@ -3,6 +3,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { FcUffdError } from '../errors.js';
 
 /** A read-only file mapping owned by the addon: a copy() source that JS cannot read. */
 export interface Mapping {
@@ -14,7 +15,9 @@ export type CopySource = Mapping | ArrayBufferView | ArrayBuffer;
 
 /**
  * The addon's surface. Every function returns a number: >= 0 on success, -errno on failure;
- * wrong argument types throw a TypeError with code FC_UFFD_USAGE.
+ * wrong argument types throw a TypeError with code FC_UFFD_USAGE. What only tests need (playing the
+ * VMM: guest memory, uffd registration, sending the handshake) is in the test-only addon
+ * (tools/test-native.ts), not here.
  */
 export interface NativeAddon {
   listenUnix(path: string, mode: number, backlog: number): number;
@@ -24,7 +27,6 @@ export interface NativeAddon {
   peerCred(fd: number, out: Int32Array): number;
   /** info = [msg_flags, fd count, ...fds]; returns payload bytes. */
   recvWithFds(fd: number, buf: Uint8Array, info: Int32Array): number;
-  sendWithFds(fd: number, buf: Uint8Array, fds: Int32Array): number;
   close(fd: number): number;
   /** fcntl(F_GETFL); -errno on failure. */
   fdFlags(fd: number): number;
@@ -48,18 +50,10 @@ export interface NativeAddon {
   lseek(fd: number, offset: number, whence: number): number;
   /** posix_fadvise; 0 or -errno. */
   fadvise(fd: number, offset: number, len: number, advice: number): number;
-  uffdCreate(flags: number, useDevice: boolean): number;
-  /** out = [features lo, features hi, ioctls lo, ioctls hi] */
-  uffdApi(uffd: number, features: number, out: Int32Array): number;
-  register(uffd: number, start: number, len: number, mode: number): number;
   unregister(uffd: number, start: number, len: number): number;
   wake(uffd: number, start: number, len: number): number;
   copy(uffd: number, dst: number, src: CopySource, srcOffset: number, len: number, dontWake: boolean): number;
   zeropage(uffd: number, dst: number, len: number, dontWake: boolean): number;
-  mapAnonymous(len: number, hugetlb2m: boolean): number;
-  unmap(addr: number, len: number): number;
-  madvise(addr: number, len: number, advice: number): number;
-  readMemory(addr: number, dst: Uint8Array): number;
   /** ABI values compiled from <linux/userfaultfd.h> and friends. */
   readonly constants: Readonly<Record<string, number>>;
 }
@@ -76,11 +70,10 @@ function load(): NativeAddon {
       tried.push(`${candidate}: ${(err as Error).message.split('\n')[0]}`);
     }
   }
-  const error = new Error(
+  throw new FcUffdError(
+    'FC_UFFD_ADDON_MISSING',
     `firecracker-uffd: cannot load the native addon (run \`npm install\` to build it with node-gyp). Tried:\n  ${tried.join('\n  ')}`,
   );
-  Object.assign(error, { code: 'FC_UFFD_ADDON_MISSING' });
-  throw error;
 }
 
 export const native: NativeAddon = load();

@@ -1,6 +1,21 @@
 import { ERRNO } from './errors.js';
 
 /**
+ * The EINTR/EAGAIN policy of every syscall outside the install ioctls (recvmsg, accept, read of the
+ * uffd, poll, epoll_wait): EINTR (a signal came first, nothing happened) is retried at once; EAGAIN
+ * on a non-blocking fd means "nothing now" and comes back as undefined: wait for the fd to poll ready
+ * again. Any other result (a value, or another -errno) is returned as is. For UFFDIO_COPY and
+ * UFFDIO_ZEROPAGE, EAGAIN means something else (the address space is changing): classifyErrno.
+ */
+export function syscallNow(call: () => number): number | undefined {
+  for (;;) {
+    const rc = call();
+    if (rc === -ERRNO.EINTR) continue;
+    return rc === -ERRNO.EAGAIN ? undefined : rc;
+  }
+}
+
+/**
  * What an errno from UFFDIO_COPY / UFFDIO_ZEROPAGE / UFFDIO_WAKE means for the handler. The whole
  * errno policy lives here:
  * - `exists`: EEXIST, the page is already mapped (another fault or a prefetch won the race). Success,

@@ -45,7 +45,7 @@ export class IntervalSet {
   add(start: number, end: number): void {
     if (end <= start) return;
     // Merge with every interval that overlaps or touches [start, end).
-    let i = this.firstEndingAfter(start - 1);
+    const i = this.firstEndingAfter(start - 1);
     let j = i;
     while (j < this.starts.length && this.starts[j]! <= end) {
       start = Math.min(start, this.starts[j]!);

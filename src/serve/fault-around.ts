@@ -1,6 +1,38 @@
+import { FcUffdError } from '../errors.js';
+
 /** Which snapshot bytes to install around one fault. Implementations may keep per-VM state (streams). */
 export interface FaultAroundPolicy {
   /** Page-aligned [startOffset, startOffset + lenBytes) to install for a fault at faultOffset (snapshot offset, page
    *  aligned), never outside [regionStartOffset, regionEndOffset). Must contain the faulting page. */
   window(faultOffset: number, regionStartOffset: number, regionEndOffset: number): { startOffset: number; lenBytes: number };
+}
+
+/**
+ * The aligned block of `blockBytes` around the fault, clipped to the region. When the region starts
+ * inside a block, the window starts at the region and still spans `blockBytes` (then clipped to the
+ * region's end). `blockBytes` equal to the page size installs only the faulting page.
+ */
+export class FixedFaultAround implements FaultAroundPolicy {
+  readonly blockBytes: number;
+
+  constructor(blockBytes: number, pageSizeBytes: number) {
+    this.blockBytes = Math.max(blockBytes, pageSizeBytes);
+    if ((this.blockBytes & (this.blockBytes - 1)) !== 0) throw new FcUffdError('CONFIG', `fault-around must be a power of two, got ${blockBytes}`);
+  }
+
+  window(faultOffset: number, regionStartOffset: number, regionEndOffset: number): { startOffset: number; lenBytes: number } {
+    const startOffset = Math.max(regionStartOffset, faultOffset - (faultOffset % this.blockBytes));
+    const endOffset = Math.min(regionEndOffset, startOffset + this.blockBytes);
+    return { startOffset, lenBytes: endOffset - startOffset };
+  }
+}
+
+/** What a VM's options say about fault-around (VmInit carries it). */
+export interface FaultAroundOptions {
+  faultAroundBytes: number;
+}
+
+/** The one place a VM's fault-around policy is built from its options (an adaptive policy is one more branch here). */
+export function faultAroundPolicyFor(options: FaultAroundOptions, pageSizeBytes: number): FaultAroundPolicy {
+  return new FixedFaultAround(options.faultAroundBytes, pageSizeBytes);
 }

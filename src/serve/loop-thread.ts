@@ -9,8 +9,9 @@
 // ~0.1 MiB per VM instead, and a fault waits behind another VM's only for one install (tens of µs).
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { EPOLLERR, EPOLLHUP, EPOLLIN } from '../kernel/constants.js';
-import { ERRNO, errnoName } from '../kernel/errors.js';
+import { errnoName } from '../kernel/errors.js';
 import { native } from '../kernel/native.js';
+import { syscallNow } from '../kernel/policy.js';
 import type { LoopThreadControl, LoopThreadData, LoopThreadMessage } from './protocol.js';
 import { VmService, type FdRole, type FdWatcher } from './vm-service.js';
 
@@ -83,8 +84,8 @@ for (let running = true; running; ) {
     const budget = vm.waitBudgetUs(before);
     if (budget >= 0 && (timeoutUs < 0 || budget < timeoutUs)) timeoutUs = budget;
   }
-  const n = native.epollWait(epfd, ready, timeoutUs);
-  if (n < 0 && n !== -ERRNO.EINTR) throw new Error(`epoll_wait failed: ${errnoName(-n)}`);
+  const n = syscallNow(() => native.epollWait(epfd, ready, timeoutUs)) ?? 0;
+  if (n < 0) throw new Error(`epoll_wait failed: ${errnoName(-n)}`);
   const now = performance.now();
   for (let i = 0; i < n; i++) {
     const tag = ready[2 * i]!;

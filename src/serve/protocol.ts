@@ -1,7 +1,8 @@
 // Messages between the main thread and the fault-loop threads (structured-clonable plain data).
+import type { ErrorCode } from '../errors.js';
 import type { GuestRegion } from '../memory/regions.js';
 import type { MessagePort } from 'node:worker_threads';
-import type { SnapshotRef } from './snapshot-source.js';
+import type { SnapshotRef } from '../memory/snapshot.js';
 import type { HandshakeGeneration } from '../firecracker/handshake.js';
 import type { TraceBlock } from '../trace/format.js';
 
@@ -19,6 +20,11 @@ export interface VmInit {
   vmId: string;
   connFd: number;
   peer: PeerCredentials;
+  /**
+   * The VMM's pidfd (-1 when its pid is unknown or pidfd_open failed). The main thread opens and
+   * closes it; every kill goes through it, so a recycled pid is never signalled.
+   */
+  pidfd: number;
   snapshot: SnapshotRef;
   /** The worker's end of its channel to the main thread's snapshot service. */
   port: MessagePort;
@@ -40,7 +46,7 @@ export interface VmInit {
 export type VmEndReason = 'vmm-exited' | 'stopped' | 'fatal';
 
 export interface VmErrorInfo {
-  code: string;
+  code: ErrorCode;
   message: string;
   details?: Record<string, unknown>;
 }

@@ -7,7 +7,10 @@ import { parseHandshake } from '../firecracker/handshake.js';
 import { HandshakeReceiver } from '../firecracker/receive.js';
 import type { PageSource } from '../memory/source.js';
 import { FaultLoop, VmGoneError } from './fault-loop.js';
-import { openPageSource } from './snapshot-source.js';
+import { faultAroundPolicyFor } from './fault-around.js';
+import { openPageSource } from '../memory/snapshot.js';
+// Registers every snapshot kind's PageSource factory in this thread.
+import '../snapshot/kinds.js';
 import { VmStats } from './stats.js';
 import { TraceRecorder } from '../trace/recorder.js';
 import type { LoopThreadMessage, VmEndReason, VmErrorInfo, VmInit } from './protocol.js';
@@ -45,7 +48,8 @@ export class VmService {
   private readonly receiver: HandshakeReceiver;
   private readonly deadlineMs: number;
   private connFd: number;
-  private pidfd = -1;
+  /** The VMM's pidfd, owned by the main thread (it kills through it too when this thread dies); -1: unknown. */
+  private readonly pidfd: number;
   private uffd: Uffd | undefined;
   private source: PageSource | undefined;
   private loop: FaultLoop | undefined;
@@ -67,10 +71,7 @@ export class VmService {
     this.receiver = new HandshakeReceiver(init.connFd);
     this.deadlineMs = nowMs + init.handshakeTimeoutMs;
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    if (init.peer.pid > 0) {
-      this.pidfd = native.pidfdOpen(init.peer.pid);
-      if (this.pidfd < 0) this.log('warn', `pidfd_open(${init.peer.pid}) failed: ${errnoName(-this.pidfd)}; VMM exit is detected by hang-up only`);
-    }
+    this.pidfd = init.pidfd;
     watcher.watch(this.connFd, FD_CONN);
     if (this.pidfd >= 0) watcher.watch(this.pidfd, FD_PIDFD);
   }
@@ -169,7 +170,7 @@ export class VmService {
       source: this.source,
       uffd: this.uffd,
       stats: this.stats,
-      faultAroundBytes: this.init.faultAroundBytes,
+      faultAround: faultAroundPolicyFor(this.init, handshake.memory.pageSizeBytes),
       recordWorkingSet: this.init.recordWorkingSet,
       ...(this.trace ? { trace: this.trace } : {}),
       ...(prefetchPages ? { prefetchPages } : {}),
@@ -179,8 +180,8 @@ export class VmService {
   }
 
   private onUffd(nowMs: number): void {
-    const n = native.readEvents(this.uffd!.fd, this.buf);
-    if (n === -ERRNO.EAGAIN || n === -ERRNO.EINTR) return;
+    const n = this.uffd!.readEvents(this.buf);
+    if (n === undefined) return;
     if (n < 0) throw new FcUffdError('VM_READ', `reading the userfaultfd failed: ${errnoName(-n)}`, { errno: -n });
     this.loop!.handleBatch(this.view, n / UFFD_MSG_SIZE, nowMs);
   }
@@ -225,7 +226,6 @@ export class VmService {
     this.source?.close();
     this.uffd?.close();
     if (this.connFd >= 0) native.close(this.connFd);
-    if (this.pidfd >= 0) native.close(this.pidfd);
     this.init.port.close();
     this.trace?.flush();
     this.post({

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { FcUffdError } from '../errors.js';
+import { writeFileAtomic } from '../atomic-write.js';
 
 /**
  * The pages a VM touched after a restore, in first-touch order: recorded on one restore, installed
@@ -92,8 +93,7 @@ export function readWorkingSet(file: string): WorkingSet {
 }
 
 export function writeWorkingSet(file: string, ws: WorkingSet): void {
-  fs.writeFileSync(`${file}.tmp`, encodeWorkingSet(ws));
-  fs.renameSync(`${file}.tmp`, file);
+  writeFileAtomic(file, encodeWorkingSet(ws));
 }
 
 /** Refuses a working set recorded against another snapshot or page size. */

@@ -17,6 +17,7 @@
 import crypto from 'node:crypto';
 import { createRequire } from 'node:module';
 import type * as ZstdBinding from 'zstd-napi/binding.js';
+import { FcUffdError } from '../errors.js';
 
 export const GRANULE_BYTES = 4096;
 export const BLOB_MAGIC = 0x4b434346; // "FCCK" read as u32le
@@ -30,10 +31,9 @@ const require = createRequire(import.meta.url);
 const zstd = require('zstd-napi/binding.js') as typeof ZstdBinding;
 
 /** A blob that cannot be what its name says: bad header, bad payload, or wrong digest. */
-export class ChunkFormatError extends Error {
+export class ChunkFormatError extends FcUffdError {
   constructor(message: string) {
-    super(message);
-    this.name = 'ChunkFormatError';
+    super('SNAPSHOT_CHUNK_FORMAT', message);
   }
 }
 

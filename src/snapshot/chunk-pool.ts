@@ -113,7 +113,7 @@ export class ChunkCodecPool {
    * Rejects with ChunkFormatError when the blob is damaged or its content does not match `digest`.
    */
   async decode(blob: Uint8Array, digest: string, out: SharedArrayBuffer, length: number): Promise<void> {
-    const transfer = blob.byteOffset === 0 && blob.byteLength === blob.buffer.byteLength && !(blob.buffer instanceof SharedArrayBuffer) ? [blob.buffer as ArrayBuffer] : [];
+    const transfer = blob.byteOffset === 0 && blob.byteLength === blob.buffer.byteLength && !(blob.buffer instanceof SharedArrayBuffer) ? [blob.buffer] : [];
     await this.run({ op: 'decode', blob, digest, out, length }, transfer);
   }
 

@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { native } from '../kernel/native.js';
 import { FcUffdError, type ErrorCode } from '../errors.js';
 import { CLASS_GRANULE_BYTES, PAGE_DATA, PAGE_ZERO, PageClassMap, type PageSource, type SourceSpan } from '../memory/source.js';
-import type { ServedSnapshot, VmChannel } from '../serve/snapshot-source.js';
+import { registerSnapshotKind, type FetchTrace, type ServedSnapshot, type VmChannel } from '../memory/snapshot.js';
 import type { ChunkStore } from '../store/types.js';
 import { isZeroPage, pageCount } from './chunk-format.js';
 import { ChunkCache, sharedChunkCache } from './chunk-cache.js';
@@ -19,7 +19,6 @@ import { ChunkCodecPool } from './chunk-pool.js';
 import { chunkLength, chunkZeroBitmap, type Manifest } from './manifest.js';
 import { fetchChunk, loadManifest, type LoadedManifest } from './pack.js';
 import { FETCH_CACHE, FETCH_EMPTY, FETCH_IN_FLIGHT, FETCH_STORE } from '../trace/format.js';
-import type { TraceRecorder } from '../trace/recorder.js';
 
 /** What a VM worker needs to serve from a chunked snapshot (structured-clonable). */
 export interface ChunkedSnapshotRef {
@@ -123,7 +122,7 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
 
   attachVm(channel: VmChannel): ChunkedSnapshotRef {
     const listener = (m: ChunkWant): void => {
-      if (m.type === 'want') this.want(channel, m.chunk);
+      this.want(channel, m.chunk);
     };
     this.listeners.set(channel, listener);
     channel.port.on('message', listener);
@@ -193,7 +192,7 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
       this.prefetching++;
       this.stats.prefetched++;
       this.loadChunk(k)
-        .catch((err: Error) => this.logger?.debug({ chunk: k, err: err.message }, 'prefetch failed (a fault on it will retry and report)'))
+        .catch((err: unknown) => this.logger?.debug({ chunk: k, err: (err as Error).message }, 'prefetch failed (a fault on it will retry and report)'))
         .finally(() => this.prefetching--);
     }
   }
@@ -226,7 +225,7 @@ export class ChunkedSource implements PageSource {
   private readonly handed: Uint8Array;
   private failure: FcUffdError | undefined;
 
-  constructor(ref: ChunkedSnapshotRef, channel: VmChannel, private readonly trace?: TraceRecorder) {
+  constructor(ref: ChunkedSnapshotRef, channel: VmChannel, private readonly trace?: FetchTrace) {
     this.sizeBytes = ref.sizeBytes;
     this.chunkSize = ref.chunkSizeBytes;
     this.classes = new PageClassMap(ref.classMap);
@@ -312,3 +311,5 @@ export class ChunkedSource implements PageSource {
     this.chunks.fill(undefined);
   }
 }
+
+registerSnapshotKind<ChunkedSnapshotRef>('chunked', (ref, channel, trace) => new ChunkedSource(ref, channel, trace));

@@ -132,7 +132,7 @@ export function parseManifest(bytes: Uint8Array, expectedId?: string): { manifes
     pageSizeBytes: GRANULE_BYTES,
     digestAlgorithm: 'sha256',
     compression: { algorithm: 'zstd', level: comp.level },
-    base: o.base as string | null,
+    base: o.base,
     chunks,
   };
   return { manifest, id };
@@ -164,7 +164,8 @@ export function summarizeManifest(m: Manifest): ManifestSummary {
   let zeroPages = 0;
   const distinct = new Set<string>();
   for (let i = 0; i < m.chunks.length; i++) {
-    const c = m.chunks[i]!;
+    // `as`, not `!`: an entry is null for an all-zero chunk; only `undefined` is ruled out.
+    const c = m.chunks[i] as ChunkEntry;
     const pages = pageCount(chunkLength(m, i));
     if (c === null) {
       zeroChunks++;

@@ -2,10 +2,10 @@
 // store plus a manifest; unpack: a manifest back into a memory file.
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import path from 'node:path';
 import { SEEK_DATA, SEEK_HOLE } from '../kernel/constants.js';
 import { ERRNO } from '../kernel/errors.js';
 import { native } from '../kernel/native.js';
+import { writeFileAtomicAsync } from '../atomic-write.js';
 import { FcUffdError } from '../errors.js';
 import { IntervalSet } from '../memory/intervals.js';
 import { StoreError, type ChunkStore } from '../store/types.js';
@@ -253,7 +253,7 @@ export async function pack(o: PackOptions): Promise<PackResult> {
       const pages = pageCount(len);
       if (o.diff && base && !hasData && !hasRemoved) {
         // Not dirtied since the base: the base's chunk as it is.
-        const e = base.chunks[i]!;
+        const e = base.chunks[i] as ChunkEntry;
         entries[i] = e;
         if (e === null) {
           r.zeroChunks++;
@@ -388,54 +388,50 @@ export async function unpack(o: UnpackOptions): Promise<UnpackResult> {
   const m = o.loaded.manifest;
   const ownPool = o.pool === undefined;
   const pool = o.pool ?? new ChunkCodecPool();
-  const tmp = path.join(path.dirname(path.resolve(o.outPath)), `.${path.basename(o.outPath)}.unpack-${process.pid}`);
-  const fh = await fsp.open(tmp, 'w', 0o644);
   const res = { chunksFetched: 0, storedBytesRead: 0, dataBytesWritten: 0 };
   try {
-    await fh.truncate(m.memorySizeBytes);
-    const n = m.chunks.length;
-    let next = 0;
-    let done = 0;
-    const lanes = Array.from({ length: Math.min(pool.threads + 2, n) }, async () => {
-      while (next < n) {
-        const i = next++;
-        const e = m.chunks[i]!;
-        const len = chunkLength(m, i);
-        if (e) {
-          const sab = await fetchChunk(o.store, pool, e.digest, len, `chunk ${i} of manifest ${o.loaded.id}`);
-          res.chunksFetched++;
-          res.storedBytesRead += e.storedBytes;
-          const bytes = new Uint8Array(sab);
-          const bitmap = chunkZeroBitmap(m, i);
-          const pages = pageCount(len);
-          // Write runs of data pages; zero pages stay holes.
-          for (let p = 0; p < pages; ) {
-            if (isZeroPage(bitmap, p)) {
-              p++;
-              continue;
+    // Not fsynced: a memory file is made again by unpacking again, and an fsync of gigabytes would
+    // hold the command up for nothing the caller asked for.
+    await writeFileAtomicAsync(o.outPath, { durable: false }, async (fh) => {
+      await fh.truncate(m.memorySizeBytes);
+      const n = m.chunks.length;
+      let next = 0;
+      let done = 0;
+      const lanes = Array.from({ length: Math.min(pool.threads + 2, n) }, async () => {
+        while (next < n) {
+          const i = next++;
+          const e = m.chunks[i] as ChunkEntry;
+          const len = chunkLength(m, i);
+          if (e) {
+            const sab = await fetchChunk(o.store, pool, e.digest, len, `chunk ${i} of manifest ${o.loaded.id}`);
+            res.chunksFetched++;
+            res.storedBytesRead += e.storedBytes;
+            const bytes = new Uint8Array(sab);
+            const bitmap = chunkZeroBitmap(m, i);
+            const pages = pageCount(len);
+            // Write runs of data pages; zero pages stay holes.
+            for (let p = 0; p < pages; ) {
+              if (isZeroPage(bitmap, p)) {
+                p++;
+                continue;
+              }
+              let q = p;
+              while (q < pages && !isZeroPage(bitmap, q)) q++;
+              const a = p * GRANULE_BYTES;
+              const b = Math.min(q * GRANULE_BYTES, len);
+              // fs writes cannot take a SharedArrayBuffer view: copy the run out.
+              const run = Buffer.from(bytes.subarray(a, b));
+              await fh.write(run, 0, run.length, i * m.chunkSizeBytes + a);
+              res.dataBytesWritten += b - a;
+              p = q;
             }
-            let q = p;
-            while (q < pages && !isZeroPage(bitmap, q)) q++;
-            const a = p * GRANULE_BYTES;
-            const b = Math.min(q * GRANULE_BYTES, len);
-            // fs writes cannot take a SharedArrayBuffer view: copy the run out.
-            const run = Buffer.from(bytes.subarray(a, b));
-            await fh.write(run, 0, run.length, i * m.chunkSizeBytes + a);
-            res.dataBytesWritten += b - a;
-            p = q;
           }
+          done += len;
+          o.onProgress?.(done, m.memorySizeBytes);
         }
-        done += len;
-        o.onProgress?.(done, m.memorySizeBytes);
-      }
+      });
+      await Promise.all(lanes);
     });
-    await Promise.all(lanes);
-    await fh.close();
-    await fsp.rename(tmp, o.outPath);
-  } catch (err) {
-    await fh.close().catch(() => undefined);
-    await fsp.rm(tmp, { force: true });
-    throw err;
   } finally {
     if (ownPool) await pool.close();
   }

@@ -1,6 +1,7 @@
 // Where chunks and manifests live. The local directory store is the embedded default; HTTP and S3
 // stores implement the same interface (ranged reads, cancellation and a retryable flag on errors
 // are in it for them), and `ResilientStore` adds concurrency limits and retries around any store.
+import { FcUffdError, type ErrorCode } from '../errors.js';
 
 /** Chunk and manifest names are lower-case hex digests (sha256: 64 characters). */
 export const DIGEST_HEX = /^[0-9a-f]{64}$/;
@@ -42,16 +43,29 @@ export type StoreErrorKind =
   /** The store is not usable as configured (a bad URL, a missing bucket, an unsupported scheme). */
   | 'config';
 
-/** A store operation failed. `retryable`: a transient failure that may succeed if tried again. */
-export class StoreError extends Error {
+const STORE_ERROR_CODES: Record<StoreErrorKind, ErrorCode> = {
+  'not-found': 'STORE_NOT_FOUND',
+  io: 'STORE_IO',
+  'invalid-name': 'STORE_INVALID_NAME',
+  timeout: 'STORE_TIMEOUT',
+  'http-status': 'STORE_HTTP_STATUS',
+  integrity: 'STORE_INTEGRITY',
+  aborted: 'STORE_ABORTED',
+  config: 'STORE_CONFIG',
+};
+
+/**
+ * A store operation failed. `retryable`: a transient failure that may succeed if tried again. The
+ * code is STORE_<KIND>; `kind` stays for stores and callers that branch on it.
+ */
+export class StoreError extends FcUffdError {
   constructor(
     readonly kind: StoreErrorKind,
     message: string,
     readonly retryable: boolean,
     override readonly cause?: unknown,
   ) {
-    super(message);
-    this.name = 'StoreError';
+    super(STORE_ERROR_CODES[kind], message, { retryable });
   }
 }
 

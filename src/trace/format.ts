@@ -38,6 +38,8 @@ export const T_FETCH_DONE = 7;
 export const K_DATA = 0;
 export const K_ZERO = 1;
 export const K_REMOVED = 2;
+/** The K_* of each kind of install (src/serve/install-plan.ts InstallKind). */
+export const TRACE_KIND = { data: K_DATA, zero: K_ZERO, removed: K_REMOVED } as const;
 
 export const DEFER_RETRY = 0;
 export const DEFER_WAIT = 1;

@@ -5,8 +5,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { runEmulator } from '../../src/emulator/run.js';
-import { writeDemoImage } from '../../src/snapshot/demo-image.js';
+import { runEmulator } from '../../tools/emulator/run.js';
+import { writeDemoImage } from '../../tools/demo-image.js';
 import { startServe } from '../helpers/cli.js';
 import { tempDir } from '../helpers/files.js';
 import { hugePagesOrSkip } from '../helpers/hugepages.js';
@@ -42,7 +42,7 @@ describe('balloon: REMOVE events racing faults', () => {
           assert.ok(r.report!.balloon!.rezeroNonzeroVerified > 0, `removed non-zero pages re-read as zeros: ${JSON.stringify(r.report!.balloon)}`);
           const ended = await serve.waitForLog((l) => l.msg === 'VM ended');
           assert.equal(ended.reason, 'vmm-exited');
-          assert.ok((ended.removeEvents as number) >= 3000, `REMOVE events ${ended.removeEvents}`);
+          assert.ok((ended.removeEvents as number) >= 3000, `REMOVE events ${String(ended.removeEvents)}`);
           assert.ok((ended.zeroPagesForRemoved as number) > 0);
           assert.ok((ended.deferrals as number) > 0, 'the EAGAIN path was exercised (deferrals > 0)');
           if (faultAround === '4k') {

@@ -6,8 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { once } from 'node:events';
 import { UffdServer, type VmInfo } from '../../src/index.js';
-import { runEmulator } from '../../src/emulator/run.js';
-import { writeDemoImage } from '../../src/snapshot/demo-image.js';
+import { runEmulator } from '../../tools/emulator/run.js';
+import { writeDemoImage } from '../../tools/demo-image.js';
 import { DirStore } from '../../src/store/dir.js';
 import { pack } from '../../src/snapshot/pack.js';
 import { ChunkCache } from '../../src/snapshot/chunk-cache.js';
@@ -28,6 +28,8 @@ describe('serve a chunked snapshot through the emulator', () => {
       const cache = new ChunkCache(256 * MiB);
       const snapshot = await ServedChunkedSnapshot.open({ manifest: packed.id, store, cache, logger: log.logger });
       const server = await UffdServer.start({ socketPath: path.join(dir, 'fc.sock'), snapshot, faultAroundBytes: 64 * 1024, logger: log.logger });
+      const ends: VmInfo[] = [];
+      server.on('vm-end', (vm: VmInfo) => ends.push(vm));
       try {
         const r1 = await runEmulator({ socket: server.socketPath, mem, vcpus: 2, share: 'same', pattern: 'random', touchPages: 4096, writePercent: 20, kernelAccess: 8, balloonCycles: 300, balloonMaxPages: 16, deadlineMs: 30000 });
         assert.equal(r1.code, 0, `exit ${r1.code ?? r1.signal}: ${r1.stderr}\n${log.text()}`);
@@ -44,6 +46,8 @@ describe('serve a chunked snapshot through the emulator', () => {
         assert.equal(r2.report!.pagesVerified, (32 * MiB) / 4096);
         assert.ok(snapshot.stats.servedFromCache > 0);
         assert.ok(cache.count <= packed.manifest.chunks.length);
+        // An emulator's exit reaches the handler through its pidfd a moment after the process is gone.
+        while (ends.length < 2) await once(server, 'vm-end');
         const ended = server.vms();
         assert.equal(ended.length, 2);
         for (const vm of ended) assert.equal(vm.endReason, 'vmm-exited', JSON.stringify(vm.error));

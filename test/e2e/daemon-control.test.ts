@@ -7,8 +7,8 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { FcUffdError } from '../../src/errors.js';
-import { runEmulator } from '../../src/emulator/run.js';
-import { writeDemoImage } from '../../src/snapshot/demo-image.js';
+import { runEmulator } from '../../tools/emulator/run.js';
+import { writeDemoImage } from '../../tools/demo-image.js';
 import { withScratch } from '../helpers/scratch.js';
 import { startDaemon, until } from '../helpers/daemon.js';
 

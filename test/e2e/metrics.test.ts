@@ -3,8 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { runEmulator } from '../../src/emulator/run.js';
-import { writeDemoImage } from '../../src/snapshot/demo-image.js';
+import { runEmulator } from '../../tools/emulator/run.js';
+import { writeDemoImage } from '../../tools/demo-image.js';
 import { startServe } from '../helpers/cli.js';
 import { tempDir } from '../helpers/files.js';
 

@@ -4,8 +4,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { runEmulator, type EmulatorOptions, type EmulatorResult } from '../../src/emulator/run.js';
-import { writeDemoImage } from '../../src/snapshot/demo-image.js';
+import { runEmulator, type EmulatorOptions, type EmulatorResult } from '../../tools/emulator/run.js';
+import { writeDemoImage } from '../../tools/demo-image.js';
 import { startServe, type ServeProcess } from '../helpers/cli.js';
 import { tempDir } from '../helpers/files.js';
 

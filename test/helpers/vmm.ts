@@ -3,6 +3,7 @@
 // the handshake. Faults are then raised by reading that memory from this thread while the handler
 // serves them from its own worker thread.
 import { native } from '../../src/kernel/native.js';
+import { testNative } from '../../tools/test-native.js';
 import { O_CLOEXEC, O_NONBLOCK, UFFD_FEATURE_EVENT_REMOVE, UFFDIO_REGISTER_MODE_MISSING } from '../../src/kernel/constants.js';
 import { check } from '../../src/kernel/errors.js';
 
@@ -17,18 +18,18 @@ export function startInProcessVmm(socketPath: string, regionSizes: number[], pag
   const regions: InProcessVmm['regions'] = [];
   let fileOffset = 0;
   for (const sizeBytes of regionSizes) {
-    const hostAddr = check('mmap', native.mapAnonymous(sizeBytes, pageSizeBytes !== 4096));
+    const hostAddr = check('mmap', testNative.mapAnonymous(sizeBytes, pageSizeBytes !== 4096));
     regions.push({ hostAddr, sizeBytes, fileOffset });
     fileOffset += sizeBytes;
   }
-  const uffd = check('userfaultfd', native.uffdCreate(uffdFlags, true));
-  check('UFFDIO_API', native.uffdApi(uffd, UFFD_FEATURE_EVENT_REMOVE, new Int32Array(4)));
-  for (const r of regions) check('UFFDIO_REGISTER', native.register(uffd, r.hostAddr, r.sizeBytes, UFFDIO_REGISTER_MODE_MISSING));
+  const uffd = check('userfaultfd', testNative.uffdCreate(uffdFlags, true));
+  check('UFFDIO_API', testNative.uffdApi(uffd, UFFD_FEATURE_EVENT_REMOVE, new Int32Array(4)));
+  for (const r of regions) check('UFFDIO_REGISTER', testNative.register(uffd, r.hostAddr, r.sizeBytes, UFFDIO_REGISTER_MODE_MISSING));
   const conn = check('connect', native.connectUnix(socketPath));
   const json = JSON.stringify(
     regions.map((r) => ({ base_host_virt_addr: r.hostAddr, size: r.sizeBytes, offset: r.fileOffset, page_size: pageSizeBytes, page_size_kib: pageSizeBytes })),
   );
-  check('sendmsg', native.sendWithFds(conn, Buffer.from(json), Int32Array.of(uffd)));
+  check('sendmsg', testNative.sendWithFds(conn, Buffer.from(json), Int32Array.of(uffd)));
   return {
     uffd,
     conn,
@@ -36,7 +37,7 @@ export function startInProcessVmm(socketPath: string, regionSizes: number[], pag
     close() {
       native.close(conn);
       native.close(uffd);
-      for (const r of regions) native.unmap(r.hostAddr, r.sizeBytes);
+      for (const r of regions) testNative.unmap(r.hostAddr, r.sizeBytes);
     },
   };
 }

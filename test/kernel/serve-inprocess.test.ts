@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import path from 'node:path';
 import fs from 'node:fs';
 import { ServedMemoryFile, UffdServer, type VmInfo } from '../../src/index.js';
-import { native } from '../../src/kernel/native.js';
+import { testNative } from '../../tools/test-native.js';
 import { O_CLOEXEC } from '../../src/kernel/constants.js';
 import { startInProcessVmm } from '../helpers/vmm.js';
 import { patternedFile, tempDir } from '../helpers/files.js';
@@ -28,7 +28,7 @@ test('faults on registered memory are served with the memory file bytes, zero pa
     const got = Buffer.alloc(4096);
     for (const p of [0, 3, 4, 5, 100, 513, 1000, 1024, 1025, 2047]) {
       const region = vmm.regions[Math.floor((p * 4096) / (4 * 1024 * 1024))]!;
-      native.readMemory(region.hostAddr + p * 4096 - region.fileOffset, got);
+      testNative.readMemory(region.hostAddr + p * 4096 - region.fileOffset, got);
       assert.ok(got.equals(expected.subarray(p * 4096, (p + 1) * 4096)), `page ${p} differs`);
     }
     const ended = once(server, 'vm-end') as Promise<[VmInfo]>;
@@ -67,7 +67,7 @@ test('a blocking uffd is refused with a clear error (it cannot be polled), and t
     const good = startInProcessVmm(server.socketPath, [4 * 1024 * 1024]);
     await handshake;
     const got = Buffer.alloc(4096);
-    native.readMemory(good.regions[0]!.hostAddr + 5 * 4096, got);
+    testNative.readMemory(good.regions[0]!.hostAddr + 5 * 4096, got);
     assert.ok(got.equals(expected.subarray(5 * 4096, 6 * 4096)));
     good.close();
   } finally {

@@ -75,10 +75,10 @@ class FlakyStore implements ChunkStore {
     if (this.failures-- > 0) throw this.error;
     return new Uint8Array([1, 2, 3]);
   }
-  hasChunk = async (): Promise<boolean> => true;
+  hasChunk = (): Promise<boolean> => Promise.resolve(true);
   putChunk = async (): Promise<void> => {};
-  hasManifest = async (): Promise<boolean> => true;
-  getManifest = async (): Promise<Uint8Array> => new Uint8Array();
+  hasManifest = (): Promise<boolean> => Promise.resolve(true);
+  getManifest = (): Promise<Uint8Array> => Promise.resolve(new Uint8Array());
   putManifest = async (): Promise<void> => {};
   close = async (): Promise<void> => {};
 }

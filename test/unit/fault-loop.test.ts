@@ -4,106 +4,17 @@ import assert from 'node:assert/strict';
 import { FaultLoop, VmGoneError } from '../../src/serve/fault-loop.js';
 import { VmStats } from '../../src/serve/stats.js';
 import { GuestMemory } from '../../src/memory/regions.js';
-import { SPAN_BOUNDARY_BYTES, type PageSource, type SourceSpan } from '../../src/memory/source.js';
-import type { UffdOps } from '../../src/kernel/uffd.js';
-import type { CopySource } from '../../src/kernel/native.js';
+import { FixedFaultAround } from '../../src/serve/fault-around.js';
 import { ERRNO } from '../../src/kernel/errors.js';
-import { UFFD_EVENT_PAGEFAULT, UFFD_EVENT_REMOVE, UFFD_EVENT_UNMAP } from '../../src/kernel/constants.js';
+import { events, FakeSource, FakeUffd, HOST, PS } from '../helpers/fake-uffd.js';
 import { FcUffdError } from '../../src/errors.js';
-
-const PS = 4096;
-const HOST = 0x7f00_0000_0000;
-
-/** A source whose page p holds the byte value (p % 250) + 1, except the listed zero pages. */
-class FakeSource implements PageSource {
-  readonly wakeFd = -1;
-  readonly data: Uint8Array;
-  constructor(
-    readonly sizeBytes: number,
-    readonly zeroPages = new Set<number>(),
-  ) {
-    this.data = new Uint8Array(sizeBytes);
-    for (let p = 0; p < sizeBytes / PS; p++) if (!zeroPages.has(p)) this.data.fill((p % 250) + 1, p * PS, (p + 1) * PS);
-  }
-  isZero(off: number, len: number): boolean {
-    for (let p = off / PS; p < (off + len) / PS; p++) if (!this.zeroPages.has(p)) return false;
-    return true;
-  }
-  /** When set, bytes are "still being fetched" until arrive(): span() answers undefined. */
-  fetching = false;
-  readonly prepared: Array<[number, number]> = [];
-  span(off: number, len: number): SourceSpan | undefined {
-    assert.ok((off % SPAN_BOUNDARY_BYTES) + len <= SPAN_BOUNDARY_BYTES, `span [${off}, +${len}) crosses a 2 MiB boundary`);
-    return this.fetching ? undefined : { src: this.data, srcOffset: off };
-  }
-  prepare(off: number, len: number): void {
-    this.prepared.push([off, len]);
-  }
-  onWake(): void {}
-  close(): void {}
-}
-
-type Call = { op: 'copy' | 'zeropage' | 'wake'; dst: number; len: number; wake?: boolean };
-
-/** The kernel's side, modelled: which pages are mapped and with what first byte. */
-class FakeUffd implements UffdOps {
-  readonly mapped = new Map<number, number>();
-  readonly calls: Call[] = [];
-  /** Errnos returned by the next install ioctls, in order (null: behave normally), then normal. */
-  script: Array<number | null> = [];
-
-  private fill(dst: number, len: number, byteAt: (i: number) => number): number {
-    const next = this.script.shift();
-    if (next !== undefined && next !== null) return -next;
-    let done = 0;
-    while (done < len) {
-      if (this.mapped.has(dst + done)) return done > 0 ? done : -ERRNO.EEXIST;
-      this.mapped.set(dst + done, byteAt(done));
-      done += PS;
-    }
-    return done;
-  }
-  copy(dst: number, src: CopySource, srcOffset: number, len: number, wake: boolean): number {
-    this.calls.push({ op: 'copy', dst, len, wake });
-    const bytes = src as Uint8Array;
-    return this.fill(dst, len, (i) => bytes[srcOffset + i]!);
-  }
-  zeropage(dst: number, len: number, wake: boolean): number {
-    this.calls.push({ op: 'zeropage', dst, len, wake });
-    return this.fill(dst, len, () => 0);
-  }
-  wake(start: number, len: number): number {
-    this.calls.push({ op: 'wake', dst: start, len });
-    return 0;
-  }
-  unregister(): number {
-    return 0;
-  }
-}
-
-function events(list: Array<{ fault?: number; remove?: [number, number]; unmap?: boolean }>): DataView {
-  const buf = Buffer.alloc(32 * list.length);
-  list.forEach((e, i) => {
-    if (e.fault !== undefined) {
-      buf.writeUInt8(UFFD_EVENT_PAGEFAULT, i * 32);
-      buf.writeBigUInt64LE(BigInt(e.fault), i * 32 + 16);
-    } else if (e.remove) {
-      buf.writeUInt8(UFFD_EVENT_REMOVE, i * 32);
-      buf.writeBigUInt64LE(BigInt(e.remove[0]), i * 32 + 8);
-      buf.writeBigUInt64LE(BigInt(e.remove[1]), i * 32 + 16);
-    } else {
-      buf.writeUInt8(UFFD_EVENT_UNMAP, i * 32);
-    }
-  });
-  return new DataView(buf.buffer);
-}
 
 function setup(faultAroundBytes = PS, zeroPages = new Set<number>(), sizeBytes = 64 * PS, prefetchPages?: number[]) {
   const source = new FakeSource(sizeBytes, zeroPages);
   const uffd = new FakeUffd();
   const stats = new VmStats();
   const memory = new GuestMemory([{ hostAddr: HOST, sizeBytes, fileOffset: 0 }], PS);
-  const loop = new FaultLoop({ memory, source, uffd, stats, faultAroundBytes, recordWorkingSet: true, ...(prefetchPages ? { prefetchPages: Uint32Array.from(prefetchPages) } : {}) });
+  const loop = new FaultLoop({ memory, source, uffd, stats, faultAround: new FixedFaultAround(faultAroundBytes, PS), recordWorkingSet: true, ...(prefetchPages ? { prefetchPages: Uint32Array.from(prefetchPages) } : {}) });
   const run = (list: Parameters<typeof events>[0]) => loop.handleBatch(events(list), list.length, performance.now());
   return { source, uffd, stats, loop, run };
 }
@@ -283,4 +194,26 @@ test('installs are split at 2 MiB boundaries, so chunked sources can always answ
   loop.prefetchStep();
   const copies = uffd.calls.filter((c) => c.op === 'copy').map((c) => [(c.dst - HOST) / PS, c.len / PS]);
   assert.deepEqual(copies, [[500, 12], [512, 28]]);
+});
+
+test('speculation is never fatal: a neighbour refused inside the faulting run (ENOENT on its third page) serves the fault and stops speculating', () => {
+  const { uffd, stats, loop, run } = setup(4 * PS);
+  uffd.refuse.set(HOST + 2 * PS, ERRNO.ENOENT);
+  run([{ fault: HOST + 0 }]);
+  // One run 0..3 with wake: the kernel copies pages 0 and 1, then refuses page 2.
+  assert.deepEqual(
+    uffd.calls.map((c) => [c.op, (c.dst - HOST) / PS, c.len / PS]),
+    [['copy', 0, 4], ['copy', 2, 2]],
+  );
+  assert.equal(uffd.mapped.get(HOST), 1, 'the faulting page is served');
+  assert.ok(!uffd.mapped.has(HOST + 3 * PS), 'no speculation after the refusal');
+  assert.equal(stats.get('speculativeErrors'), 1);
+  assert.equal(stats.snapshot().latency.count, 1, 'the fault counts as served');
+  assert.equal(loop.pendingCount, 0);
+});
+
+test('the faulting page itself refused (ENOENT) still stops the VM', () => {
+  const { uffd, run } = setup(4 * PS);
+  uffd.refuse.set(HOST + PS, ERRNO.ENOENT);
+  assert.throws(() => run([{ fault: HOST + PS }]), { code: 'VM_IOCTL' });
 });

@@ -6,8 +6,8 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createMetrics } from '../../src/metrics.js';
-import type { UffdServer } from '../../src/firecracker/server.js';
+import { createMetrics } from '../../src/server/metrics.js';
+import type { UffdServer } from '../../src/server/server.js';
 
 const DASHBOARD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../docs/grafana-dashboard.json');
 

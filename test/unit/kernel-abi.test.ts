@@ -74,3 +74,9 @@ test('decodeUffdMsg decodes every event kind and keeps 47-bit addresses exact', 
   buf.writeBigUInt64LE(1n << 60n, 16);
   assert.throws(() => decodeUffdMsg(view, 0), RangeError);
 });
+
+test('the product addon offers no test-only function (reading arbitrary memory, mapping, registering, sending fds)', () => {
+  for (const name of ['readMemory', 'mapAnonymous', 'unmap', 'madvise', 'uffdCreate', 'uffdApi', 'register', 'sendWithFds']) {
+    assert.equal(name in native, false, `native.${name} must live in the test-only addon`);
+  }
+});

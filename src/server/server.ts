@@ -6,14 +6,16 @@ import type { SharedLoopPool, VmLoops } from '../serve/shared-loop-pool.js';
 import type { Logger } from 'pino';
 import { ERRNO, errnoName } from '../kernel/errors.js';
 import { native } from '../kernel/native.js';
+import { SIGKILL } from '../kernel/constants.js';
+import { writeFileAtomic } from '../atomic-write.js';
 import { FcUffdError } from '../errors.js';
 import type { GuestRegion } from '../memory/regions.js';
-import type { ServedSnapshot, VmChannel } from '../serve/snapshot-source.js';
+import type { ServedSnapshot, VmChannel } from '../memory/snapshot.js';
 import type { LoopThreadMessage, OnFatal, PeerCredentials, VmEndReason, VmErrorInfo, VmInit } from '../serve/protocol.js';
 import { VmStats, type StatsSnapshot } from '../serve/stats.js';
-import type { HandshakeGeneration } from './handshake.js';
+import type { HandshakeGeneration } from '../firecracker/handshake.js';
 import { checkWorkingSetFits, writeWorkingSet, type WorkingSet } from '../serve/working-set.js';
-import type { AcceptorInit, AcceptorMessage } from './acceptor-worker.js';
+import type { AcceptorInit, AcceptorMessage } from '../firecracker/acceptor-worker.js';
 import { TraceFiles } from '../trace/files.js';
 
 export interface ServerOptions {
@@ -80,11 +82,13 @@ interface VmEntry {
   stats: VmStats;
   log: Logger;
   channel: VmChannel;
+  /** The VMM's pidfd (-1: none), shared with the fault-loop thread; closed when the VM ends. */
+  pidfd: number;
   ended: Promise<void>;
   resolveEnded: () => void;
 }
 
-const ACCEPTOR_URL = new URL('./acceptor-worker.js', import.meta.url);
+const ACCEPTOR_URL = new URL('../firecracker/acceptor-worker.js', import.meta.url);
 
 /**
  * The handler process's front: listens where Firecracker connects, hands every connection (one VM)
@@ -117,6 +121,8 @@ export class UffdServer extends EventEmitter {
       : new LoopThreadPool(options.loopThreads, (m) => this.onThreadMessage(m), onThreadDied);
   }
 
+  // async without await on purpose: a refused option rejects the promise instead of throwing.
+  // eslint-disable-next-line @typescript-eslint/require-await
   static async start(options: ServerOptions): Promise<UffdServer> {
     const full = {
       socketMode: 0o600,
@@ -138,7 +144,7 @@ export class UffdServer extends EventEmitter {
     const stopFd = native.eventfdCreate();
     const server = new UffdServer(full, snapshot, listenFd, stopFd);
     server.startAcceptor();
-    void snapshot.ready().catch((err: Error) => full.logger.warn({ err: err.message }, 'snapshot preparation stopped'));
+    void snapshot.ready().catch((err: unknown) => full.logger.warn({ err: (err as Error).message }, 'snapshot preparation stopped'));
     full.logger.info({ socket: full.socketPath, snapshot: snapshot.description, sizeBytes: snapshot.sizeBytes, loopThreads: full.loopThreads }, 'listening for Firecracker');
     return server;
   }
@@ -183,10 +189,13 @@ export class UffdServer extends EventEmitter {
     const stats = new VmStats();
     const { port1, port2 } = new MessageChannel();
     const channel: VmChannel = { port: port1, wakeFd: native.eventfdCreate() };
+    const pidfd = peer.pid > 0 ? native.pidfdOpen(peer.pid) : -1;
+    if (pidfd < 0 && peer.pid > 0) log.warn(`pidfd_open(${peer.pid}) failed: ${errnoName(-pidfd)}; VMM exit is detected by hang-up only, and it cannot be killed`);
     const init: VmInit = {
       vmId: id,
       connFd: fd,
       peer,
+      pidfd: Math.max(pidfd, -1),
       snapshot: this.snapshot.attachVm(channel),
       port: port2,
       sourceWakeFd: channel.wakeFd,
@@ -200,7 +209,7 @@ export class UffdServer extends EventEmitter {
     };
     let resolveEnded = (): void => {};
     const ended = new Promise<void>((resolve) => (resolveEnded = resolve));
-    this.vmsById.set(id, { info: { id, peer, state: 'handshake', startedAtMs: Date.now() }, stats, log, channel, ended, resolveEnded });
+    this.vmsById.set(id, { info: { id, peer, state: 'handshake', startedAtMs: Date.now() }, stats, log, channel, pidfd: Math.max(pidfd, -1), ended, resolveEnded });
     log.info({ uid: peer.uid }, 'VMM connected');
     this.pool.start(init, [port2]);
   }
@@ -242,13 +251,10 @@ export class UffdServer extends EventEmitter {
     } else {
       e.info.endReason = 'fatal';
       e.info.error = { code: 'INTERNAL', message: `the fault-loop thread serving this VM died: ${err?.stack ?? 'no error reported'}` };
-      if (this.options.onFatal === 'kill' && e.info.peer.pid > 0) {
-        try {
-          process.kill(e.info.peer.pid, 'SIGKILL');
-          e.info.killed = true;
-        } catch {
-          e.info.killed = false;
-        }
+      if (this.options.onFatal === 'kill') {
+        const rc = e.pidfd >= 0 ? native.pidfdSendSignal(e.pidfd, SIGKILL) : -ERRNO.ESRCH;
+        e.info.killed = rc === 0;
+        if (rc < 0 && e.pidfd >= 0) e.log.error(`SIGKILL to the VMM through its pidfd failed: ${errnoName(-rc)}`);
       }
     }
     this.finish(e);
@@ -260,6 +266,7 @@ export class UffdServer extends EventEmitter {
     this.snapshot.detachVm(e.channel);
     e.channel.port.close();
     native.close(e.channel.wakeFd);
+    if (e.pidfd >= 0) native.close(e.pidfd);
     this.logEnd(e.log, e.info, e.stats);
     this.emit('vm-end', this.vm(e.info.id));
     e.resolveEnded();
@@ -283,8 +290,7 @@ export class UffdServer extends EventEmitter {
     const file = this.vmPath(this.options.removedRangesPath, info);
     const text = (info.removedRanges ?? []).map(([s, e]) => `${s} ${e}\n`).join('');
     try {
-      fs.writeFileSync(`${file}.tmp`, text);
-      fs.renameSync(`${file}.tmp`, file);
+      writeFileAtomic(file, text);
       log.info({ file, ranges: info.removedRanges?.length ?? 0 }, 'wrote balloon-removed ranges');
     } catch (err) {
       log.error({ file, err: (err as Error).message }, 'cannot write balloon-removed ranges');

@@ -3,8 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The Firecracker emulator shipped with the package (native/emulator, built by `npm install`). */
-export const EMULATOR_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../native/bin/fc-emu');
+/** The Firecracker emulator (tools/emulator, built by `npm install` in a clone: prepare -> make -C tools). */
+export const EMULATOR_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../tools/bin/fc-emu');
 
 export interface EmulatorOptions {
   socket: string;
@@ -97,7 +97,7 @@ export function emulatorArgs(o: EmulatorOptions): string[] {
 
 /** Runs the emulator as its own process (as Firecracker is) and collects its report. */
 export function runEmulator(o: EmulatorOptions): Promise<EmulatorResult> {
-  if (!fs.existsSync(EMULATOR_PATH)) throw new Error(`Firecracker emulator not built at ${EMULATOR_PATH}: run \`npm install\` (make -C native)`);
+  if (!fs.existsSync(EMULATOR_PATH)) throw new Error(`Firecracker emulator not built at ${EMULATOR_PATH}: run \`npm run build:tools\` (make -C tools)`);
   return new Promise((resolve, reject) => {
     const child = spawn(EMULATOR_PATH, emulatorArgs(o), { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';

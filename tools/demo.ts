@@ -2,13 +2,16 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
-import { UffdServer, type VmInfo } from '../firecracker/server.js';
-import { createLogger } from '../log.js';
-import { runEmulator } from '../emulator/run.js';
-import { writeClusteredTrace } from '../emulator/traces.js';
-import { writeDemoImage } from '../snapshot/demo-image.js';
-import { formatVmSummary } from './format.js';
-import { ServedMemoryFile } from '../serve/snapshot-source.js';
+import { Command } from 'commander';
+import { UffdServer, type VmInfo } from '../src/server/server.js';
+import { createLogger } from '../src/log.js';
+import { formatVmSummary } from '../src/cli/format.js';
+import { parseBytes, parseInteger } from '../src/cli/parse.js';
+import { ServedMemoryFile } from '../src/snapshot/memfile.js';
+import { DEFAULT_FAULT_AROUND_BYTES } from '../src/server/server.js';
+import { runEmulator } from './emulator/run.js';
+import { writeClusteredTrace } from './emulator/traces.js';
+import { writeDemoImage } from './demo-image.js';
 
 export interface DemoFlags {
   size: number;
@@ -80,3 +83,20 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
 function pct(n: number, total: number): string {
   return `${((100 * n) / total).toFixed(0)}%`;
 }
+
+new Command()
+  .name('npm run demo --')
+  .description('make a demo snapshot, serve it and restore it through the Firecracker emulator, then print what happened')
+  .option('--size <bytes>', 'guest memory size', parseBytes, 256 * 1024 * 1024)
+  .option('--vcpus <n>', 'emulated vCPU threads', parseInteger, 2)
+  .option('--fault-around <bytes>', 'bytes installed per fault', parseBytes, DEFAULT_FAULT_AROUND_BYTES)
+  .option('--dir <dir>', 'where the demo snapshot is kept (reused across runs)')
+  .option('--kvm', 'run the touches inside a KVM guest (needs /dev/kvm)', false)
+  .showHelpAfterError()
+  .action(demoCommand)
+  .parseAsync()
+  .catch((caught: unknown) => {
+    const err = caught as Error & { code?: string };
+    process.stderr.write(`demo: ${err.message}${err.code ? ` [${err.code}]` : ''}\n`);
+    process.exitCode = 1;
+  });

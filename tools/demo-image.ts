@@ -1,15 +1,6 @@
 import fs from 'node:fs';
+import { xorshift32 as rng } from './prng.js';
 
-/** Deterministic xorshift32: the same seed makes the same image on every machine. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x1_0000_0000;
-  };
-}
 
 const WORDS = 'kernel page fault guest memory snapshot restore vcpu balloon region offset zero copy firecracker microvm handler'.split(' ');
 

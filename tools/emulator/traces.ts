@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { xorshift32 } from '../prng.js';
 
 export interface ClusteredTraceOptions {
   /** Share of the image's 4 KiB pages touched (0..1). */
@@ -16,13 +17,7 @@ export interface ClusteredTraceOptions {
  * pages is touched. Deterministic for a seed.
  */
 export function writeClusteredTrace(file: string, sizeBytes: number, o: ClusteredTraceOptions): void {
-  let x = (o.seed ?? 7) >>> 0 || 1;
-  const rnd = (): number => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x1_0000_0000;
-  };
+  const rnd = xorshift32(o.seed ?? 7);
   const maxCluster = o.maxClusterPages ?? 64;
   const writeFraction = o.writeFraction ?? 0.3;
   const pages = Math.floor(sizeBytes / 4096);

@@ -1,8 +1,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { UffdServer, VmInfo } from './firecracker/server.js';
-import type { CounterName } from './serve/stats.js';
+import type { UffdServer, VmInfo } from './server.js';
+import type { CounterName } from '../serve/stats.js';
 
 /** Per-VM counters exported as Prometheus counters: [stats name, metric name, help]. */
 const VM_COUNTERS: Array<[CounterName, string, string]> = [
@@ -43,7 +43,7 @@ export function createMetrics(server: UffdServer): Registry {
       registers: [registry],
       collect() {
         this.reset();
-        this.inc({ vm: '' }, ended.get(name)!);
+        this.inc({ vm: '' }, ended.get(name));
         for (const vm of live()) this.inc({ vm: vm.id }, vm.stats[name]);
       },
     });
@@ -88,7 +88,7 @@ export async function serveMetrics(registry: Registry, host: string, port: numbe
     }
     registry.metrics().then(
       (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
-      (err: Error) => res.writeHead(500).end(`${err.message}\n`),
+      (err: unknown) => res.writeHead(500).end(`${(err as Error).message}\n`),
     );
   });
   await new Promise<void>((resolve, reject) => {

@@ -1,0 +1,56 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Installer } from '../../src/serve/installer.js';
+import { PageState } from '../../src/serve/page-state.js';
+import { Prefetcher } from '../../src/serve/prefetcher.js';
+import { VmStats } from '../../src/serve/stats.js';
+import { GuestMemory } from '../../src/memory/regions.js';
+import { ERRNO } from '../../src/kernel/errors.js';
+import { FakeSource, FakeUffd, HOST, PS } from '../helpers/fake-uffd.js';
+
+function setup(prefetch: number[], sizeBytes = 64 * PS) {
+  const source = new FakeSource(sizeBytes);
+  const uffd = new FakeUffd();
+  const stats = new VmStats();
+  const memory = new GuestMemory([{ hostAddr: HOST, sizeBytes, fileOffset: 0 }], PS);
+  const pages = new PageState(source, PS);
+  const installer = new Installer({ uffd, source, pages, stats, pageSizeBytes: PS });
+  const prefetcher = new Prefetcher({ memory, source, uffd, pages, installer, stats, prefetchPages: Uint32Array.from(prefetch) });
+  return { source, uffd, stats, pages, prefetcher };
+}
+
+test('one step: coalesced installs without wake, one wake over the span, installed pages skipped', () => {
+  const { uffd, stats, pages, prefetcher } = setup([4, 5, 6, 9, 2]);
+  pages.markInstalled(5 * PS, 6 * PS);
+  prefetcher.step();
+  assert.deepEqual(
+    uffd.calls.map((c) => [c.op, (c.dst - HOST) / PS, c.len / PS, c.wake]),
+    [['copy', 4, 1, false], ['copy', 6, 1, false], ['copy', 9, 1, false], ['copy', 2, 1, false], ['wake', 2, 8, undefined]],
+  );
+  assert.equal(stats.get('prefetchedPages'), 4);
+  assert.equal(prefetcher.ready, false, 'nothing left');
+});
+
+test('EAGAIN pauses until resume(); a fetching source blocks until sourceReady(); both resume at the same page', () => {
+  const { uffd, source, prefetcher } = setup([1, 2, 3]);
+  uffd.script = [ERRNO.EAGAIN];
+  prefetcher.step();
+  assert.ok(prefetcher.paused && !prefetcher.ready);
+  prefetcher.resume();
+  source.fetching = true;
+  prefetcher.step();
+  assert.equal(prefetcher.ready, false, 'blocked on the source');
+  assert.equal(prefetcher.paused, false);
+  source.fetching = false;
+  prefetcher.sourceReady();
+  prefetcher.step();
+  assert.deepEqual([1, 2, 3].map((p) => uffd.mapped.has(HOST + p * PS)), [true, true, true]);
+});
+
+test('a refused prefetch page is skipped, never fatal', () => {
+  const { uffd, stats, prefetcher } = setup([1, 2, 3]);
+  uffd.refuse.set(HOST + 2 * PS, ERRNO.ENOENT);
+  prefetcher.step();
+  assert.ok(uffd.mapped.has(HOST + PS) && !uffd.mapped.has(HOST + 3 * PS));
+  assert.equal(stats.get('speculativeErrors'), 1);
+});
