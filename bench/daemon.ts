@@ -42,7 +42,7 @@ function start(args: string[], readyMsg: string): Promise<ChildProcess> {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   return new Promise((resolve, reject) => {
     let err = '';
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
       err += d;
       if (err.includes(readyMsg)) resolve(child);
     });

@@ -334,7 +334,7 @@ function reserveHugePages(n: number): { restore(): void } | string {
 let adaptiveMissing: string | undefined | null = null;
 function adaptiveUnsupported(): string | undefined {
   if (adaptiveMissing === null) {
-    const help = spawnSync(process.execPath, [OUR_CLI, 'serve', '--help'], { encoding: 'utf8' }).stdout ?? '';
+    const help = spawnSync(process.execPath, [OUR_CLI, 'serve', '--help'], { encoding: 'utf8' }).stdout;
     // The --fault-around entry runs from its flag to the next option's.
     const entry = /--fault-around\b[\s\S]*?(?=\n\s+--|$)/.exec(help)?.[0] ?? '';
     adaptiveMissing = /adaptive/i.test(entry) ? undefined : '`fc-uffd serve --help` does not offer --fault-around adaptive yet';

@@ -81,7 +81,10 @@ export class FaultProxy {
     const s = this.settings;
     client.on('close', () => this.sockets.delete(client));
     client.on('error', () => undefined);
-    if (s.cannedStatus !== undefined) return this.answerCanned(client, s.cannedStatus);
+    if (s.cannedStatus !== undefined) {
+      this.answerCanned(client, s.cannedStatus);
+      return;
+    }
     const upstream = net.connect(this.target.port, this.target.host);
     this.sockets.add(upstream);
     upstream.on('close', () => {

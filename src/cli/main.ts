@@ -45,8 +45,8 @@ program
   .option('--cache-size <bytes>', 'decompressed chunks kept in memory, shared by all restores', parseBytes, 1024 * 1024 * 1024)
   .option('--loop-threads <n>', 'fault-loop threads shared by all restores (default: CPU count, at most 4)', parseInteger)
   .option('--metrics-listen <host:port>', 'also serve Prometheus metrics at http://HOST:PORT/metrics (always at /metrics on the control socket)')
-  .option('--allow-uid <uid>', 'peers allowed on the control socket (SO_PEERCRED; repeatable; with --allow-gid: either matches)', (v: string, acc: number[] = []) => [...acc, parseInteger(v)])
-  .option('--allow-gid <gid>', 'groups allowed on the control socket (repeatable)', (v: string, acc: number[] = []) => [...acc, parseInteger(v)])
+  .option('--allow-uid <uid>', 'peers allowed on the control socket (SO_PEERCRED; repeatable; with --allow-gid: either matches)', (v: string, acc: number[]) => [...acc, parseInteger(v)], [])
+  .option('--allow-gid <gid>', 'groups allowed on the control socket (repeatable)', (v: string, acc: number[]) => [...acc, parseInteger(v)], [])
   .option('--stop-timeout-ms <ms>', 'on SIGTERM/SIGINT, how long live VMs may run on before the daemon stops anyway', parseInteger, 30000)
   .option('--log-level <level>', 'pino log level (logs are JSON lines on stderr)', 'info')
   .action(daemonCommand);

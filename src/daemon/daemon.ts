@@ -85,8 +85,6 @@ export class Daemon extends EventEmitter {
     try {
       const log = this.options.logger.child({ restore: name });
       snapshot = await this.openSnapshot(req, log);
-      if (req.snapshot !== undefined && req.fault_around !== undefined && req.fault_around > (snapshot as ServedChunkedSnapshot).manifest.chunkSizeBytes)
-        throw new FcUffdError('CONFIG', `fault_around ${req.fault_around} exceeds the snapshot's chunk size`);
       const server = await UffdServer.start({
         socketPath,
         snapshot,
@@ -99,6 +97,8 @@ export class Daemon extends EventEmitter {
         ...(req.record_ws !== undefined ? { recordWorkingSetPath: req.record_ws } : {}),
         ...(req.prefetch !== undefined ? { prefetch: readWorkingSet(req.prefetch) } : {}),
       });
+      // stop() may have begun while this restore was opening (the awaits above).
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
       if (this.stopping) {
         await server.stop();
         throw new FcUffdError('CONTROL_STOPPING', 'the daemon began stopping while this restore was being created');
@@ -121,7 +121,7 @@ export class Daemon extends EventEmitter {
 
   private async openSnapshot(req: RestoreRequest, log: Logger): Promise<ServedSnapshot> {
     if (req.mem !== undefined) return ServedMemoryFile.open(req.mem);
-    return ServedChunkedSnapshot.open({
+    const chunked = await ServedChunkedSnapshot.open({
       manifest: req.snapshot!,
       store: this.stores.open(req.store!),
       cache: this.cache,
@@ -129,6 +129,11 @@ export class Daemon extends EventEmitter {
       ...(req.prefetch_chunks !== undefined ? { prefetchChunks: req.prefetch_chunks } : {}),
       logger: log,
     });
+    if (req.fault_around !== undefined && req.fault_around > chunked.manifest.chunkSizeBytes) {
+      chunked.close();
+      throw new FcUffdError('CONFIG', `fault_around ${req.fault_around} exceeds the snapshot's chunk size`);
+    }
+    return chunked;
   }
 
   list(): RestoreInfo[] {

@@ -68,9 +68,10 @@ export class SharedLoopPool {
         this.owners.delete(id);
         mine.delete(id);
       },
-      shutdown: async () => {
+      shutdown: () => {
         // Each VM's 'end' comes back through onMessage; the server waits for those itself.
         for (const id of mine) this.pool.stop(id);
+        return Promise.resolve();
       },
     };
   }

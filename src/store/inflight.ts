@@ -94,7 +94,7 @@ export class InflightStore implements ChunkStore {
           if (settled) return;
           settled = true;
           signal?.removeEventListener('abort', onAbort);
-          reject(err);
+          reject(err instanceof Error ? err : new Error(String(err)));
         },
       );
     });

@@ -100,7 +100,7 @@ export class S3Store implements ChunkStore {
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), signal ? { abortSignal: signal } : {});
     } catch (err) {
-      const status = (err as S3ServiceException).$metadata?.httpStatusCode;
+      const status = s3Failure(err).status;
       if (status === 404) throw new StoreError('config', `bucket ${this.bucket} does not exist at ${this.description}: create it first (aws s3 mb s3://${this.bucket})`, false, err);
       throw this.error('HeadBucket', '', err, signal);
     }
@@ -128,8 +128,9 @@ export class S3Store implements ChunkStore {
   putManifest(id: string, data: Uint8Array): Promise<void> {
     return this.put(manifestKey(id), data);
   }
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.client.destroy();
+    return Promise.resolve();
   }
 
   private async head(rel: string, signal?: AbortSignal): Promise<boolean> {
@@ -138,7 +139,7 @@ export class S3Store implements ChunkStore {
       await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(rel) }), signal ? { abortSignal: signal } : {});
       return true;
     } catch (err) {
-      if ((err as S3ServiceException).$metadata?.httpStatusCode === 404) return false;
+      if (s3Failure(err).status === 404) return false;
       throw this.error('HeadObject', rel, err, signal);
     }
   }
@@ -177,10 +178,10 @@ export class S3Store implements ChunkStore {
       return bytes;
     } catch (err) {
       if (err instanceof StoreError) throw err;
-      const e = err as S3ServiceException;
-      if (e.$metadata?.httpStatusCode === 404 && e.name !== 'NoSuchBucket') throw new StoreError('not-found', `${what} is not in ${this.description}`, false, err);
+      const e = s3Failure(err);
+      if (e.status === 404 && e.name !== 'NoSuchBucket') throw new StoreError('not-found', `${what} is not in ${this.description}`, false, err);
       // The range starts at or past the object's end: an empty read, as a file read there is.
-      if (range && (e.$metadata?.httpStatusCode === 416 || e.name === 'InvalidRange')) return new Uint8Array(0);
+      if (range && (e.status === 416 || e.name === 'InvalidRange')) return new Uint8Array(0);
       throw this.error('GetObject', rel, err, signal);
     }
   }
@@ -201,7 +202,7 @@ export class S3Store implements ChunkStore {
         }),
       );
     } catch (err) {
-      const status = (err as S3ServiceException).$metadata?.httpStatusCode;
+      const status = s3Failure(err).status;
       if (status === 412) return;
       throw this.error('PutObject', rel, err);
     }
@@ -211,17 +212,24 @@ export class S3Store implements ChunkStore {
   private error(op: string, rel: string, err: unknown, signal?: AbortSignal): StoreError {
     const where = `${op} s3://${this.bucket}/${this.key(rel)}`;
     if (signal?.aborted) return new StoreError('aborted', `${where}: aborted`, false, err);
-    const e = err as S3ServiceException & { code?: string };
-    const status = e.$metadata?.httpStatusCode;
-    const name = e.name ?? '';
+    const { status, name, code } = s3Failure(err);
     if (name === 'NoSuchBucket') return new StoreError('config', `${where}: bucket ${this.bucket} does not exist at ${this.description}`, false, err);
     if (status === 403 || name === 'AccessDenied' || name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch')
       return new StoreError('http-status', `${where}: access denied (${name || status}): check the AWS credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or profile)`, false, err);
-    if (name === 'TimeoutError' || e.code === 'ETIMEDOUT' || name === 'RequestTimeout') return new StoreError('timeout', `${where}: timed out`, true, err);
-    if (e.code !== undefined && NETWORK_CODES.has(e.code)) return new StoreError('io', `${where}: ${e.code}`, true, err);
+    if (name === 'TimeoutError' || code === 'ETIMEDOUT' || name === 'RequestTimeout') return new StoreError('timeout', `${where}: timed out`, true, err);
+    if (code !== undefined && NETWORK_CODES.has(code)) return new StoreError('io', `${where}: ${code}`, true, err);
     if (status !== undefined)
       return new StoreError('http-status', `${where}: HTTP ${status}${name ? ` ${name}` : ''}`, status >= 500 || status === 429 || status === 408 || RETRYABLE_NAMES.has(name), err);
     if (RETRYABLE_NAMES.has(name)) return new StoreError('io', `${where}: ${name}`, true, err);
     return new StoreError('io', `${where}: ${(err as Error).message}`, false, err);
   }
+}
+
+/**
+ * What an SDK failure says, read defensively: a service error carries `$metadata.httpStatusCode`,
+ * but a network error (reset, timeout) reaches us as a plain Error without it.
+ */
+function s3Failure(err: unknown): { status: number | undefined; name: string; code: string | undefined } {
+  const e = err as (Partial<S3ServiceException> & { code?: string }) | undefined;
+  return { status: e?.$metadata?.httpStatusCode, name: e?.name ?? '', code: e?.code };
 }

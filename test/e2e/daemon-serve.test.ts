@@ -63,6 +63,8 @@ describe('fc-uffd daemon serves many snapshots from one process', () => {
         let maxLive = 0;
         let sampling = true;
         const sampler = (async () => {
+          // sampling turns false when the VMs are done (below), during an await of this loop.
+          // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
           while (sampling) {
             maxLive = Math.max(maxLive, (await d.client.health()).vms_live);
             await new Promise((r) => setTimeout(r, 50));

@@ -22,8 +22,8 @@ export async function startDaemon(dir: string, args: string[] = []): Promise<Dae
   const child = spawn(process.execPath, [CLI_PATH, 'daemon', '--control', control, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const logs = (): Array<Record<string, unknown>> =>
     err

@@ -159,7 +159,7 @@ test('disk cache: two processes filling the same entries at once both succeed; e
     new Promise<string>((resolve, reject) => {
       const p = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
       let out = '';
-      p.stdout.on('data', (b: Buffer) => (out += b));
+      p.stdout.on('data', (b: Buffer) => (out += b.toString()));
       p.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`child exited ${code}`))));
     });
   const [a, b] = await Promise.all([run(), run()]);

@@ -178,7 +178,7 @@ describe('HttpStore against nginx', { skip }, () => {
     const s = viaProxy({ authEnvVar: 'FC_UFFD_TEST_HTTP_AUTH', headersTimeoutMs: 300 });
     assert.ok(Buffer.from(await s.getChunk(digest)).equals(data));
     assert.match(proxy.lastRequestHead, new RegExp(`authorization: ${secret}`, 'i'));
-    const texts: string[] = [util.inspect(s, { depth: 5, showHidden: true }), JSON.stringify(s) ?? '', s.description];
+    const texts: string[] = [util.inspect(s, { depth: 5, showHidden: true }), JSON.stringify(s), s.description];
     for (const settings of [{ cannedStatus: 503 as const }, { cannedStatus: 404 as const }, { stall: true }, { truncateBodyAfterBytes: 10 }]) {
       proxy.set(settings);
       const err = await s.getChunk(digest).then(() => undefined, (e: unknown) => e);

@@ -56,7 +56,7 @@ describe('S3Store against Ceph RGW', { skip }, () => {
     proxy = await FaultProxy.start({ host: u.hostname, port: Number(u.port) });
   });
   after(async () => {
-    await proxy?.close();
+    await proxy.close();
     srv.stop();
   });
   const viaProxy = (o: { headersTimeoutMs?: number; bodyTimeoutMs?: number } = {}) => new S3Store({ bucket, prefix: 'p', endpoint: proxy.url, ...o });
