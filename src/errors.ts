@@ -1,7 +1,8 @@
 /**
  * Every failure the handler reports has a stable `code` (callers and tests match on it, never on the
  * message). Codes are grouped by layer: HANDSHAKE_* (what the VMM sent), SNAPSHOT_* (the memory we
- * serve from), VM_* (a running VM's fault loop), CONFIG_* (what the operator asked for).
+ * serve from), VM_* (a running VM's fault loop), CONFIG_* (what the operator asked for:
+CONFIG_INVALID an option value, CONFIG_OUTPUT_EXISTS an output that would overwrite a file).
  */
 export type ErrorCode =
   | 'HANDSHAKE_TIMEOUT'
@@ -17,6 +18,7 @@ export type ErrorCode =
   | 'HANDSHAKE_BEYOND_SNAPSHOT'
   | 'HANDSHAKE_RECV'
   | 'HANDSHAKE_UFFD_BLOCKING'
+  | 'HANDSHAKE_NOT_UFFD'
   | 'SNAPSHOT_OPEN'
   | 'SNAPSHOT_EMPTY'
   | 'SNAPSHOT_MANIFEST_INVALID'
@@ -33,6 +35,8 @@ export type ErrorCode =
   | 'WORKING_SET'
   | 'WORKING_SET_MISMATCH'
   | 'CONFIG'
+  | 'CONFIG_INVALID'
+  | 'CONFIG_OUTPUT_EXISTS'
   | 'INTERNAL';
 
 export class FcUffdError extends Error {

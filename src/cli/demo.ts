@@ -1,3 +1,5 @@
+import { FcUffdError } from '../errors.js';
+import { validateFaultAround, validateVcpus } from '../serve/validate-options.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,6 +26,10 @@ export interface DemoFlags {
  * (a separate process doing exactly what Firecracker does), and prints both sides' view.
  */
 export async function demoCommand(flags: DemoFlags): Promise<void> {
+  validateVcpus(flags.vcpus);
+  validateFaultAround(flags.faultAround);
+  if (flags.size < 1024 * 1024 || flags.size % 4096 !== 0)
+    throw new FcUffdError('CONFIG_INVALID', `--size must be a whole number of 4 KiB pages, at least 1m, got ${flags.size}; e.g. 64m, 256m (default)`);
   const dir = flags.dir ?? path.join(os.tmpdir(), 'fc-uffd-demo');
   fs.mkdirSync(dir, { recursive: true });
   const mem = path.join(dir, `memory-${flags.size}.bin`);
@@ -54,6 +60,9 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
       kernelAccess: 64,
       kvm: flags.kvm,
     });
+    // An emulator that failed before connecting (bad arguments, no userfaultfd) never ends a VM.
+    if (server.vms().length === 0)
+      throw new FcUffdError('INTERNAL', `the emulator failed before it connected (exit ${result.code ?? result.signal}): ${result.stderr.trim()}`);
     const [vm] = await ended;
     const r = result.report;
     if (!r) throw new Error(`the emulator printed no report (exit ${result.code ?? result.signal}): ${result.stderr.trim()}`);

@@ -12,7 +12,7 @@ export interface InspectFlags {
 }
 
 export async function inspectCommand(manifest: string, flags: InspectFlags): Promise<void> {
-  const store = flags.store ? DirStore.open(flags.store) : undefined;
+  const store = flags.store ? DirStore.open(flags.store, { create: false }) : undefined;
   const { id, manifest: m } = await loadManifest(manifest, store);
   const s = summarizeManifest(m);
   let missing: number[] = [];

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { MSG_CTRUNC } from '../kernel/constants.js';
 import { ERRNO, errnoName } from '../kernel/errors.js';
 import { native } from '../kernel/native.js';
@@ -8,6 +9,18 @@ export interface ReceivedHandshake {
   readonly payload: string;
   /** The userfaultfd, now ours too (CLOEXEC). */
   readonly uffdFd: number;
+}
+
+/** What /proc/self/fd/N links to for a userfaultfd, from userfaultfd(2) or /dev/userfaultfd alike. */
+const UFFD_LINK = 'anon_inode:[userfaultfd]';
+
+/** What kind of file `fd` is (`anon_inode:[userfaultfd]`, `pipe:[123]`, a path), or why that is unknown. */
+function fdKind(fd: number): string {
+  try {
+    return fs.readlinkSync(`/proc/self/fd/${fd}`);
+  } catch (err) {
+    return `unknown (${(err as NodeJS.ErrnoException).code})`;
+  }
 }
 
 /** Firecracker's own example reads 1 KiB; many regions can need more. Read generously. */
@@ -46,6 +59,7 @@ export class HandshakeReceiver {
   private readonly info = new Int32Array(2 + 4);
   private readonly chunks: Buffer[] = [];
   private uffdFd = -1;
+  private gotUffd = false;
 
   constructor(private readonly connFd: number) {}
 
@@ -66,6 +80,12 @@ export class HandshakeReceiver {
           this.fail('HANDSHAKE_TOO_MANY_FDS', `expected exactly one fd (the userfaultfd) with the handshake, got ${total}${flags & MSG_CTRUNC ? ' (control data truncated)' : ''}`);
         }
         this.uffdFd = received[0]!;
+        // Checked on our copy of the fd: the only proof that the peer is a VMM whose memory we serve.
+        const link = fdKind(this.uffdFd);
+        if (link !== UFFD_LINK) {
+          this.fail('HANDSHAKE_NOT_UFFD', `the fd sent with the handshake is not a userfaultfd (it is ${link}): the peer is not a VMM restoring a snapshot`);
+        }
+        this.gotUffd = true;
       }
       if (n === 0 && fdCount === 0) {
         if (this.chunks.length === 0) this.fail('HANDSHAKE_EOF', 'the VMM closed the connection without sending a handshake');
@@ -79,6 +99,14 @@ export class HandshakeReceiver {
       this.uffdFd = -1;
       return { payload: text, uffdFd };
     }
+  }
+
+  /**
+   * The peer handed over a real userfaultfd: it is a VMM whose guest depends on us, and may be
+   * killed when it cannot be served. A peer that did not (a health check, a probe) never is.
+   */
+  get receivedUffd(): boolean {
+    return this.gotUffd;
   }
 
   /** The deadline passed before the handshake was complete. */

@@ -10,6 +10,8 @@ const TRANSIENT = new Set(['EAGAIN', 'EINTR', 'EMFILE', 'ENFILE', 'EBUSY', 'ETIM
 export interface DirStoreOptions {
   /** fsync every object before it is renamed into place (default true: a crash never leaves a torn object). */
   fsync?: boolean;
+  /** Create the store when missing (default true). Readers pass false: a mistyped path is an error, not a new empty store. */
+  create?: boolean;
 }
 
 /**
@@ -34,6 +36,8 @@ export class DirStore implements ChunkStore {
 
   /** Opens (creating if needed) a store rooted at `root`. */
   static open(root: string, options: DirStoreOptions = {}): DirStore {
+    if (options.create === false && !fs.existsSync(path.join(root, 'manifests')))
+      throw new StoreError('io', `no chunk store at ${root} (it has no manifests/ directory; \`fc-uffd pack --store ${root}\` creates one)`, false);
     try {
       for (const sub of ['chunks', 'manifests', 'tmp']) fs.mkdirSync(path.join(root, sub), { recursive: true });
     } catch (err) {
