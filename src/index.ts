@@ -1,4 +1,4 @@
-export { UffdServer, DEFAULT_FAULT_AROUND_BYTES, DEFAULT_HANDSHAKE_TIMEOUT_MS } from './firecracker/server.js';
+export { UffdServer, DEFAULT_FAULT_AROUND_BYTES, DEFAULT_HANDSHAKE_TIMEOUT_MS, ENDED_VM_HISTORY } from './firecracker/server.js';
 export type { ServerOptions, VmInfo, VmState } from './firecracker/server.js';
 export { parseHandshake } from './firecracker/handshake.js';
 export type { Handshake, HandshakeGeneration } from './firecracker/handshake.js';

@@ -74,18 +74,18 @@ export class HandshakeReceiver {
       const fdCount = this.info[1]!;
       const received = Array.from(this.info.subarray(2, 2 + Math.min(fdCount, this.info.length - 2)));
       if (fdCount > 0) {
+        // Checked on our copies of the fds: a userfaultfd is the only proof that the peer is a VMM
+        // whose guest depends on us (and so may be killed when it cannot be served).
+        const kinds = received.map(fdKind);
+        if (kinds.includes(UFFD_LINK)) this.gotUffd = true;
         if (this.uffdFd >= 0 || fdCount > 1 || (flags & MSG_CTRUNC) !== 0) {
           for (const fd of received) native.close(fd);
           const total = this.uffdFd >= 0 ? fdCount + 1 : fdCount;
           this.fail('HANDSHAKE_TOO_MANY_FDS', `expected exactly one fd (the userfaultfd) with the handshake, got ${total}${flags & MSG_CTRUNC ? ' (control data truncated)' : ''}`);
         }
         this.uffdFd = received[0]!;
-        // Checked on our copy of the fd: the only proof that the peer is a VMM whose memory we serve.
-        const link = fdKind(this.uffdFd);
-        if (link !== UFFD_LINK) {
-          this.fail('HANDSHAKE_NOT_UFFD', `the fd sent with the handshake is not a userfaultfd (it is ${link}): the peer is not a VMM restoring a snapshot`);
-        }
-        this.gotUffd = true;
+        if (kinds[0] !== UFFD_LINK)
+          this.fail('HANDSHAKE_NOT_UFFD', `the fd sent with the handshake is not a userfaultfd (it is ${kinds[0]}): the peer is not a VMM restoring a snapshot`);
       }
       if (n === 0 && fdCount === 0) {
         if (this.chunks.length === 0) this.fail('HANDSHAKE_EOF', 'the VMM closed the connection without sending a handshake');

@@ -11,13 +11,18 @@ import { check } from '../../src/kernel/errors.js';
 
 const LINGER_MS = 1500;
 const [socket, mode] = process.argv.slice(2) as [string, string];
-const conn = check('connect', native.connectUnix(socket));
-if (mode === 'pipe') {
-  const fd = fs.openSync('/proc/self/exe', 'r');
-  check('sendmsg', native.sendWithFds(conn, Buffer.from('[{"base_host_virt_addr":4096,"size":4096,"offset":0,"page_size":4096,"page_size_kib":4096}]'), Int32Array.of(fd)));
-} else if (mode === 'bad-uffd') {
-  const uffd = check('userfaultfd', native.uffdCreate(O_CLOEXEC | O_NONBLOCK, true));
-  check('sendmsg', native.sendWithFds(conn, Buffer.from('{"not":"a handshake"}'), Int32Array.of(uffd)));
+// `node --test dist/test/` loads every file under test/, helpers included: without arguments this is that load.
+if (socket !== undefined) probe(socket, mode);
+
+function probe(socket: string, mode: string): void {
+  const conn = check('connect', native.connectUnix(socket));
+  if (mode === 'pipe') {
+    const fd = fs.openSync('/proc/self/exe', 'r');
+    check('sendmsg', native.sendWithFds(conn, Buffer.from('[{"base_host_virt_addr":4096,"size":4096,"offset":0,"page_size":4096,"page_size_kib":4096}]'), Int32Array.of(fd)));
+  } else if (mode === 'bad-uffd') {
+    const uffd = check('userfaultfd', native.uffdCreate(O_CLOEXEC | O_NONBLOCK, true));
+    check('sendmsg', native.sendWithFds(conn, Buffer.from('{"not":"a handshake"}'), Int32Array.of(uffd)));
+  }
+  native.close(conn);
+  setTimeout(() => process.exit(0), LINGER_MS);
 }
-native.close(conn);
-setTimeout(() => process.exit(0), LINGER_MS);
