@@ -1,3 +1,4 @@
+import { removeStaleTemps, trackTemp, untrackTemp } from '../temp-files.js';
 import { FcUffdError } from '../errors.js';
 import { validateFaultAround, validateVcpus } from '../serve/validate-options.js';
 import fs from 'node:fs';
@@ -33,15 +34,23 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
   const dir = flags.dir ?? path.join(os.tmpdir(), 'fc-uffd-demo');
   fs.mkdirSync(dir, { recursive: true });
   const mem = path.join(dir, `memory-${flags.size}.bin`);
+  const partialPrefix = `${path.basename(mem)}.partial-`;
+  removeStaleTemps(dir, (name) => (name.startsWith(partialPrefix) ? Number(name.slice(partialPrefix.length)) || undefined : undefined), 0);
   if (!fs.existsSync(mem)) {
     const t0 = performance.now();
-    const img = writeDemoImage(mem, flags.size);
+    // Written aside and renamed when whole: an interrupted demo never leaves a partial snapshot to be reused.
+    const partial = path.join(dir, `${partialPrefix}${process.pid}`);
+    trackTemp(partial);
+    const img = writeDemoImage(partial, flags.size);
+    fs.renameSync(partial, mem);
+    untrackTemp(partial);
     const pages = img.sizeBytes / 4096;
     process.stdout.write(
       `made demo snapshot ${mem}: ${(img.sizeBytes / 2 ** 20).toFixed(0)} MiB, ${pct(img.holePages, pages)} holes, ${pct(img.zeroPages, pages)} zero pages, ${pct(img.textPages, pages)} text-like, ${pct(img.randomPages, pages)} random (${(performance.now() - t0).toFixed(0)} ms)\n`,
     );
   }
   const socket = path.join(dir, `demo-${process.pid}.sock`);
+  trackTemp(socket);
   const snapshot = ServedMemoryFile.open(mem);
   const server = await UffdServer.start({ socketPath: socket, snapshot, faultAroundBytes: flags.faultAround, logger: createLogger('warn') });
   try {

@@ -7,6 +7,7 @@ import { packCommand } from './pack.js';
 import { unpackCommand } from './unpack.js';
 import { inspectCommand } from './inspect.js';
 import { wsInspectCommand, wsMergeCommand } from './ws.js';
+import { removeTempsOnSignal } from '../temp-files.js';
 
 /** Parses sizes such as 4096, 64k, 64KiB, 2m, 2MiB into bytes. */
 export function parseBytes(text: string): number {
@@ -48,6 +49,8 @@ function parseInteger(text: string): number {
   if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`not a non-negative integer: ${text}`);
   return n;
 }
+
+removeTempsOnSignal();
 
 const program = new Command()
   .name('fc-uffd')

@@ -1,3 +1,4 @@
+import { removeStaleTemps, trackTemp, untrackTemp } from '../temp-files.js';
 // pack: a memory file (full, or a Firecracker diff layered on a base manifest) into chunks in a
 // store plus a manifest; unpack: a manifest back into a memory file.
 import fs from 'node:fs';
@@ -388,8 +389,18 @@ export async function unpack(o: UnpackOptions): Promise<UnpackResult> {
   const m = o.loaded.manifest;
   const ownPool = o.pool === undefined;
   const pool = o.pool ?? new ChunkCodecPool();
-  const tmp = path.join(path.dirname(path.resolve(o.outPath)), `.${path.basename(o.outPath)}.unpack-${process.pid}`);
-  const fh = await fsp.open(tmp, 'w', 0o644);
+  const outDir = path.dirname(path.resolve(o.outPath));
+  const tmpPrefix = `.${path.basename(o.outPath)}.unpack-`;
+  removeStaleTemps(outDir, (name) => (name.startsWith(tmpPrefix) && /^\d+$/.test(name.slice(tmpPrefix.length)) ? Number(name.slice(tmpPrefix.length)) : undefined));
+  const tmp = path.join(outDir, `${tmpPrefix}${process.pid}`);
+  trackTemp(tmp);
+  let fh: fsp.FileHandle;
+  try {
+    fh = await fsp.open(tmp, 'w', 0o644);
+  } catch (err) {
+    untrackTemp(tmp);
+    throw new FcUffdError('CONFIG_INVALID', `cannot write ${o.outPath}: ${(err as NodeJS.ErrnoException).code === 'EACCES' ? `directory ${outDir} is not writable by this user` : (err as Error).message}`);
+  }
   const res = { chunksFetched: 0, storedBytesRead: 0, dataBytesWritten: 0 };
   try {
     await fh.truncate(m.memorySizeBytes);
@@ -437,6 +448,7 @@ export async function unpack(o: UnpackOptions): Promise<UnpackResult> {
     await fsp.rm(tmp, { force: true });
     throw err;
   } finally {
+    untrackTemp(tmp);
     if (ownPool) await pool.close();
   }
   return { memorySizeBytes: m.memorySizeBytes, ...res, durationMs: performance.now() - t0 };

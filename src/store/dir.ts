@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import crypto from 'node:crypto';
+import { removeStaleTemps, trackTemp, untrackTemp } from '../temp-files.js';
 import { checkDigestName, StoreError, type ChunkStore, type GetOptions } from './types.js';
 
 /** errno codes that a later try may not hit (resource exhaustion, interrupted I/O). */
@@ -43,6 +44,11 @@ export class DirStore implements ChunkStore {
     } catch (err) {
       throw ioError(`cannot create store directory ${root}`, err);
     }
+    // Objects a writer killed mid-write left behind (named NAME.PID.RANDOM, see writeObject).
+    removeStaleTemps(path.join(root, 'tmp'), (name) => {
+      const m = /\.(\d+)\.[0-9a-f]{12}$/.exec(name);
+      return m ? Number(m[1]) : undefined;
+    });
     return new DirStore(root, options);
   }
 
@@ -91,6 +97,7 @@ export class DirStore implements ChunkStore {
     const tmp = path.join(this.root, 'tmp', `${path.basename(target)}.${process.pid}.${crypto.randomBytes(6).toString('hex')}`);
     try {
       await fsp.mkdir(path.dirname(target), { recursive: true });
+      trackTemp(tmp);
       const fh = await fsp.open(tmp, 'wx', 0o444);
       try {
         await fh.writeFile(data);
@@ -103,6 +110,8 @@ export class DirStore implements ChunkStore {
     } catch (err) {
       await fsp.rm(tmp, { force: true }).catch(() => undefined);
       throw ioError(`cannot write ${target}`, err);
+    } finally {
+      untrackTemp(tmp);
     }
   }
 }
