@@ -66,6 +66,11 @@ export class DirStore implements ChunkStore {
     return path.join(this.root, 'manifests', `${id}.json`);
   }
 
+  async manifestIdsWithPrefix(prefix: string): Promise<string[]> {
+    const names = await fsp.readdir(path.join(this.root, 'manifests'));
+    return names.filter((n) => n.startsWith(prefix) && n.endsWith('.json')).map((n) => n.slice(0, -'.json'.length));
+  }
+
   hasChunk(digest: string): Promise<boolean> {
     return exists(this.chunkPath(digest));
   }

@@ -39,3 +39,36 @@ test('inspect --verify: a chunk whose bytes were changed is reported corrupt, ex
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('inspect and unpack accept a unique id prefix (like git); an unknown one is a clear error', async () => {
+  const dir = tempDir();
+  try {
+    const mem = path.join(dir, 'memory.bin');
+    patternedFile(mem, 2 * 1024 * 1024);
+    const store = path.join(dir, 'store');
+    const packed = await runCli(['pack', mem, '--store', store, '--chunk-size', '2m'], 30000);
+    const id = packed.stdout.split('\n')[0]!.trim();
+    const r = await runCli(['inspect', id.slice(0, 8), '--store', store]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`manifest\\s+${id}`));
+    const other = id[0] === 'f' ? '0' : 'f';
+    const missing = await runCli(['inspect', `${other}${id.slice(1, 8)}`, '--store', store]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /no manifest id in .* starts with/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a store directory that does not exist is an error, not a new empty store', async () => {
+  const dir = tempDir();
+  try {
+    const store = path.join(dir, 'typo');
+    const r = await runCli(['inspect', 'a'.repeat(64), '--store', store]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /no chunk store at .*typo/);
+    assert.equal(fs.existsSync(store), false);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
