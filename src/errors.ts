@@ -3,7 +3,8 @@
  * StoreError, ChunkFormatError, VmGoneError) with a stable `code` from this union: callers and tests
  * match on the code, never on the message. Codes are grouped by layer: FC_UFFD_* (the addon itself),
  * SYSCALL (a kernel call), HANDSHAKE_* (what the VMM sent), STORE_* (a chunk store), SNAPSHOT_* (the
- * memory we serve from), VM_* (a running VM's fault loop), CONFIG (what the operator asked for),
+ * memory we serve from), VM_* (a running VM's fault loop), CONFIG and CONFIG_* (what the operator asked for:
+ * CONFIG_INVALID an option value, CONFIG_OUTPUT_EXISTS an output that would overwrite a file),
  * TRACE_* (restore timelines), CONTROL_* (a daemon control API request: each maps to one HTTP status,
  * see docs/control-api.yaml).
  */
@@ -32,6 +33,7 @@ export type ErrorCode =
   | 'STORE_INTEGRITY'
   | 'STORE_ABORTED'
   | 'STORE_CONFIG'
+  | 'HANDSHAKE_NOT_UFFD'
   | 'SNAPSHOT_OPEN'
   | 'SNAPSHOT_EMPTY'
   | 'SNAPSHOT_MANIFEST_INVALID'
@@ -59,6 +61,8 @@ export type ErrorCode =
   | 'CONTROL_CONFLICT'
   | 'CONTROL_BODY_TOO_LARGE'
   | 'CONTROL_STOPPING'
+  | 'CONFIG_INVALID'
+  | 'CONFIG_OUTPUT_EXISTS'
   | 'INTERNAL';
 
 export class FcUffdError extends Error {

@@ -2,7 +2,7 @@
 // server, the snapshot kinds, stores, pack/unpack, working sets and errors. Kernel and memory
 // internals (uffd records, interval sets, guest memory maps, VM channels) stay private.
 export type * from './api.js';
-export { UffdServer, DEFAULT_FAULT_AROUND_BYTES, DEFAULT_HANDSHAKE_TIMEOUT_MS } from './server/server.js';
+export { UffdServer, DEFAULT_FAULT_AROUND_BYTES, DEFAULT_HANDSHAKE_TIMEOUT_MS, ENDED_VM_HISTORY } from './server/server.js';
 export { createMetrics, serveMetrics } from './server/metrics.js';
 export { parseHandshake } from './firecracker/handshake.js';
 export { FcUffdError } from './errors.js';

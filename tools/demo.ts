@@ -5,6 +5,9 @@ import { once } from 'node:events';
 import { Command } from 'commander';
 import { UffdServer, type VmInfo } from '../src/server/server.js';
 import { createLogger } from '../src/log.js';
+import { removeStaleTemps, trackTemp, untrackTemp } from '../src/temp-files.js';
+import { FcUffdError } from '../src/errors.js';
+import { validateFaultAround, validateVcpus } from '../src/serve/validate-options.js';
 import { formatVmSummary } from '../src/cli/format.js';
 import { parseBytes, parseInteger } from '../src/cli/parse.js';
 import { ServedMemoryFile } from '../src/snapshot/memfile.js';
@@ -27,18 +30,30 @@ export interface DemoFlags {
  * (a separate process doing exactly what Firecracker does), and prints both sides' view.
  */
 export async function demoCommand(flags: DemoFlags): Promise<void> {
+  validateVcpus(flags.vcpus);
+  validateFaultAround(flags.faultAround);
+  if (flags.size < 1024 * 1024 || flags.size % 4096 !== 0)
+    throw new FcUffdError('CONFIG_INVALID', `--size must be a whole number of 4 KiB pages, at least 1m, got ${flags.size}; e.g. 64m, 256m (default)`);
   const dir = flags.dir ?? path.join(os.tmpdir(), 'fc-uffd-demo');
   fs.mkdirSync(dir, { recursive: true });
   const mem = path.join(dir, `memory-${flags.size}.bin`);
+  const partialPrefix = `${path.basename(mem)}.partial-`;
+  removeStaleTemps(dir, (name) => (name.startsWith(partialPrefix) ? Number(name.slice(partialPrefix.length)) || undefined : undefined), 0);
   if (!fs.existsSync(mem)) {
     const t0 = performance.now();
-    const img = writeDemoImage(mem, flags.size);
+    // Written aside and renamed when whole: an interrupted demo never leaves a partial snapshot to be reused.
+    const partial = path.join(dir, `${partialPrefix}${process.pid}`);
+    trackTemp(partial);
+    const img = writeDemoImage(partial, flags.size);
+    fs.renameSync(partial, mem);
+    untrackTemp(partial);
     const pages = img.sizeBytes / 4096;
     process.stdout.write(
       `made demo snapshot ${mem}: ${(img.sizeBytes / 2 ** 20).toFixed(0)} MiB, ${pct(img.holePages, pages)} holes, ${pct(img.zeroPages, pages)} zero pages, ${pct(img.textPages, pages)} text-like, ${pct(img.randomPages, pages)} random (${(performance.now() - t0).toFixed(0)} ms)\n`,
     );
   }
   const socket = path.join(dir, `demo-${process.pid}.sock`);
+  trackTemp(socket);
   const snapshot = ServedMemoryFile.open(mem);
   const server = await UffdServer.start({ socketPath: socket, snapshot, faultAroundBytes: flags.faultAround, logger: createLogger('warn') });
   try {
@@ -57,6 +72,9 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
       kernelAccess: 64,
       kvm: flags.kvm,
     });
+    // An emulator that failed before connecting (bad arguments, no userfaultfd) never ends a VM.
+    if (server.vms().length === 0)
+      throw new FcUffdError('INTERNAL', `the emulator failed before it connected (exit ${result.code ?? result.signal}): ${result.stderr.trim()}`);
     const [vm] = await ended;
     const r = result.report;
     if (!r) throw new Error(`the emulator printed no report (exit ${result.code ?? result.signal}): ${result.stderr.trim()}`);

@@ -2,23 +2,26 @@
 import { Command, Option } from 'commander';
 import { serveCommand } from './serve.js';
 import { DEFAULT_FAULT_AROUND_BYTES } from '../server/server.js';
-import { parseBytes, parseInteger } from './parse.js';
+import { parseBytes, parseInteger, parseMinRuns, parseOctalMode, requireOptions } from './parse.js';
 import { packCommand } from './pack.js';
 import { unpackCommand } from './unpack.js';
 import { inspectCommand } from './inspect.js';
 import { wsInspectCommand, wsMergeCommand } from './ws.js';
 import { reportCommand } from './report.js';
 import { daemonCommand } from './daemon.js';
+import { removeTempsOnSignal } from '../temp-files.js';
+
+removeTempsOnSignal();
 
 const program = new Command()
   .name('fc-uffd')
   .description('userfaultfd page-fault handler for Firecracker microVM snapshot restores')
   .showHelpAfterError();
 
-program
+const serve = program
   .command('serve')
   .description("serve Firecracker restores (mem_backend type Uffd) from a snapshot's memory file")
-  .requiredOption('--socket <path>', "unix socket to listen on (Firecracker's mem_backend.backend_path)")
+  .option('--socket <path>', "unix socket to listen on (Firecracker's mem_backend.backend_path; required)")
   .option('--mem <file>', "the snapshot's memory file (or --snapshot + --store)")
   .option('--snapshot <manifest>', 'a chunked snapshot: manifest id in --store, or a manifest file')
   .option('--store <dir>', 'the chunk store of --snapshot')
@@ -27,15 +30,16 @@ program
   .option('--fault-around <bytes>', 'bytes installed per fault, an aligned power of two (4k disables)', parseBytes, DEFAULT_FAULT_AROUND_BYTES)
   .addOption(new Option('--on-fatal <action>', 'when a VM cannot be served correctly').choices(['kill', 'hang']).default('kill'))
   .option('--handshake-timeout-ms <ms>', 'how long a connected VMM may take to send its handshake', parseInteger, 5000)
-  .option('--socket-mode <octal>', 'file mode of the socket', (v) => parseInt(v, 8), 0o600)
-  .option('--removed-out <path>', 'write each VM\'s balloon-removed ranges here when it ends ({vm}, {pid} are replaced)')
-  .option('--record-ws <path>', 'record each VM\'s first touches into a working-set file when it ends ({vm}, {pid} are replaced)')
-  .option('--trace <path>', 'record each VM\'s restore timeline (faults, installs, balloon, fetches) for `fc-uffd report` ({vm}, {pid} are replaced)')
+  .addOption(new Option('--socket-mode <octal>', 'permission bits of the socket (0600..0777)').argParser(parseOctalMode).default(0o600, '0600'))
+  .option('--removed-out <path>', 'write each VM\'s balloon-removed ranges here when it ends ({vm}, {pid} are replaced; an existing file is kept and NAME.vm-N.EXT written instead)')
+  .option('--record-ws <path>', 'record each VM\'s first touches into a working-set file when it ends ({vm}, {pid} are replaced; an existing file is kept and NAME.vm-N.EXT written instead)')
+  .option('--trace <path>', 'record each VM\'s restore timeline (faults, installs, balloon, fetches) for `fc-uffd report` ({vm}, {pid} are replaced; an existing file is kept and NAME.vm-N.EXT written instead)')
   .option('--prefetch <file>', 'install this working set ahead of each guest (recorded with --record-ws on the same snapshot)')
   .option('--loop-threads <n>', 'fault-loop threads, each serving many VMs (default: CPU count, at most 4)', parseInteger)
   .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
-  .option('--log-level <level>', 'pino log level (logs are JSON lines on stderr)', 'info')
+  .addOption(new Option('--log-level <level>', 'log level (logs are JSON lines on stderr)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
   .action(serveCommand);
+requireOptions(serve, 'socket');
 
 program
   .command('daemon')
@@ -60,8 +64,9 @@ ws.command('inspect <file>')
   .action(wsInspectCommand);
 ws.command('merge <files...>')
   .description('merge working sets of several runs: pages touched in at least --min-runs of them, by mean first-touch time')
-  .requiredOption('-o, --output <file>', 'where to write the merged working set')
-  .option('--min-runs <n>', 'keep pages seen in at least this many runs (1 = union; all = intersection; default: half, rounded up)', parseInteger)
+  .requiredOption('-o, --output <file>', 'where to write the merged working set (never one of the inputs)')
+  .option('--min-runs <n>', 'keep pages seen in at least this many runs (1 = union; all = intersection; default: half, rounded up)', parseMinRuns)
+  .option('--force', 'replace --output if it exists', false)
   .action(wsMergeCommand);
 
 program
@@ -92,6 +97,7 @@ program
   .argument('<manifest>', 'manifest id in the store, or a manifest file')
   .requiredOption('--store <dir>', 'chunk store directory')
   .requiredOption('-o, --output <file>', 'memory file to write')
+  .option('--force', 'replace --output if it exists', false)
   .action(unpackCommand);
 
 program
@@ -107,5 +113,7 @@ program
 program.parseAsync().catch((caught: unknown) => {
   const err = caught as Error & { code?: string };
   process.stderr.write(`fc-uffd: ${err.message}${err.code ? ` [${err.code}]` : ''}\n`);
-  process.exitCode = 1;
+  // Commands release what they opened before they throw; exiting here makes sure a thread or
+  // handle nobody owns any more (a codec pool, a half-opened store) can never keep a failed command alive.
+  process.exit(1);
 });

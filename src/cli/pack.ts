@@ -1,3 +1,4 @@
+import { FcUffdError } from '../errors.js';
 import fs from 'node:fs';
 import { DirStore } from '../store/dir.js';
 import { loadManifest, pack, parseRanges } from '../snapshot/pack.js';
@@ -15,9 +16,20 @@ export interface PackFlags {
 }
 
 export async function packCommand(memfile: string, flags: PackFlags): Promise<void> {
+  // Inputs are checked before the store is opened: a failed pack must not leave a new empty store.
+  const st = fs.statSync(memfile, { throwIfNoEntry: false });
+  if (!st) throw new FcUffdError('CONFIG_INVALID', `memory file ${memfile} does not exist`);
+  if (!st.isFile()) throw new FcUffdError('CONFIG_INVALID', `${memfile} is not a file (a directory?): give the snapshot's memory file`);
+  const removed = (flags.removed ?? []).flatMap((f) => {
+    const ranges = parseRanges(fs.readFileSync(f, 'utf8'), f);
+    const beyond = ranges.find(([, end]) => end > st.size);
+    // A range past the end means the ranges belong to another (larger) snapshot: dropping pages by them would lose data.
+    if (beyond)
+      throw new FcUffdError('CONFIG_INVALID', `--removed ${f}: range ${beyond[0]} ${beyond[1]} ends beyond the memory file's ${st.size} bytes; these ranges were not recorded for ${memfile}`);
+    return ranges;
+  });
   const store = DirStore.open(flags.store);
   const base = flags.base ? await loadManifest(flags.base, store) : undefined;
-  const removed = (flags.removed ?? []).flatMap((f) => parseRanges(fs.readFileSync(f, 'utf8'), f));
   const bar = new ProgressBar('packing');
   const r = await pack({
     memPath: memfile,

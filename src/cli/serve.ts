@@ -1,4 +1,4 @@
-import { UffdServer, type VmInfo } from '../server/server.js';
+import { UffdServer } from '../server/server.js';
 import { createLogger } from '../log.js';
 import type { OnFatal } from '../serve/protocol.js';
 import { formatVmSummary } from './format.js';
@@ -10,7 +10,10 @@ import { ResilientStore } from '../store/resilient.js';
 import { ChunkCache } from '../snapshot/chunk-cache.js';
 import { ServedChunkedSnapshot } from '../snapshot/chunked-source.js';
 import { readWorkingSet } from '../serve/working-set.js';
+import { Registry } from 'prom-client';
 import { createMetrics, serveMetrics } from '../server/metrics.js';
+import { LoopThreadPool } from '../serve/loop-pool.js';
+import { validateServerOptions } from '../serve/validate-options.js';
 
 export interface ServeFlags {
   socket: string;
@@ -33,29 +36,54 @@ export interface ServeFlags {
 }
 
 export async function serveCommand(flags: ServeFlags): Promise<void> {
+  // Everything the operator asked for is checked before anything is opened: a bad value is one
+  // message and exit 1, not a server that starts and then fails every VM.
+  validateServerOptions({
+    socketPath: flags.socket,
+    socketMode: flags.socketMode,
+    faultAroundBytes: flags.faultAround,
+    handshakeTimeoutMs: flags.handshakeTimeoutMs,
+    loopThreads: flags.loopThreads ?? LoopThreadPool.defaultThreads(),
+    removedRangesPath: flags.removedOut ?? '',
+    recordWorkingSetPath: flags.recordWs ?? '',
+  });
+  if (flags.cacheSize < 1024 * 1024) throw new FcUffdError('CONFIG_INVALID', `--cache-size must be at least 1m (one chunk needs room), got ${flags.cacheSize}`);
+  const metricsAddress = flags.metricsListen !== undefined ? parseListenAddress(flags.metricsListen) : undefined;
   const logger = createLogger(flags.logLevel);
   const snapshot = await openSnapshot(flags, logger);
-  const server = await UffdServer.start({
-    socketPath: flags.socket,
-    snapshot,
-    faultAroundBytes: flags.faultAround,
-    onFatal: flags.onFatal,
-    handshakeTimeoutMs: flags.handshakeTimeoutMs,
-    socketMode: flags.socketMode,
-    ...(flags.removedOut ? { removedRangesPath: flags.removedOut } : {}),
-    ...(flags.recordWs ? { recordWorkingSetPath: flags.recordWs } : {}),
-    ...(flags.trace ? { tracePath: flags.trace } : {}),
-    ...(flags.prefetch ? { prefetch: readWorkingSet(flags.prefetch) } : {}),
-    ...(flags.loopThreads !== undefined ? { loopThreads: flags.loopThreads } : {}),
-    logger,
-  });
-  server.on('vm-end', (vm: VmInfo) => process.stdout.write(`${formatVmSummary(vm)}\n`));
+  let server: UffdServer | undefined;
   let metrics: Awaited<ReturnType<typeof serveMetrics>> | undefined;
-  if (flags.metricsListen) {
-    const m = /^(.*):(\d+)$/.exec(flags.metricsListen);
-    if (!m) throw new FcUffdError('CONFIG', `--metrics-listen wants HOST:PORT, got ${flags.metricsListen}`);
-    metrics = await serveMetrics(createMetrics(server), m[1]!, Number(m[2]));
-    logger.info({ metrics: `http://${metrics.address.address}:${metrics.address.port}/metrics` }, 'serving Prometheus metrics');
+  try {
+    if (snapshot instanceof ServedChunkedSnapshot && flags.faultAround > snapshot.manifest.chunkSizeBytes)
+      throw new FcUffdError('CONFIG_INVALID', `--fault-around ${flags.faultAround} exceeds the snapshot's chunk size ${snapshot.manifest.chunkSizeBytes}; use at most that`);
+    const prefetch = flags.prefetch !== undefined ? readWorkingSet(flags.prefetch) : undefined;
+    // The metrics port is bound before the socket: a busy port stops startup before any VMM can connect.
+    const registry = new Registry();
+    if (metricsAddress) metrics = await listenMetrics(registry, flags.metricsListen!, metricsAddress);
+    server = await UffdServer.start({
+      socketPath: flags.socket,
+      snapshot,
+      faultAroundBytes: flags.faultAround,
+      onFatal: flags.onFatal,
+      handshakeTimeoutMs: flags.handshakeTimeoutMs,
+      socketMode: flags.socketMode,
+      ...(flags.removedOut ? { removedRangesPath: flags.removedOut } : {}),
+      ...(flags.recordWs ? { recordWorkingSetPath: flags.recordWs } : {}),
+      ...(prefetch ? { prefetch } : {}),
+      ...(flags.loopThreads !== undefined ? { loopThreads: flags.loopThreads } : {}),
+      logger,
+    });
+    server.on('vm-end', (vm) => process.stdout.write(`${formatVmSummary(vm)}\n`));
+    if (metrics) {
+      createMetrics(server, registry);
+      logger.info({ metrics: `http://${metrics.address.address}:${metrics.address.port}/metrics` }, 'serving Prometheus metrics');
+    }
+  } catch (err) {
+    // Leave nothing behind: no socket file, no thread keeping the process alive.
+    metrics?.server.close();
+    await server?.stop();
+    snapshot.close();
+    throw err;
   }
   await new Promise<void>((resolve) => {
     const shutdown = (signal: string): void => {
@@ -70,6 +98,28 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   snapshot.close();
 }
 
+function parseListenAddress(text: string): { host: string; port: number } {
+  const m = /^(.+):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new FcUffdError('CONFIG_INVALID', `--metrics-listen wants HOST:PORT (e.g. 127.0.0.1:9100), got ${text}`);
+  return { host: m[1]!.replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+async function listenMetrics(registry: Parameters<typeof serveMetrics>[0], text: string, a: { host: string; port: number }): Promise<Awaited<ReturnType<typeof serveMetrics>>> {
+  try {
+    return await serveMetrics(registry, a.host, a.port);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why =
+      code === 'EADDRINUSE' ? 'the port is in use by another process; pick another port'
+      : code === 'EADDRNOTAVAIL' ? 'no interface of this host has that address'
+      : code === 'EACCES' ? 'not allowed to listen there (ports below 1024 need privileges)'
+      : code === 'ENOTFOUND' ? 'the host name does not resolve'
+      : (err as Error).message;
+    throw new FcUffdError('CONFIG_INVALID', `--metrics-listen ${text}: cannot listen: ${why}`);
+  }
+}
+
 /** Exactly one of --mem FILE or --snapshot MANIFEST --store DIR. */
 async function openSnapshot(flags: ServeFlags, logger: ReturnType<typeof createLogger>): Promise<ServedSnapshot> {
   if ((flags.mem === undefined) === (flags.snapshot === undefined)) throw new FcUffdError('CONFIG', 'serve needs exactly one of --mem FILE or --snapshot MANIFEST --store DIR');
@@ -78,14 +128,11 @@ async function openSnapshot(flags: ServeFlags, logger: ReturnType<typeof createL
     return ServedMemoryFile.open(flags.mem);
   }
   if (flags.store === undefined) throw new FcUffdError('CONFIG', '--snapshot needs --store DIR');
-  const snapshot = await ServedChunkedSnapshot.open({
+  return ServedChunkedSnapshot.open({
     manifest: flags.snapshot!,
-    store: new ResilientStore(DirStore.open(flags.store)),
+    store: new ResilientStore(DirStore.open(flags.store, { create: false })),
     cache: new ChunkCache(flags.cacheSize),
     prefetchChunks: flags.prefetchChunks,
     logger,
   });
-  if (flags.faultAround > snapshot.manifest.chunkSizeBytes)
-    throw new FcUffdError('CONFIG', `--fault-around ${flags.faultAround} exceeds the snapshot's chunk size ${snapshot.manifest.chunkSizeBytes}`);
-  return snapshot;
 }

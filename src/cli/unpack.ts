@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import { checkOutputPath } from '../output-file.js';
 import { DirStore } from '../store/dir.js';
 import { loadManifest, unpack } from '../snapshot/pack.js';
 import { ProgressBar } from './progress.js';
@@ -6,10 +8,13 @@ import { mib } from './format.js';
 export interface UnpackFlags {
   store: string;
   output: string;
+  force: boolean;
 }
 
 export async function unpackCommand(manifest: string, flags: UnpackFlags): Promise<void> {
-  const store = DirStore.open(flags.store);
+  const manifestFile = fs.existsSync(manifest) && fs.statSync(manifest).isFile() ? [manifest] : [];
+  checkOutputPath('--output', flags.output, { force: flags.force, inputs: manifestFile });
+  const store = DirStore.open(flags.store, { create: false });
   const loaded = await loadManifest(manifest, store);
   const bar = new ProgressBar('unpacking');
   const r = await unpack({ loaded, store, outPath: flags.output, onProgress: (d, t) => bar.update(d, t) });

@@ -1,3 +1,5 @@
+import { checkOutputPath } from '../output-file.js';
+import { FcUffdError } from '../errors.js';
 import { comparePrediction, mergeWorkingSets, readWorkingSet, writeWorkingSet } from '../serve/working-set.js';
 import { renderReportHtml } from '../report/html.js';
 import { writeReportFile } from '../report/output.js';
@@ -38,10 +40,13 @@ export function wsInspectCommand(file: string, flags: { against?: string; snapsh
  * (bench/ws-merge.ts) it keeps 96 % of what a union predicts right at 8 % of the union's wasted
  * prefetch, and misses barely more than an intersection.
  */
-export function wsMergeCommand(files: string[], flags: { output: string; minRuns?: number }): void {
+export function wsMergeCommand(files: string[], flags: { output: string; minRuns?: number | 'all'; force: boolean }): void {
+  checkOutputPath('--output', flags.output, { force: flags.force, inputs: files });
   const sets = files.map(readWorkingSet);
   const runs = sets.reduce((n, s) => n + s.runs, 0);
-  const minRuns = flags.minRuns ?? Math.ceil(runs / 2);
+  const minRuns = flags.minRuns === 'all' ? runs : (flags.minRuns ?? Math.ceil(runs / 2));
+  if (minRuns > runs)
+    throw new FcUffdError('CONFIG_INVALID', `--min-runs ${minRuns} is more than the ${runs} runs in these files: no page could be kept; use at most ${runs} (or all)`);
   const merged = mergeWorkingSets(sets, minRuns);
   writeWorkingSet(flags.output, merged);
   process.stdout.write(`${flags.output}: ${merged.pages.length} pages touched in at least ${minRuns} of ${merged.runs} runs\n`);

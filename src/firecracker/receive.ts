@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { MSG_CTRUNC } from '../kernel/constants.js';
 import { errnoName } from '../kernel/errors.js';
 import { native } from '../kernel/native.js';
@@ -9,6 +10,18 @@ export interface ReceivedHandshake {
   readonly payload: string;
   /** The userfaultfd, now ours too (CLOEXEC). */
   readonly uffdFd: number;
+}
+
+/** What /proc/self/fd/N links to for a userfaultfd, from userfaultfd(2) or /dev/userfaultfd alike. */
+const UFFD_LINK = 'anon_inode:[userfaultfd]';
+
+/** What kind of file `fd` is (`anon_inode:[userfaultfd]`, `pipe:[123]`, a path), or why that is unknown. */
+function fdKind(fd: number): string {
+  try {
+    return fs.readlinkSync(`/proc/self/fd/${fd}`);
+  } catch (err) {
+    return `unknown (${(err as NodeJS.ErrnoException).code})`;
+  }
 }
 
 /** Firecracker's own example reads 1 KiB; many regions can need more. Read generously. */
@@ -47,6 +60,7 @@ export class HandshakeReceiver {
   private readonly info = new Int32Array(2 + 4);
   private readonly chunks: Buffer[] = [];
   private uffdFd = -1;
+  private gotUffd = false;
 
   constructor(private readonly connFd: number) {}
 
@@ -60,12 +74,18 @@ export class HandshakeReceiver {
       const fdCount = this.info[1]!;
       const received = Array.from(this.info.subarray(2, 2 + Math.min(fdCount, this.info.length - 2)));
       if (fdCount > 0) {
+        // Checked on our copies of the fds: a userfaultfd is the only proof that the peer is a VMM
+        // whose guest depends on us (and so may be killed when it cannot be served).
+        const kinds = received.map(fdKind);
+        if (kinds.includes(UFFD_LINK)) this.gotUffd = true;
         if (this.uffdFd >= 0 || fdCount > 1 || (flags & MSG_CTRUNC) !== 0) {
           for (const fd of received) native.close(fd);
           const total = this.uffdFd >= 0 ? fdCount + 1 : fdCount;
           this.fail('HANDSHAKE_TOO_MANY_FDS', `expected exactly one fd (the userfaultfd) with the handshake, got ${total}${flags & MSG_CTRUNC ? ' (control data truncated)' : ''}`);
         }
         this.uffdFd = received[0]!;
+        if (kinds[0] !== UFFD_LINK)
+          this.fail('HANDSHAKE_NOT_UFFD', `the fd sent with the handshake is not a userfaultfd (it is ${kinds[0]}): the peer is not a VMM restoring a snapshot`);
       }
       if (n === 0 && fdCount === 0) {
         if (this.chunks.length === 0) this.fail('HANDSHAKE_EOF', 'the VMM closed the connection without sending a handshake');
@@ -79,6 +99,14 @@ export class HandshakeReceiver {
       this.uffdFd = -1;
       return { payload: text, uffdFd };
     }
+  }
+
+  /**
+   * The peer handed over a real userfaultfd: it is a VMM whose guest depends on us, and may be
+   * killed when it cannot be served. A peer that did not (a health check, a probe) never is.
+   */
+  get receivedUffd(): boolean {
+    return this.gotUffd;
   }
 
   /** The deadline passed before the handshake was complete. */

@@ -199,8 +199,9 @@ export class VmService {
       this.end('vmm-exited');
       return;
     }
-    // The guest must not run on with memory we cannot serve, nor hang silently.
-    const killed = this.stopVmm();
+    // The guest must not run on with memory we cannot serve, nor hang silently. A peer that never
+    // handed over a userfaultfd has no guest of ours: it is only disconnected.
+    const killed = this.receiver.receivedUffd ? this.stopVmm() : false;
     this.end('fatal', errorInfo(err), killed);
   }
 

@@ -89,7 +89,12 @@ export function readWorkingSet(file: string): WorkingSet {
   } catch (err) {
     throw new FcUffdError('WORKING_SET', `cannot read working set ${file}: ${(err as Error).message}`);
   }
-  return decodeWorkingSet(text);
+  try {
+    return decodeWorkingSet(text);
+  } catch (err) {
+    if (err instanceof FcUffdError) throw new FcUffdError(err.code, `${file}: ${err.message}`, err.details);
+    throw err;
+  }
 }
 
 export function writeWorkingSet(file: string, ws: WorkingSet): void {

@@ -24,8 +24,7 @@ const VM_COUNTERS: Array<[CounterName, string, string]> = [
  * are folded into the same series without a vm label (`vm=""`), so cardinality stays bounded by the
  * VMs running now while totals never go backwards.
  */
-export function createMetrics(server: UffdServer): Registry {
-  const registry = new Registry();
+export function createMetrics(server: UffdServer, registry = new Registry()): Registry {
   collectDefaultMetrics({ register: registry, prefix: 'fc_uffd_' });
   const ended = new Map<CounterName, number>(VM_COUNTERS.map(([name]) => [name, 0]));
   const endReasons = new Counter({ name: 'fc_uffd_vms_ended_total', help: 'VMs whose service ended, by reason', labelNames: ['reason'], registers: [registry] });
@@ -33,7 +32,7 @@ export function createMetrics(server: UffdServer): Registry {
     for (const [name] of VM_COUNTERS) ended.set(name, ended.get(name)! + vm.stats[name]);
     endReasons.inc({ reason: vm.endReason ?? 'fatal' });
   });
-  const live = (): VmInfo[] => server.vms().filter((vm) => vm.state !== 'ended');
+  const live = (): VmInfo[] => server.liveVms();
 
   for (const [name, metric, help] of VM_COUNTERS) {
     new Counter({

@@ -7,14 +7,15 @@ import type { Logger } from 'pino';
 import { ERRNO, errnoName } from '../kernel/errors.js';
 import { native } from '../kernel/native.js';
 import { SIGKILL } from '../kernel/constants.js';
-import { writeFileAtomic } from '../atomic-write.js';
+import { writeFileNoClobber } from '../atomic-write.js';
 import { FcUffdError } from '../errors.js';
 import type { GuestRegion } from '../memory/regions.js';
 import type { ServedSnapshot, VmChannel } from '../memory/snapshot.js';
 import type { LoopThreadMessage, OnFatal, PeerCredentials, VmEndReason, VmErrorInfo, VmInit } from '../serve/protocol.js';
 import { VmStats, type StatsSnapshot } from '../serve/stats.js';
 import type { HandshakeGeneration } from '../firecracker/handshake.js';
-import { checkWorkingSetFits, writeWorkingSet, type WorkingSet } from '../serve/working-set.js';
+import { checkWorkingSetFits, encodeWorkingSet, type WorkingSet } from '../serve/working-set.js';
+import { validateServerOptions } from '../serve/validate-options.js';
 import type { AcceptorInit, AcceptorMessage } from '../firecracker/acceptor-worker.js';
 import { TraceFiles } from '../trace/files.js';
 
@@ -35,7 +36,11 @@ export interface ServerOptions {
    * by the VM's id and its VMM's pid; empty: not written.
    */
   removedRangesPath?: string;
-  /** Record each VM's first touches into a working-set file here when it ends ({vm}, {pid} replaced). */
+  /**
+   * Record each VM's first touches into a working-set file here when it ends ({vm}, {pid} replaced).
+   * Like removedRangesPath, an existing file is never replaced: a taken name gets the VM's id added
+   * (`ws.vm-2.ws`), so a path without {vm} keeps every VM's recording.
+   */
   recordWorkingSetPath?: string;
   /** Record each VM's restore timeline into a trace file here ({vm}, {pid} replaced); see src/trace/format.ts. */
   tracePath?: string;
@@ -88,6 +93,9 @@ interface VmEntry {
   resolveEnded: () => void;
 }
 
+/** Ended VMs kept for vms() after they end; older ones live on only in the folded totals of metrics. */
+export const ENDED_VM_HISTORY = 64;
+
 const ACCEPTOR_URL = new URL('../firecracker/acceptor-worker.js', import.meta.url);
 
 /**
@@ -98,7 +106,10 @@ const ACCEPTOR_URL = new URL('../firecracker/acceptor-worker.js', import.meta.ur
  * Events: 'vm-handshake' (VmInfo), 'vm-end' (VmInfo); 'error' is never emitted for a VM.
  */
 export class UffdServer extends EventEmitter {
+  /** Live VMs (handshake or serving); an ended VM moves to endedVms, so a long-running handler does not grow. */
   private readonly vmsById = new Map<string, VmEntry>();
+  /** The last ENDED_VM_HISTORY ended VMs, oldest first. */
+  private readonly endedVms: VmInfo[] = [];
   private readonly pool: VmLoops;
   private acceptorExited: Promise<unknown> = Promise.resolve();
   private nextId = 1;
@@ -137,7 +148,7 @@ export class UffdServer extends EventEmitter {
     };
     const snapshot = full.snapshot;
     if (full.prefetch) checkWorkingSetFits(full.prefetch, snapshot.identity);
-    if (!Number.isSafeInteger(full.loopThreads) || full.loopThreads < 1) throw new FcUffdError('CONFIG', `loopThreads must be a positive integer, got ${full.loopThreads}`);
+    validateServerOptions(full);
     removeStaleSocket(full.socketPath);
     const listenFd = native.listenUnix(full.socketPath, full.socketMode, 64);
     if (listenFd < 0) throw new FcUffdError('CONFIG', `cannot listen on ${full.socketPath}: ${errnoName(-listenFd)}`);
@@ -153,14 +164,19 @@ export class UffdServer extends EventEmitter {
     return this.options.socketPath;
   }
 
-  /** Every VM this server has seen, live and ended. */
+  /** The VMs being served, and the last ENDED_VM_HISTORY that ended (oldest first). */
   vms(): VmInfo[] {
+    return [...this.endedVms, ...[...this.vmsById.values()].map((e) => ({ ...e.info, stats: e.stats.snapshot() }))];
+  }
+
+  /** Live VMs only: what metrics scrapes walk. */
+  liveVms(): VmInfo[] {
     return [...this.vmsById.values()].map((e) => ({ ...e.info, stats: e.stats.snapshot() }));
   }
 
   vm(id: string): VmInfo | undefined {
     const e = this.vmsById.get(id);
-    return e && { ...e.info, stats: e.stats.snapshot() };
+    return e ? { ...e.info, stats: e.stats.snapshot() } : this.endedVms.find((v) => v.id === id);
   }
 
   /** Resolves once the snapshot's background preparation (zero-page scan, ...) is complete. */
@@ -246,8 +262,10 @@ export class UffdServer extends EventEmitter {
   private onThreadDied(id: string, err: Error | undefined): void {
     const e = this.vmsById.get(id);
     if (!e || e.info.state === 'ended') return;
-    if (this.stopping) {
-      e.info.endReason = 'stopped';
+    // Only a VM past its handshake handed us a userfaultfd: anything earlier may be a probe, not a VMM.
+    if (this.stopping || e.info.state !== 'serving') {
+      e.info.endReason = this.stopping ? 'stopped' : 'fatal';
+      if (!this.stopping) e.info.error = { code: 'INTERNAL', message: `the fault-loop thread serving this VM died during its handshake: ${err?.stack ?? 'no error reported'}` };
     } else {
       e.info.endReason = 'fatal';
       e.info.error = { code: 'INTERNAL', message: `the fault-loop thread serving this VM died: ${err?.stack ?? 'no error reported'}` };
@@ -268,7 +286,11 @@ export class UffdServer extends EventEmitter {
     native.close(e.channel.wakeFd);
     if (e.pidfd >= 0) native.close(e.pidfd);
     this.logEnd(e.log, e.info, e.stats);
-    this.emit('vm-end', this.vm(e.info.id));
+    const ended = { ...e.info, stats: e.stats.snapshot() };
+    this.vmsById.delete(e.info.id);
+    this.endedVms.push(ended);
+    if (this.endedVms.length > ENDED_VM_HISTORY) this.endedVms.shift();
+    this.emit('vm-end', ended);
     e.resolveEnded();
   }
 
@@ -277,23 +299,23 @@ export class UffdServer extends EventEmitter {
   }
 
   private writeWorkingSet(log: Logger, info: VmEntry['info'], touches: { pages: Uint32Array; timesMs: Uint32Array; pageSizeBytes: number }): void {
-    const file = this.vmPath(this.options.recordWorkingSetPath, info);
+    const template = this.vmPath(this.options.recordWorkingSetPath, info);
     try {
-      writeWorkingSet(file, { snapshot: this.snapshot.identity, runs: 1, ...touches });
+      const file = writeFileNoClobber(template, encodeWorkingSet({ snapshot: this.snapshot.identity, runs: 1, ...touches }), info.id);
       log.info({ file, pages: touches.pages.length }, 'wrote working set');
     } catch (err) {
-      log.error({ file, err: (err as Error).message }, 'cannot write working set');
+      log.error({ file: template, err: (err as Error).message }, 'cannot write working set');
     }
   }
 
   private writeRemovedRanges(log: Logger, info: VmEntry['info']): void {
-    const file = this.vmPath(this.options.removedRangesPath, info);
+    const template = this.vmPath(this.options.removedRangesPath, info);
     const text = (info.removedRanges ?? []).map(([s, e]) => `${s} ${e}\n`).join('');
     try {
-      writeFileAtomic(file, text);
+      const file = writeFileNoClobber(template, text, info.id);
       log.info({ file, ranges: info.removedRanges?.length ?? 0 }, 'wrote balloon-removed ranges');
     } catch (err) {
-      log.error({ file, err: (err as Error).message }, 'cannot write balloon-removed ranges');
+      log.error({ file: template, err: (err as Error).message }, 'cannot write balloon-removed ranges');
     }
   }
 

@@ -32,12 +32,25 @@ export interface LoadedManifest {
 }
 
 const HEX_ID = /^(?:sha256:)?([0-9a-f]{64})$/;
+/** A unique prefix of an id, as git takes one: at least 6 hex digits. */
+const SHORT_ID = /^(?:sha256:)?([0-9a-f]{6,63})$/;
+
+async function resolveShortId(prefix: string, store: ChunkStore | undefined): Promise<string> {
+  if (!store) throw new FcUffdError('CONFIG', `manifest ${prefix} is named by id: say which store holds it (--store)`);
+  if (!store.manifestIdsWithPrefix) throw new FcUffdError('CONFIG_INVALID', `${store.description} cannot look up short ids: give the full 64-digit manifest id`);
+  const ids = await store.manifestIdsWithPrefix(prefix);
+  if (ids.length === 0) throw new FcUffdError('SNAPSHOT_MANIFEST_MISSING', `no manifest id in ${store.description} starts with ${prefix}`, { prefix });
+  if (ids.length > 1) throw new FcUffdError('CONFIG_INVALID', `${prefix} is ambiguous in ${store.description}: ${ids.join(', ')}; give more digits`);
+  return ids[0]!;
+}
 
 /**
  * Loads a manifest named by its id (looked up in `store`, verified against the id) or by the path
  * of a manifest file.
  */
 export async function loadManifest(ref: string, store?: ChunkStore): Promise<LoadedManifest> {
+  const short = SHORT_ID.exec(ref);
+  if (short && !fs.existsSync(ref)) ref = await resolveShortId(short[1]!, store);
   const m = HEX_ID.exec(ref);
   if (m && !fs.existsSync(ref)) {
     const id = m[1]!;

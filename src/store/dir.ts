@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import crypto from 'node:crypto';
+import { removeStaleTemps, trackTemp, untrackTemp } from '../temp-files.js';
 import { checkDigestName, StoreError, type ChunkStore, type GetOptions } from './types.js';
 
 /** errno codes that a later try may not hit (resource exhaustion, interrupted I/O). */
@@ -10,6 +11,8 @@ const TRANSIENT = new Set(['EAGAIN', 'EINTR', 'EMFILE', 'ENFILE', 'EBUSY', 'ETIM
 export interface DirStoreOptions {
   /** fsync every object before it is renamed into place (default true: a crash never leaves a torn object). */
   fsync?: boolean;
+  /** Create the store when missing (default true). Readers pass false: a mistyped path is an error, not a new empty store. */
+  create?: boolean;
 }
 
 /**
@@ -34,11 +37,18 @@ export class DirStore implements ChunkStore {
 
   /** Opens (creating if needed) a store rooted at `root`. */
   static open(root: string, options: DirStoreOptions = {}): DirStore {
+    if (options.create === false && !fs.existsSync(path.join(root, 'manifests')))
+      throw new StoreError('io', `no chunk store at ${root} (it has no manifests/ directory; \`fc-uffd pack --store ${root}\` creates one)`, false);
     try {
       for (const sub of ['chunks', 'manifests', 'tmp']) fs.mkdirSync(path.join(root, sub), { recursive: true });
     } catch (err) {
       throw ioError(`cannot create store directory ${root}`, err);
     }
+    // Objects a writer killed mid-write left behind (named NAME.PID.RANDOM, see writeObject).
+    removeStaleTemps(path.join(root, 'tmp'), (name) => {
+      const m = /\.(\d+)\.[0-9a-f]{12}$/.exec(name);
+      return m ? Number(m[1]) : undefined;
+    });
     return new DirStore(root, options);
   }
 
@@ -54,6 +64,11 @@ export class DirStore implements ChunkStore {
   manifestPath(id: string): string {
     checkDigestName(id);
     return path.join(this.root, 'manifests', `${id}.json`);
+  }
+
+  async manifestIdsWithPrefix(prefix: string): Promise<string[]> {
+    const names = await fsp.readdir(path.join(this.root, 'manifests'));
+    return names.filter((n) => n.startsWith(prefix) && n.endsWith('.json')).map((n) => n.slice(0, -'.json'.length));
   }
 
   hasChunk(digest: string): Promise<boolean> {
@@ -87,6 +102,7 @@ export class DirStore implements ChunkStore {
     const tmp = path.join(this.root, 'tmp', `${path.basename(target)}.${process.pid}.${crypto.randomBytes(6).toString('hex')}`);
     try {
       await fsp.mkdir(path.dirname(target), { recursive: true });
+      trackTemp(tmp);
       const fh = await fsp.open(tmp, 'wx', 0o444);
       try {
         await fh.writeFile(data);
@@ -99,6 +115,8 @@ export class DirStore implements ChunkStore {
     } catch (err) {
       await fsp.rm(tmp, { force: true }).catch(() => undefined);
       throw ioError(`cannot write ${target}`, err);
+    } finally {
+      untrackTemp(tmp);
     }
   }
 }

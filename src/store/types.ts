@@ -25,6 +25,8 @@ export interface ChunkStore {
   hasManifest(id: string): Promise<boolean>;
   getManifest(id: string, options?: GetOptions): Promise<Uint8Array>;
   putManifest(id: string, data: Uint8Array): Promise<void>;
+  /** Manifest ids starting with `prefix`, for short ids typed by an operator; stores that cannot list leave it out. */
+  manifestIdsWithPrefix?(prefix: string): Promise<string[]>;
   close(): Promise<void>;
 }
 

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { linkWithoutClobber } from '../atomic-write.js';
 import type { Logger } from 'pino';
 import { encodeHeader, RECORD_BYTES, type TraceBlock, type TraceHeader } from './format.js';
 
@@ -53,8 +54,9 @@ export class TraceFiles {
     if (!t) return;
     try {
       fs.closeSync(t.fd);
-      fs.renameSync(`${t.file}.partial`, t.file);
-      this.logger.info({ vm: vmId, file: t.file, records: t.records }, 'wrote trace');
+      // Like the other per-VM files, a trace never replaces an existing file (a path without {vm}).
+      const file = linkWithoutClobber(`${t.file}.partial`, t.file, vmId);
+      this.logger.info({ vm: vmId, file, records: t.records }, 'wrote trace');
     } catch (err) {
       this.logger.error({ vm: vmId, file: t.file, err: (err as Error).message }, 'cannot finish the trace');
     }

@@ -63,7 +63,8 @@ test('a guest over 4 GiB: two regions around the MMIO gap, both served', async (
     fs.closeSync(fd);
     const serve = await startServe(path.join(dir, 'fc.sock'), ['--mem', mem]);
     try {
-      for (const fcVersion of ['1.11', '1.14'] as const) {
+      for (const [i, fcVersion] of (['1.11', '1.14'] as const).entries()) {
+        const logsBefore = serve.logs().length;
         const r = await runEmulator({ socket: serve.socket, mem, fcVersion, vcpus: 2, pattern: 'random', touchPages: 4000, writePercent: 10, deadlineMs: 60000 });
         assert.equal(r.code, 0, r.stderr);
         const regions = r.report!['regions'] as Array<{ sizeBytes: number; offset: number }>;
@@ -71,8 +72,11 @@ test('a guest over 4 GiB: two regions around the MMIO gap, both served', async (
         // Up to v1.12 the gap starts at 3.25 GiB, from v1.13 at 3 GiB.
         assert.equal(regions[0]!.sizeBytes, fcVersion === '1.11' ? 3.25 * GiB : 3 * GiB);
         assert.equal(regions[1]!.offset, regions[0]!.sizeBytes);
-        const accepted = await serve.waitForLog((l) => l.msg === 'handshake accepted, serving' && l.regions === 2);
-        assert.ok(accepted);
+        // This pass's VM (not the first pass's line): the handler saw both regions and the generation.
+        const accepted = await serve.waitForLog((l) => l.msg === 'handshake accepted, serving', logsBefore);
+        assert.equal(accepted.vm, `vm-${i + 1}`);
+        assert.equal(accepted.regions, 2);
+        assert.equal(accepted.generation, fcVersion === '1.11' ? 'v1.7-v1.11' : 'v1.12+');
       }
     } finally {
       assert.equal(await serve.stop(), 0);

@@ -5,6 +5,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DirStore } from '../../src/store/dir.js';
+import type { GetOptions } from '../../src/store/types.js';
 import { loadManifest, pack, unpack, parseRanges, type PackResult } from '../../src/snapshot/pack.js';
 import { ChunkCodecPool } from '../../src/snapshot/chunk-pool.js';
 import { FcUffdError } from '../../src/errors.js';
@@ -140,8 +141,23 @@ describe('de-duplication and layering', () => {
       bytes.copy(merged, p * P);
     }
     fs.closeSync(fd);
-    const { r, out } = await roundTrip(diffPath, store, { base: await loadManifest(rBase.id, store), diff: true });
+    // Every chunk the pack reads from the store is recorded: only the dirty chunks' base entries may be.
+    const fetched: string[] = [];
+    const counting = new Proxy(store, {
+      get: (target, key, receiver) =>
+        key === 'getChunk'
+          ? (digest: string, options?: GetOptions): Promise<Uint8Array> => {
+              fetched.push(digest);
+              return target.getChunk(digest, options);
+            }
+          : Reflect.get(target, key, receiver),
+    });
+    const r = await pack({ memPath: diffPath, store: counting, pool, base: await loadManifest(rBase.id, store), diff: true });
+    const outPath = file('unpacked');
+    await unpack({ loaded: await loadManifest(r.id, store), store, outPath, pool });
+    const out = fs.readFileSync(outPath);
     assert.ok(out.equals(merged), 'merged memory differs');
+    assert.deepEqual(fetched.sort(), [0, 2, 5].map((i) => rBase.manifest.chunks[i]!.digest).sort(), 'the base chunks read are exactly those of the dirty chunks');
     // Chunks 0, 2 and 5 are dirty; the other three are the base's entries unchanged.
     for (const i of [1, 3, 4]) assert.deepEqual(r.manifest.chunks[i], rBase.manifest.chunks[i]);
     assert.equal(r.manifest.base, rBase.id);

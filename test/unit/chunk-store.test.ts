@@ -36,22 +36,47 @@ describe('DirStore', () => {
     assert.deepEqual(fs.readdirSync(path.join(dir, 's1', 'tmp')), [], 'no temporary files left');
   });
 
-  test('concurrent writers (this process and another) of the same objects: whole objects, no leftovers', async () => {
+  test('concurrent writers (this process and another) of the same objects, overlapping in time: whole objects, no leftovers', async () => {
     const root = path.join(dir, 's2');
     const store = DirStore.open(root);
-    const blobs = Array.from({ length: 20 }, (_, i) => Buffer.alloc(256 * 1024, i + 1));
+    const rounds = 8;
+    const blobsOf = (round: number): Buffer[] => Array.from({ length: 20 }, (_, i) => Buffer.alloc(256 * 1024, round * 20 + i + 1));
+    // Both writers start each round together (a file barrier), on objects neither has written yet,
+    // so both pass the exists() check and race to rename the same names.
+    const barrier = (round: number, who: string): string => path.join(dir, `s2-barrier-${round}-${who}`);
     const script = `
       import { DirStore } from ${JSON.stringify(new URL('../../src/store/dir.js', import.meta.url).href)};
       import crypto from 'node:crypto';
+      import fs from 'node:fs';
       const s = DirStore.open(${JSON.stringify(root)});
-      const blobs = Array.from({ length: 20 }, (_, i) => Buffer.alloc(256 * 1024, i + 1));
-      await Promise.all(blobs.map((b) => s.putChunk(crypto.createHash('sha256').update(b).digest('hex'), b)));
+      for (let round = 0; round < ${rounds}; round++) {
+        fs.writeFileSync(${JSON.stringify(dir)} + '/s2-barrier-' + round + '-child', '');
+        while (!fs.existsSync(${JSON.stringify(dir)} + '/s2-barrier-' + round + '-parent')) await new Promise((r) => setTimeout(r, 1));
+        const blobs = Array.from({ length: 20 }, (_, i) => Buffer.alloc(256 * 1024, round * 20 + i + 1));
+        await Promise.all(blobs.map((b) => s.putChunk(crypto.createHash('sha256').update(b).digest('hex'), b)));
+      }
     `;
     const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'inherit' });
     const childDone = new Promise<number | null>((resolve) => child.on('exit', resolve));
-    await Promise.all([...blobs, ...blobs].map((b) => store.putChunk(digestOf(b), b)));
+    const childTmp = `.${child.pid}.`;
+    const ownTmp = `.${process.pid}.`;
+    let overlaps = 0;
+    for (let round = 0; round < rounds; round++) {
+      fs.writeFileSync(barrier(round, 'parent'), '');
+      while (!fs.existsSync(barrier(round, 'child'))) await new Promise((r) => setTimeout(r, 1));
+      let writing = true;
+      const puts = Promise.all(blobsOf(round).map((b) => store.putChunk(digestOf(b), b))).finally(() => (writing = false));
+      // Evidence of overlap: one listing of tmp/ holding objects being written by both processes.
+      while (writing) {
+        const names = fs.readdirSync(path.join(root, 'tmp'));
+        if (names.some((n) => n.includes(childTmp)) && names.some((n) => n.includes(ownTmp))) overlaps++;
+        await new Promise((r) => setImmediate(r));
+      }
+      await puts;
+    }
     assert.equal(await childDone, 0);
-    for (const b of blobs) assert.ok(Buffer.from(await store.getChunk(digestOf(b))).equals(b));
+    assert.ok(overlaps > 0, 'the two writers were never seen writing at the same time');
+    for (let round = 0; round < rounds; round++) for (const b of blobsOf(round)) assert.ok(Buffer.from(await store.getChunk(digestOf(b))).equals(b));
     assert.deepEqual(fs.readdirSync(path.join(root, 'tmp')), []);
   });
 });
