@@ -63,6 +63,8 @@ export type ErrorCode =
   | 'CONTROL_STOPPING'
   | 'CONFIG_INVALID'
   | 'CONFIG_OUTPUT_EXISTS'
+  | 'ABORTED'
+  | 'EMULATOR_MISSING'
   | 'INTERNAL';
 
 export class FcUffdError extends Error {

@@ -58,7 +58,7 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
   const server = await UffdServer.start({ socketPath: socket, snapshot, faultAroundBytes: flags.faultAround, logger: createLogger('warn') });
   try {
     await server.snapshotReady();
-    const ended = once(server, 'vm-end') as Promise<[VmInfo]>;
+    const ended = once(server, 'vm-ended') as Promise<[unknown, VmInfo]>;
     // A restored guest touches a sparse, clustered part of its memory: 15 % here, in runs.
     const trace = path.join(dir, `restore-trace-${flags.size}.txt`);
     if (!fs.existsSync(trace)) writeClusteredTrace(trace, flags.size, { fraction: 0.15 });
@@ -75,7 +75,7 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
     // An emulator that failed before connecting (bad arguments, no userfaultfd) never ends a VM.
     if (server.vms().length === 0)
       throw new FcUffdError('INTERNAL', `the emulator failed before it connected (exit ${result.code ?? result.signal}): ${result.stderr.trim()}`);
-    const [vm] = await ended;
+    const [, vm] = await ended;
     const r = result.report;
     if (!r) throw new Error(`the emulator printed no report (exit ${result.code ?? result.signal}): ${result.stderr.trim()}`);
     process.stdout.write(

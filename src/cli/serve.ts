@@ -3,7 +3,7 @@ import { createLogger } from '../log.js';
 import type { OnFatal } from '../serve/protocol.js';
 import { formatVmSummary } from './format.js';
 import { ServedMemoryFile } from '../snapshot/memfile.js';
-import type { ServedSnapshot } from '../memory/snapshot.js';
+import type { Snapshot } from '../server/listener.js';
 import { FcUffdError } from '../errors.js';
 import { DirStore } from '../store/dir.js';
 import { ResilientStore } from '../store/resilient.js';
@@ -73,7 +73,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
       ...(flags.loopThreads !== undefined ? { loopThreads: flags.loopThreads } : {}),
       logger,
     });
-    server.on('vm-end', (vm) => process.stdout.write(`${formatVmSummary(vm)}\n`));
+    server.on('vm-ended', (_vm, info) => process.stdout.write(`${formatVmSummary(info)}\n`));
     if (metrics) {
       createMetrics(server, registry);
       logger.info({ metrics: `http://${metrics.address.address}:${metrics.address.port}/metrics` }, 'serving Prometheus metrics');
@@ -121,7 +121,7 @@ async function listenMetrics(registry: Parameters<typeof serveMetrics>[0], text:
 }
 
 /** Exactly one of --mem FILE or --snapshot MANIFEST --store DIR. */
-async function openSnapshot(flags: ServeFlags, logger: ReturnType<typeof createLogger>): Promise<ServedSnapshot> {
+async function openSnapshot(flags: ServeFlags, logger: ReturnType<typeof createLogger>): Promise<Snapshot> {
   if ((flags.mem === undefined) === (flags.snapshot === undefined)) throw new FcUffdError('CONFIG', 'serve needs exactly one of --mem FILE or --snapshot MANIFEST --store DIR');
   if (flags.mem !== undefined) {
     if (flags.store !== undefined) throw new FcUffdError('CONFIG', '--store goes with --snapshot, not --mem');

@@ -5,7 +5,7 @@ import { FcUffdError } from '../errors.js';
 import { UffdServer, type VmInfo } from '../server/server.js';
 import { LoopThreadPool } from '../serve/loop-pool.js';
 import { SharedLoopPool } from '../serve/shared-loop-pool.js';
-import type { ServedSnapshot } from '../memory/snapshot.js';
+import type { Snapshot } from '../server/listener.js';
 import { ServedMemoryFile } from '../snapshot/memfile.js';
 import { readWorkingSet } from '../serve/working-set.js';
 import { ChunkCache, DEFAULT_CACHE_BYTES } from '../snapshot/chunk-cache.js';
@@ -28,7 +28,7 @@ interface Restore {
   name: string;
   state: RestoreState;
   server: UffdServer;
-  snapshot: ServedSnapshot;
+  snapshot: Snapshot;
   kind: 'memfile' | 'chunked';
   createdAtMs: number;
   /** Resolves once the restore is gone (its server stopped, its snapshot closed). */
@@ -81,7 +81,7 @@ export class Daemon extends EventEmitter {
     for (const r of this.restores.values())
       if (r.server.socketPath === socketPath) throw new FcUffdError('CONTROL_CONFLICT', `socket ${socketPath} is used by restore ${r.name}`);
     this.pending.add(name);
-    let snapshot: ServedSnapshot | undefined;
+    let snapshot: Snapshot | undefined;
     try {
       const log = this.options.logger.child({ restore: name });
       snapshot = await this.openSnapshot(req, log);
@@ -104,8 +104,8 @@ export class Daemon extends EventEmitter {
         throw new FcUffdError('CONTROL_STOPPING', 'the daemon began stopping while this restore was being created');
       }
       const restore: Restore = { name, state: 'serving', server, snapshot, kind: req.mem !== undefined ? 'memfile' : 'chunked', createdAtMs: Date.now() };
-      server.on('vm-end', (vm: VmInfo) => {
-        this.emit('vm-end', name, vm);
+      server.on('vm-ended', (_vm, info) => {
+        this.emit('vm-end', name, info);
         if (restore.state === 'draining' && liveVms(server) === 0) void this.remove(restore);
       });
       this.restores.set(name, restore);
@@ -119,7 +119,7 @@ export class Daemon extends EventEmitter {
     }
   }
 
-  private async openSnapshot(req: RestoreRequest, log: Logger): Promise<ServedSnapshot> {
+  private async openSnapshot(req: RestoreRequest, log: Logger): Promise<Snapshot> {
     if (req.mem !== undefined) return ServedMemoryFile.open(req.mem);
     const chunked = await ServedChunkedSnapshot.open({
       manifest: req.snapshot!,

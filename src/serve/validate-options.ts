@@ -46,6 +46,10 @@ export function validateSocketMode(mode: number): void {
     invalid(`--socket-mode must be permission bits from 0600 to 0777 that include 0600 (owner read+write), got ${Number.isSafeInteger(mode) ? `0${mode.toString(8)}` : mode}; e.g. 0600 (default: only this user's VMMs), 0660 (the group's too)`);
 }
 
+export function validateOnFatal(onFatal: string): void {
+  if (onFatal !== 'kill' && onFatal !== 'hang') invalid(`--on-fatal must be kill or hang, got ${JSON.stringify(onFatal)}`);
+}
+
 export function validateVcpus(n: number): void {
   if (!Number.isSafeInteger(n) || n < 1 || n > 256) invalid(`--vcpus must be an integer from 1 to 256, got ${n}`);
 }
