@@ -305,6 +305,7 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
 
   private stopVm(vm: Vm, o: StopVmOptions): void {
     if (vm.state === 'ended') return;
+    vm.stopRequested = true;
     if (o.kill && vm.pidfd >= 0 && !vm.killedByStop) {
       const rc = native.pidfdSendSignal(vm.pidfd, SIGKILL);
       vm.killedByStop = rc === 0;
@@ -333,7 +334,7 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
         (vm.listener as SocketListener).traces?.block(this.vmPath(config.tracePath, info), { vmId: info.id, pid: info.peer.pid, pageSizeBytes: info.pageSizeBytes ?? 0, regions: info.regions ?? [] }, m);
         break;
       case 'end':
-        Object.assign(info, { endReason: m.reason, killed: m.killed || vm.killedByStop, removedRanges: m.removedRanges });
+        Object.assign(info, { endReason: vm.stopRequested && m.reason === 'vmm-exited' ? 'stopped' : m.reason, killed: m.killed || vm.killedByStop, removedRanges: m.removedRanges });
         if (m.error) info.error = toError(m.error);
         if (config.removedRangesPath) this.writeRemovedRanges(vm);
         if (config.recordWorkingSetPath && m.touches) this.writeWorkingSet(vm, m.touches);

@@ -61,6 +61,8 @@ export interface VmHandle {
 /** Server-side state of a VM; what users see of it is its VmHandle side. */
 export class Vm implements VmHandle {
   readonly ended: Promise<VmInfo>;
+  /** stop() was asked: the end is reported as 'stopped' even if the VMM's exit is seen first. */
+  stopRequested = false;
   /** The VMM was killed by stop({ kill: true }). */
   killedByStop = false;
   private final: VmInfo | undefined;
