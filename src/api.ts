@@ -2,8 +2,7 @@
 // classes and functions it names. Every type a public signature uses is here; anything else under
 // src/ is internal and may change freely.
 export type { UffdServerOptions, ServerOptions, UffdServerEvents, ServerHealth } from './server/server.js';
-export type { ListenOptions, Listener, Snapshot } from './server/listener.js';
-export type { VmHandle, VmInfo, VmState, StopVmOptions } from './server/vm-handle.js';
+export type { ListenOptions, Listener, Snapshot, VmHandle, VmInfo, VmState, StopVmOptions } from './server/types.js';
 export type { TypedEmitter, EventArgs } from './server/typed-emitter.js';
 export type { HandshakeGeneration } from './firecracker/handshake.js';
 export type { ErrorCode } from './errors.js';

@@ -3,7 +3,7 @@ import { createLogger } from '../log.js';
 import type { OnFatal } from '../serve/protocol.js';
 import { formatVmSummary } from './format.js';
 import { ServedMemoryFile } from '../snapshot/memfile.js';
-import type { Snapshot } from '../server/listener.js';
+import type { Snapshot } from '../server/types.js';
 import { FcUffdError } from '../errors.js';
 import { DirStore } from '../store/dir.js';
 import { ResilientStore } from '../store/resilient.js';

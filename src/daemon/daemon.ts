@@ -5,7 +5,7 @@ import { FcUffdError } from '../errors.js';
 import { UffdServer, type VmInfo } from '../server/server.js';
 import { LoopThreadPool } from '../serve/loop-pool.js';
 import { SharedLoopPool } from '../serve/shared-loop-pool.js';
-import type { Snapshot } from '../server/listener.js';
+import type { Snapshot } from '../server/types.js';
 import { ServedMemoryFile } from '../snapshot/memfile.js';
 import { readWorkingSet } from '../serve/working-set.js';
 import { ChunkCache, DEFAULT_CACHE_BYTES } from '../snapshot/chunk-cache.js';

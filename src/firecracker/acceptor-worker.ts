@@ -70,7 +70,7 @@ function acceptAll(socketId: number, listenFd: number): void {
 }
 
 const ready = new Int32Array(2 * 64);
-for (let running = true; running; ) {
+for (let running = true; running;) {
   const n = syscallNow(() => native.epollWait(epfd, ready, -1)) ?? 0;
   if (n < 0) {
     post({ type: 'error', socketId: -1, message: `waiting on the listening sockets failed: ${errnoName(-n)}` });

@@ -3,10 +3,6 @@ import type { Logger } from 'pino';
 import { FcUffdError } from '../errors.js';
 import { ERRNO, errnoName } from '../kernel/errors.js';
 import { native } from '../kernel/native.js';
-import type { ServedMemoryFile } from '../snapshot/memfile.js';
-import type { ServedChunkedSnapshot } from '../snapshot/chunked-source.js';
-import type { OnFatal } from '../serve/protocol.js';
-import type { WorkingSet } from '../serve/working-set.js';
 import { checkWorkingSetFits } from '../serve/working-set.js';
 import {
   validateFaultAround,
@@ -17,7 +13,7 @@ import {
   validateSocketPath,
 } from '../serve/validate-options.js';
 import { TraceFiles } from '../trace/files.js';
-import type { VmHandle } from './vm-handle.js';
+import type { Listener, ListenOptions, Snapshot, VmHandle } from './types.js';
 
 /**
  * Bytes installed per fault. The curve on the real 128 MiB guest's restore trace (bench/README.md,
@@ -27,62 +23,6 @@ import type { VmHandle } from './vm-handle.js';
  */
 export const DEFAULT_FAULT_AROUND_BYTES = 256 * 1024;
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5000;
-
-/**
- * A snapshot a server can serve. Only these two kinds: each has a page source on the fault-loop
- * threads, so the interface they share (ServedSnapshot) is not for users to implement.
- */
-export type Snapshot = ServedMemoryFile | ServedChunkedSnapshot;
-
-/** One socket Firecracker connects to, the snapshot it serves, and how its VMs are served. */
-export interface ListenOptions {
-  /** Unix socket Firecracker's `mem_backend.backend_path` points at (its directory must exist). */
-  socketPath: string;
-  /**
-   * What to serve: `ServedMemoryFile.open()` or `await ServedChunkedSnapshot.open()`. The caller
-   * owns it: close it after the listener (or the server) is closed. Many sockets may share one.
-   */
-  snapshot: Snapshot;
-  /** Given to every VM of this socket as `vm.tag`, unless the server's `identify` names it. */
-  tag?: string;
-  /** Mode of the socket file; 0o600 (default) lets only this user's VMMs connect. */
-  socketMode?: number;
-  /** Bytes installed per fault (aligned block around it); 4096 disables fault-around. Default 256 KiB. */
-  faultAroundBytes?: number;
-  /** A VM that cannot be served correctly: 'kill' (default) SIGKILLs its VMM, 'hang' leaves it (debugging). */
-  onFatal?: OnFatal;
-  /** A VMM that connects but sends no handshake within this is refused (default 5000). */
-  handshakeTimeoutMs?: number;
-  /**
-   * Where to write each VM's balloon-removed ranges when it ends (lines `<start> <end>`, snapshot
-   * file offsets, end exclusive), for `fc-uffd pack --removed`. `{vm}` and `{pid}` are replaced
-   * by the VM's id and its VMM's pid. An existing file is never replaced (the VM's id is added).
-   */
-  removedRangesPath?: string;
-  /** Record each VM's first touches into a working-set file here when it ends ({vm}, {pid} replaced). */
-  recordWorkingSetPath?: string;
-  /** Record each VM's restore timeline into a trace file here ({vm}, {pid} replaced); see `fc-uffd report`. */
-  tracePath?: string;
-  /** Install this working set ahead of every VM's guest (refused if recorded against another snapshot). */
-  prefetch?: WorkingSet;
-  /** Cancels listen() while it runs (rejects with code ABORTED; nothing is left behind). */
-  signal?: AbortSignal;
-}
-
-/** A socket being listened on; close it to stop accepting new VMs there. */
-export interface Listener {
-  readonly socketPath: string;
-  readonly snapshot: Snapshot;
-  readonly tag: string | undefined;
-  readonly closed: boolean;
-  /** Live VMs that came in on this socket. */
-  vms(): VmHandle[];
-  /**
-   * Stops accepting (the socket file is removed at once, so Firecracker finds none). Its live VMs
-   * are served on unless `stopVms`, which stops them and resolves once they ended.
-   */
-  close(options?: { stopVms?: boolean }): Promise<void>;
-}
 
 /** Every ListenOptions field with its default, checked. */
 export type ListenConfig = Required<Omit<ListenOptions, 'prefetch' | 'tag' | 'signal'>> & Pick<ListenOptions, 'prefetch' | 'tag'>;
@@ -99,7 +39,8 @@ export function listenConfig(o: ListenOptions): ListenConfig {
     tracePath: '',
     ...withoutUndefined(o),
   };
-  if (typeof c.socketPath !== 'string' || c.socketPath === '') throw new FcUffdError('CONFIG_INVALID', 'socketPath must be a non-empty path');
+  if (typeof c.socketPath !== 'string' || c.socketPath === '')
+    throw new FcUffdError('CONFIG_INVALID', 'socketPath must be a non-empty path');
   validateSocketPath(c.socketPath);
   validateSocketMode(c.socketMode);
   validateFaultAround(c.faultAroundBytes);
@@ -133,7 +74,15 @@ export class SocketListener implements Listener {
   ) {
     const s = config.snapshot;
     if (config.tracePath)
-      this.traces = new TraceFiles({ snapshot: s.identity, snapshotSizeBytes: s.sizeBytes, faultAroundBytes: config.faultAroundBytes, prefetchPages: config.prefetch?.pages.length ?? 0 }, logger);
+      this.traces = new TraceFiles(
+        {
+          snapshot: s.identity,
+          snapshotSizeBytes: s.sizeBytes,
+          faultAroundBytes: config.faultAroundBytes,
+          prefetchPages: config.prefetch?.pages.length ?? 0,
+        },
+        logger,
+      );
   }
 
   get socketPath(): string {

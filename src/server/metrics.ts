@@ -27,7 +27,12 @@ const VM_COUNTERS: Array<[CounterName, string, string]> = [
 export function createMetrics(server: UffdServer, registry = new Registry()): Registry {
   collectDefaultMetrics({ register: registry, prefix: 'fc_uffd_' });
   const ended = new Map<CounterName, number>(VM_COUNTERS.map(([name]) => [name, 0]));
-  const endReasons = new Counter({ name: 'fc_uffd_vms_ended_total', help: 'VMs whose service ended, by reason', labelNames: ['reason'], registers: [registry] });
+  const endReasons = new Counter({
+    name: 'fc_uffd_vms_ended_total',
+    help: 'VMs whose service ended, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
   server.on('vm-ended', (_vm, info) => {
     for (const [name] of VM_COUNTERS) ended.set(name, ended.get(name)! + info.stats[name]);
     endReasons.inc({ reason: info.endReason ?? 'fatal' });

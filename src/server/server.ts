@@ -16,11 +16,12 @@ import { encodeWorkingSet } from '../serve/working-set.js';
 import { validateLoopThreads } from '../serve/validate-options.js';
 import type { AcceptorControl, AcceptorInit, AcceptorMessage } from '../firecracker/acceptor-worker.js';
 import { TypedEventEmitter } from './typed-emitter.js';
-import { listenConfig, listenSocket, SocketListener, type Listener, type ListenOptions } from './listener.js';
-import { Vm, type StopVmOptions, type VmHandle, type VmInfo } from './vm-handle.js';
+import { listenConfig, listenSocket, SocketListener } from './listener.js';
+import type { Listener, ListenOptions, StopVmOptions, VmHandle, VmInfo } from './types.js';
+import { Vm } from './vm-handle.js';
 
 export { DEFAULT_FAULT_AROUND_BYTES, DEFAULT_HANDSHAKE_TIMEOUT_MS } from './listener.js';
-export type { VmInfo, VmState } from './vm-handle.js';
+export type { VmInfo, VmState } from './types.js';
 
 /** What the whole server shares: its fault-loop threads, its logger, how VMs are named. */
 export interface UffdServerOptions {
@@ -133,7 +134,8 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
     throwIfAborted(options.signal);
     const loopThreads = options.loopThreads ?? LoopThreadPool.defaultThreads();
     validateLoopThreads(loopThreads);
-    if (options.identify !== undefined && typeof options.identify !== 'function') throw new FcUffdError('CONFIG_INVALID', 'identify must be a function (peer, listener) => tag');
+    if (options.identify !== undefined && typeof options.identify !== 'function')
+      throw new FcUffdError('CONFIG_INVALID', 'identify must be a function (peer, listener) => tag');
     return new UffdServer({ ...options, loopThreads });
   }
 
@@ -158,7 +160,8 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
     throwIfAborted(options.signal);
     if (this.stopping) throw new FcUffdError('CONFIG', 'the server is stopping: no new sockets');
     const config = listenConfig(options);
-    for (const l of this.bySocketId.values()) if (l.socketPath === config.socketPath) throw new FcUffdError('CONFIG', `this server already listens on ${config.socketPath}`);
+    for (const l of this.bySocketId.values())
+      if (l.socketPath === config.socketPath) throw new FcUffdError('CONFIG', `this server already listens on ${config.socketPath}`);
     const fd = listenSocket(config.socketPath, config.socketMode);
     const socketId = this.nextSocketId++;
     const listener = new SocketListener(socketId, config, fd, (l, stopVms) => this.closeListener(l, stopVms), this.logger);
@@ -167,7 +170,15 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
     this.acceptor.ref();
     const snapshot = config.snapshot;
     void snapshot.ready().catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, 'snapshot preparation stopped'));
-    this.logger.info({ socket: config.socketPath, snapshot: snapshot.description, sizeBytes: snapshot.sizeBytes, loopThreads: this.pool.threadsConfigured }, 'listening for Firecracker');
+    this.logger.info(
+      {
+        socket: config.socketPath,
+        snapshot: snapshot.description,
+        sizeBytes: snapshot.sizeBytes,
+        loopThreads: this.pool.threadsConfigured,
+      },
+      'listening for Firecracker',
+    );
     return listener;
   }
 
@@ -212,7 +223,12 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
     const live = [...this.vmsById.values()];
     return {
       status: this.stoppedFully ? 'stopped' : this.stopping ? 'stopping' : 'ok',
-      listening: this.sockets().map((l) => ({ socketPath: l.socketPath, snapshot: l.snapshot.description, ...(l.tag !== undefined ? { tag: l.tag } : {}), vmsLive: l.vms().length })),
+      listening: this.sockets().map((l) => ({
+        socketPath: l.socketPath,
+        snapshot: l.snapshot.description,
+        ...(l.tag !== undefined ? { tag: l.tag } : {}),
+        vmsLive: l.vms().length,
+      })),
       vms: { handshake: live.filter((v) => v.state === 'handshake').length, serving: live.filter((v) => v.state === 'serving').length },
       loopThreads: { configured: this.pool.threadsConfigured, alive: this.pool.threadsAlive },
       acceptorAlive: this.acceptorAlive,
@@ -266,7 +282,8 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
     const { port1, port2 } = new MessageChannel();
     const channel: VmChannel = { port: port1, wakeFd: native.eventfdCreate() };
     const pidfd = peer.pid > 0 ? native.pidfdOpen(peer.pid) : -1;
-    if (pidfd < 0 && peer.pid > 0) log.warn(`pidfd_open(${peer.pid}) failed: ${errnoName(-pidfd)}; VMM exit is detected by hang-up only, and it cannot be killed`);
+    if (pidfd < 0 && peer.pid > 0)
+      log.warn(`pidfd_open(${peer.pid}) failed: ${errnoName(-pidfd)}; VMM exit is detected by hang-up only, and it cannot be killed`);
     const init: VmInit = {
       vmId: id,
       connFd: fd,
@@ -283,7 +300,14 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
       handshakeTimeoutMs: config.handshakeTimeoutMs,
       statsBuffer: stats.buffer,
     };
-    const data = { id, ...(tag !== undefined ? { tag } : {}), socketPath: config.socketPath, peer, state: 'handshake' as const, startedAtMs: Date.now() };
+    const data = {
+      id,
+      ...(tag !== undefined ? { tag } : {}),
+      socketPath: config.socketPath,
+      peer,
+      state: 'handshake' as const,
+      startedAtMs: Date.now(),
+    };
     const vm = new Vm(data, stats, listener, log, channel, Math.max(pidfd, -1), (v, o) => this.stopVm(v, o));
     this.vmsById.set(id, vm);
     listener.live.add(vm);
@@ -319,7 +343,7 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
     const vm = this.vmsById.get(m.vmId);
     if (!vm) return;
     const { data: info, log } = vm;
-    const config = (vm.listener as SocketListener).config;
+    const config = vm.socket.config;
     switch (m.type) {
       case 'handshake':
         Object.assign(info, { state: 'serving', generation: m.generation, pageSizeBytes: m.pageSizeBytes, regions: m.regions });
@@ -331,14 +355,22 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
         log[m.level](m.msg);
         break;
       case 'trace':
-        (vm.listener as SocketListener).traces?.block(this.vmPath(config.tracePath, info), { vmId: info.id, pid: info.peer.pid, pageSizeBytes: info.pageSizeBytes ?? 0, regions: info.regions ?? [] }, m);
+        vm.socket.traces?.block(
+          this.vmPath(config.tracePath, info),
+          { vmId: info.id, pid: info.peer.pid, pageSizeBytes: info.pageSizeBytes ?? 0, regions: info.regions ?? [] },
+          m,
+        );
         break;
       case 'end':
-        Object.assign(info, { endReason: vm.stopRequested && m.reason === 'vmm-exited' ? 'stopped' : m.reason, killed: m.killed || vm.killedByStop, removedRanges: m.removedRanges });
+        Object.assign(info, {
+          endReason: vm.stopRequested && m.reason === 'vmm-exited' ? 'stopped' : m.reason,
+          killed: m.killed || vm.killedByStop,
+          removedRanges: m.removedRanges,
+        });
         if (m.error) info.error = toError(m.error);
         if (config.removedRangesPath) this.writeRemovedRanges(vm);
         if (config.recordWorkingSetPath && m.touches) this.writeWorkingSet(vm, m.touches);
-        (vm.listener as SocketListener).traces?.end(info.id);
+        vm.socket.traces?.end(info.id);
         this.finish(vm);
         break;
     }
@@ -352,11 +384,15 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
     // Only a VM past its handshake handed us a userfaultfd: anything earlier may be a probe, not a VMM.
     if (this.stopping || e.state !== 'serving') {
       e.endReason = this.stopping ? 'stopped' : 'fatal';
-      if (!this.stopping) e.error = new FcUffdError('INTERNAL', `the fault-loop thread serving this VM died during its handshake: ${err?.stack ?? 'no error reported'}`);
+      if (!this.stopping)
+        e.error = new FcUffdError(
+          'INTERNAL',
+          `the fault-loop thread serving this VM died during its handshake: ${err?.stack ?? 'no error reported'}`,
+        );
     } else {
       e.endReason = 'fatal';
       e.error = new FcUffdError('INTERNAL', `the fault-loop thread serving this VM died: ${err?.stack ?? 'no error reported'}`);
-      if ((vm.listener as SocketListener).config.onFatal === 'kill') {
+      if (vm.socket.config.onFatal === 'kill') {
         const rc = vm.pidfd >= 0 ? native.pidfdSendSignal(vm.pidfd, SIGKILL) : -ERRNO.ESRCH;
         e.killed = rc === 0;
         if (rc < 0 && vm.pidfd >= 0) vm.log.error(`SIGKILL to the VMM through its pidfd failed: ${errnoName(-rc)}`);
@@ -368,7 +404,7 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
   private finish(vm: Vm): void {
     const wasServing = vm.data.state === 'serving';
     vm.data.state = 'ended';
-    const listener = vm.listener as SocketListener;
+    const listener = vm.socket;
     this.pool.ended(vm.id);
     listener.snapshot.detachVm(vm.channel);
     vm.channel.port.close();
@@ -390,7 +426,7 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
   }
 
   private writeWorkingSet(vm: Vm, touches: { pages: Uint32Array; timesMs: Uint32Array; pageSizeBytes: number }): void {
-    const l = vm.listener as SocketListener;
+    const l = vm.socket;
     const template = this.vmPath(l.config.recordWorkingSetPath, vm.data);
     try {
       const file = writeFileNoClobber(template, encodeWorkingSet({ snapshot: l.snapshot.identity, runs: 1, ...touches }), vm.id);
@@ -402,7 +438,7 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
 
   private writeRemovedRanges(vm: Vm): void {
     const info = vm.data;
-    const template = this.vmPath((vm.listener as SocketListener).config.removedRangesPath, info);
+    const template = this.vmPath(vm.socket.config.removedRangesPath, info);
     const text = (info.removedRanges ?? []).map(([s, e]) => `${s} ${e}\n`).join('');
     try {
       const file = writeFileNoClobber(template, text, info.id);
@@ -433,7 +469,8 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
       prefetchedPages: s.prefetchedPages,
     };
     const error = info.error ? { code: info.error.code, message: info.error.message, details: info.error.details } : undefined;
-    if (info.endReason === 'fatal') vm.log.error({ ...summary, error, killedVmm: info.killed }, 'VM stopped: it cannot be served correctly');
+    if (info.endReason === 'fatal')
+      vm.log.error({ ...summary, error, killedVmm: info.killed }, 'VM stopped: it cannot be served correctly');
     else vm.log.info(summary, 'VM ended');
   }
 
@@ -449,7 +486,11 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
   private async stopAll(): Promise<void> {
     const live = [...this.vmsById.values()];
     // Firecracker keeps its own copy of each uffd: its VMs do not die with us, their next faults hang.
-    if (live.length > 0) this.logger.warn({ vms: live.map((e) => e.id) }, `stopping while ${live.length} VM(s) are served: their next page faults will not be answered`);
+    if (live.length > 0)
+      this.logger.warn(
+        { vms: live.map((e) => e.id) },
+        `stopping while ${live.length} VM(s) are served: their next page faults will not be answered`,
+      );
     await Promise.all([...this.bySocketId.values()].map((l) => this.closeListener(l, false)));
     this.sendAcceptor({ type: 'stop' });
     this.acceptor.ref();

@@ -8,7 +8,17 @@ export type EventArgs<E> = { [K in keyof E]: unknown[] };
  * misspelled event or a listener of the wrong type does not compile. It is a real EventEmitter at
  * run time, so `events.once(server, 'vm-handshake')` and `on()` iterators work.
  */
-type Retyped = 'on' | 'once' | 'off' | 'addListener' | 'prependListener' | 'prependOnceListener' | 'removeListener' | 'removeAllListeners' | 'listenerCount' | 'emit';
+type Retyped =
+  | 'on'
+  | 'once'
+  | 'off'
+  | 'addListener'
+  | 'prependListener'
+  | 'prependOnceListener'
+  | 'removeListener'
+  | 'removeAllListeners'
+  | 'listenerCount'
+  | 'emit';
 
 export interface TypedEmitter<E extends EventArgs<E>> extends Omit<EventEmitter, Retyped> {
   on<K extends keyof E & string>(event: K, listener: (...args: E[K]) => void): this;

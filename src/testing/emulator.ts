@@ -125,7 +125,11 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorResult> {
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('error', reject);
     child.on('close', (code, signal) => {
-      const line = stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+      const line = stdout
+        .trim()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .pop();
       let report: EmulatorReport | undefined;
       if (line) {
         try {

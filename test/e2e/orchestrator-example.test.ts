@@ -32,8 +32,14 @@ test('examples/orchestrator: two snapshots through one server, tagged VMs, one s
     assert.equal(out.db.pagesVerified, 1024);
     assert.equal(out.health.listening.length, 2);
     assert.equal(out.health.loopThreads.alive, 2);
-    assert.ok(out.events.some((e) => e.startsWith(`connected ${out.web.id} tag=web`)), out.events.join('\n'));
-    assert.ok(out.events.some((e) => e.startsWith(`ended ${out.db.id} tag=db`)), out.events.join('\n'));
+    assert.ok(
+      out.events.some((e) => e.startsWith(`connected ${out.web.id} tag=web`)),
+      out.events.join('\n'),
+    );
+    assert.ok(
+      out.events.some((e) => e.startsWith(`ended ${out.db.id} tag=db`)),
+      out.events.join('\n'),
+    );
     assert.equal(fs.existsSync(path.join(dir, 'web.sock')), false, 'closed sockets leave no file');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

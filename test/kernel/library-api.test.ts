@@ -34,8 +34,17 @@ test('two sockets on one server serve their own snapshots; events carry VM handl
   });
   try {
     const la = await server.listen({ socketPath: path.join(dir, 'a.sock'), snapshot: snapA, tag: 'a', onFatal: 'hang' });
-    const lb = await server.listen({ socketPath: path.join(dir, 'b.sock'), snapshot: snapB, tag: 'b', onFatal: 'hang', faultAroundBytes: 4096 });
-    assert.deepEqual(server.sockets().map((l) => l.tag), ['a', 'b']);
+    const lb = await server.listen({
+      socketPath: path.join(dir, 'b.sock'),
+      snapshot: snapB,
+      tag: 'b',
+      onFatal: 'hang',
+      faultAroundBytes: 4096,
+    });
+    assert.deepEqual(
+      server.sockets().map((l) => l.tag),
+      ['a', 'b'],
+    );
     const connected: VmHandle[] = [];
     server.on('vm-connected', (vm) => connected.push(vm));
 
@@ -46,7 +55,10 @@ test('two sockets on one server serve their own snapshots; events carry VM handl
     const vmmB = startInProcessVmm(lb.socketPath, [4 * MiB]);
     const [vmB] = await hsB;
 
-    assert.deepEqual(connected.map((v) => v.id), [vmA.id, vmB.id]);
+    assert.deepEqual(
+      connected.map((v) => v.id),
+      [vmA.id, vmB.id],
+    );
     assert.equal(vmA.tag, 'a', 'identify() answered undefined: the socket tag');
     assert.equal(vmB.tag, 'orchestrator-vm-2', 'identify() names the VM');
     assert.deepEqual(seenPeers, [process.pid, process.pid]);
@@ -62,7 +74,13 @@ test('two sockets on one server serve their own snapshots; events carry VM handl
     const health = server.health();
     assert.equal(health.status, 'ok');
     assert.deepEqual(health.vms, { handshake: 0, serving: 2 });
-    assert.deepEqual(health.listening.map((l) => [l.tag, l.vmsLive]), [['a', 1], ['b', 1]]);
+    assert.deepEqual(
+      health.listening.map((l) => [l.tag, l.vmsLive]),
+      [
+        ['a', 1],
+        ['b', 1],
+      ],
+    );
     assert.equal(health.loopThreads.alive, 1);
     assert.equal(health.acceptorAlive, true);
 
@@ -83,7 +101,10 @@ test('two sockets on one server serve their own snapshots; events carry VM handl
     await la.close();
     assert.equal(fs.existsSync(la.socketPath), false);
     assert.equal(native.connectUnix(la.socketPath) < 0, true);
-    assert.deepEqual(server.sockets().map((l) => l.tag), ['b']);
+    assert.deepEqual(
+      server.sockets().map((l) => l.tag),
+      ['b'],
+    );
 
     const bEnded = vmB.ended;
     vmmB.close();
@@ -106,7 +127,13 @@ test('a refused handshake emits vm-refused with an FcUffdError, then vm-ended wi
   const log = captureLogger();
   patternedFile(path.join(dir, 'm'), 4 * MiB);
   const snapshot = ServedMemoryFile.open(path.join(dir, 'm'));
-  const server = await UffdServer.start({ socketPath: path.join(dir, 'sock'), snapshot, onFatal: 'hang', loopThreads: 1, logger: log.logger });
+  const server = await UffdServer.start({
+    socketPath: path.join(dir, 'sock'),
+    snapshot,
+    onFatal: 'hang',
+    loopThreads: 1,
+    logger: log.logger,
+  });
   try {
     const refused = once(server, 'vm-refused') as Promise<[VmHandle, FcUffdError]>;
     const ended = once(server, 'vm-ended') as Promise<[VmHandle, VmInfo]>;
@@ -135,7 +162,10 @@ test('listen() and create() reject bad options (CONFIG_INVALID / CONFIG / ABORTE
   try {
     const socketPath = path.join(dir, 's.sock');
     const code = (c: string) => (err: unknown) => err instanceof FcUffdError && err.code === c;
-    await assert.rejects(server.listen({ socketPath, snapshot, faultAroundBytes: 3000 }), (err: unknown) => code('CONFIG_INVALID')(err) && /--fault-around must be a power of two/.test((err as Error).message));
+    await assert.rejects(
+      server.listen({ socketPath, snapshot, faultAroundBytes: 3000 }),
+      (err: unknown) => code('CONFIG_INVALID')(err) && /--fault-around must be a power of two/.test((err as Error).message),
+    );
     await assert.rejects(server.listen({ socketPath, snapshot, onFatal: 'explode' as 'kill' }), code('CONFIG_INVALID'));
     await assert.rejects(server.listen({ socketPath, snapshot, tracePath: path.join(dir, 'nope', 't.trace') }), code('CONFIG_INVALID'));
     await assert.rejects(server.listen({ socketPath: path.join(dir, 'missing', 's.sock'), snapshot }), code('CONFIG_INVALID'));
