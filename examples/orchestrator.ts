@@ -31,11 +31,18 @@ async function main(dir: string): Promise<void> {
   server.on('vm-connected', (vm) => events.push(`connected ${vm.id} tag=${vm.tag ?? '-'} pid=${vm.peer.pid}`));
   server.on('vm-handshake', (vm) => events.push(`serving ${vm.id} tag=${vm.tag ?? '-'} on ${path.basename(vm.listener.socketPath)}`));
   server.on('vm-refused', (vm, err: FcUffdError) => events.push(`refused ${vm.id}: ${err.code} ${err.message}`));
-  server.on('vm-ended', (vm, info) => events.push(`ended ${vm.id} tag=${vm.tag ?? '-'}: ${info.endReason ?? '?'}${info.killed ? ' (VMM killed)' : ''}`));
+  server.on('vm-ended', (vm, info) =>
+    events.push(`ended ${vm.id} tag=${vm.tag ?? '-'}: ${info.endReason ?? '?'}${info.killed ? ' (VMM killed)' : ''}`),
+  );
 
   try {
     // One socket per snapshot, each with its own options; the socket's tag names VMs identify() does not.
-    const webSocket = await server.listen({ socketPath: path.join(dir, 'web.sock'), snapshot: web, tag: 'web', faultAroundBytes: 64 * 1024 });
+    const webSocket = await server.listen({
+      socketPath: path.join(dir, 'web.sock'),
+      snapshot: web,
+      tag: 'web',
+      faultAroundBytes: 64 * 1024,
+    });
     const dbSocket = await server.listen({ socketPath: path.join(dir, 'db.sock'), snapshot: db, tag: 'db', faultAroundBytes: 4096 });
 
     const serving = (socketTag: string): Promise<VmHandle> =>
@@ -69,8 +76,22 @@ async function main(dir: string): Promise<void> {
     process.stdout.write(
       `${JSON.stringify({
         events,
-        web: { id: webVm.id, tag: webVm.tag, endReason: webInfo.endReason, killed: webInfo.killed ?? false, faults: webInfo.stats.faults, emulatorSignal: webExit.signal },
-        db: { id: dbVm.id, tag: dbVm.tag, endReason: dbInfo.endReason, faults: dbInfo.stats.faults, pagesVerified: dbExit.report?.pagesVerified ?? 0, mismatches: dbExit.report?.mismatches ?? -1 },
+        web: {
+          id: webVm.id,
+          tag: webVm.tag,
+          endReason: webInfo.endReason,
+          killed: webInfo.killed ?? false,
+          faults: webInfo.stats.faults,
+          emulatorSignal: webExit.signal,
+        },
+        db: {
+          id: dbVm.id,
+          tag: dbVm.tag,
+          endReason: dbInfo.endReason,
+          faults: dbInfo.stats.faults,
+          pagesVerified: dbExit.report?.pagesVerified ?? 0,
+          mismatches: dbExit.report?.mismatches ?? -1,
+        },
         health,
       })}\n`,
     );

@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { Command } from 'commander';
 import { UffdServer, type VmInfo } from '../src/server/server.js';
 import { createLogger } from '../src/log.js';
-import { removeStaleTemps, trackTemp, untrackTemp } from '../src/temp-files.js';
+import { removeStaleTemps, removeTempsOnSignal, trackTemp, untrackTemp } from '../src/temp-files.js';
 import { FcUffdError } from '../src/errors.js';
 import { validateFaultAround, validateVcpus } from '../src/serve/validate-options.js';
 import { formatVmSummary } from '../src/cli/format.js';
@@ -101,6 +101,9 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
 function pct(n: number, total: number): string {
   return `${((100 * n) / total).toFixed(0)}%`;
 }
+
+// Ctrl-C removes the partial snapshot being written and exits 130 (temp-files.ts).
+removeTempsOnSignal();
 
 new Command()
   .name('npm run demo --')

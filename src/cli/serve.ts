@@ -69,6 +69,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
       socketMode: flags.socketMode,
       ...(flags.removedOut ? { removedRangesPath: flags.removedOut } : {}),
       ...(flags.recordWs ? { recordWorkingSetPath: flags.recordWs } : {}),
+      ...(flags.trace ? { tracePath: flags.trace } : {}),
       ...(prefetch ? { prefetch } : {}),
       ...(flags.loopThreads !== undefined ? { loopThreads: flags.loopThreads } : {}),
       logger,
