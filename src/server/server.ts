@@ -16,6 +16,7 @@ import { VmStats, type StatsSnapshot } from '../serve/stats.js';
 import type { HandshakeGeneration } from '../firecracker/handshake.js';
 import { checkWorkingSetFits, encodeWorkingSet, type WorkingSet } from '../serve/working-set.js';
 import { validateServerOptions } from '../serve/validate-options.js';
+import type { FaultAround } from '../serve/fault-around.js';
 import type { AcceptorInit, AcceptorMessage } from '../firecracker/acceptor-worker.js';
 import { TraceFiles } from '../trace/files.js';
 
@@ -26,8 +27,11 @@ export interface ServerOptions {
   snapshot: ServedSnapshot;
   /** Mode of the socket file; 0o600 lets only this user's VMMs connect. */
   socketMode?: number;
-  /** Bytes installed per fault (aligned block around it); the page size disables fault-around. */
-  faultAroundBytes?: number;
+  /**
+   * What to install around each fault: bytes of an aligned block (the page size disables
+   * fault-around), or 'adaptive' (one page for scattered faults, a growing window for streams).
+   */
+  faultAround?: FaultAround;
   onFatal?: OnFatal;
   handshakeTimeoutMs?: number;
   /**
@@ -60,6 +64,8 @@ export interface ServerOptions {
  * more memory; 2 MiB saves a little more time for a third more memory.
  */
 export const DEFAULT_FAULT_AROUND_BYTES = 256 * 1024;
+/** The fault-around a server uses unless told otherwise (ServerOptions.faultAround, serve --fault-around). */
+export const DEFAULT_FAULT_AROUND: FaultAround = DEFAULT_FAULT_AROUND_BYTES;
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5000;
 
 export type VmState = 'handshake' | 'serving' | 'ended';
@@ -123,7 +129,7 @@ export class UffdServer extends EventEmitter {
     private readonly acceptorStopFd: number,
   ) {
     super();
-    if (options.tracePath) this.traces = new TraceFiles({ snapshot: snapshot.identity, snapshotSizeBytes: snapshot.sizeBytes, faultAroundBytes: options.faultAroundBytes, prefetchPages: options.prefetch?.pages.length ?? 0 }, options.logger);
+    if (options.tracePath) this.traces = new TraceFiles({ snapshot: snapshot.identity, snapshotSizeBytes: snapshot.sizeBytes, faultAroundBytes: options.faultAround === 'adaptive' ? 0 : options.faultAround, prefetchPages: options.prefetch?.pages.length ?? 0 }, options.logger);
     const onThreadDied = (vmIds: string[], err: Error | undefined): void => {
       for (const id of vmIds) this.onThreadDied(id, err);
     };
@@ -137,7 +143,7 @@ export class UffdServer extends EventEmitter {
   static async start(options: ServerOptions): Promise<UffdServer> {
     const full = {
       socketMode: 0o600,
-      faultAroundBytes: DEFAULT_FAULT_AROUND_BYTES,
+      faultAround: DEFAULT_FAULT_AROUND as FaultAround,
       onFatal: 'kill' as OnFatal,
       handshakeTimeoutMs: DEFAULT_HANDSHAKE_TIMEOUT_MS,
       removedRangesPath: '',
@@ -218,7 +224,7 @@ export class UffdServer extends EventEmitter {
       recordWorkingSet: this.options.recordWorkingSetPath !== '',
       trace: this.traces !== undefined,
       ...(this.options.prefetch ? { prefetch: { pages: this.options.prefetch.pages, pageSizeBytes: this.options.prefetch.pageSizeBytes } } : {}),
-      faultAroundBytes: this.options.faultAroundBytes,
+      faultAround: this.options.faultAround,
       onFatal: this.options.onFatal,
       handshakeTimeoutMs: this.options.handshakeTimeoutMs,
       statsBuffer: stats.buffer,
@@ -337,6 +343,12 @@ export class UffdServer extends EventEmitter {
       bytesRemoved: s.bytesRemoved,
       zeroPagesForRemoved: s.zeroPagesForRemoved,
       prefetchedPages: s.prefetchedPages,
+      installIoctls: s.installIoctls,
+      faultIoctls: s.faultIoctls,
+      faultPagesInstalled: s.faultPagesInstalled,
+      amplification: Number(s.faultAround.amplification.toFixed(2)),
+      ioctlsPerFault: Number(s.faultAround.ioctlsPerFault.toFixed(2)),
+      windowCounts: s.faultAround.windowCounts,
     };
     if (info.endReason === 'fatal') log.error({ ...summary, error: info.error, killedVmm: info.killed }, 'VM stopped: it cannot be served correctly');
     else log.info(summary, 'VM ended');
