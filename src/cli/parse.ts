@@ -10,7 +10,9 @@ export function parseBytes(text: string): number {
 
 /** --fault-around: a size (checked as a power of two with the other options) or `adaptive`. */
 export function parseFaultAround(text: string): number | 'adaptive' {
-  return text.trim().toLowerCase() === 'adaptive' ? 'adaptive' : parseBytes(text);
+  if (text.trim().toLowerCase() === 'adaptive') return 'adaptive';
+  if (!/^\d/.test(text.trim())) throw new InvalidArgumentError(`not a size or adaptive: ${text} (examples: 4k, 256k, 2m, adaptive)`);
+  return parseBytes(text);
 }
 
 export function parseInteger(text: string): number {

@@ -143,7 +143,7 @@ export class UffdServer extends EventEmitter {
   static async start(options: ServerOptions): Promise<UffdServer> {
     const full = {
       socketMode: 0o600,
-      faultAround: DEFAULT_FAULT_AROUND as FaultAround,
+      faultAround: DEFAULT_FAULT_AROUND,
       onFatal: 'kill' as OnFatal,
       handshakeTimeoutMs: DEFAULT_HANDSHAKE_TIMEOUT_MS,
       removedRangesPath: '',
