@@ -41,9 +41,9 @@ async function main(dir: string): Promise<void> {
       socketPath: path.join(dir, 'web.sock'),
       snapshot: web,
       tag: 'web',
-      faultAroundBytes: 64 * 1024,
+      faultAround: 64 * 1024,
     });
-    const dbSocket = await server.listen({ socketPath: path.join(dir, 'db.sock'), snapshot: db, tag: 'db', faultAroundBytes: 4096 });
+    const dbSocket = await server.listen({ socketPath: path.join(dir, 'db.sock'), snapshot: db, tag: 'db', faultAround: 4096 });
 
     const serving = (socketTag: string): Promise<VmHandle> =>
       new Promise((resolve) => {

@@ -55,7 +55,7 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
   const socket = path.join(dir, `demo-${process.pid}.sock`);
   trackTemp(socket);
   const snapshot = ServedMemoryFile.open(mem);
-  const server = await UffdServer.start({ socketPath: socket, snapshot, faultAroundBytes: flags.faultAround, logger: createLogger('warn') });
+  const server = await UffdServer.start({ socketPath: socket, snapshot, faultAround: flags.faultAround, logger: createLogger('warn') });
   try {
     await server.snapshotReady();
     const ended = once(server, 'vm-ended') as Promise<[unknown, VmInfo]>;

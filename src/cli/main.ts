@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { serveCommand } from './serve.js';
-import { DEFAULT_FAULT_AROUND_BYTES } from '../server/server.js';
-import { parseBytes, parseInteger, parseMinRuns, parseOctalMode, requireOptions } from './parse.js';
+import { DEFAULT_FAULT_AROUND } from '../server/server.js';
+import { parseBytes, parseFaultAround, parseInteger, parseMinRuns, parseOctalMode, requireOptions } from './parse.js';
 import { packCommand } from './pack.js';
 import { unpackCommand } from './unpack.js';
 import { inspectCommand } from './inspect.js';
@@ -27,7 +27,7 @@ const serve = program
   .option('--store <dir>', 'the chunk store of --snapshot')
   .option('--cache-size <bytes>', 'decompressed chunks kept in memory, shared by all VMs', parseBytes, 1024 * 1024 * 1024)
   .option('--prefetch-chunks <n>', 'chunks fetched ahead of a requested one', parseInteger, 2)
-  .option('--fault-around <bytes>', 'bytes installed per fault, an aligned power of two (4k disables)', parseBytes, DEFAULT_FAULT_AROUND_BYTES)
+  .option('--fault-around <size|adaptive>', 'what to install per fault: an aligned block of this size, a power of two (4k disables), or adaptive (one page for scattered faults, a window growing to 2m for sequential ones)', parseFaultAround, DEFAULT_FAULT_AROUND)
   .addOption(new Option('--on-fatal <action>', 'when a VM cannot be served correctly').choices(['kill', 'hang']).default('kill'))
   .option('--handshake-timeout-ms <ms>', 'how long a connected VMM may take to send its handshake', parseInteger, 5000)
   .addOption(new Option('--socket-mode <octal>', 'permission bits of the socket (0600..0777)').argParser(parseOctalMode).default(0o600, '0600'))

@@ -14,6 +14,7 @@ import { Registry } from 'prom-client';
 import { createMetrics, serveMetrics } from '../server/metrics.js';
 import { LoopThreadPool } from '../serve/loop-pool.js';
 import { validateServerOptions } from '../serve/validate-options.js';
+import type { FaultAround } from '../serve/fault-around.js';
 
 export interface ServeFlags {
   socket: string;
@@ -22,7 +23,7 @@ export interface ServeFlags {
   store?: string;
   cacheSize: number;
   prefetchChunks: number;
-  faultAround: number;
+  faultAround: FaultAround;
   onFatal: OnFatal;
   handshakeTimeoutMs: number;
   socketMode: number;
@@ -41,7 +42,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   validateServerOptions({
     socketPath: flags.socket,
     socketMode: flags.socketMode,
-    faultAroundBytes: flags.faultAround,
+    faultAround: flags.faultAround,
     handshakeTimeoutMs: flags.handshakeTimeoutMs,
     loopThreads: flags.loopThreads ?? LoopThreadPool.defaultThreads(),
     removedRangesPath: flags.removedOut ?? '',
@@ -54,7 +55,8 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   let server: UffdServer | undefined;
   let metrics: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   try {
-    if (snapshot instanceof ServedChunkedSnapshot && flags.faultAround > snapshot.manifest.chunkSizeBytes)
+    // adaptive windows stop at 2 MiB, the smallest chunk size.
+    if (snapshot instanceof ServedChunkedSnapshot && flags.faultAround !== 'adaptive' && flags.faultAround > snapshot.manifest.chunkSizeBytes)
       throw new FcUffdError('CONFIG_INVALID', `--fault-around ${flags.faultAround} exceeds the snapshot's chunk size ${snapshot.manifest.chunkSizeBytes}; use at most that`);
     const prefetch = flags.prefetch !== undefined ? readWorkingSet(flags.prefetch) : undefined;
     // The metrics port is bound before the socket: a busy port stops startup before any VMM can connect.
@@ -63,7 +65,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     server = await UffdServer.start({
       socketPath: flags.socket,
       snapshot,
-      faultAroundBytes: flags.faultAround,
+      faultAround: flags.faultAround,
       onFatal: flags.onFatal,
       handshakeTimeoutMs: flags.handshakeTimeoutMs,
       socketMode: flags.socketMode,

@@ -90,7 +90,7 @@ export class Daemon extends EventEmitter {
         snapshot,
         sharedLoops: this.loops,
         logger: log,
-        ...(req.fault_around !== undefined ? { faultAroundBytes: req.fault_around } : {}),
+        ...(req.fault_around !== undefined ? { faultAround: req.fault_around } : {}),
         ...(req.on_fatal !== undefined ? { onFatal: req.on_fatal } : {}),
         ...(req.handshake_timeout_ms !== undefined ? { handshakeTimeoutMs: req.handshake_timeout_ms } : {}),
         ...(req.removed_out !== undefined ? { removedRangesPath: req.removed_out } : {}),
@@ -129,7 +129,7 @@ export class Daemon extends EventEmitter {
       ...(req.prefetch_chunks !== undefined ? { prefetchChunks: req.prefetch_chunks } : {}),
       logger: log,
     });
-    if (req.fault_around !== undefined && req.fault_around > chunked.manifest.chunkSizeBytes) {
+    if (typeof req.fault_around === 'number' && req.fault_around > chunked.manifest.chunkSizeBytes) {
       chunked.close();
       throw new FcUffdError('CONFIG', `fault_around ${req.fault_around} exceeds the snapshot's chunk size`);
     }

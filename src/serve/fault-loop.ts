@@ -155,7 +155,7 @@ export class FaultLoop {
   }
 
   private serve(d: PendingFault): void {
-    const outcome = this.serveFault(d.address, d.readAtMs);
+    const outcome = this.serveFault(d);
     if (outcome === 'served') {
       if (d.deferredAtMs !== undefined) this.stats.max('maxDeferralUs', (this.now() - d.deferredAtMs) * 1000);
       return;
@@ -192,7 +192,8 @@ export class FaultLoop {
   }
 
   /** Serves one fault: 'retry' after EAGAIN, 'wait' when the source does not hold the bytes yet. */
-  private serveFault(address: number, readAtMs: number): 'served' | 'retry' | 'wait' {
+  private serveFault(d: PendingFault): 'served' | 'retry' | 'wait' {
+    const { address, readAtMs } = d;
     const ps = this.pageSize;
     const page = address - (address % ps);
     const ri = this.memory.regionIndexOf(page);
@@ -201,7 +202,7 @@ export class FaultLoop {
     const region = this.memory.regions[ri]!;
     const offset = page - region.hostAddr + region.fileOffset;
     const regionEnd = region.fileOffset + region.sizeBytes;
-    const window = this.faultAround.window(offset, region.fileOffset, regionEnd);
+    const window = (d.window ??= this.faultAround.window(offset, region.fileOffset, regionEnd));
     const windowEnd = window.startOffset + window.lenBytes;
     const runs = planFaultInstall(offset, window, ps, this.pages);
     const faultRun = runs[0]!;
@@ -225,6 +226,7 @@ export class FaultLoop {
     }
     const servedAtMs = this.now();
     this.stats.recordLatency((servedAtMs - readAtMs) * 1000);
+    this.stats.recordWindow(window.lenBytes);
     this.trace?.served(address, offset, TRACE_KIND[faultRun.kind], readAtMs, servedAtMs);
 
     // The rest of the window. Neighbours are installed with wake on too: a vCPU may already wait on

@@ -1,3 +1,4 @@
+import type { FaultAround } from '../serve/fault-around.js';
 import fs from 'node:fs';
 import type { Logger } from 'pino';
 import { FcUffdError } from '../errors.js';
@@ -22,6 +23,8 @@ import type { Listener, ListenOptions, Snapshot, VmHandle } from './types.js';
  * more memory; 2 MiB saves a little more time for a third more memory.
  */
 export const DEFAULT_FAULT_AROUND_BYTES = 256 * 1024;
+/** The fault-around a socket uses unless told otherwise (ListenOptions.faultAround, serve --fault-around). */
+export const DEFAULT_FAULT_AROUND: FaultAround = DEFAULT_FAULT_AROUND_BYTES;
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5000;
 
 /** Every ListenOptions field with its default, checked. */
@@ -31,7 +34,7 @@ export type ListenConfig = Required<Omit<ListenOptions, 'prefetch' | 'tag' | 'si
 export function listenConfig(o: ListenOptions): ListenConfig {
   const c: ListenConfig = {
     socketMode: 0o600,
-    faultAroundBytes: DEFAULT_FAULT_AROUND_BYTES,
+    faultAround: DEFAULT_FAULT_AROUND,
     onFatal: 'kill',
     handshakeTimeoutMs: DEFAULT_HANDSHAKE_TIMEOUT_MS,
     removedRangesPath: '',
@@ -43,7 +46,7 @@ export function listenConfig(o: ListenOptions): ListenConfig {
     throw new FcUffdError('CONFIG_INVALID', 'socketPath must be a non-empty path');
   validateSocketPath(c.socketPath);
   validateSocketMode(c.socketMode);
-  validateFaultAround(c.faultAroundBytes);
+  validateFaultAround(c.faultAround);
   validateHandshakeTimeout(c.handshakeTimeoutMs);
   validateOnFatal(c.onFatal);
   if (c.removedRangesPath) validateOutputTemplate('--removed-out', c.removedRangesPath);
@@ -78,7 +81,7 @@ export class SocketListener implements Listener {
         {
           snapshot: s.identity,
           snapshotSizeBytes: s.sizeBytes,
-          faultAroundBytes: config.faultAroundBytes,
+          faultAroundBytes: config.faultAround === 'adaptive' ? 0 : config.faultAround,
           prefetchPages: config.prefetch?.pages.length ?? 0,
         },
         logger,

@@ -20,7 +20,7 @@ import { listenConfig, listenSocket, SocketListener } from './listener.js';
 import type { Listener, ListenOptions, StopVmOptions, VmHandle, VmInfo } from './types.js';
 import { Vm } from './vm-handle.js';
 
-export { DEFAULT_FAULT_AROUND_BYTES, DEFAULT_HANDSHAKE_TIMEOUT_MS } from './listener.js';
+export { DEFAULT_FAULT_AROUND, DEFAULT_FAULT_AROUND_BYTES, DEFAULT_HANDSHAKE_TIMEOUT_MS } from './listener.js';
 export type { VmInfo, VmState } from './types.js';
 
 /** What the whole server shares: its fault-loop threads, its logger, how VMs are named. */
@@ -295,7 +295,7 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
       recordWorkingSet: config.recordWorkingSetPath !== '',
       trace: listener.traces !== undefined,
       ...(config.prefetch ? { prefetch: { pages: config.prefetch.pages, pageSizeBytes: config.prefetch.pageSizeBytes } } : {}),
-      faultAroundBytes: config.faultAroundBytes,
+      faultAround: config.faultAround,
       onFatal: config.onFatal,
       handshakeTimeoutMs: config.handshakeTimeoutMs,
       statsBuffer: stats.buffer,
@@ -467,6 +467,12 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
       bytesRemoved: s.bytesRemoved,
       zeroPagesForRemoved: s.zeroPagesForRemoved,
       prefetchedPages: s.prefetchedPages,
+      installIoctls: s.installIoctls,
+      faultIoctls: s.faultIoctls,
+      faultPagesInstalled: s.faultPagesInstalled,
+      amplification: Number(s.faultAround.amplification.toFixed(2)),
+      ioctlsPerFault: Number(s.faultAround.ioctlsPerFault.toFixed(2)),
+      windowCounts: s.faultAround.windowCounts,
     };
     const error = info.error ? { code: info.error.code, message: info.error.message, details: info.error.details } : undefined;
     if (info.endReason === 'fatal')

@@ -1,4 +1,5 @@
 // The server's public types: sockets (Listener), VMs (VmHandle, VmInfo) and what they are made from.
+import type { FaultAround } from '../serve/fault-around.js';
 import type { FcUffdError } from '../errors.js';
 import type { HandshakeGeneration } from '../firecracker/handshake.js';
 import type { GuestRegion } from '../memory/regions.js';
@@ -78,8 +79,11 @@ export interface ListenOptions {
   tag?: string;
   /** Mode of the socket file; 0o600 (default) lets only this user's VMMs connect. */
   socketMode?: number;
-  /** Bytes installed per fault (aligned block around it); 4096 disables fault-around. Default 256 KiB. */
-  faultAroundBytes?: number;
+  /**
+   * What to install around each fault: bytes of an aligned block (4096 disables fault-around), or
+   * 'adaptive' (one page for scattered faults, a window growing to 2 MiB for streams). Default 256 KiB.
+   */
+  faultAround?: FaultAround;
   /** A VM that cannot be served correctly: 'kill' (default) SIGKILLs its VMM, 'hang' leaves it (debugging). */
   onFatal?: OnFatal;
   /** A VMM that connects but sends no handshake within this is refused (default 5000). */

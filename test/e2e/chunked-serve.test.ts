@@ -27,7 +27,7 @@ describe('serve a chunked snapshot through the emulator', () => {
       const packed = await pack({ memPath: mem, store });
       const cache = new ChunkCache(256 * MiB);
       const snapshot = await ServedChunkedSnapshot.open({ manifest: packed.id, store, cache, logger: log.logger });
-      const server = await UffdServer.start({ socketPath: path.join(dir, 'fc.sock'), snapshot, faultAroundBytes: 64 * 1024, logger: log.logger });
+      const server = await UffdServer.start({ socketPath: path.join(dir, 'fc.sock'), snapshot, faultAround: 64 * 1024, logger: log.logger });
       const ends: VmInfo[] = [];
       server.on('vm-ended', (_vm, info) => ends.push(info));
       try {
@@ -138,7 +138,7 @@ describe('serve a chunked snapshot through the emulator', () => {
         const store = DirStore.open(path.join(dir, 'store'));
         const packed = await pack({ memPath: mem, store, chunkSizeBytes: 2 * MiB });
         const snapshot = await ServedChunkedSnapshot.open({ manifest: packed.id, store, cache: new ChunkCache(64 * MiB), logger: log.logger });
-        const server = await UffdServer.start({ socketPath: path.join(dir, 'fc.sock'), snapshot, faultAroundBytes: 2 * MiB, logger: log.logger });
+        const server = await UffdServer.start({ socketPath: path.join(dir, 'fc.sock'), snapshot, faultAround: 2 * MiB, logger: log.logger });
         try {
           const r = await runEmulator({ socket: server.socketPath, mem, pageSize: '2m', vcpus: 2, share: 'same', pattern: 'random', writePercent: 20, balloonCycles: 100, balloonMaxPages: 2, deadlineMs: 30000 });
           assert.equal(r.code, 0, `exit ${r.code ?? r.signal}: ${r.stderr}\n${log.text().slice(-3000)}`);

@@ -51,6 +51,7 @@ describe('fc-uffd daemon control API', () => {
         await refused(c.createRestore('ok', {}), 'CONTROL_BAD_REQUEST', 400);
         await refused(c.createRestore('ok', { mem, snapshot: 'x', store: dir }), 'CONTROL_BAD_REQUEST', 400);
         await refused(c.createRestore('ok', { mem, fault_around: 3000 }), 'CONTROL_BAD_REQUEST', 400);
+        await refused(c.createRestore('ok', { mem, fault_around: 'adaptiv' as never }), 'CONTROL_BAD_REQUEST', 400);
         await refused(c.createRestore('ok', { mem, on_fatal: 'explode' as never }), 'CONTROL_BAD_REQUEST', 400);
         await refused(c.createRestore('ok', { mem, socket: path.join(dir, 'outside.sock') }), 'CONTROL_BAD_REQUEST', 400);
         await refused(c.createRestore('ok', { mem, socket: '../outside.sock' }), 'CONTROL_BAD_REQUEST', 400);

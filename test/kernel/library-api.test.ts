@@ -39,7 +39,7 @@ test('two sockets on one server serve their own snapshots; events carry VM handl
       snapshot: snapB,
       tag: 'b',
       onFatal: 'hang',
-      faultAroundBytes: 4096,
+      faultAround: 4096,
     });
     assert.deepEqual(
       server.sockets().map((l) => l.tag),
@@ -163,7 +163,7 @@ test('listen() and create() reject bad options (CONFIG_INVALID / CONFIG / ABORTE
     const socketPath = path.join(dir, 's.sock');
     const code = (c: string) => (err: unknown) => err instanceof FcUffdError && err.code === c;
     await assert.rejects(
-      server.listen({ socketPath, snapshot, faultAroundBytes: 3000 }),
+      server.listen({ socketPath, snapshot, faultAround: 3000 }),
       (err: unknown) => code('CONFIG_INVALID')(err) && /--fault-around must be a power of two/.test((err as Error).message),
     );
     await assert.rejects(server.listen({ socketPath, snapshot, onFatal: 'explode' as 'kill' }), code('CONFIG_INVALID'));

@@ -18,7 +18,7 @@ test('faults on registered memory are served with the memory file bytes, zero pa
   const expected = patternedFile(mem, 8 * 1024 * 1024, zero);
   const log = captureLogger();
   const snapshot = ServedMemoryFile.open(mem);
-  const server = await UffdServer.start({ socketPath: path.join(dir, 'sock'), snapshot, faultAroundBytes: 16384, onFatal: 'hang', logger: log.logger });
+  const server = await UffdServer.start({ socketPath: path.join(dir, 'sock'), snapshot, faultAround: 16384, onFatal: 'hang', logger: log.logger });
   try {
     await server.snapshotReady();
     const handshake = once(server, 'vm-handshake') as Promise<[VmHandle]>;

@@ -47,7 +47,7 @@ async function listeners(): Promise<void> {
     socketPath: '/run/x.sock',
     snapshot: server.sockets()[0]!.snapshot,
     tag: 'web',
-    faultAroundBytes: 65536,
+    faultAround: 65536,
   });
   await l.close({ stopVms: true });
   // @ts-expect-error a ServedSnapshot-shaped object is not a snapshot the server can serve
