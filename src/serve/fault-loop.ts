@@ -149,6 +149,17 @@ export class FaultLoop {
     return this.pending.count;
   }
 
+  /**
+   * The faults not served yet, one line each (address, how long put off, why), for the log of a VM
+   * that ends with faults unserved: with the VMM's own report this tells a hang in the handler (the
+   * vCPU's address listed here) from one elsewhere (not listed).
+   */
+  describePending(nowMs: number): string[] {
+    return this.pending
+      .list()
+      .map((f) => `0x${f.address.toString(16)} ${f.waiting ? 'waiting for the source' : `deferred after EAGAIN (retry backoff ${this.pending.backoffUs} µs)`} for ${Math.round(nowMs - (f.deferredAtMs ?? f.readAtMs))} ms`);
+  }
+
   /** Snapshot ranges (file offsets) the balloon removed and nothing installed since. */
   removedRanges(): Array<[start: number, end: number]> {
     return this.pages.removedRanges();
