@@ -46,6 +46,7 @@ export type ErrorCode =
   | 'SNAPSHOT_CHUNK_FORMAT'
   | 'VM_FAULT_OUTSIDE_REGIONS'
   | 'VM_IOCTL'
+  | 'VM_PAGE_NOT_INSTALLED'
   | 'VM_UNEXPECTED_EVENT'
   | 'VM_READ'
   | 'VM_GONE'

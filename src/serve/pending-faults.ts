@@ -37,6 +37,11 @@ export class PendingFaults {
     return this.backoff;
   }
 
+  /** Every fault put off, for a diagnosis (a VM that ends with faults unserved). */
+  list(): Array<PendingFault & { waiting: boolean }> {
+    return [...this.deferred.map((f) => ({ ...f, waiting: false })), ...this.waiting.map((f) => ({ ...f, waiting: true }))];
+  }
+
   defer(f: PendingFault): void {
     this.deferred.push(f);
   }

@@ -80,6 +80,8 @@ export interface EmulatorResult {
   report: EmulatorReport | undefined;
   stdout: string;
   stderr: string;
+  /** The emulator's pid: the handler's log lines about this VMM carry it. */
+  pid: number | undefined;
 }
 
 export function emulatorArgs(o: EmulatorOptions): string[] {
@@ -138,7 +140,7 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorResult> {
           report = undefined;
         }
       }
-      resolve({ code, signal, report, stdout, stderr });
+      resolve({ code, signal, report, stdout, stderr, pid: child.pid });
     });
   });
 }

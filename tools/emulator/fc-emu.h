@@ -81,8 +81,25 @@ struct mismatch {
 #define TOUCH_PAGE(t) ((t) >> 1)
 #define TOUCH_WRITE(t) ((t) & 1)
 
+/*
+ * What a worker is doing now, for the deadline report: a worker that never finishes says which page it
+ * waits on and in what step, so a hang can be told apart as a lost wake (stuck in the first access of a
+ * page that is mapped by now), an unserved fault (page still missing) or a slow/starved emulator.
+ */
+enum activity { ACT_START, ACT_LOCK, ACT_ACCESS, ACT_VERIFY, ACT_MADVISE, ACT_YIELD, ACT_DONE };
+
+struct activity_now {
+	_Atomic int what;          /* enum activity */
+	_Atomic uint64_t page;     /* page index the step is about (ACT_MADVISE: the first) */
+	_Atomic uint64_t npages;   /* ACT_MADVISE: pages removed */
+	_Atomic uint64_t since_ns; /* CLOCK_MONOTONIC when the step began */
+};
+
+void activity_set(struct activity_now *a, enum activity what, uint64_t page, uint64_t npages);
+
 struct vcpu {
 	unsigned id;
+	struct activity_now act;
 	uint64_t *list; /* touches of one pass */
 	size_t n;
 	uint64_t pool_lo, pool_n; /* pages [pool_lo, pool_lo + pool_n) are this vCPU's (kernel accesses) */
@@ -121,6 +138,7 @@ struct emu {
 
 	_Atomic bool balloon_done;
 	uint64_t balloon_cycles_done, balloon_pages_removed;
+	struct activity_now balloon_act;
 
 	/* Set once by a worker that hit a non-verification failure (e.g. an ioctl); reported as "error". */
 	_Atomic(const char *) error;

@@ -31,6 +31,16 @@ static double now_us(void)
 	return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
 }
 
+void activity_set(struct activity_now *a, enum activity what, uint64_t page, uint64_t npages)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	atomic_store(&a->page, page);
+	atomic_store(&a->npages, npages);
+	atomic_store(&a->since_ns, (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec);
+	atomic_store(&a->what, what);
+}
+
 static unsigned region_of(uint64_t page)
 {
 	return E.nregions > 1 && page * E.ps >= E.regions[1].offset;
@@ -201,16 +211,20 @@ static void touch(struct vcpu *v, uint64_t page, bool write)
 {
 	struct page_state *s = &E.pages[page];
 	uint8_t *p = page_addr(page);
+	activity_set(&v->act, ACT_LOCK, page, 1);
 	if (write) {
 		uint64_t stamp = make_stamp(v, page);
 		lock_excl(s);
 		if (mark_touched(s)) {
 			/* The stamp store is the first access: the fault carries UFFD_PAGEFAULT_FLAG_WRITE. */
+			activity_set(&v->act, ACT_ACCESS, page, 1);
 			double t0 = now_us();
 			*(volatile uint64_t *)p = stamp;
 			record_latency(v, now_us() - t0);
+			activity_set(&v->act, ACT_VERIFY, page, 1);
 			check_page(v, page, p, 8, "write, first touch");
 		} else {
+			activity_set(&v->act, ACT_VERIFY, page, 1);
 			check_page(v, page, p, 0, "before write");
 			*(volatile uint64_t *)p = stamp;
 		}
@@ -220,10 +234,12 @@ static void touch(struct vcpu *v, uint64_t page, bool write)
 	} else {
 		lock_shared(s);
 		if (mark_touched(s)) {
+			activity_set(&v->act, ACT_ACCESS, page, 1);
 			double t0 = now_us();
 			(void)*(volatile uint8_t *)p;
 			record_latency(v, now_us() - t0);
 		}
+		activity_set(&v->act, ACT_VERIFY, page, 1);
 		check_page(v, page, p, 0, "read");
 		unlock_shared(s);
 	}
@@ -330,6 +346,7 @@ void *vcpu_host_main(void *arg)
 		if (!E.o.balloon_cycles || atomic_load(&E.balloon_done) || !v->n)
 			break;
 	}
+	activity_set(&v->act, ACT_DONE, 0, 0);
 	worker_finished();
 	return NULL;
 }
@@ -354,9 +371,11 @@ void *balloon_main(void *arg)
 		if (locked < n) {
 			while (locked)
 				unlock_excl(&E.pages[first + --locked]);
+			activity_set(&E.balloon_act, ACT_YIELD, first, n);
 			sched_yield();
 			continue;
 		}
+		activity_set(&E.balloon_act, ACT_MADVISE, first, n);
 		if (madvise(page_addr(first), n * E.ps, MADV_DONTNEED) < 0) {
 			set_error("madvise(MADV_DONTNEED) of %llu pages at file offset %llu: %s", (unsigned long long)n,
 				  (unsigned long long)(first * E.ps), strerror(errno));
@@ -372,8 +391,10 @@ void *balloon_main(void *arg)
 		}
 		E.balloon_pages_removed += n;
 		E.balloon_cycles_done++;
+		activity_set(&E.balloon_act, ACT_YIELD, first, n);
 		sched_yield();
 	}
+	activity_set(&E.balloon_act, ACT_DONE, 0, 0);
 	atomic_store(&E.balloon_done, true);
 	worker_finished();
 	return NULL;
