@@ -175,7 +175,8 @@ for (const b of backends) {
       }
     });
 
-    test('bodies cut mid-way or truncated are never served: the VM stops with STORE_FETCH_FAILED', async () => {
+    // Cuts and flips are the same bytes on the wire for both backends (store-level tests cover S3's): HTTP only, to keep the run short.
+    test('bodies cut mid-way or truncated are never served: the VM stops with STORE_FETCH_FAILED', { skip: b.name.startsWith('S3') ? 'HTTP only' : false }, async () => {
       for (const s of [{ cutAfterResponseBytes: 100_000 }, { truncateBodyAfterBytes: 100_000 }] satisfies FaultSettings[]) {
         await faults({});
         const srv = await serve(b, id, proxied(), proxy.url);
@@ -190,7 +191,7 @@ for (const b of backends) {
       }
     });
 
-    test('a flipped byte with --cache-dir: the disk tier refuses the blob, the retry gets it whole, every byte verified', async () => {
+    test('a flipped byte with --cache-dir: the disk tier refuses the blob, the retry gets it whole, every byte verified', { skip: b.name.startsWith('S3') ? 'HTTP only' : false }, async () => {
       await faults({});
       const cacheDir = path.join(dir, `cache-${crypto.randomBytes(3).toString('hex')}`);
       const srv = await serve(b, id, proxied(), proxy.url, ['--cache-dir', cacheDir, '--cache-dir-size', '64m']);
@@ -218,14 +219,17 @@ describe('the HTTP server stopped mid-restore, then started again', { skip: type
       const b: Backend = { name: 'own nginx', server: own, store: () => srvUrl, flags: () => [] };
       const id = await packInto(b, srvUrl);
       srv = await serve(b, id, `${proxy.url}/snap`, proxy.url);
-      // Hold the VM's first fetch, stop nginx by pid under it, then let the bytes go to a dead server.
-      proxy.set({ stall: true });
+      // Chunk 0 comes through; then every byte is delayed, and nginx is stopped (by pid) while the
+      // VM's request for chunk 1 is on its way.
+      assertVerified(await runEmulator({ socket: srv.socket, mem, pattern: 'seq', touchPages: PAGES_PER_CHUNK, deadlineMs: 30000 }), PAGES_PER_CHUNK, 'before the stop');
+      proxy.set({ latencyMs: 300 });
       const seen = proxy.requests;
       const run = runEmulator({ socket: srv.socket, mem, pattern: 'seq', deadlineMs: 30000 });
-      while (proxy.requests === seen) await new Promise((res) => setTimeout(res, 5));
+      const t0 = Date.now();
+      while (proxy.requests === seen && Date.now() - t0 < 10000) await new Promise((res) => setTimeout(res, 5));
       (own as RestartableServer).kill();
-      proxy.set({});
       await assertStopped(await run, srv, proxy.url);
+      proxy.set({});
       own.restart();
       assertVerified(await runEmulator({ socket: srv.socket, mem, pattern: 'seq', deadlineMs: 30000 }), MEM_BYTES / 4096, 'after the restart');
     } finally {
