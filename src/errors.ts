@@ -33,6 +33,8 @@ export type ErrorCode =
   | 'STORE_INTEGRITY'
   | 'STORE_ABORTED'
   | 'STORE_CONFIG'
+  /** A VM's chunk could not be read from its store after the retries (timeout, server down, 5xx, bytes that never verified): that VM is stopped. */
+  | 'STORE_FETCH_FAILED'
   | 'HANDSHAKE_NOT_UFFD'
   | 'SNAPSHOT_OPEN'
   | 'SNAPSHOT_EMPTY'

@@ -14,6 +14,7 @@ import { ServedChunkedSnapshot } from '../snapshot/chunked-source.js';
 import type { HealthInfo, RestoreDetail, RestoreInfo, RestoreRequest, RestoreState, VmSummary } from './api-types.js';
 import { checkName, socketPathFor } from './request.js';
 import { StoreRegistry } from './stores.js';
+import type { OpenStoreOptions } from '../store/open.js';
 
 export interface DaemonOptions {
   /** Directory every restore's uffd socket is created in (must exist). */
@@ -21,6 +22,8 @@ export interface DaemonOptions {
   /** Decompressed chunks kept in memory, shared by every restore and VM. */
   cacheSizeBytes?: number;
   loopThreads?: number;
+  /** How remote stores (s3://, http(s)://) named by restores are opened: endpoint, auth, disk cache, timeouts, retries. */
+  storeOptions?: OpenStoreOptions;
   logger: Logger;
 }
 
@@ -45,7 +48,7 @@ export class Daemon extends EventEmitter {
   readonly socketsDir: string;
   private readonly loops: SharedLoopPool;
   private readonly codecs = new ChunkCodecPool();
-  private readonly stores = new StoreRegistry();
+  private readonly stores: StoreRegistry;
   private readonly restores = new Map<string, Restore>();
   /** Names being created: a second PUT of the same name meanwhile is a conflict. */
   private readonly pending = new Set<string>();
@@ -63,6 +66,7 @@ export class Daemon extends EventEmitter {
     }
     if (!st.isDirectory()) throw new FcUffdError('CONFIG', `sockets dir ${options.socketsDir} is not a directory`);
     this.socketsDir = fs.realpathSync(options.socketsDir);
+    this.stores = new StoreRegistry(options.storeOptions);
     this.cache = new ChunkCache(options.cacheSizeBytes ?? DEFAULT_CACHE_BYTES);
     this.loopThreads = options.loopThreads ?? LoopThreadPool.defaultThreads();
     this.loops = new SharedLoopPool(this.loopThreads);
@@ -123,7 +127,7 @@ export class Daemon extends EventEmitter {
     if (req.mem !== undefined) return ServedMemoryFile.open(req.mem);
     const chunked = await ServedChunkedSnapshot.open({
       manifest: req.snapshot!,
-      store: this.stores.open(req.store!),
+      store: await this.stores.open(req.store!),
       cache: this.cache,
       pool: this.codecs,
       ...(req.prefetch_chunks !== undefined ? { prefetchChunks: req.prefetch_chunks } : {}),

@@ -199,7 +199,7 @@ export async function fetchChunk(store: ChunkStore, pool: ChunkCodecPool, digest
   } catch (err) {
     if (err instanceof StoreError && err.kind === 'not-found')
       throw new FcUffdError('SNAPSHOT_MISSING_CHUNK', `chunk sha256:${digest} (${where}) is missing from ${store.description}`, { digest });
-    throw new FcUffdError('SNAPSHOT_STORE', `cannot read chunk sha256:${digest} (${where}) from ${store.description}: ${(err as Error).message}`, { digest });
+    throw new FcUffdError('SNAPSHOT_STORE', `cannot read chunk sha256:${digest} (${where}) from ${store.description}: ${(err as Error).message}`, { digest, cause: err });
   }
   const out = new SharedArrayBuffer(length);
   try {
