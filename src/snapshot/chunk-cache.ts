@@ -1,3 +1,5 @@
+import type { FramedChunkLoad } from './frame-load.js';
+
 /**
  * Decompressed, verified chunks in memory, keyed by digest, bounded in bytes, least recently used
  * evicted first. One cache serves every snapshot and VM of a process (`sharedChunkCache()`), so two
@@ -8,6 +10,8 @@
  */
 export class ChunkCache {
   private readonly entries = new Map<string, SharedArrayBuffer>();
+  /** Framed chunks being loaded (frames first, then the whole), shared by every snapshot and VM. */
+  private readonly framed = new Map<string, FramedChunkLoad>();
   private readonly loading = new Map<string, Promise<SharedArrayBuffer>>();
   private bytes = 0;
   readonly stats = { hits: 0, misses: 0, evictions: 0, loadsJoined: 0 };
@@ -63,6 +67,26 @@ export class ChunkCache {
     );
     this.loading.set(digest, p);
     return p;
+  }
+
+  /**
+   * The framed load of `digest` under way, or a new one from `create`: one ranged read per frame
+   * however many VMs want it. A new load's ranged read of `firstFrame` goes out before its whole
+   * read. It is forgotten once its whole chunk is cached or failed.
+   */
+  framedLoad(digest: string, create: () => FramedChunkLoad, firstFrame?: number): FramedChunkLoad {
+    let f = this.framed.get(digest);
+    if (f === undefined) {
+      const created = create();
+      if (firstFrame !== undefined) void created.frame(firstFrame).catch(() => undefined);
+      f = created;
+      this.framed.set(digest, created);
+      const forget = (): void => {
+        if (this.framed.get(digest) === created) this.framed.delete(digest);
+      };
+      this.load(digest, () => created.whole()).then(forget, forget);
+    }
+    return f;
   }
 
   put(digest: string, buf: SharedArrayBuffer): void {

@@ -1,12 +1,14 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { ChunkFormatError, DEFAULT_ZSTD_LEVEL } from './chunk-format.js';
+import { ChunkFormatError, DEFAULT_ZSTD_LEVEL, type FrameJob } from './chunk-format.js';
 
 export type CodecRequest =
   | { id: number; op: 'known'; digests: string[] }
   | { id: number; op: 'ping' }
-  | { id: number; op: 'encode'; buffer: ArrayBuffer; length: number; level: number }
-  | { id: number; op: 'decode'; blob: Uint8Array; digest: string; out: SharedArrayBuffer; length: number };
+  /** frameBytes 0: a version 1 blob (one frame); otherwise a version 2 blob of frames of that size. */
+  | { id: number; op: 'encode'; buffer: ArrayBuffer; length: number; level: number; frameBytes: number }
+  | { id: number; op: 'decode'; blob: Uint8Array; digest: string; out: SharedArrayBuffer; length: number }
+  | { id: number; op: 'frames'; src: Uint8Array; out: SharedArrayBuffer; length: number; zeroBitmap: Uint8Array; frameBytes: number; jobs: FrameJob[] };
 
 export type CodecResponse =
   | { id: number; op: 'known' }
@@ -21,9 +23,12 @@ export type CodecResponse =
       zeroPages: number;
       /** Absent when the digest was among the known ones (no need to compress). */
       blob: Uint8Array | undefined;
+      /** With the blob of a version 2 encode. */
+      frames: { frameBytes: number[]; frameSha256: string[] } | undefined;
       buffer: ArrayBuffer;
     }
   | { id: number; op: 'decode' }
+  | { id: number; op: 'frames' }
   | { id: number; op: 'error'; corrupt: boolean; message: string };
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -104,8 +109,8 @@ export class ChunkCodecPool {
   }
 
   /** Analyses, hashes and (unless known) compresses a chunk. `buffer` is transferred and handed back in the result. */
-  async encode(buffer: ArrayBuffer, length: number, level = DEFAULT_ZSTD_LEVEL): Promise<EncodeResult> {
-    return (await this.run({ op: 'encode', buffer, length, level }, [buffer])) as EncodeResult;
+  async encode(buffer: ArrayBuffer, length: number, level = DEFAULT_ZSTD_LEVEL, frameBytes = 0): Promise<EncodeResult> {
+    return (await this.run({ op: 'encode', buffer, length, level, frameBytes }, [buffer])) as EncodeResult;
   }
 
   /**
@@ -115,6 +120,15 @@ export class ChunkCodecPool {
   async decode(blob: Uint8Array, digest: string, out: SharedArrayBuffer, length: number): Promise<void> {
     const transfer = blob.byteOffset === 0 && blob.byteLength === blob.buffer.byteLength && !(blob.buffer instanceof SharedArrayBuffer) ? [blob.buffer] : [];
     await this.run({ op: 'decode', blob, digest, out, length }, transfer);
+  }
+
+  /**
+   * Decodes frames of a version 2 chunk from `src` (one frame's ranged read, or the whole blob) into
+   * their places in `out` (the chunk's buffer; nothing outside those frames is written), verifying
+   * each against its hash. Rejects with ChunkFormatError on a mismatch.
+   */
+  async decodeFrames(src: Uint8Array, out: SharedArrayBuffer, length: number, zeroBitmap: Uint8Array, frameBytes: number, jobs: FrameJob[]): Promise<void> {
+    await this.run({ op: 'frames', src, out, length, zeroBitmap, frameBytes, jobs }, []);
   }
 
   async close(): Promise<void> {

@@ -6,6 +6,11 @@
 // A miss never holds up a hit: requests are handled as they arrive, a cached chunk is posted at
 // once while a fetch for another is under way, and the fault loop serves other faults while one
 // waits for its chunk.
+//
+// Framed chunks (manifest version 2): a fault asks for the frame it needs; that frame is read with
+// a ranged get, verified and decoded first and posted as soon as it is in the chunk's buffer; the
+// whole blob follows behind it and fills the other frames (FramedChunkLoad). The worker serves a
+// range once every frame under it has arrived.
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { native } from '../kernel/native.js';
@@ -18,7 +23,8 @@ import { storeCause, vmFetchError } from '../store/fetch-failure.js';
 import { isZeroPage, pageCount } from './chunk-format.js';
 import { ChunkCache, sharedChunkCache } from './chunk-cache.js';
 import { ChunkCodecPool } from './chunk-pool.js';
-import { chunkLength, chunkZeroBitmap, type Manifest } from './manifest.js';
+import { chunkLength, chunkZeroBitmap, frameOffsets, type Manifest } from './manifest.js';
+import { FramedChunkLoad } from './frame-load.js';
 import { fetchChunk, loadManifest, type LoadedManifest } from './pack.js';
 import { FETCH_CACHE, FETCH_EMPTY, FETCH_IN_FLIGHT, FETCH_STORE } from '../trace/format.js';
 
@@ -28,6 +34,8 @@ export interface ChunkedSnapshotRef {
   readonly manifestId: string;
   readonly sizeBytes: number;
   readonly chunkSizeBytes: number;
+  /** Frame size of the manifest's framed chunks; 0 when it has none (version 1). */
+  readonly frameSizeBytes: number;
   /** One byte per 4 KiB page, PAGE_ZERO or PAGE_DATA, from the manifest; shared by every VM. */
   readonly classMap: SharedArrayBuffer;
 }
@@ -36,10 +44,16 @@ export interface ChunkedSnapshotRef {
 export interface ChunkWant {
   type: 'want';
   chunk: number;
+  /** Only this frame of it is needed now (the whole chunk follows anyway). */
+  frame?: number;
 }
 
 /** Main → worker. */
-export type ChunkReply = { type: 'chunk'; chunk: number; buffer: SharedArrayBuffer; /** FETCH_* of trace/format.ts */ from: number } | { type: 'error'; chunk: number; code: ErrorCode; message: string };
+export type ChunkReply =
+  | { type: 'chunk'; chunk: number; buffer: SharedArrayBuffer; /** FETCH_* of trace/format.ts */ from: number }
+  /** Frame `frame` of the chunk's buffer is verified; the rest of the buffer may still be filling. */
+  | { type: 'frame'; chunk: number; frame: number; buffer: SharedArrayBuffer; from: number }
+  | { type: 'error'; chunk: number; code: ErrorCode; message: string };
 
 export interface ChunkedSnapshotOptions {
   /** A manifest id (looked up in the store) or a manifest file, or one already loaded. */
@@ -60,12 +74,14 @@ export interface ChunkedServeStats {
   fetched: number;
   prefetched: number;
   errors: number;
+  /** Frame replies posted ahead of their whole chunk. */
+  framesServed: number;
 }
 
 /** A chunked snapshot in a store, served to any number of VMs. */
 export class ServedChunkedSnapshot implements ServedSnapshot {
   readonly classes: PageClassMap;
-  readonly stats: ChunkedServeStats = { requests: 0, servedFromCache: 0, fetched: 0, prefetched: 0, errors: 0 };
+  readonly stats: ChunkedServeStats = { requests: 0, servedFromCache: 0, fetched: 0, prefetched: 0, errors: 0, framesServed: 0 };
   private readonly listeners = new Map<VmChannel, (m: ChunkWant) => void>();
   private readonly detached = new Set<VmChannel>();
   /** Per VM: aborted when it detaches, so its waits for chunks end with it. */
@@ -129,13 +145,13 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
 
   attachVm(channel: VmChannel): ChunkedSnapshotRef {
     const listener = (m: ChunkWant): void => {
-      this.want(channel, m.chunk);
+      this.want(channel, m.chunk, m.frame);
     };
     this.listeners.set(channel, listener);
     this.vmAborts.set(channel, new AbortController());
     channel.port.on('message', listener);
     const m = this.loaded.manifest;
-    return { kind: 'chunked', manifestId: this.loaded.id, sizeBytes: m.memorySizeBytes, chunkSizeBytes: m.chunkSizeBytes, classMap: this.classes.buffer };
+    return { kind: 'chunked', manifestId: this.loaded.id, sizeBytes: m.memorySizeBytes, chunkSizeBytes: m.chunkSizeBytes, frameSizeBytes: m.frameSizeBytes ?? 0, classMap: this.classes.buffer };
   }
 
   detachVm(channel: VmChannel): void {
@@ -158,6 +174,7 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
     const len = chunkLength(m, i);
     if (e === undefined) return Promise.reject(new FcUffdError('VM_FAULT_OUTSIDE_REGIONS', `chunk ${i} is beyond the snapshot`));
     if (e === null) return Promise.resolve(new SharedArrayBuffer(len));
+    if (e.frameBytes && !this.cache.has(e.digest)) return waitUnlessAborted(this.framedLoad(i).whole(), signal, `chunk ${i}`);
     let shared = this.fetchSignals.get(e.digest);
     if (!shared || shared.signal.aborted) this.fetchSignals.set(e.digest, (shared = new SharedSignal()));
     shared.join(signal);
@@ -173,19 +190,56 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
     return waitUnlessAborted(load, signal, `chunk ${i}`);
   }
 
+  /** The framed load of chunk `i` (shared by every VM and snapshot of this cache); starts it when new. */
+  framedLoad(i: number, firstFrame?: number): FramedChunkLoad {
+    const m = this.loaded.manifest;
+    const e = m.chunks[i]!;
+    const len = chunkLength(m, i);
+    const frameSize = m.frameSizeBytes!;
+    return this.cache.framedLoad(
+      e.digest,
+      () => {
+        this.stats.fetched++;
+        return new FramedChunkLoad({
+          store: this.store,
+          pool: this.pool,
+          digest: e.digest,
+          lengthBytes: len,
+          frameSizeBytes: frameSize,
+          zeroBitmap: chunkZeroBitmap(m, i),
+          offsets: frameOffsets(e, len, frameSize),
+          frameSha256: e.frameSha256!,
+          where: `chunk ${i} of manifest ${this.loaded.id}`,
+        });
+      },
+      firstFrame,
+    );
+  }
+
   private reply(channel: VmChannel, msg: ChunkReply): void {
     if (this.detached.has(channel) || this.closed) return;
     channel.port.postMessage(msg);
     native.eventfdSignal(channel.wakeFd);
   }
 
-  private want(channel: VmChannel, i: number): void {
+  private want(channel: VmChannel, i: number, frame?: number): void {
     this.stats.requests++;
     const e = this.loaded.manifest.chunks[i];
     const cached = e ? this.cache.get(e.digest) : undefined;
     if (cached) {
       this.stats.servedFromCache++;
       this.reply(channel, { type: 'chunk', chunk: i, buffer: cached, from: FETCH_CACHE });
+    } else if (e && e.frameBytes && frame !== undefined && frame < e.frameBytes.length) {
+      // The frame first; its load's whole read (started with it) brings the rest into the cache.
+      const load = this.framedLoad(i, frame);
+      const from = load.claimed(frame) ? FETCH_IN_FLIGHT : FETCH_STORE;
+      load.frame(frame).then(
+        () => {
+          this.stats.framesServed++;
+          this.reply(channel, { type: 'frame', chunk: i, frame, buffer: load.buffer, from });
+        },
+        (err: unknown) => this.failVm(channel, i, err, this.vmAborts.get(channel)?.signal),
+      );
     } else {
       const from = e === null ? FETCH_EMPTY : e && this.cache.isLoading(e.digest) ? FETCH_IN_FLIGHT : FETCH_STORE;
       const vmSignal = this.vmAborts.get(channel)?.signal;
@@ -196,18 +250,22 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
         throw err;
       }).then(
         (buffer) => this.reply(channel, { type: 'chunk', chunk: i, buffer, from }),
-        (err: unknown) => {
-          if (vmSignal?.aborted) return; // this VM ended: nobody to tell
-          this.stats.errors++;
-          const vmErr = vmFetchError(err, `chunk ${i} (sha256:${e?.digest ?? '-'}) of manifest ${this.loaded.id}`, this.store.description);
-          const code: ErrorCode = vmErr.code;
-          const message = vmErr.message;
-          this.logger?.error({ code, chunk: i, manifest: this.loaded.id }, message);
-          this.reply(channel, { type: 'error', chunk: i, code, message });
-        },
+        (err: unknown) => this.failVm(channel, i, err, vmSignal),
       );
     }
     this.prefetchAfter(i);
+  }
+
+  /** A chunk (or frame) that cannot be served stops the VM that wanted it, with the error's code. */
+  private failVm(channel: VmChannel, i: number, err: unknown, vmSignal?: AbortSignal): void {
+    if (vmSignal?.aborted) return; // this VM ended: nobody to tell
+    this.stats.errors++;
+    const e = this.loaded.manifest.chunks[i];
+    const vmErr = vmFetchError(err, `chunk ${i} (sha256:${e?.digest ?? '-'}) of manifest ${this.loaded.id}`, this.store.description);
+    const code: ErrorCode = vmErr.code;
+    const message = vmErr.message;
+    this.logger?.error({ code, chunk: i, manifest: this.loaded.id }, message);
+    this.reply(channel, { type: 'error', chunk: i, code, message });
   }
 
   /** Warms the cache with the next data chunks (a restore touches memory mostly in order). */
@@ -251,6 +309,12 @@ export class ChunkedSource implements PageSource {
   /** Views over the shared chunk buffers (the addon takes typed arrays, not a bare SharedArrayBuffer). */
   private readonly chunks: Array<Uint8Array | undefined>;
   private readonly requested: Uint8Array;
+  /** Framed snapshots: frame size, and per chunk the buffer being filled frame by frame. */
+  private readonly frameSize: number;
+  private readonly framesPerChunk: number;
+  private readonly partial: Array<Uint8Array | undefined>;
+  /** Per frame (chunk * framesPerChunk + k): 1 requested, 2 arrived. */
+  private readonly frameState: Uint8Array;
   /** Data pages of each chunk not handed out yet; -1: not counted yet. */
   private readonly remaining: Int32Array;
   /** One byte per 4 KiB page: handed out. */
@@ -266,6 +330,10 @@ export class ChunkedSource implements PageSource {
     const n = Math.ceil(ref.sizeBytes / ref.chunkSizeBytes);
     this.chunks = new Array<Uint8Array | undefined>(n);
     this.requested = new Uint8Array(n);
+    this.frameSize = ref.frameSizeBytes;
+    this.framesPerChunk = ref.frameSizeBytes > 0 ? ref.chunkSizeBytes / ref.frameSizeBytes : 0;
+    this.partial = new Array<Uint8Array | undefined>(this.framesPerChunk ? n : 0);
+    this.frameState = new Uint8Array(n * this.framesPerChunk);
     this.remaining = new Int32Array(n).fill(-1);
     this.handed = new Uint8Array(this.classes.bytes.length);
   }
@@ -280,13 +348,32 @@ export class ChunkedSource implements PageSource {
     const chunkStart = ci * this.chunkSize;
     if (fileOffset + len > chunkStart + this.chunkSize)
       throw new FcUffdError('INTERNAL', `a span of ${len} bytes at ${fileOffset} crosses a ${this.chunkSize}-byte chunk boundary (callers split at SPAN_BOUNDARY_BYTES)`);
-    const buf = this.chunks[ci];
+    let buf = this.chunks[ci];
+    // Framed: the frames under the range are enough, whether or not the whole chunk was asked for.
+    if (buf === undefined && this.framesPerChunk > 0) buf = this.framesHere(ci, fileOffset - chunkStart, len);
     if (buf === undefined) {
-      this.request(ci);
+      if (this.framesPerChunk === 0) this.request(ci);
       return undefined;
     }
     this.account(ci, fileOffset, len);
     return { src: buf, srcOffset: fileOffset - chunkStart };
+  }
+
+  /** The chunk's partial buffer when every frame under [off, off + len) arrived; else asks for the missing ones. */
+  private framesHere(ci: number, off: number, len: number): Uint8Array | undefined {
+    const base = ci * this.framesPerChunk;
+    let missing = false;
+    for (let k = Math.floor(off / this.frameSize); k <= Math.floor((off + len - 1) / this.frameSize); k++) {
+      const st = this.frameState[base + k]!;
+      if (st === 2) continue;
+      missing = true;
+      if (st === 0) {
+        this.frameState[base + k] = 1;
+        if (!this.frameState.subarray(base, base + this.framesPerChunk).some((x, j) => x !== 0 && j !== k)) this.trace?.fetchWant(ci);
+        this.port.postMessage({ type: 'want', chunk: ci, frame: k } satisfies ChunkWant);
+      }
+    }
+    return missing ? undefined : this.partial[ci];
   }
 
   prepare(fileOffset: number, len: number): void {
@@ -297,7 +384,7 @@ export class ChunkedSource implements PageSource {
   private request(ci: number): void {
     if (this.requested[ci]) return;
     this.requested[ci] = 1;
-    this.trace?.fetchWant(ci);
+    if (!this.partial[ci]) this.trace?.fetchWant(ci);
     this.port.postMessage({ type: 'want', chunk: ci } satisfies ChunkWant);
   }
 
@@ -321,6 +408,10 @@ export class ChunkedSource implements PageSource {
       this.chunks[ci] = undefined;
       this.requested[ci] = 0;
       this.remaining[ci] = -1;
+      if (this.framesPerChunk > 0) {
+        this.partial[ci] = undefined;
+        this.frameState.fill(0, ci * this.framesPerChunk, (ci + 1) * this.framesPerChunk);
+      }
     }
   }
 
@@ -332,8 +423,11 @@ export class ChunkedSource implements PageSource {
       if (m.type === 'chunk') {
         this.chunks[m.chunk] = new Uint8Array(m.buffer);
         this.trace?.fetchDone(m.chunk, m.buffer.byteLength, m.from);
-      }
-      else this.failure ??= new FcUffdError(m.code, m.message, { chunk: m.chunk });
+      } else if (m.type === 'frame') {
+        this.partial[m.chunk] ??= new Uint8Array(m.buffer);
+        this.frameState[m.chunk * this.framesPerChunk + m.frame] = 2;
+        this.trace?.fetchDone(m.chunk, this.frameSize, m.from);
+      } else this.failure ??= new FcUffdError(m.code, m.message, { chunk: m.chunk });
     }
     // A chunk that cannot be served correctly stops this VM: never serve wrong or missing memory.
     if (this.failure) throw this.failure;
@@ -341,6 +435,7 @@ export class ChunkedSource implements PageSource {
 
   close(): void {
     this.chunks.fill(undefined);
+    this.partial.fill(undefined);
   }
 }
 

@@ -3,13 +3,20 @@
 // of its bytes, so a manifest id pins the whole snapshot: the manifest names every chunk by digest.
 //
 // Any change to what a reader must understand gets a new `version`; a reader refuses a version it
-// does not know (SNAPSHOT_MANIFEST_VERSION) instead of guessing.
+// does not know (SNAPSHOT_MANIFEST_VERSION) instead of guessing. Version 2 adds frames: chunks
+// stored as independent zstd frames of `frameSizeBytes`, each frame's compressed length and the
+// sha256 of its logical bytes listed in the chunk's entry, so a fault can fetch (ranged read) and
+// verify one frame before the rest of its chunk. A version 2 entry without frames is a version 1
+// blob (one frame), served whole. Version 1 manifests are read as they are.
 import { FcUffdError } from '../errors.js';
 import { DIGEST_HEX } from '../store/types.js';
-import { GRANULE_BYTES, pageCount, sha256Hex } from './chunk-format.js';
+import { framedHeaderBytes, frameCount, GRANULE_BYTES, isValidFrameSize, isZeroPage, pageCount, sha256Hex } from './chunk-format.js';
 
 export const MANIFEST_FORMAT = 'fc-uffd-chunked-snapshot';
-export const MANIFEST_VERSION = 1;
+/** What pack writes. */
+export const MANIFEST_VERSION = 2;
+export const MANIFEST_VERSIONS: readonly ManifestVersion[] = [1, 2];
+export type ManifestVersion = 1 | 2;
 export const MIN_CHUNK_BYTES = 2 * 1024 * 1024;
 export const MAX_CHUNK_BYTES = 1024 * 1024 * 1024;
 /** 4 MiB: see docs/chunked-format.md for the measurements behind it. */
@@ -23,15 +30,21 @@ export type ChunkEntry = {
   storedBytes: number;
   /** Zero-page bitmap, base64 (bit i set = page i of this chunk is zero); absent when no page is zero. */
   zeroPages?: string;
+  /** Version 2, framed blob: compressed bytes of each frame (0 = an all-zero frame, not stored). */
+  frameBytes?: number[];
+  /** Version 2, framed blob: sha256 hex of each frame's logical bytes ('' for an all-zero frame). */
+  frameSha256?: string[];
 } | null;
 
 export interface Manifest {
   format: typeof MANIFEST_FORMAT;
-  version: typeof MANIFEST_VERSION;
+  version: ManifestVersion;
   memorySizeBytes: number;
   chunkSizeBytes: number;
   /** Granule of zero-page elision (4096), whatever page size the guest uses. */
   pageSizeBytes: number;
+  /** Version 2: bytes of the chunk each frame of a framed blob holds. */
+  frameSizeBytes?: number;
   digestAlgorithm: 'sha256';
   compression: { algorithm: 'zstd'; level: number };
   /** Manifest this one was packed against (provenance; serving does not need it). */
@@ -60,10 +73,20 @@ export function encodeManifest(m: Manifest): Uint8Array {
     memorySizeBytes: m.memorySizeBytes,
     chunkSizeBytes: m.chunkSizeBytes,
     pageSizeBytes: m.pageSizeBytes,
+    ...(m.version >= 2 ? { frameSizeBytes: m.frameSizeBytes } : {}),
     digestAlgorithm: m.digestAlgorithm,
     compression: { algorithm: m.compression.algorithm, level: m.compression.level },
     base: m.base,
-    chunks: m.chunks.map((c) => (c === null ? null : { digest: c.digest, storedBytes: c.storedBytes, ...(c.zeroPages ? { zeroPages: c.zeroPages } : {}) })),
+    chunks: m.chunks.map((c) =>
+      c === null
+        ? null
+        : {
+            digest: c.digest,
+            storedBytes: c.storedBytes,
+            ...(c.zeroPages ? { zeroPages: c.zeroPages } : {}),
+            ...(m.version >= 2 && c.frameBytes ? { frameBytes: c.frameBytes, frameSha256: c.frameSha256 } : {}),
+          },
+    ),
   };
   return Buffer.from(`${JSON.stringify(canonical)}\n`);
 }
@@ -94,15 +117,19 @@ export function parseManifest(bytes: Uint8Array, expectedId?: string): { manifes
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw invalid('not a JSON object');
   const o = raw as Record<string, unknown>;
   if (o.format !== MANIFEST_FORMAT) throw invalid(`format is ${JSON.stringify(o.format)}, not ${JSON.stringify(MANIFEST_FORMAT)}`);
-  if (o.version !== MANIFEST_VERSION)
-    throw new FcUffdError('SNAPSHOT_MANIFEST_VERSION', `manifest version ${JSON.stringify(o.version)} is not supported: this fc-uffd reads version ${MANIFEST_VERSION} only`, {
+  if (!MANIFEST_VERSIONS.includes(o.version as ManifestVersion))
+    throw new FcUffdError('SNAPSHOT_MANIFEST_VERSION', `manifest version ${JSON.stringify(o.version)} is not supported: this fc-uffd reads versions ${MANIFEST_VERSIONS.join(' and ')}; upgrade fc-uffd`, {
       version: o.version,
     });
+  const version = o.version as ManifestVersion;
   const size = o.memorySizeBytes;
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0) throw invalid(`memorySizeBytes ${JSON.stringify(size)} is not a positive integer`);
   const cs = o.chunkSizeBytes;
   if (typeof cs !== 'number' || !isValidChunkSize(cs)) throw invalid(`chunkSizeBytes ${JSON.stringify(cs)} is not a power of two between 2 MiB and 1 GiB`);
   if (o.pageSizeBytes !== GRANULE_BYTES) throw invalid(`pageSizeBytes ${JSON.stringify(o.pageSizeBytes)} is not ${GRANULE_BYTES}`);
+  const fs = o.frameSizeBytes;
+  if (version === 1 && fs !== undefined) throw invalid('frameSizeBytes in a version 1 manifest');
+  if (version >= 2 && (typeof fs !== 'number' || !isValidFrameSize(fs, cs))) throw invalid(`frameSizeBytes ${JSON.stringify(fs)} is not a power of two between 64 KiB and the chunk size`);
   if (o.digestAlgorithm !== 'sha256') throw invalid(`digest algorithm ${JSON.stringify(o.digestAlgorithm)} is not sha256`);
   const comp = o.compression as Record<string, unknown> | null;
   if (typeof comp !== 'object' || comp === null || comp.algorithm !== 'zstd' || typeof comp.level !== 'number')
@@ -122,20 +149,57 @@ export function parseManifest(bytes: Uint8Array, expectedId?: string): { manifes
       if (typeof e.zeroPages !== 'string' || Buffer.from(e.zeroPages, 'base64').length !== bitmapLen) throw invalid(`chunk ${i} has a malformed zeroPages bitmap`);
       entry.zeroPages = e.zeroPages;
     }
+    if (version === 1 && (e.frameBytes !== undefined || e.frameSha256 !== undefined)) throw invalid(`chunk ${i} has frames in a version 1 manifest`);
+    if (e.frameBytes !== undefined || e.frameSha256 !== undefined) {
+      Object.assign(entry, checkFrames(e, i, Math.min(cs, size - i * cs), fs as number, entry.zeroPages));
+    }
     return entry;
   });
   const manifest: Manifest = {
     format: MANIFEST_FORMAT,
-    version: MANIFEST_VERSION,
+    version,
     memorySizeBytes: size,
     chunkSizeBytes: cs,
     pageSizeBytes: GRANULE_BYTES,
+    ...(version >= 2 ? { frameSizeBytes: fs as number } : {}),
     digestAlgorithm: 'sha256',
     compression: { algorithm: 'zstd', level: comp.level },
     base: o.base,
     chunks,
   };
   return { manifest, id };
+}
+
+const HASH_OR_EMPTY = /^(?:[0-9a-f]{64})?$/;
+
+/** Checks a chunk entry's frame table against the chunk's length, zero pages and stored size. */
+function checkFrames(e: Record<string, unknown>, i: number, len: number, frameSize: number, zeroPages: string | undefined): { frameBytes: number[]; frameSha256: string[] } {
+  const n = frameCount(len, frameSize);
+  const fb = e.frameBytes;
+  const fh = e.frameSha256;
+  if (!Array.isArray(fb) || !Array.isArray(fh) || fb.length !== n || fh.length !== n) throw invalid(`chunk ${i} does not list ${n} frames (frameBytes and frameSha256)`);
+  const pages = pageCount(len);
+  const bitmap = zeroPages ? Buffer.from(zeroPages, 'base64') : new Uint8Array(Math.ceil(pages / 8));
+  const framePages = frameSize / GRANULE_BYTES;
+  let total = framedHeaderBytes(len, frameSize);
+  for (let k = 0; k < n; k++) {
+    const b: unknown = fb[k];
+    const h: unknown = fh[k];
+    if (typeof b !== 'number' || !Number.isSafeInteger(b) || b < 0 || typeof h !== 'string' || !HASH_OR_EMPTY.test(h)) throw invalid(`chunk ${i} frame ${k} has no valid length and sha256`);
+    let data = false;
+    for (let p = k * framePages; p < Math.min((k + 1) * framePages, pages) && !data; p++) data = !isZeroPage(bitmap, p);
+    if (data !== (b > 0) || data !== (h !== '')) throw invalid(`chunk ${i} frame ${k}: a frame has bytes and a hash exactly when it has a data page`);
+    total += b;
+  }
+  if (total !== e.storedBytes) throw invalid(`chunk ${i}: frames and header add up to ${total} bytes, storedBytes says ${JSON.stringify(e.storedBytes)}`);
+  return { frameBytes: fb as number[], frameSha256: fh as string[] };
+}
+
+/** Offset of each frame in chunk entry `e`'s blob, and the blob size at the end (n + 1 numbers). */
+export function frameOffsets(e: NonNullable<ChunkEntry>, chunkLen: number, frameSize: number): number[] {
+  const out = [framedHeaderBytes(chunkLen, frameSize)];
+  for (const b of e.frameBytes ?? []) out.push(out[out.length - 1]! + b);
+  return out;
 }
 
 /** The zero-page bitmap of chunk `i` (all set for a zero chunk, all clear when none is zero). */

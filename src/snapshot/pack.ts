@@ -9,7 +9,19 @@ import { writeFileAtomicAsync } from '../atomic-write.js';
 import { FcUffdError } from '../errors.js';
 import { IntervalSet } from '../memory/intervals.js';
 import { StoreError, type ChunkStore } from '../store/types.js';
-import { ChunkFormatError, DEFAULT_ZSTD_LEVEL, GRANULE_BYTES, isZeroPage, pageCount } from './chunk-format.js';
+import {
+  BLOB_VERSION_FRAMED,
+  ChunkFormatError,
+  DEFAULT_FRAME_BYTES,
+  DEFAULT_ZSTD_LEVEL,
+  frameCount,
+  framedHeaderBytes,
+  GRANULE_BYTES,
+  isValidFrameSize,
+  isZeroPage,
+  pageCount,
+  parseBlobHeader,
+} from './chunk-format.js';
 import { ChunkCodecPool } from './chunk-pool.js';
 import {
   chunkCount,
@@ -133,7 +145,11 @@ export interface PackOptions {
   /** File offsets whose pages need not be kept (balloon-removed): stored as zero pages. */
   removed?: Array<[number, number]>;
   chunkSizeBytes?: number;
+  /** Bytes of a chunk each independent zstd frame holds (default DEFAULT_FRAME_BYTES). */
+  frameSizeBytes?: number;
   zstdLevel?: number;
+  /** Uploads (hasChunk + putChunk) in flight at once (default 8); encoding goes on meanwhile. */
+  maxUploads?: number;
   pool?: ChunkCodecPool;
   onProgress?: (doneBytes: number, totalBytes: number) => void;
 }
@@ -191,25 +207,80 @@ function popcountBitmap(bitmap: Uint8Array, pages: number): number {
   return n;
 }
 
-/** Fetches, verifies and decodes one chunk of a manifest into a fresh SharedArrayBuffer. */
+/** The snapshot error for a failed read of a chunk (or a range of it) from a store. */
+export function chunkReadError(err: unknown, store: ChunkStore, digest: string, where: string): FcUffdError {
+  if (err instanceof StoreError && err.kind === 'not-found')
+    return new FcUffdError('SNAPSHOT_MISSING_CHUNK', `chunk sha256:${digest} (${where}) is missing from ${store.description}`, { digest });
+  return new FcUffdError('SNAPSHOT_STORE', `cannot read chunk sha256:${digest} (${where}) from ${store.description}: ${(err as Error).message}`, { digest, cause: err });
+}
+
+export function corruptChunkError(err: ChunkFormatError, store: ChunkStore, digest: string, where: string): FcUffdError {
+  return new FcUffdError('SNAPSHOT_CORRUPT_CHUNK', `chunk sha256:${digest} (${where}) in ${store.description} is corrupt: ${err.message}`, { digest });
+}
+
+/**
+ * Fetches, verifies and decodes one chunk of a manifest into `out` (a fresh SharedArrayBuffer by
+ * default). A blob that fails verification is fetched once more (bytes damaged on the way may
+ * arrive whole), then SNAPSHOT_CORRUPT_CHUNK.
+ */
 export async function fetchChunk(store: ChunkStore, pool: ChunkCodecPool, digest: string, length: number, where: string): Promise<SharedArrayBuffer> {
+  for (let attempt = 1; ; attempt++) {
+    let blob: Uint8Array;
+    try {
+      blob = await store.getChunk(digest);
+    } catch (err) {
+      throw chunkReadError(err, store, digest, where);
+    }
+    const out = new SharedArrayBuffer(length);
+    try {
+      await pool.decode(blob, digest, out, length);
+      return out;
+    } catch (err) {
+      if (!(err instanceof ChunkFormatError)) throw err;
+      if (attempt >= 2) throw corruptChunkError(err, store, digest, where);
+    }
+  }
+}
+
+/**
+ * The manifest entry for a chunk the store already holds. Its blob may be another version or frame
+ * size than this pack makes (packed by an older fc-uffd, or with another --frame-size): the entry
+ * must describe the stored bytes. One ranged read of the header and frame table in the usual case
+ * (a framed blob of this frame size); otherwise the whole blob, listed without frames (served whole).
+ */
+async function storedEntry(store: ChunkStore, digest: string, len: number, frameBytes: number, ours: NonNullable<ChunkEntry>): Promise<NonNullable<ChunkEntry>> {
+  const base: NonNullable<ChunkEntry> = { digest, storedBytes: 0, ...(ours.zeroPages ? { zeroPages: ours.zeroPages } : {}) };
+  if (frameBytes > 0 && ours.frameSha256) {
+    const headLen = framedHeaderBytes(len, frameBytes);
+    let head: Uint8Array | undefined;
+    try {
+      head = await store.getChunk(digest, { range: { offset: 0, length: headLen } });
+    } catch {
+      head = undefined; // a short (version 1) blob: read it whole below
+    }
+    if (head && head.length === headLen && head[4] === BLOB_VERSION_FRAMED) {
+      const v = new DataView(head.buffer, head.byteOffset, head.byteLength);
+      const n = frameCount(len, frameBytes);
+      if (v.getUint32(24, true) === frameBytes && v.getUint32(28, true) === n) {
+        const table = headLen - 4 * n;
+        const lengths = Array.from({ length: n }, (_, k) => v.getUint32(table + 4 * k, true));
+        if (lengths.every((b, k) => b > 0 === (ours.frameSha256![k] !== '')))
+          return { ...base, storedBytes: headLen + lengths.reduce((a, b) => a + b, 0), frameBytes: lengths, frameSha256: ours.frameSha256 };
+      }
+    }
+  }
   let blob: Uint8Array;
   try {
     blob = await store.getChunk(digest);
   } catch (err) {
-    if (err instanceof StoreError && err.kind === 'not-found')
-      throw new FcUffdError('SNAPSHOT_MISSING_CHUNK', `chunk sha256:${digest} (${where}) is missing from ${store.description}`, { digest });
-    throw new FcUffdError('SNAPSHOT_STORE', `cannot read chunk sha256:${digest} (${where}) from ${store.description}: ${(err as Error).message}`, { digest, cause: err });
+    throw chunkReadError(err, store, digest, 'stored already');
   }
-  const out = new SharedArrayBuffer(length);
   try {
-    await pool.decode(blob, digest, out, length);
+    parseBlobHeader(blob);
   } catch (err) {
-    if (err instanceof ChunkFormatError)
-      throw new FcUffdError('SNAPSHOT_CORRUPT_CHUNK', `chunk sha256:${digest} (${where}) in ${store.description} is corrupt: ${err.message}`, { digest });
-    throw err;
+    throw new FcUffdError('SNAPSHOT_CORRUPT_CHUNK', `chunk sha256:${digest} in ${store.description} is damaged (${(err as Error).message}): remove it and pack again`, { digest });
   }
-  return out;
+  return { ...base, storedBytes: blob.length };
 }
 
 export async function pack(o: PackOptions): Promise<PackResult> {
@@ -235,10 +306,24 @@ export async function pack(o: PackOptions): Promise<PackResult> {
       if (base.chunkSizeBytes !== chunkSize) throw new FcUffdError('CONFIG', `a diff is packed in its base's chunk size (${base.chunkSizeBytes})`);
     }
     const level = o.zstdLevel ?? DEFAULT_ZSTD_LEVEL;
-    const baseStored = new Map<string, number>();
-    if (base) for (const c of base.chunks) if (c) baseStored.set(c.digest, c.storedBytes);
+    const frameBytes = o.frameSizeBytes ?? Math.min(DEFAULT_FRAME_BYTES, chunkSize);
+    if (!isValidFrameSize(frameBytes, chunkSize)) throw new FcUffdError('CONFIG', `frame size ${frameBytes} is not a power of two between 64 KiB and the chunk size (${chunkSize})`);
+    // One entry per distinct digest: the base's (its blobs are in the store), then each new one once
+    // its upload (or the check that the store has it) is done.
+    const entryOf = new Map<string, Promise<NonNullable<ChunkEntry>>>();
+    if (base)
+      for (const c of base.chunks)
+        if (c && !entryOf.has(c.digest)) {
+          // A base of another frame size: its blobs are listed without frames (served whole).
+          const keep = c.frameBytes && base.frameSizeBytes === frameBytes;
+          const { frameBytes: fb, frameSha256: fh, ...whole } = c;
+          entryOf.set(c.digest, Promise.resolve(keep ? { ...whole, frameBytes: fb, frameSha256: fh } : whole));
+        }
     // Chunks of the base need not be compressed again: the store has them.
-    await pool.setKnown(baseStored.keys());
+    await pool.setKnown(entryOf.keys());
+    const maxUploads = o.maxUploads ?? 8;
+    const uploads = new Set<Promise<unknown>>();
+    let uploadError: Error | undefined;
 
     const extents = dataExtents(fd, size);
     const removed = new IntervalSet();
@@ -254,8 +339,8 @@ export async function pack(o: PackOptions): Promise<PackResult> {
     const n = chunkCount(size, chunkSize);
     const entries: ChunkEntry[] = new Array<ChunkEntry>(n).fill(null);
     const r = { newChunks: 0, reusedChunks: 0, zeroChunks: 0, zeroPages: 0, newDataBytes: 0, newStoredBytes: 0 };
-    const storedOf = new Map<string, number>(baseStored);
     const free: ArrayBuffer[] = [];
+    const entryWaits: Array<Promise<void>> = [];
     let done = 0;
 
     const processChunk = async (i: number): Promise<void> => {
@@ -296,7 +381,7 @@ export async function pack(o: PackOptions): Promise<PackResult> {
         if (got < len) bytes.fill(0, got);
       }
       if (hasRemoved) for (const [a, b] of clip(removedList, start, start + len)) bytes.fill(0, a - start, b - start);
-      const res = await pool.encode(buffer, len, level);
+      const res = await pool.encode(buffer, len, level, frameBytes);
       free.push(res.buffer);
       if (res.allZero) {
         entries[i] = null;
@@ -305,47 +390,71 @@ export async function pack(o: PackOptions): Promise<PackResult> {
         return;
       }
       r.zeroPages += res.zeroPages;
-      const entry: NonNullable<ChunkEntry> = { digest: res.digest, storedBytes: 0 };
-      if (res.zeroPages > 0) entry.zeroPages = Buffer.from(res.zeroBitmap).toString('base64');
-      const known = storedOf.get(res.digest);
+      const known = entryOf.get(res.digest);
       if (known !== undefined) {
-        entry.storedBytes = known;
         r.reusedChunks++;
-      } else if (!res.blob) {
-        throw new Error(`internal: no blob for chunk ${i}`);
-      } else {
-        storedOf.set(res.digest, res.blob.length);
-        entry.storedBytes = res.blob.length;
-        if (await o.store.hasChunk(res.digest)) r.reusedChunks++;
-        else {
-          await o.store.putChunk(res.digest, res.blob);
-          r.newChunks++;
-          r.newDataBytes += len - res.zeroPages * GRANULE_BYTES;
-          r.newStoredBytes += res.blob.length;
-        }
+        entryWaits.push(known.then((e) => void (entries[i] = e)));
+        return;
       }
-      entries[i] = entry;
+      const blob = res.blob;
+      if (!blob) throw new Error(`internal: no blob for chunk ${i}`);
+      const entry: NonNullable<ChunkEntry> = { digest: res.digest, storedBytes: blob.length };
+      if (res.zeroPages > 0) entry.zeroPages = Buffer.from(res.zeroBitmap).toString('base64');
+      if (res.frames) Object.assign(entry, res.frames);
+      const digest = res.digest;
+      // Streaming: the upload goes on while the next chunks are read and encoded; at most
+      // maxUploads at once (and so at most that many blobs held).
+      while (uploads.size >= maxUploads) await Promise.race(uploads);
+      if (uploadError !== undefined) return;
+      const upload = (async (): Promise<NonNullable<ChunkEntry>> => {
+        if (await o.store.hasChunk(digest)) {
+          r.reusedChunks++;
+          return storedEntry(o.store, digest, len, res.frames ? frameBytes : 0, entry);
+        }
+        await o.store.putChunk(digest, blob);
+        r.newChunks++;
+        r.newDataBytes += len - res.zeroPages * GRANULE_BYTES;
+        r.newStoredBytes += blob.length;
+        return entry;
+      })();
+      entryOf.set(digest, upload);
+      const tracked: Promise<unknown> = upload.then(
+        (e) => void (entries[i] = e),
+        (err: unknown) => void (uploadError ??= err instanceof Error ? err : new Error(String(err))),
+      ).finally(() => uploads.delete(tracked));
+      uploads.add(tracked);
     };
 
     // A window of chunks in flight: reads overlap the codec threads' work.
     const window = pool.threads + 2;
     let next = 0;
     const lanes = Array.from({ length: Math.min(window, n) }, async () => {
-      while (next < n) {
+      while (next < n && uploadError === undefined) {
         const i = next++;
         await processChunk(i);
         done += chunkLength({ memorySizeBytes: size, chunkSizeBytes: chunkSize }, i);
         o.onProgress?.(done, size);
       }
     });
-    await Promise.all(lanes);
+    try {
+      await Promise.all(lanes);
+    } finally {
+      // Never leave an upload running behind a failed pack (the caller may close the store).
+      await Promise.allSettled(uploads);
+    }
+    if (uploadError !== undefined) throw uploadError;
+    await Promise.all(entryWaits);
 
+    // The manifest last: a reader never sees a manifest whose chunks are not all in the store. A
+    // pack interrupted before this leaves whole chunks and no manifest; running it again finds
+    // them (hasChunk) and uploads only the rest.
     const manifest: Manifest = {
       format: MANIFEST_FORMAT,
       version: MANIFEST_VERSION,
       memorySizeBytes: size,
       chunkSizeBytes: chunkSize,
       pageSizeBytes: GRANULE_BYTES,
+      frameSizeBytes: frameBytes,
       digestAlgorithm: 'sha256',
       compression: { algorithm: 'zstd', level },
       base: o.base?.id ?? null,

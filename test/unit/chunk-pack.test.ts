@@ -232,7 +232,7 @@ describe('damaged stores are clear errors, and nothing wrong is written', () => 
     fs.writeFileSync(truncated, bytes.subarray(0, bytes.length / 2));
     await assert.rejects(loadManifest(truncated, store), code('SNAPSHOT_MANIFEST_INVALID'));
     const future = file('future.json');
-    fs.writeFileSync(future, bytes.toString().replace('"version":1', '"version":7'));
+    fs.writeFileSync(future, bytes.toString().replace('"version":2', '"version":7'));
     await assert.rejects(loadManifest(future, store), code('SNAPSHOT_MANIFEST_VERSION'));
     await assert.rejects(loadManifest('f'.repeat(64), store), code('SNAPSHOT_MANIFEST_MISSING'));
     // A manifest file (not an id) loads without the store's copy.

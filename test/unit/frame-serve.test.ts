@@ -1,0 +1,196 @@
+// Serving framed chunks on the main thread: the wanted frame is fetched (ranged read), verified and
+// posted before the rest of its chunk arrives; one ranged read per frame however many VMs want it;
+// a damaged frame is read again once, then stops the VM; version 1 snapshots are served whole.
+import { describe, test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { MessageChannel } from 'node:worker_threads';
+import { native } from '../../src/kernel/native.js';
+import { DirStore } from '../../src/store/dir.js';
+import type { ChunkStore, GetOptions } from '../../src/store/types.js';
+import { ChunkCodecPool } from '../../src/snapshot/chunk-pool.js';
+import { ChunkCache } from '../../src/snapshot/chunk-cache.js';
+import { ServedChunkedSnapshot, type ChunkReply, type ChunkWant } from '../../src/snapshot/chunked-source.js';
+import { analyzeChunk, encodeChunkBlob, sha256Hex } from '../../src/snapshot/chunk-format.js';
+import { encodeManifest, manifestId, frameOffsets, type Manifest } from '../../src/snapshot/manifest.js';
+import { loadManifest, pack } from '../../src/snapshot/pack.js';
+import { tempDir } from '../helpers/files.js';
+
+const MiB = 1024 * 1024;
+const FRAME = 256 * 1024;
+const dir = tempDir('fc-uffd-frames-');
+const pool = new ChunkCodecPool(2);
+const fds: number[] = [];
+after(async () => {
+  await pool.close();
+  for (const fd of fds) fs.closeSync(fd);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** 8 MiB: random pages with zero pages sprinkled in, so frames have holes. */
+function image(): Buffer {
+  const data = crypto.randomBytes(8 * MiB);
+  for (let p = 0; p < 2048; p += 7) data.fill(0, p * 4096, (p + 1) * 4096);
+  return data;
+}
+
+/** Wraps a store: whole reads wait for `release()`; ranged reads are counted and may be damaged. */
+class GateStore implements ChunkStore {
+  ranged: Array<{ offset: number; length: number }> = [];
+  wholeReads = 0;
+  damageRanged = 0;
+  private open!: () => void;
+  private readonly gate = new Promise<void>((r) => (this.open = r));
+  constructor(readonly inner: ChunkStore) {}
+  get description(): string {
+    return `gate(${this.inner.description})`;
+  }
+  release(): void {
+    this.open();
+  }
+  async getChunk(digest: string, o?: GetOptions): Promise<Uint8Array> {
+    if (!o?.range) {
+      this.wholeReads++;
+      await this.gate;
+      return this.inner.getChunk(digest);
+    }
+    this.ranged.push(o.range);
+    const bytes = Uint8Array.from(await this.inner.getChunk(digest, o));
+    if (this.damageRanged > 0) {
+      this.damageRanged--;
+      bytes[bytes.length >> 1]! ^= 0x40;
+    }
+    return bytes;
+  }
+  hasChunk(d: string): Promise<boolean> {
+    return this.inner.hasChunk(d);
+  }
+  putChunk(d: string, b: Uint8Array): Promise<void> {
+    return this.inner.putChunk(d, b);
+  }
+  hasManifest(id: string): Promise<boolean> {
+    return this.inner.hasManifest(id);
+  }
+  getManifest(id: string): Promise<Uint8Array> {
+    return this.inner.getManifest(id);
+  }
+  putManifest(id: string, b: Uint8Array): Promise<void> {
+    return this.inner.putManifest(id, b);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+let seq = 0;
+async function packed(): Promise<{ data: Buffer; store: DirStore; id: string }> {
+  const data = image();
+  const mem = path.join(dir, `mem-${seq}`);
+  fs.writeFileSync(mem, data);
+  const store = DirStore.open(path.join(dir, `store-${seq++}`), { fsync: false });
+  const r = await pack({ memPath: mem, store, pool, frameSizeBytes: FRAME });
+  return { data, store, id: r.id };
+}
+
+/** A VM's end: sends wants, collects replies. */
+function vm(snap: ServedChunkedSnapshot): { want: (m: Omit<ChunkWant, 'type'>) => void; next: (pred: (r: ChunkReply) => boolean) => Promise<ChunkReply> } {
+  const { port1, port2 } = new MessageChannel();
+  const wakeFd = native.eventfdCreate();
+  fds.push(wakeFd);
+  snap.attachVm({ port: port1, wakeFd });
+  const replies: ChunkReply[] = [];
+  const waiters: Array<() => void> = [];
+  port2.on('message', (m: ChunkReply) => {
+    replies.push(m);
+    for (const w of waiters.splice(0)) w();
+  });
+  port2.unref();
+  return {
+    want: (m) => port2.postMessage({ type: 'want', ...m }),
+    next: async (pred) => {
+      for (;;) {
+        const i = replies.findIndex(pred);
+        if (i >= 0) return replies.splice(i, 1)[0]!;
+        await new Promise<void>((r) => waiters.push(r));
+      }
+    },
+  };
+}
+
+describe('framed serving', () => {
+  test('a fault in frame k is served before the rest of its chunk arrives; the whole chunk follows; one ranged read per frame for two VMs', async () => {
+    const { data, store, id } = await packed();
+    const gate = new GateStore(store);
+    const snap = await ServedChunkedSnapshot.open({ manifest: id, store: gate, cache: new ChunkCache(), pool, prefetchChunks: 0 });
+    const a = vm(snap);
+    const b = vm(snap);
+    a.want({ chunk: 1, frame: 5 });
+    b.want({ chunk: 1, frame: 5 });
+    const ra = await a.next((r) => r.type !== 'chunk');
+    const rb = await b.next((r) => r.type !== 'chunk');
+    assert.equal(ra.type, 'frame');
+    assert.equal(rb.type, 'frame');
+    assert.equal(gate.wholeReads, 1, 'the whole read was started behind the frame');
+    assert.equal(snap.cache.has(snap.manifest.chunks[1]!.digest), false, 'the whole chunk has not arrived');
+    const off = 4 * MiB + 5 * FRAME;
+    assert.deepEqual(Buffer.from(new Uint8Array((ra as { buffer: SharedArrayBuffer }).buffer, 5 * FRAME, FRAME)), data.subarray(off, off + FRAME));
+    assert.equal(gate.ranged.length, 1, 'one ranged read for both VMs');
+    const e = snap.manifest.chunks[1]!;
+    const offsets = frameOffsets(e, 4 * MiB, FRAME);
+    assert.deepEqual(gate.ranged[0], { offset: offsets[5], length: offsets[6]! - offsets[5]! });
+    gate.release();
+    a.want({ chunk: 1 });
+    const whole = await a.next((r) => r.type === 'chunk');
+    assert.equal(whole.type, 'chunk');
+    assert.deepEqual(Buffer.from(new Uint8Array((whole as { buffer: SharedArrayBuffer }).buffer)), data.subarray(4 * MiB, 8 * MiB));
+    assert.equal(gate.wholeReads, 1);
+    assert.equal(gate.ranged.length, 1, 'the frame already decoded was not read again');
+    snap.close();
+  });
+
+  test('a flipped byte in a frame is read again once; damaged twice, the VM gets SNAPSHOT_CORRUPT_CHUNK and never the frame', async () => {
+    const { data, store, id } = await packed();
+    const gate = new GateStore(store);
+    gate.damageRanged = 1;
+    const snap = await ServedChunkedSnapshot.open({ manifest: id, store: gate, cache: new ChunkCache(), pool, prefetchChunks: 0 });
+    const v = vm(snap);
+    v.want({ chunk: 0, frame: 3 });
+    const ok = await v.next(() => true);
+    assert.equal(ok.type, 'frame');
+    assert.equal(gate.ranged.length, 2);
+    assert.deepEqual(Buffer.from(new Uint8Array((ok as { buffer: SharedArrayBuffer }).buffer, 3 * FRAME, FRAME)), data.subarray(3 * FRAME, 4 * FRAME));
+    gate.damageRanged = 2;
+    v.want({ chunk: 0, frame: 9 });
+    const bad = await v.next(() => true);
+    assert.equal(bad.type, 'error');
+    assert.equal((bad as { code: string }).code, 'SNAPSHOT_CORRUPT_CHUNK');
+    gate.release();
+    snap.close();
+  });
+
+  test('a version 1 snapshot (no frames) is served whole, whatever frame is asked for', async () => {
+    const data = image();
+    const store = DirStore.open(path.join(dir, 'v1'), { fsync: false });
+    const chunks: Manifest['chunks'] = [];
+    for (let i = 0; i < 2; i++) {
+      const c = data.subarray(i * 4 * MiB, (i + 1) * 4 * MiB);
+      const a = analyzeChunk(c);
+      const blob = encodeChunkBlob(c, a);
+      const digest = sha256Hex(c);
+      await store.putChunk(digest, blob);
+      chunks.push({ digest, storedBytes: blob.length, zeroPages: Buffer.from(a.zeroBitmap).toString('base64') });
+    }
+    const m: Manifest = { format: 'fc-uffd-chunked-snapshot', version: 1, memorySizeBytes: 8 * MiB, chunkSizeBytes: 4 * MiB, pageSizeBytes: 4096, digestAlgorithm: 'sha256', compression: { algorithm: 'zstd', level: 3 }, base: null, chunks };
+    const bytes = encodeManifest(m);
+    await store.putManifest(manifestId(bytes), bytes);
+    const snap = await ServedChunkedSnapshot.open({ manifest: await loadManifest(manifestId(bytes), store), store, cache: new ChunkCache(), pool, prefetchChunks: 0 });
+    const v = vm(snap);
+    v.want({ chunk: 1, frame: 2 });
+    const r = await v.next(() => true);
+    assert.equal(r.type, 'chunk');
+    assert.deepEqual(Buffer.from(new Uint8Array((r as { buffer: SharedArrayBuffer }).buffer)), data.subarray(4 * MiB));
+    snap.close();
+  });
+});
