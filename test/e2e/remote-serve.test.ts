@@ -18,7 +18,7 @@ import { openSnapshotStore } from '../../src/snapshot/store-open.js';
 import { startServe, type ServeProcess } from '../helpers/cli.js';
 import { runCli } from '../helpers/run-cli.js';
 import { tempDir } from '../helpers/files.js';
-import { CEPH_TEST_KEYS, httpServer, ownHttpServer, s3Server, type RestartableServer, type RunningServer } from '../helpers/servers.js';
+import { CEPH_TEST_KEYS, httpServer, ownHttpServer, s3Server, type RunningServer } from '../helpers/servers.js';
 
 const MiB = 1024 * 1024;
 const MEM_BYTES = 16 * MiB;
@@ -227,7 +227,7 @@ describe('the HTTP server stopped mid-restore, then started again', { skip: type
       const run = runEmulator({ socket: srv.socket, mem, pattern: 'seq', deadlineMs: 30000 });
       const t0 = Date.now();
       while (proxy.requests === seen && Date.now() - t0 < 10000) await new Promise((res) => setTimeout(res, 5));
-      (own as RestartableServer).kill();
+      own.kill();
       await assertStopped(await run, srv, proxy.url);
       proxy.set({});
       own.restart();
