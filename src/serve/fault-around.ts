@@ -1,12 +1,8 @@
 import { FcUffdError } from '../errors.js';
 import { AdaptiveFaultAround } from './adaptive-window.js';
+import type { FaultAroundPolicy } from './fault-around-policy.js';
 
-/** Which snapshot bytes to install around one fault. Implementations may keep per-VM state (streams). */
-export interface FaultAroundPolicy {
-  /** Page-aligned [startOffset, startOffset + lenBytes) to install for a fault at faultOffset (snapshot offset, page
-   *  aligned), never outside [regionStartOffset, regionEndOffset). Must contain the faulting page. */
-  window(faultOffset: number, regionStartOffset: number, regionEndOffset: number): { startOffset: number; lenBytes: number };
-}
+export type { FaultAroundPolicy } from './fault-around-policy.js';
 
 /**
  * The aligned block of `blockBytes` around the fault, clipped to the region. When the region starts
