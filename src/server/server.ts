@@ -104,6 +104,7 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
   private nextSocketId = 1;
   private stopping: Promise<void> | undefined;
   private stoppedFully = false;
+  private firstSocketPath: string | undefined;
 
   private constructor(private readonly options: InternalServerOptions & { loopThreads: number }) {
     super();
@@ -166,6 +167,7 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
     const socketId = this.nextSocketId++;
     const listener = new SocketListener(socketId, config, fd, (l, stopVms) => this.closeListener(l, stopVms), this.logger);
     this.bySocketId.set(socketId, listener);
+    this.firstSocketPath ??= config.socketPath;
     this.sendAcceptor({ type: 'add', socketId, listenFd: fd });
     this.acceptor.ref();
     const snapshot = config.snapshot;
@@ -182,11 +184,10 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
     return listener;
   }
 
-  /** The first open socket's path (the one of start()). */
+  /** The path of the first socket this server listened on (start()'s), open or closed since. */
   get socketPath(): string {
-    const first = this.sockets()[0];
-    if (!first) throw new FcUffdError('CONFIG', 'this server listens on no socket');
-    return first.socketPath;
+    if (this.firstSocketPath === undefined) throw new FcUffdError('CONFIG', 'this server never listened on a socket');
+    return this.firstSocketPath;
   }
 
   /** Open sockets, in the order they were opened. */
