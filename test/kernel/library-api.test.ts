@@ -164,7 +164,7 @@ test('listen() and create() reject bad options (CONFIG_INVALID / CONFIG / ABORTE
     const code = (c: string) => (err: unknown) => err instanceof FcUffdError && err.code === c;
     await assert.rejects(
       server.listen({ socketPath, snapshot, faultAround: 3000 }),
-      (err: unknown) => code('CONFIG_INVALID')(err) && /--fault-around must be a power of two/.test((err as Error).message),
+      (err: unknown) => code('CONFIG_INVALID')(err) && /--fault-around must be adaptive or a power of two/.test((err as Error).message),
     );
     await assert.rejects(server.listen({ socketPath, snapshot, onFatal: 'explode' as 'kill' }), code('CONFIG_INVALID'));
     await assert.rejects(server.listen({ socketPath, snapshot, tracePath: path.join(dir, 'nope', 't.trace') }), code('CONFIG_INVALID'));
