@@ -99,7 +99,13 @@ function vm(snap: ServedChunkedSnapshot): { want: (m: Omit<ChunkWant, 'type'>) =
   const { port1, port2 } = new MessageChannel();
   const wakeFd = native.eventfdCreate();
   fds.push(wakeFd);
-  snap.attachVm({ port: port1, wakeFd });
+  const channel = { port: port1, wakeFd };
+  snap.attachVm(channel);
+  // The VM ends with the test: its ports must not keep the process alive.
+  after(() => {
+    snap.detachVm(channel);
+    port1.close();
+  });
   const replies: ChunkReply[] = [];
   const waiters: Array<() => void> = [];
   port2.on('message', (m: ChunkReply) => {
