@@ -5,7 +5,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DirStore } from '../../src/store/dir.js';
-import type { GetOptions } from '../../src/store/types.js';
+import { StoreError, type ChunkStore, type GetOptions } from '../../src/store/types.js';
+import { analyzeChunk, encodeChunkBlob, sha256Hex } from '../../src/snapshot/chunk-format.js';
 import { loadManifest, pack, unpack, parseRanges, type PackResult } from '../../src/snapshot/pack.js';
 import { ChunkCodecPool } from '../../src/snapshot/chunk-pool.js';
 import { FcUffdError } from '../../src/errors.js';
@@ -239,5 +240,107 @@ describe('damaged stores are clear errors, and nothing wrong is written', () => 
     const copy = file('copy.json');
     fs.writeFileSync(copy, bytes);
     assert.equal((await loadManifest(copy)).id, r.id);
+  });
+});
+
+/** A store wrapper: puts slowed down and counted (peak concurrency), failing after `failAfter` puts. */
+class FlakyStore implements ChunkStore {
+  readonly inner: DirStore;
+  constructor(root: string) {
+    this.inner = DirStore.open(root, { fsync: false });
+  }
+  get description(): string {
+    return 'flaky';
+  }
+  hasChunk(d: string): Promise<boolean> {
+    return this.inner.hasChunk(d);
+  }
+  getChunk(d: string, o?: GetOptions): Promise<Uint8Array> {
+    return this.inner.getChunk(d, o);
+  }
+  hasManifest(id: string): Promise<boolean> {
+    return this.inner.hasManifest(id);
+  }
+  getManifest(id: string): Promise<Uint8Array> {
+    return this.inner.getManifest(id);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+  puts = 0;
+  active = 0;
+  peak = 0;
+  manifestPuts = 0;
+  failAfter = Infinity;
+  async putChunk(digest: string, data: Uint8Array): Promise<void> {
+    if (this.puts >= this.failAfter) throw new StoreError('io', 'injected: the network went away', false);
+    this.puts++;
+    this.active++;
+    this.peak = Math.max(this.peak, this.active);
+    try {
+      await new Promise((r) => setTimeout(r, 15));
+      await this.inner.putChunk(digest, data);
+    } finally {
+      this.active--;
+    }
+  }
+  async putManifest(id: string, data: Uint8Array): Promise<void> {
+    // A reader must never see a manifest whose chunks are missing: every put is done by now.
+    assert.equal(this.active, 0, 'no chunk upload in flight when the manifest is written');
+    this.manifestPuts++;
+    await this.inner.putManifest(id, data);
+  }
+}
+
+describe('packing to a (remote) store', () => {
+  test('uploads overlap up to maxUploads; the manifest is written last', async () => {
+    const storeDir = file('store');
+    const store = new FlakyStore(storeDir);
+    const mem = file('mem');
+    makeImage(mem, 64 * MiB, 11);
+    const r = await pack({ memPath: mem, store, pool, maxUploads: 6 });
+    assert.ok(store.peak > 1 && store.peak <= 6, `peak uploads in flight ${store.peak}`);
+    assert.equal(store.manifestPuts, 1);
+    assert.equal(store.puts, r.newChunks);
+  });
+
+  test('an interrupted pack leaves whole chunks and no manifest; a rerun uploads only the rest and matches an uninterrupted pack', async () => {
+    const storeDir = file('store');
+    const store = new FlakyStore(storeDir);
+    const mem = file('mem');
+    const data = makeImage(mem, 64 * MiB, 12);
+    store.failAfter = 5;
+    await assert.rejects(pack({ memPath: mem, store, pool, maxUploads: 4 }), /went away/);
+    assert.equal(store.manifestPuts, 0);
+    assert.deepEqual(fs.readdirSync(path.join(storeDir, 'manifests')), []);
+    const stored = fs.readdirSync(path.join(storeDir, 'chunks')).flatMap((d) => fs.readdirSync(path.join(storeDir, 'chunks', d)));
+    assert.equal(stored.length, 5, 'exactly the puts that succeeded');
+    store.failAfter = Infinity;
+    const r = await pack({ memPath: mem, store, pool });
+    assert.equal(r.reusedChunks, 5);
+    assert.equal(r.newChunks + r.reusedChunks + r.zeroChunks, r.chunks);
+    const clean = await pack({ memPath: mem, store: DirStore.open(file('clean'), { fsync: false }), pool });
+    assert.equal(r.id, clean.id, 'the finished pack is the same snapshot as an uninterrupted one');
+    const out = file('out');
+    await unpack({ loaded: await loadManifest(r.id, store), store, outPath: out, pool });
+    assert.ok(fs.readFileSync(out).equals(data));
+  });
+
+  test('chunks a store holds as version 1 blobs are listed as they are stored (no frames) and still unpack', async () => {
+    const mem = file('mem');
+    const data = makeImage(mem, 16 * MiB, 13);
+    const store = DirStore.open(file('store'), { fsync: false });
+    // Put version 1 blobs of two chunks first, as an older fc-uffd would have.
+    for (const i of [0, 2]) {
+      const c = data.subarray(i * 4 * MiB, (i + 1) * 4 * MiB);
+      await store.putChunk(sha256Hex(c), encodeChunkBlob(c, analyzeChunk(c)));
+    }
+    const r = await pack({ memPath: mem, store, pool });
+    assert.equal(r.manifest.chunks[0]!.frameBytes, undefined);
+    assert.equal(r.manifest.chunks[2]!.frameBytes, undefined);
+    assert.ok(r.manifest.chunks[1]!.frameBytes, 'new chunks are framed');
+    const out = file('out');
+    await unpack({ loaded: await loadManifest(r.id, store), store, outPath: out, pool });
+    assert.ok(fs.readFileSync(out).equals(data));
   });
 });
