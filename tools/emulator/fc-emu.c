@@ -653,10 +653,15 @@ static void print_result(double done_ms, const char *error)
 			fputs("null", f);
 		fputs(",\"balloon\":", f);
 		if (E.o.balloon_cycles)
-			fprintf(f, "{\"cycles\":%llu,\"pagesRemoved\":%llu,\"rezeroVerified\":%llu,\"rezeroNonzeroVerified\":%llu}",
+		{
+			fprintf(f, "{\"cycles\":%llu,\"pagesRemoved\":%llu,\"rezeroVerified\":%llu,\"rezeroNonzeroVerified\":%llu,"
+				"\"racyRemovals\":%llu,\"racyRemovedOffsets\":",
 				(unsigned long long)E.balloon_cycles_done, (unsigned long long)E.balloon_pages_removed,
-				(unsigned long long)rezero, (unsigned long long)rezero_nonzero);
-		else
+				(unsigned long long)rezero, (unsigned long long)rezero_nonzero,
+				(unsigned long long)E.balloon_racy_removals);
+			write_racy_removed_json(f);
+			fputc('}', f);
+		} else
 			fputs("null", f);
 		fputs("}\n", f);
 	} else {

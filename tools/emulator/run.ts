@@ -50,7 +50,16 @@ export interface EmulatorReport {
   handshakeToDoneMs: number;
   touchLatencyUs: { count: number; p50: number; p99: number; max: number };
   kvm: null | { vcpus: number; pagesTouched: number; checksumOk: boolean };
-  balloon: null | { cycles: number; pagesRemoved: number; rezeroVerified: number; rezeroNonzeroVerified: number };
+  balloon: null | {
+    cycles: number;
+    pagesRemoved: number;
+    rezeroVerified: number;
+    rezeroNonzeroVerified: number;
+    /** Removals of a page that had a duplicate fault since its previous removal (PS_DUP_FAULT in fc-emu.h). */
+    racyRemovals: number;
+    /** Pages removed and untouched at the end whose last removal was racy: the handler may have installed them late. */
+    racyRemovedOffsets: number[];
+  };
   [key: string]: unknown;
 }
 

@@ -178,6 +178,23 @@ static bool mark_touched(struct page_state *s)
 	return !(old & PS_TOUCHED);
 }
 
+/*
+ * Brackets one access that may fault. Only readers overlap (writers and the balloon are exclusive); two
+ * overlapping accesses of a page not yet mapped are two fault messages for one page (see PS_DUP_FAULT).
+ * An access sets PS_MAPPED before it leaves, so a later one seeing PS_MAPPED cannot have faulted.
+ */
+static void access_begin(struct page_state *s)
+{
+	if (atomic_fetch_add(&s->accessing, 1) && !(atomic_load(&s->flags) & PS_MAPPED))
+		atomic_fetch_or(&s->flags, PS_DUP_FAULT);
+}
+
+static void access_end(struct page_state *s)
+{
+	atomic_fetch_or(&s->flags, PS_MAPPED);
+	atomic_fetch_sub(&s->accessing, 1);
+}
+
 static void record_latency(struct vcpu *v, double us)
 {
 	if (v->nlat == v->caplat) {
@@ -204,6 +221,7 @@ static void touch(struct vcpu *v, uint64_t page, bool write)
 	if (write) {
 		uint64_t stamp = make_stamp(v, page);
 		lock_excl(s);
+		access_begin(s);
 		if (mark_touched(s)) {
 			/* The stamp store is the first access: the fault carries UFFD_PAGEFAULT_FLAG_WRITE. */
 			double t0 = now_us();
@@ -214,17 +232,20 @@ static void touch(struct vcpu *v, uint64_t page, bool write)
 			check_page(v, page, p, 0, "before write");
 			*(volatile uint64_t *)p = stamp;
 		}
+		access_end(s);
 		atomic_store(&s->stamp, stamp);
 		unlock_excl(s);
 		v->writes++;
 	} else {
 		lock_shared(s);
+		access_begin(s);
 		if (mark_touched(s)) {
 			double t0 = now_us();
 			(void)*(volatile uint8_t *)p;
 			record_latency(v, now_us() - t0);
 		}
 		check_page(v, page, p, 0, "read");
+		access_end(s);
 		unlock_shared(s);
 	}
 	v->touches++;
@@ -261,6 +282,7 @@ static bool kernel_write_guest(struct vcpu *v)
 			continue;
 		}
 		mark_touched(s);
+		access_begin(s);
 		uint64_t off = page * E.ps;
 		if (off < E.file_size) {
 			size_t len = E.file_size - off < E.ps ? (size_t)(E.file_size - off) : (size_t)E.ps;
@@ -271,6 +293,7 @@ static bool kernel_write_guest(struct vcpu *v)
 		} else {
 			(void)*(volatile uint8_t *)p;
 		}
+		access_end(s);
 		check_page(v, page, p, 0, "kernel pread() into guest page");
 		unlock_excl(s);
 		return true;
@@ -285,7 +308,9 @@ static void kernel_read_guest(struct vcpu *v)
 	struct page_state *s = &E.pages[page];
 	lock_shared(s);
 	mark_touched(s);
+	access_begin(s);
 	ssize_t n = pwrite(v->kfd, page_addr(page), E.ps, 0);
+	access_end(s);
 	if (n != (ssize_t)E.ps) {
 		set_error("write() of guest page at file offset %llu to a memfd: %s", (unsigned long long)(page * E.ps),
 			  n < 0 ? strerror(errno) : "short write");
@@ -366,8 +391,12 @@ void *balloon_main(void *arg)
 		}
 		for (uint64_t i = 0; i < n; i++) {
 			struct page_state *s = &E.pages[first + i];
+			uint32_t old = atomic_load(&s->flags);
+			/* Racy: a duplicate fault since the last removal, or still racy from it and untouched since. */
+			bool racy = (old & PS_DUP_FAULT) || (old & (PS_REMOVED | PS_RACY)) == (PS_REMOVED | PS_RACY);
+			E.balloon_racy_removals += racy;
 			atomic_store(&s->stamp, 0);
-			atomic_store(&s->flags, PS_ZERO | PS_REMOVED);
+			atomic_store(&s->flags, PS_ZERO | PS_REMOVED | (racy ? PS_RACY : 0));
 			unlock_excl(s); /* deflate: the guest may use the page again */
 		}
 		E.balloon_pages_removed += n;
@@ -377,6 +406,19 @@ void *balloon_main(void *arg)
 	atomic_store(&E.balloon_done, true);
 	worker_finished();
 	return NULL;
+}
+
+/* JSON array: file offsets of the pages removed and untouched at the end whose last removal was racy. */
+void write_racy_removed_json(FILE *f)
+{
+	const char *sep = "";
+	fputc('[', f);
+	for (uint64_t p = 0; p < E.npages; p++)
+		if ((atomic_load(&E.pages[p].flags) & (PS_REMOVED | PS_RACY)) == (PS_REMOVED | PS_RACY)) {
+			fprintf(f, "%s%llu", sep, (unsigned long long)(p * E.ps));
+			sep = ",";
+		}
+	fputc(']', f);
 }
 
 int write_removed_out(const char *path)
