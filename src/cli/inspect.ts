@@ -52,7 +52,7 @@ export async function inspectCommand(manifest: string, flags: InspectFlags): Pro
 async function verifyChunks(m: Manifest, store: ChunkStore): Promise<{ missing: number[]; corrupt: Array<{ index: number; digest: string; why: string }> }> {
   const missing: number[] = [];
   const corrupt: Array<{ index: number; digest: string; why: string }> = [];
-  const verdict = new Map<string, 'ok' | 'missing' | string>();
+  const verdict = new Map<string, string>(); // 'ok', 'missing', or why the chunk is corrupt
   for (let i = 0; i < m.chunks.length; i++) {
     const c = m.chunks[i];
     if (!c) continue;

@@ -1,4 +1,4 @@
-import { UffdServer } from '../server/server.js';
+import { UffdServer, type VmInfo } from '../server/server.js';
 import { createLogger } from '../log.js';
 import type { OnFatal } from '../serve/protocol.js';
 import { formatVmSummary } from './format.js';
@@ -73,7 +73,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
       ...(flags.loopThreads !== undefined ? { loopThreads: flags.loopThreads } : {}),
       logger,
     });
-    server.on('vm-end', (vm) => process.stdout.write(`${formatVmSummary(vm)}\n`));
+    server.on('vm-end', (vm: VmInfo) => process.stdout.write(`${formatVmSummary(vm)}\n`));
     if (metrics) {
       createMetrics(server, registry);
       logger.info({ metrics: `http://${metrics.address.address}:${metrics.address.port}/metrics` }, 'serving Prometheus metrics');

@@ -83,7 +83,7 @@ for (const pageSize of ['4k', '2m'] as const) {
         assert.equal(await serve.stop(), 0);
       }
     } finally {
-      release?.();
+      release();
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
