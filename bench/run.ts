@@ -10,6 +10,7 @@ import { DEFAULT_FAULT_AROUND_BYTES } from '../src/server/server.js';
 import { EMULATOR_PATH } from '../tools/emulator/run.js';
 import { clusteredTrace, demoImage, realGuest, warmPageCache, type Image } from './lib/data.js';
 import { fmt, spread, type Spread } from './lib/stats.js';
+import { writeFaultpathResults } from './lib/faultpath-results.js';
 import { C_HANDLER, OUR_CLI, failedTrial, runTrial, type TrialResult, type Variant, type Workload } from './lib/trial.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -543,6 +544,11 @@ async function main(): Promise<void> {
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, `${JSON.stringify(doc, null, 1)}\n`);
   process.stdout.write(`\nresults: ${out} (${elapsedS.toFixed(0)} s)\n`);
+  // The committed suite (bench/results/<suite>.json + .md): a whole run is `faultpath`, --only one scenario is that scenario.
+  if (!args.smoke && (!args.only || args.only.length === 1)) {
+    const written = writeFaultpathResults(args.only?.[0] ?? 'faultpath', doc);
+    process.stdout.write(`suite: ${written.jsonPath} and ${written.markdownPaths.length} markdown fragments (npm run docs:render)\n`);
+  }
   if (results.some((r) => r.variants.some((v) => v.failures.length > 0))) process.exitCode = 1;
 }
 
