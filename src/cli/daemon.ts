@@ -5,7 +5,7 @@ import { ControlServer } from '../daemon/http.js';
 import { createDaemonMetrics } from '../daemon/metrics.js';
 import { FcUffdError } from '../errors.js';
 import type { VmInfo } from '../server/server.js';
-import { createLogger } from '../log.js';
+import { createLogger, logProcessWarnings } from '../log.js';
 import { serveMetrics } from '../server/metrics.js';
 import { formatVmSummary } from './format.js';
 import { remoteStoreOptions, type StoreFlags } from './store-flags.js';
@@ -33,6 +33,7 @@ function notifyReady(logger: ReturnType<typeof createLogger>): void {
 export async function daemonCommand(flags: DaemonFlags): Promise<void> {
   const storeOptions = remoteStoreOptions(flags);
   const logger = createLogger(flags.logLevel);
+  logProcessWarnings(logger);
   let metricsAddr: { host: string; port: number } | undefined;
   if (flags.metricsListen) {
     const m = /^(.*):(\d+)$/.exec(flags.metricsListen);

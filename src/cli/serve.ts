@@ -1,5 +1,5 @@
 import { UffdServer } from '../server/server.js';
-import { createLogger } from '../log.js';
+import { createLogger, logProcessWarnings } from '../log.js';
 import type { OnFatal } from '../serve/protocol.js';
 import { formatVmSummary } from './format.js';
 import { ServedMemoryFile } from '../snapshot/memfile.js';
@@ -54,6 +54,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   checkSnapshotFlags(flags);
   const storeOptions = flags.store !== undefined ? storeOptionsFor(flags.store, flags, false) : undefined;
   const logger = createLogger(flags.logLevel);
+  logProcessWarnings(logger);
   let store: ChunkStore | undefined;
   let snapshot: Snapshot;
   try {
