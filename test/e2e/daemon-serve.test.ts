@@ -96,7 +96,8 @@ describe('fc-uffd daemon serves many snapshots from one process', () => {
         assert.equal(h.chunk_cache.chunks, distinct.size);
         assert.ok(distinct.size < digests(packedBase.manifest).length + digests(packedDiff.manifest).length);
         assert.equal(h.loop_threads, 2);
-        assert.match(d.stdout(), /\[diff\] vm-\d+ .*vmm-exited/);
+        // The summary travels on stdout, a pipe apart from the API's answers: it may arrive after them.
+        await until('a diff VM summary on stdout', () => /\[diff\] vm-\d+ .*vmm-exited/.test(d.stdout()));
         const metrics = await d.client.metrics();
         assert.match(metrics, /fc_uffd_restore_vms_started_total\{restore="mem"\} 7/);
         assert.match(metrics, /fc_uffd_chunk_cache_chunks \d+/);
