@@ -1,6 +1,7 @@
 // One `fc-uffd daemon` vs one `fc-uffd serve` per snapshot, same run: resident memory and threads
 // while 10 snapshots x 4 VMs are served, and first-fault latency through each. Writes
-// bench/results/daemon-<time>.json.   node dist/bench/daemon.js [--snapshots 10] [--vms 4] [--runs 5]
+// bench/results/daemon.json and its fragments (daemon.md: the table; daemon.summary.md: the ratios
+// README.md quotes).   node dist/bench/daemon.js [--snapshots 10] [--vms 4] [--runs 5]
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -9,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { ControlClient } from '../src/client/control-client.js';
 import { runEmulator } from '../tools/emulator/run.js';
 import { writeDemoImage } from '../tools/demo-image.js';
-import { spread } from './lib/stats.js';
+import { mdTable, writeResults } from './lib/results.js';
+import { fmt, spread } from './lib/stats.js';
 
 const MiB = 1024 * 1024;
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/cli/main.js');
@@ -105,25 +107,35 @@ async function main(): Promise<void> {
     for (let k = 0; k < RUNS; k++) latency.serve.push(await firstFaultUs(sSockets[k % SNAPSHOTS]!, mems[k % SNAPSHOTS]!));
     await stopAll(serves);
 
+    const dFirst = spread(latency.daemon)!;
+    const sFirst = spread(latency.serve)!;
     const result = {
-      bench: 'daemon',
-      date: new Date().toISOString(),
-      host: { cpus: os.availableParallelism(), node: process.version },
       setup: { snapshots: SNAPSHOTS, vmsPerSnapshot: VMS, snapshotSizeBytes: SIZE, firstFaultRuns: RUNS, loopThreads: 'default (CPUs, at most 4) in each process' },
-      daemon: { ...mib(daemonLoad), threads: daemonLoad.threads, firstFaultUs: spread(latency.daemon) },
-      serve: { processes: SNAPSHOTS, ...mib(serveLoad), threads: serveLoad.threads, firstFaultUs: spread(latency.serve) },
+      daemon: { ...mib(daemonLoad), threads: daemonLoad.threads, firstFaultUs: dFirst },
+      serve: { processes: SNAPSHOTS, ...mib(serveLoad), threads: serveLoad.threads, firstFaultUs: sFirst },
       ratios: {
         rss: +(daemonLoad.rssBytes / serveLoad.rssBytes).toFixed(3),
         anon: +(daemonLoad.anonBytes / serveLoad.anonBytes).toFixed(3),
         threads: +(daemonLoad.threads / serveLoad.threads).toFixed(3),
-        firstFaultMedian: +(spread(latency.daemon)!.median / spread(latency.serve)!.median).toFixed(3),
+        firstFaultMedian: +(dFirst.median / sFirst.median).toFixed(3),
       },
     };
-    const outDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench/results');
-    fs.mkdirSync(outDir, { recursive: true });
-    const out = path.join(outDir, `daemon-${result.date.replace(/[:.]/g, '-')}.json`);
-    fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
-    process.stdout.write(`${JSON.stringify(result, null, 2)}\nwritten to ${out}\n`);
+    const d = mib(daemonLoad);
+    const s = mib(serveLoad);
+    const setup = `One \`fc-uffd daemon\` with ${SNAPSHOTS} restores (${SIZE / MiB} MiB memory files) against ${SNAPSHOTS} \`fc-uffd serve\` processes, same run, ${VMS} VMs per snapshot held live while /proc is sampled; first fault = the emulator's first touch on a fresh VM (${RUNS} runs).`;
+    const table = mdTable(
+      ['', 'daemon', `${SNAPSHOTS} x serve`, 'ratio'],
+      [
+        ['RSS', `${d.rssMiB} MiB`, `${s.rssMiB} MiB`, result.ratios.rss.toFixed(2)],
+        ['of which anon (heaps, isolates)', `${d.anonMiB} MiB`, `${s.anonMiB} MiB`, result.ratios.anon.toFixed(2)],
+        ['of which file (memory-file page cache mapped for UFFDIO_COPY, shared with the host)', `${d.fileMiB} MiB`, `${s.fileMiB} MiB`, ''],
+        ['threads', String(daemonLoad.threads), String(serveLoad.threads), result.ratios.threads.toFixed(2)],
+        ['first fault µs, median [min-max]', `${fmt(dFirst.median)} [${fmt(dFirst.min)}-${fmt(dFirst.max)}]`, `${fmt(sFirst.median)} [${fmt(sFirst.min)}-${fmt(sFirst.max)}]`, `${result.ratios.firstFaultMedian.toFixed(2)} (n=${RUNS}: read the ranges)`],
+      ],
+    );
+    const summary = `Measured: ${result.ratios.rss.toFixed(2)}x the RSS and ${result.ratios.threads.toFixed(2)}x the threads of ${SNAPSHOTS} \`fc-uffd serve\` processes (${SNAPSHOTS} snapshots x ${VMS} VMs, \`node dist/bench/daemon.js\`).`;
+    writeResults('daemon', result, `${setup}\n\n${table}`, { summary });
+    process.stdout.write(`${setup}\n${table}\n`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
