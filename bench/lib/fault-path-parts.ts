@@ -81,7 +81,7 @@ export function faultPathParts(suite: string, doc: FaultPathDoc): Record<string,
 
   const { perProcessAnonMiB, perVmAnonMiB } = doc.memory;
   if (perVmAnonMiB !== null && perProcessAnonMiB !== null)
-    parts.memory = `Handler anonymous RSS: ${perProcessAnonMiB.toFixed(1)} MiB per process (largest median over the scenarios of this run; target < 64), ${perVmAnonMiB.toFixed(2)} MiB per extra VM (\`multi-vm\`: 8 VMs at once against 1; target < 1).\n\n${foot}`;
+    parts.memory = `Handler anonymous RSS: ${perProcessAnonMiB.toFixed(1)} MiB per process (largest median over the scenarios of this run; target < 64: ${perProcessAnonMiB < 64 ? 'met' : 'MISSED'}), ${perVmAnonMiB.toFixed(2)} MiB per extra VM (\`multi-vm\`: 8 VMs at once against 1; target < 1: ${perVmAnonMiB < 1 ? 'met' : 'MISSED'}).\n\n${foot}`;
 
   const lines: string[] = [];
   for (const scenario of ['latency-random-256m', 'sparse-real']) {
