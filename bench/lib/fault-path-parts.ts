@@ -32,7 +32,7 @@ const x = (r: number): string => `${r.toFixed(2)}x`;
 
 function provenance(suite: string, doc: FaultPathDoc): string {
   const load = doc.loadAvg1 !== undefined ? `, load ${doc.loadAvg1.toFixed(1)} at start on a shared machine` : '';
-  return `<sub>From \`bench/results/${suite}.json\`: \`${doc.command}\`, ${doc.startedAt.slice(0, 16).replace('T', ' ')} UTC, medians of ${doc.settings.runs} runs${load}.</sub>`;
+  return `<sub>From \`bench/results/${suite}.json\` (suite \`${suite}\`, its command there and in bench/README.md), ${doc.startedAt.slice(0, 16).replace('T', ' ')} UTC, medians of ${doc.settings.runs} runs${load}.</sub>`;
 }
 
 export function faultPathParts(suite: string, doc: FaultPathDoc): Record<string, string> {
@@ -75,9 +75,14 @@ export function faultPathParts(suite: string, doc: FaultPathDoc): Record<string,
   const pf4k = ratio('sparse-real', 'ours-prefetch', 'ours-4k', 'prefetch: workload');
   const pfWarm = ratio('sparse-real', 'ours-prefetch', 'file-warm');
   const pfCold = ratio('sparse-real', 'ours-prefetch-cold', 'file-cold');
-  const faults = (v: string): string => fmt(fig('sparse-real', v, 'faults')?.median);
+  const faults = (v: string): string => {
+    const m = fig('sparse-real', v, 'faults')?.median;
+    return m === undefined ? '-' : Math.round(m).toLocaleString('en-US');
+  };
+  const pfFaults = ratio('sparse-real', 'ours-prefetch', 'ours', 'prefetch: faults');
+  const target = (r: RunRatio | undefined): string => (r?.target ? ` (target ${r.target}: ${r.met ? 'met' : 'MISSED'})` : '');
   if (pf4k && pfWarm && pfCold)
-    parts.prefetch = `Working-set prefetch on the real restore trace: ${x(pf4k.ratio)} the workload time of page-by-page on-demand serving, ${x(pfWarm.ratio)} Firecracker's \`File\` backend with a warm page cache (target <= 1.5) and ${x(pfCold.ratio)} with both cold (target <= 1.0); faults ${faults('ours')} -> ${faults('ours-prefetch')} against on-demand serving with the same fault-around, ${faults('ours-4k')} -> ${faults('ours-prefetch')} against page by page.\n\n${foot}`;
+    parts.prefetch = `Working-set prefetch on the real restore trace: ${x(pf4k.ratio)} the workload time of page-by-page on-demand serving${target(pf4k)}, ${x(pfWarm.ratio)} Firecracker's \`File\` backend with a warm page cache${target(pfWarm)} and ${x(pfCold.ratio)} with both cold${target(pfCold)}; faults ${faults('ours')} -> ${faults('ours-prefetch')} against on-demand serving with the same fault-around${target(pfFaults)}, ${faults('ours-4k')} -> ${faults('ours-prefetch')} against page by page.\n\n${foot}`;
 
   const { perProcessAnonMiB, perVmAnonMiB } = doc.memory;
   if (perVmAnonMiB !== null && perProcessAnonMiB !== null)
