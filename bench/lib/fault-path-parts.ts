@@ -10,13 +10,27 @@ export interface FaultPathDoc {
   command: string;
   loadAvg1?: number;
   settings: { runs: number };
-  scenarios: Array<{ name: string; skipped?: string; variants: Array<{ variant: { name: string }; figures: Record<string, Spread | null> }> }>;
+  scenarios: Array<{
+    name: string;
+    skipped?: string;
+    variants: Array<{ variant: { name: string }; figures: Record<string, Spread | null> }>;
+  }>;
   ratios: RunRatio[];
   memory: { perProcessAnonMiB: number | null; perVmAnonMiB: number | null };
 }
 
 /** Scenarios whose figures the fault-path parts report (the others belong to their own suites). */
-export const FAULT_PATH_SCENARIOS = ['sparse-real', 'latency-random-256m', 'sparse-1g', 'seq-1g', 'random-1g-4vcpu', 'seq-128m-2m-pages', 'kvm-sparse-real', 'multi-vm', 'seq-2g'];
+export const FAULT_PATH_SCENARIOS = [
+  'sparse-real',
+  'latency-random-256m',
+  'sparse-1g',
+  'seq-1g',
+  'random-1g-4vcpu',
+  'seq-128m-2m-pages',
+  'kvm-sparse-real',
+  'multi-vm',
+  'seq-2g',
+];
 
 const TABLE_COLUMNS: Array<[key: string, head: string]> = [
   ['handshakeToDoneMs', 'done ms'],
@@ -41,7 +55,9 @@ export function faultPathParts(suite: string, doc: FaultPathDoc): Record<string,
   const fig = (scenario: string, variant: string, key: string): Spread | null | undefined =>
     doc.scenarios.find((s) => s.name === scenario && !s.skipped)?.variants.find((v) => v.variant.name === variant)?.figures[key];
   const ratio = (scenario: string, ours: string, base: string, name?: string): RunRatio | undefined =>
-    doc.ratios.find((r) => r.scenario === scenario && r.ours === ours && r.base === base && (name === undefined || r.name.startsWith(name)));
+    doc.ratios.find(
+      (r) => r.scenario === scenario && r.ours === ours && r.base === base && (name === undefined || r.name.startsWith(name)),
+    );
   const parts: Record<string, string> = {};
   const foot = provenance(suite, doc);
 
@@ -53,11 +69,16 @@ export function faultPathParts(suite: string, doc: FaultPathDoc): Record<string,
     }
     const lines = [row(['variant', ...TABLE_COLUMNS.map(([, h]) => h)]), row(['---', ...TABLE_COLUMNS.map(() => '---')])];
     for (const v of s.variants)
-      lines.push(row([v.variant.name, ...TABLE_COLUMNS.map(([k], i) => {
-        const f = v.figures[k];
-        if (!f) return '-';
-        return i === 0 ? `${fmt(f.median)} [${fmt(f.min)}-${fmt(f.max)}]` : fmt(f.median);
-      })]));
+      lines.push(
+        row([
+          v.variant.name,
+          ...TABLE_COLUMNS.map(([k], i) => {
+            const f = v.figures[k];
+            if (!f) return '-';
+            return i === 0 ? `${fmt(f.median)} [${fmt(f.min)}-${fmt(f.max)}]` : fmt(f.median);
+          }),
+        ]),
+      );
     tables.push(`**${s.name}**\n\n${lines.join('\n')}`);
   }
   parts.tables = `${tables.join('\n\n')}\n\n${foot}`;
@@ -67,7 +88,14 @@ export function faultPathParts(suite: string, doc: FaultPathDoc): Record<string,
     parts.ratios = [
       row(['scenario', 'ratio (median of ours / median of baseline)', 'value [range]', 'target']),
       row(['---', '---', '---', '---']),
-      ...rs.map((r) => row([r.scenario, r.name, `${x(r.ratio)} [${r.range[0].toFixed(2)}-${r.range[1].toFixed(2)}]`, r.target ? `${r.target} ${r.met ? 'met' : 'MISSED'}` : ''])),
+      ...rs.map((r) =>
+        row([
+          r.scenario,
+          r.name,
+          `${x(r.ratio)} [${r.range[0].toFixed(2)}-${r.range[1].toFixed(2)}]`,
+          r.target ? `${r.target} ${r.met ? 'met' : 'MISSED'}` : '',
+        ]),
+      ),
       '',
       foot,
     ].join('\n');
@@ -93,12 +121,17 @@ export function faultPathParts(suite: string, doc: FaultPathDoc): Record<string,
     const p50 = ratio(scenario, 'ours-4k', 'c-4k', 'latency p50');
     const p99 = ratio(scenario, 'ours-4k', 'c-4k', 'latency p99');
     const cpu = (v: string): string => fmt(fig(scenario, v, 'cpuUsPerFault')?.median);
-    if (p50 && p99) lines.push(`- \`${scenario}\`, page by page (ours-4k / c-4k): latency p50 ${x(p50.ratio)}, p99 ${x(p99.ratio)}; handler CPU ${cpu('ours-4k')} vs ${cpu('c-4k')} µs per fault.`);
+    if (p50 && p99)
+      lines.push(
+        `- \`${scenario}\`, page by page (ours-4k / c-4k): latency p50 ${x(p50.ratio)}, p99 ${x(p99.ratio)}; handler CPU ${cpu('ours-4k')} vs ${cpu('c-4k')} µs per fault.`,
+      );
     const fa = ratio(scenario, 'ours', 'c-fa');
     const cpuOurs = fig(scenario, 'ours', 'cpuUsPerFault')?.median;
     const cpuC = fig(scenario, 'c-fa', 'cpuUsPerFault')?.median;
     if (fa && cpuOurs !== undefined && cpuC !== undefined)
-      lines.push(`- \`${scenario}\`, same fault-around (ours / c-fa): workload time ${x(fa.ratio)}; handler CPU ${fmt(cpuOurs)} vs ${fmt(cpuC)} µs per fault (${x(cpuOurs / cpuC)}).`);
+      lines.push(
+        `- \`${scenario}\`, same fault-around (ours / c-fa): workload time ${x(fa.ratio)}; handler CPU ${fmt(cpuOurs)} vs ${fmt(cpuC)} µs per fault (${x(cpuOurs / cpuC)}).`,
+      );
   }
   if (lines.length) parts['vs-c'] = `Our handler against the C baseline, same run:\n\n${lines.join('\n')}\n\n${foot}`;
   return parts;
