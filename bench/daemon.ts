@@ -1,6 +1,7 @@
 // One `fc-uffd daemon` vs one `fc-uffd serve` per snapshot, same run: resident memory and threads
 // while 10 snapshots x 4 VMs are served, and first-fault latency through each. Writes
-// bench/results/daemon-<time>.json.   node dist/bench/daemon.js [--snapshots 10] [--vms 4] [--runs 5]
+// bench/results/daemon.json and its fragments (daemon.md: the table; daemon.summary.md: the ratios
+// README.md quotes).   node dist/bench/daemon.js [--snapshots 10] [--vms 4] [--rounds 3] [--runs 5]
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -9,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { ControlClient } from '../src/client/control-client.js';
 import { runEmulator } from '../tools/emulator/run.js';
 import { writeDemoImage } from '../tools/demo-image.js';
-import { spread } from './lib/stats.js';
+import { mdTable, writeResults } from './lib/results.js';
+import { fmt, spread, type Spread } from './lib/stats.js';
 
 const MiB = 1024 * 1024;
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/cli/main.js');
@@ -20,6 +22,7 @@ const arg = (name: string, dflt: number): number => {
 const SNAPSHOTS = arg('snapshots', 10);
 const VMS = arg('vms', 4);
 const RUNS = arg('runs', 5);
+const ROUNDS = arg('rounds', 3);
 const SIZE = 16 * MiB;
 
 interface Usage {
@@ -71,11 +74,6 @@ async function firstFaultUs(socket: string, mem: string): Promise<number> {
   return r.report!.touchLatencyUs.max;
 }
 
-function mib(u: Usage): { rssMiB: number; anonMiB: number; fileMiB: number } {
-  const f = (b: number): number => +(b / MiB).toFixed(1);
-  return { rssMiB: f(u.rssBytes), anonMiB: f(u.anonBytes), fileMiB: f(u.fileBytes) };
-}
-
 async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-uffd-bench-daemon-'));
   try {
@@ -85,45 +83,67 @@ async function main(): Promise<void> {
       return p;
     });
     const latency = { daemon: [] as number[], serve: [] as number[] };
+    const loads = { daemon: [] as Usage[], serve: [] as Usage[] };
 
-    // One daemon, a restore per snapshot.
-    const control = path.join(dir, 'control.sock');
-    const daemon = await start(['daemon', '--control', control], 'daemon listening');
-    const client = new ControlClient(control);
-    const dSockets: string[] = [];
-    for (let i = 0; i < SNAPSHOTS; i++) dSockets.push((await client.createRestore(`s${i}`, { mem: mems[i]! })).socket);
-    const daemonLoad = await measureLoad(dSockets, mems, [daemon.pid!]);
-    for (let k = 0; k < RUNS; k++) latency.daemon.push(await firstFaultUs(dSockets[k % SNAPSHOTS]!, mems[k % SNAPSHOTS]!));
-    await client.close();
-    await stopAll([daemon]);
+    // Rounds alternate the two set-ups so that drift on the shared machine hits both alike.
+    for (let round = 0; round < ROUNDS; round++) {
+      // One daemon, a restore per snapshot.
+      const control = path.join(dir, `control-${round}.sock`);
+      const daemon = await start(['daemon', '--control', control], 'daemon listening');
+      const client = new ControlClient(control);
+      const dSockets: string[] = [];
+      for (let i = 0; i < SNAPSHOTS; i++) dSockets.push((await client.createRestore(`s${i}`, { mem: mems[i]! })).socket);
+      loads.daemon.push(await measureLoad(dSockets, mems, [daemon.pid!]));
+      for (let k = 0; k < RUNS; k++) latency.daemon.push(await firstFaultUs(dSockets[k % SNAPSHOTS]!, mems[k % SNAPSHOTS]!));
+      await client.close();
+      await stopAll([daemon]);
 
-    // One serve process per snapshot.
-    const serves: ChildProcess[] = [];
-    const sSockets = mems.map((_, i) => path.join(dir, `serve-${i}.sock`));
-    for (let i = 0; i < SNAPSHOTS; i++) serves.push(await start(['serve', '--socket', sSockets[i]!, '--mem', mems[i]!], 'listening for Firecracker'));
-    const serveLoad = await measureLoad(sSockets, mems, serves.map((c) => c.pid!));
-    for (let k = 0; k < RUNS; k++) latency.serve.push(await firstFaultUs(sSockets[k % SNAPSHOTS]!, mems[k % SNAPSHOTS]!));
-    await stopAll(serves);
+      // One serve process per snapshot.
+      const serves: ChildProcess[] = [];
+      const sSockets = mems.map((_, i) => path.join(dir, `serve-${round}-${i}.sock`));
+      for (let i = 0; i < SNAPSHOTS; i++) serves.push(await start(['serve', '--socket', sSockets[i]!, '--mem', mems[i]!], 'listening for Firecracker'));
+      loads.serve.push(await measureLoad(sSockets, mems, serves.map((c) => c.pid!)));
+      for (let k = 0; k < RUNS; k++) latency.serve.push(await firstFaultUs(sSockets[k % SNAPSHOTS]!, mems[k % SNAPSHOTS]!));
+      await stopAll(serves);
+    }
 
+    const summary = (us: Usage[]): Record<keyof Usage, Spread> => ({
+      rssBytes: spread(us.map((u) => u.rssBytes))!,
+      anonBytes: spread(us.map((u) => u.anonBytes))!,
+      fileBytes: spread(us.map((u) => u.fileBytes))!,
+      threads: spread(us.map((u) => u.threads))!,
+    });
+    const dl = summary(loads.daemon);
+    const sl = summary(loads.serve);
+    const dFirst = spread(latency.daemon)!;
+    const sFirst = spread(latency.serve)!;
     const result = {
-      bench: 'daemon',
-      date: new Date().toISOString(),
-      host: { cpus: os.availableParallelism(), node: process.version },
-      setup: { snapshots: SNAPSHOTS, vmsPerSnapshot: VMS, snapshotSizeBytes: SIZE, firstFaultRuns: RUNS, loopThreads: 'default (CPUs, at most 4) in each process' },
-      daemon: { ...mib(daemonLoad), threads: daemonLoad.threads, firstFaultUs: spread(latency.daemon) },
-      serve: { processes: SNAPSHOTS, ...mib(serveLoad), threads: serveLoad.threads, firstFaultUs: spread(latency.serve) },
+      setup: { snapshots: SNAPSHOTS, vmsPerSnapshot: VMS, snapshotSizeBytes: SIZE, rounds: ROUNDS, firstFaultRunsPerRound: RUNS, loopThreads: 'default (CPUs, at most 4) in each process' },
+      daemon: { samples: loads.daemon, ...dl, firstFaultUs: dFirst },
+      serve: { processes: SNAPSHOTS, samples: loads.serve, ...sl, firstFaultUs: sFirst },
       ratios: {
-        rss: +(daemonLoad.rssBytes / serveLoad.rssBytes).toFixed(3),
-        anon: +(daemonLoad.anonBytes / serveLoad.anonBytes).toFixed(3),
-        threads: +(daemonLoad.threads / serveLoad.threads).toFixed(3),
-        firstFaultMedian: +(spread(latency.daemon)!.median / spread(latency.serve)!.median).toFixed(3),
+        rss: +(dl.rssBytes.median / sl.rssBytes.median).toFixed(3),
+        anon: +(dl.anonBytes.median / sl.anonBytes.median).toFixed(3),
+        threads: +(dl.threads.median / sl.threads.median).toFixed(3),
+        firstFaultMedian: +(dFirst.median / sFirst.median).toFixed(3),
       },
     };
-    const outDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench/results');
-    fs.mkdirSync(outDir, { recursive: true });
-    const out = path.join(outDir, `daemon-${result.date.replace(/[:.]/g, '-')}.json`);
-    fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
-    process.stdout.write(`${JSON.stringify(result, null, 2)}\nwritten to ${out}\n`);
+    const m = (sp: Spread): string => `${fmt(sp.median / MiB)} [${fmt(sp.min / MiB)}-${fmt(sp.max / MiB)}] MiB`;
+    const n = (sp: Spread): string => `${fmt(sp.median)} [${fmt(sp.min)}-${fmt(sp.max)}]`;
+    const setup = `One \`fc-uffd daemon\` with ${SNAPSHOTS} restores (${SIZE / MiB} MiB memory files) against ${SNAPSHOTS} \`fc-uffd serve\` processes, ${ROUNDS} rounds alternating the two, ${VMS} VMs per snapshot held live while /proc is sampled (median [min-max] over the rounds); first fault = the emulator's first touch on a fresh VM (${RUNS} per round).`;
+    const table = mdTable(
+      ['', 'daemon', `${SNAPSHOTS} x serve`, 'ratio of medians'],
+      [
+        ['RSS', m(dl.rssBytes), m(sl.rssBytes), result.ratios.rss.toFixed(2)],
+        ['of which anon (heaps, isolates)', m(dl.anonBytes), m(sl.anonBytes), result.ratios.anon.toFixed(2)],
+        ['of which file (memory-file page cache mapped for UFFDIO_COPY, shared with the host)', m(dl.fileBytes), m(sl.fileBytes), ''],
+        ['threads', n(dl.threads), n(sl.threads), result.ratios.threads.toFixed(2)],
+        ['first fault µs', n(dFirst), n(sFirst), `${result.ratios.firstFaultMedian.toFixed(2)} (read the ranges)`],
+      ],
+    );
+    const summaryLine = `Measured: ${result.ratios.rss.toFixed(2)}x the RSS and ${result.ratios.threads.toFixed(2)}x the threads of ${SNAPSHOTS} \`fc-uffd serve\` processes (${SNAPSHOTS} snapshots x ${VMS} VMs, medians of ${ROUNDS} rounds, \`node dist/bench/daemon.js\`).`;
+    writeResults('daemon', result, `${setup}\n\n${table}`, { summary: summaryLine });
+    process.stdout.write(`${setup}\n${table}\n`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -11,6 +11,7 @@ import { EMULATOR_PATH } from '../tools/emulator/run.js';
 import { clusteredTrace, demoImage, realGuest, warmPageCache, type Image } from './lib/data.js';
 import { fmt, spread, type Spread } from './lib/stats.js';
 import { renderFragment, type SuiteDoc } from './lib/fragment.js';
+import { faultPathParts } from './lib/fault-path-parts.js';
 import { C_HANDLER, OUR_CLI, failedTrial, runTrial, type TrialResult, type Variant, type Workload } from './lib/trial.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -552,6 +553,7 @@ async function main(): Promise<void> {
   const suite: SuiteDoc & typeof doc = { ...doc, command, loadAvg1, ...(args.suite ? { earlier: earlierRuns(out, command) } : {}) };
   fs.writeFileSync(out, `${JSON.stringify(suite, null, 1)}\n`);
   if (args.suite) fs.writeFileSync(out.replace(/\.json$/, '.md'), renderFragment(suite));
+  if (args.suite) for (const [part, text] of Object.entries(faultPathParts(args.suite, suite))) fs.writeFileSync(out.replace(/\.json$/, `.${part}.md`), `${text}\n`);
   process.stdout.write(`\nresults: ${out}${args.suite ? ` and ${out.replace(/\.json$/, '.md')}` : ''} (${elapsedS.toFixed(0)} s)\n`);
   if (results.some((r) => r.variants.some((v) => v.failures.length > 0))) process.exitCode = 1;
 }

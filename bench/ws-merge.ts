@@ -60,6 +60,17 @@ async function restore(trace: string, serveArgs: string[]): Promise<{ faults: nu
   }
 }
 
+interface Merge {
+  name: string;
+  minRuns: number;
+  pages: number;
+  used: number;
+  unused: number;
+  missed: number;
+  replayFaults: number;
+  replayMs: number;
+}
+
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 try {
@@ -75,7 +86,7 @@ try {
   const baseline = [];
   for (let i = 0; i < 5; i++) baseline.push(await restore(target, []));
   const onDemand = { faults: median(baseline.map((b) => b.faults)), doneMs: median(baseline.map((b) => b.doneMs)) };
-  const merges = [];
+  const merges: Merge[] = [];
   for (const [name, minRuns] of [
     ['union (>= 1 run)', 1],
     ['frequency (>= 2 runs)', 2],
@@ -98,7 +109,10 @@ try {
       ...merges.map((m) => [m.name, String(m.pages), String(m.used), String(m.unused), String(m.missed), String(m.replayFaults), m.replayMs.toFixed(1)]),
     ],
   );
-  writeResults('ws-merge', result, `${title}\n\n${table}`);
+  const [union, frequency, intersection] = merges as [Merge, Merge, Merge];
+  const pct = (a: number, b: number): string => (b > 0 ? `${Math.round((100 * a) / b)} %` : 'n/a');
+  const summary = `Measured: pages seen in at least 2 of ${runs - 1} recorded runs predicted a held-out run with ${pct(frequency.used, union.used)} of a union's hits and ${pct(frequency.unused, union.unused)} of its wasted prefetch, missing ${frequency.missed} pages where the intersection missed ${intersection.missed} and the union ${union.missed} (\`node dist/bench/ws-merge.js\`).`;
+  writeResults('ws-merge', result, `${title}\n\n${table}\n\n${summary}`, { summary });
   process.stdout.write(`${title}\n${table}\n`);
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });

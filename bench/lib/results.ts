@@ -11,6 +11,9 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../.
 export const RESULTS_DIR = path.join(ROOT, 'bench/results');
 
 const SUITE_NAME = /^[a-z0-9][a-z0-9-]*$/;
+// Read when a bench imports this module, i.e. as it starts: the machine is shared, so every fragment
+// says how busy it was.
+const LOAD_AVG_1_AT_START = os.loadavg()[0]!;
 
 /** The command that made these results, as a reader would type it from the repository root. */
 export function benchCommand(): string {
@@ -43,7 +46,7 @@ export function writeResults(suite: string, json: object, markdown: string, part
   fs.mkdirSync(RESULTS_DIR, { recursive: true });
   const jsonPath = path.join(RESULTS_DIR, `${suite}.json`);
   writeFileAtomic(jsonPath, `${JSON.stringify({ suite, command, generatedAt, host: hostInfo(), results: json }, null, 1)}\n`);
-  const footer = `\n\n<sub>From \`bench/results/${suite}.json\`, made by \`${command}\` on ${generatedAt.slice(0, 10)} (${hostInfo().cpus} CPUs, Linux ${os.release()}, Node ${process.version}).</sub>\n`;
+  const footer = `\n\n<sub>From \`bench/results/${suite}.json\`, made by \`${command}\` on ${generatedAt.slice(0, 10)} (${hostInfo().cpus} CPUs, load ${LOAD_AVG_1_AT_START.toFixed(1)} at start, Linux ${os.release()}, Node ${process.version}).</sub>\n`;
   const markdownPaths: string[] = [];
   for (const [name, text] of [[suite, markdown], ...Object.entries(parts).map(([part, text]) => [`${suite}.${part}`, text] as const)] as const) {
     const file = path.join(RESULTS_DIR, `${name}.md`);
@@ -53,6 +56,6 @@ export function writeResults(suite: string, json: object, markdown: string, part
   return { jsonPath, markdownPaths };
 }
 
-function hostInfo(): { cpus: number; model: string | undefined; kernel: string; node: string } {
-  return { cpus: os.availableParallelism(), model: os.cpus()[0]?.model, kernel: os.release(), node: process.version };
+function hostInfo(): { cpus: number; model: string | undefined; kernel: string; node: string; loadAvg1AtStart: number } {
+  return { cpus: os.availableParallelism(), model: os.cpus()[0]?.model, kernel: os.release(), node: process.version, loadAvg1AtStart: LOAD_AVG_1_AT_START };
 }
