@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { linkWithoutClobber } from '../atomic-write.js';
 import type { Logger } from 'pino';
-import { encodeHeader, RECORD_BYTES, type TraceBlock, type TraceHeader } from './format.js';
+import { blockBytes, encodeHeader, releaseBlock, type TraceBlock, type TraceHeader } from './format.js';
 
 /** The header fields every VM of a server shares. */
 export type TraceServerInfo = Pick<TraceHeader, 'snapshot' | 'snapshotSizeBytes' | 'faultAroundBytes' | 'prefetchPages'>;
@@ -16,7 +16,7 @@ interface OpenTrace {
 
 /**
  * The main thread's side of `serve --trace`: one file per VM, written as blocks arrive from its
- * fault-loop thread (a 64 KiB append every few hundred faults) to `<file>.partial`, renamed to
+ * fault-loop thread (a 256 KiB append every few thousand faults) to `<file>.partial`, renamed to
  * `<file>` when the VM ends, so a file under the final name is always complete. A write error is
  * logged once and stops that VM's trace, never the VM.
  */
@@ -29,6 +29,15 @@ export class TraceFiles {
   ) {}
 
   block(file: string, info: TraceVmInfo, block: TraceBlock): void {
+    try {
+      this.write(file, info, block);
+    } finally {
+      // Written or not, the recorder may fill the block again.
+      releaseBlock(block);
+    }
+  }
+
+  private write(file: string, info: TraceVmInfo, block: TraceBlock): void {
     let t = this.open.get(info.vmId);
     if (t === null) return;
     try {
@@ -38,7 +47,7 @@ export class TraceFiles {
         this.open.set(info.vmId, t);
         fs.writeSync(fd, encodeHeader({ ...this.server, ...info, startEpochMs: block.startEpochMs }));
       }
-      fs.writeSync(t.fd, new Uint8Array(block.records, 0, block.count * RECORD_BYTES));
+      fs.writeSync(t.fd, blockBytes(block));
       t.records += block.count;
     } catch (err) {
       this.logger.error({ vm: info.vmId, file, err: (err as Error).message }, 'cannot write the trace; this VM is no longer traced');
