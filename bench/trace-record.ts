@@ -4,18 +4,13 @@
 // served) plus one per further fault-around run; compare with the µs a fault costs (bench/run.ts
 // trace-cost scenario, cpu µs/f). Medians of 7.   node dist/bench/trace-record.js
 import { MessageChannel } from 'node:worker_threads';
-import { releaseBlock, type TraceBlock } from '../src/trace/format.js';
 import { TraceRecorder } from '../src/trace/recorder.js';
 
 const N = 2_000_000;
 const { port1, port2 } = new MessageChannel();
 let received = 0;
 port2.on('message', () => received++);
-// The reader releases each block at once here (the main thread does after writing it): the ring never fills.
-const sink = (b: TraceBlock): void => {
-  port1.postMessage(b);
-  releaseBlock(b);
-};
+const sink = (b: { records: ArrayBuffer; count: number; startEpochMs: number }): void => port1.postMessage(b);
 
 function run(trace: TraceRecorder | undefined): number {
   const readAt = performance.now();

@@ -232,7 +232,6 @@ export class VmService {
     if (this.connFd >= 0) native.close(this.connFd);
     this.init.port.close();
     this.trace?.flush();
-    if (this.trace && this.trace.droppedRecords > 0) this.log('warn', `the trace lost ${this.trace.droppedRecords} records: the main thread fell a whole buffer behind writing it`);
     this.post({
       type: 'end',
       vmId: this.id,

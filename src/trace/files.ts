@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { linkWithoutClobber } from '../atomic-write.js';
 import type { Logger } from 'pino';
-import { blockBytes, encodeHeader, releaseBlock, type TraceBlock, type TraceHeader } from './format.js';
+import { encodeHeader, RECORD_BYTES, type TraceBlock, type TraceHeader } from './format.js';
 
 /** The header fields every VM of a server shares. */
 export type TraceServerInfo = Pick<TraceHeader, 'snapshot' | 'snapshotSizeBytes' | 'faultAroundBytes' | 'prefetchPages'>;
@@ -29,15 +29,6 @@ export class TraceFiles {
   ) {}
 
   block(file: string, info: TraceVmInfo, block: TraceBlock): void {
-    try {
-      this.write(file, info, block);
-    } finally {
-      // Written or not, the recorder may fill the block again.
-      releaseBlock(block);
-    }
-  }
-
-  private write(file: string, info: TraceVmInfo, block: TraceBlock): void {
     let t = this.open.get(info.vmId);
     if (t === null) return;
     try {
@@ -47,7 +38,7 @@ export class TraceFiles {
         this.open.set(info.vmId, t);
         fs.writeSync(fd, encodeHeader({ ...this.server, ...info, startEpochMs: block.startEpochMs }));
       }
-      fs.writeSync(t.fd, blockBytes(block));
+      fs.writeSync(t.fd, new Uint8Array(block.records, 0, block.count * RECORD_BYTES));
       t.records += block.count;
     } catch (err) {
       this.logger.error({ vm: info.vmId, file, err: (err as Error).message }, 'cannot write the trace; this VM is no longer traced');

@@ -73,28 +73,11 @@ export interface TraceHeader {
   prefetchPages: number;
 }
 
-/**
- * A block of records from a fault-loop thread: `count` records from byte `offsetBytes` of `records`.
- * A recorder's blocks live in one SharedArrayBuffer (see TraceRecorder): posting a block copies
- * nothing, and the reader hands the block back with releaseBlock() once it has written it.
- */
+/** A block of records from a fault-loop thread (`count` records at the start of `records`). */
 export interface TraceBlock {
   startEpochMs: number;
-  records: ArrayBuffer | SharedArrayBuffer;
-  offsetBytes: number;
+  records: ArrayBuffer;
   count: number;
-  /** The block's busy flag (an Int32 at this index of `records`) the reader clears; -1: none. */
-  releaseIndex: number;
-}
-
-/** The block's records as bytes (a view, no copy). */
-export function blockBytes(b: TraceBlock): Uint8Array {
-  return new Uint8Array(b.records, b.offsetBytes, b.count * RECORD_BYTES);
-}
-
-/** The reader is done with the block: its recorder may fill it again. */
-export function releaseBlock(b: TraceBlock): void {
-  if (b.releaseIndex >= 0 && b.records instanceof SharedArrayBuffer) Atomics.store(new Int32Array(b.records, 0, b.releaseIndex + 1), b.releaseIndex, 0);
 }
 
 export function encodeHeader(h: TraceHeader): Buffer {
@@ -172,20 +155,17 @@ export function decodeTrace(file: Buffer, name = 'trace'): Trace {
 
 /** Writes records into a reusable buffer: the encoder both the recorder and synthetic traces use. */
 export class RecordBuffer {
-  readonly buffer: ArrayBuffer | SharedArrayBuffer;
-  readonly byteOffset: number;
+  readonly buffer: ArrayBuffer;
   readonly capacity: number;
   count = 0;
   private readonly u32: Uint32Array;
   private readonly f64: Float64Array;
 
-  /** `capacityRecords` records in a buffer of their own, or from byte `byteOffset` (a multiple of 8) of `buffer`. */
-  constructor(capacityRecords: number, buffer?: ArrayBuffer | SharedArrayBuffer, byteOffset = 0) {
+  constructor(capacityRecords: number) {
     this.capacity = capacityRecords;
-    this.buffer = buffer ?? new ArrayBuffer(capacityRecords * RECORD_BYTES);
-    this.byteOffset = byteOffset;
-    this.u32 = new Uint32Array(this.buffer, byteOffset, capacityRecords * RECORD_WORDS32);
-    this.f64 = new Float64Array(this.buffer, byteOffset, capacityRecords * RECORD_WORDS64);
+    this.buffer = new ArrayBuffer(capacityRecords * RECORD_BYTES);
+    this.u32 = new Uint32Array(this.buffer);
+    this.f64 = new Float64Array(this.buffer);
   }
 
   /** Appends one record; the caller flushes when `count === capacity`. */

@@ -6,7 +6,6 @@ import {
   FLAG_PREFETCH_LATE,
   FLAG_WRITE,
   RecordBuffer,
-  RECORD_BYTES,
   T_DEFER,
   T_FAULT,
   T_FETCH_DONE,
@@ -18,39 +17,26 @@ import {
 } from './format.js';
 
 /**
- * Records per block: 8192 (256 KiB). The main thread writes the file, and every block posted to
- * it wakes it: a wake-up costs it ~0.1-0.2 ms of CPU whatever the message holds (measured on the
- * bench host), more than the write. Large blocks keep that under 0.1 µs per traced fault (a
- * page-by-page restore writes 3 records per fault: a block every ~2,700 faults).
+ * Records per block: 8192 (256 KiB). Each block posted wakes the main thread, which writes the
+ * file: a wake-up costs it ~0.1-0.2 ms of CPU whatever the message holds (measured on the bench
+ * host), more than the write. With 2048-record blocks that was ~1 µs of main-thread CPU per traced
+ * 4 KiB fault (3 records each); 8192 make it a quarter. The flush's copy (structured clone of 256
+ * KiB, ~30-60 µs) comes every ~2,700 such faults.
  */
-export const BLOCK_RECORDS = 8192;
-/**
- * Blocks per recorder: one being filled while the main thread writes the other. Should it fall a
- * whole block behind, records are dropped (counted, never waited for: the guest comes first).
- */
-export const RING_BLOCKS = 2;
+const BLOCK_RECORDS = 8192;
 /** A VM that faults rarely still reaches its file within about this long (checked between waits). */
 const FLUSH_INTERVAL_MS = 500;
-/** The ring's first bytes: one Int32 busy flag per block, padded to 8 bytes (the records hold f64). */
-const RING_HEADER_BYTES = 8 * Math.ceil((RING_BLOCKS * 4) / 8);
 
 /**
  * One VM's restore timeline, recorded on its fault-loop thread. Every method writes one fixed-size
- * record into a block of a SharedArrayBuffer ring (numbers into typed arrays: no allocation); a
- * full block, and tick() every FLUSH_INTERVAL_MS, is handed to `sink` (postMessage to the main
- * thread, which writes the file and releases the block: format.ts releaseBlock). Nothing is copied
- * on the fault path. Times are µs since the recorder was created, at the handshake.
+ * record into a preallocated buffer (numbers into typed arrays: no allocation); a full buffer, and
+ * tick() every FLUSH_INTERVAL_MS, hand a copy to `sink` (postMessage to the main thread, which
+ * writes the file). Times are µs since the recorder was created, at the handshake.
  */
 export class TraceRecorder {
   readonly startEpochMs: number;
   private readonly startMs: number;
-  private readonly ring: SharedArrayBuffer;
-  private readonly busy: Int32Array;
-  private readonly blocks: RecordBuffer[] = [];
-  /** The block being filled; undefined while every block waits for the reader (records dropped). */
-  private buf: RecordBuffer | undefined;
-  private next = 0;
-  private dropped = 0;
+  private readonly buf: RecordBuffer;
   private lastFlushMs: number;
   /** One bit per snapshot page of the prefetch set: a fault there means prefetch came too late. */
   private readonly prefetchSet: Uint8Array | undefined;
@@ -62,15 +48,12 @@ export class TraceRecorder {
     prefetchPages?: Uint32Array,
     blockRecords = BLOCK_RECORDS,
   ) {
+    this.buf = new RecordBuffer(blockRecords);
     this.startMs = performance.now();
     this.startEpochMs = performance.timeOrigin + this.startMs;
     this.lastFlushMs = this.startMs;
     this.lastMs = this.startMs;
     this.pageSizeBytes = pageSizeBytes;
-    this.ring = new SharedArrayBuffer(RING_HEADER_BYTES + RING_BLOCKS * blockRecords * RECORD_BYTES);
-    this.busy = new Int32Array(this.ring, 0, RING_BLOCKS);
-    for (let i = 0; i < RING_BLOCKS; i++) this.blocks.push(new RecordBuffer(blockRecords, this.ring, RING_HEADER_BYTES + i * blockRecords * RECORD_BYTES));
-    this.buf = this.blocks[0];
     if (prefetchPages && prefetchPages.length > 0) {
       let max = 0;
       for (const p of prefetchPages) if (p > max) max = p;
@@ -82,28 +65,10 @@ export class TraceRecorder {
   /** The latest time a record was stamped with (ms, this thread's performance.now()). */
   private lastMs: number;
 
-  /** Records lost because the reader was a whole ring behind. */
-  get droppedRecords(): number {
-    return this.dropped;
-  }
-
   private put(type: number, kind: number, flags: number, word1: number, a: number, b: number, nowMs: number): void {
     if (nowMs > this.lastMs) this.lastMs = nowMs;
-    const buf = this.buf ?? this.takeBlock();
-    if (buf === undefined) {
-      this.dropped++;
-      return;
-    }
-    buf.put(type, kind, flags, word1, (nowMs - this.startMs) * 1000, a, b);
-    if (buf.count === buf.capacity) this.flush(nowMs);
-  }
-
-  /** The next block if the reader released it, else undefined. */
-  private takeBlock(): RecordBuffer | undefined {
-    if (Atomics.load(this.busy, this.next) !== 0) return undefined;
-    this.buf = this.blocks[this.next]!;
-    this.buf.count = 0;
-    return this.buf;
+    this.buf.put(type, kind, flags, word1, (nowMs - this.startMs) * 1000, a, b);
+    if (this.buf.count === this.buf.capacity) this.flush(nowMs);
   }
 
   /** A page fault read from the uffd at `readAtMs` (performance.now() of this thread). */
@@ -150,19 +115,14 @@ export class TraceRecorder {
 
   /** Between waits: flush what is buffered if the last flush is FLUSH_INTERVAL_MS old. */
   tick(nowMs: number): void {
-    if (nowMs - this.lastFlushMs >= FLUSH_INTERVAL_MS && this.buf !== undefined && this.buf.count > 0) this.flush(nowMs);
+    if (this.buf.count > 0 && nowMs - this.lastFlushMs >= FLUSH_INTERVAL_MS) this.flush(nowMs);
   }
 
-  /** Hands the filled part of the current block to the sink and moves on to the next block. */
+  /** Hands the buffered records to the sink (which copies them) and starts the buffer over. */
   flush(nowMs = this.lastMs): void {
     this.lastFlushMs = nowMs;
-    const buf = this.buf;
-    if (buf === undefined || buf.count === 0) return;
-    const index = this.next;
-    Atomics.store(this.busy, index, 1);
-    this.sink({ startEpochMs: this.startEpochMs, records: this.ring, offsetBytes: buf.byteOffset, count: buf.count, releaseIndex: index });
-    this.next = (index + 1) % RING_BLOCKS;
-    this.buf = undefined;
-    this.takeBlock();
+    if (this.buf.count === 0) return;
+    this.sink({ startEpochMs: this.startEpochMs, records: this.buf.buffer, count: this.buf.count });
+    this.buf.count = 0;
   }
 }
