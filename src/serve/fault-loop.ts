@@ -13,6 +13,7 @@ import { TouchRecorder, type RecordedTouches } from './recorder.js';
 import type { VmStats } from './stats.js';
 import { TRACE_KIND } from '../trace/format.js';
 import type { TraceRecorder } from '../trace/recorder.js';
+import { BalloonRemoves } from './balloon.js';
 import { ExistsStreaks } from './exists-streak.js';
 import { ReadAhead } from './read-ahead.js';
 import { ioctlFailure, unexpectedEvent } from './vm-errors.js';
@@ -71,6 +72,7 @@ export class FaultLoop {
   /** The window of the fault being served (the policy's object: valid until its next call). */
   private window: { startOffset: number; lenBytes: number } = { startOffset: 0, lenBytes: 0 };
   private readonly readAhead: ReadAhead;
+  private readonly balloon: BalloonRemoves;
 
   constructor(options: FaultLoopOptions) {
     this.memory = options.memory;
@@ -84,6 +86,7 @@ export class FaultLoop {
     this.pages = new PageState(this.source, this.pageSize);
     this.existsStreak = new ExistsStreaks(this.pageSize);
     this.readAhead = new ReadAhead(this.source, this.pages, this.pageSize);
+    this.balloon = new BalloonRemoves(this.memory, this.pages, this.existsStreak, this.stats, this.trace);
     if (options.recordWorkingSet) this.recorder = new TouchRecorder(this.source.sizeBytes, this.pageSize, this.now);
     this.installer = new Installer({ uffd: this.uffd, source: this.source, pages: this.pages, stats: this.stats, pageSizeBytes: this.pageSize, recorder: this.recorder, trace: this.trace });
     const prefetchPages = options.prefetchPages ?? new Uint32Array(0);
@@ -96,7 +99,7 @@ export class FaultLoop {
     faults.length = 0;
     for (let i = 0; i < count; i++) {
       const event = decodeUffdMsg(view, i);
-      if (event.type === 'remove') this.applyRemove(event.start, event.end);
+      if (event.type === 'remove') this.balloon.apply(event.start, event.end);
       else if (event.type === 'pagefault') {
         faults.push(event.address);
         this.trace?.fault(event.address, event.write, readAtMs);
@@ -183,21 +186,6 @@ export class FaultLoop {
     }
     if (outcome === 'retry') this.pending.defer(d);
     else this.pending.wait(d);
-  }
-
-  private applyRemove(start: number, end: number): void {
-    this.stats.add('removeEvents');
-    if (this.existsStreak.size > 0) this.existsStreak.endRange(start, end);
-    for (const r of this.memory.regions) {
-      const s = Math.max(start, r.hostAddr);
-      const e = Math.min(end, r.hostAddr + r.sizeBytes);
-      if (s >= e) continue;
-      const fs = s - r.hostAddr + r.fileOffset;
-      const fe = e - r.hostAddr + r.fileOffset;
-      this.pages.markRemoved(fs, fe);
-      this.stats.add('bytesRemoved', fe - fs);
-      this.trace?.remove(fs, fe - fs);
-    }
   }
 
   /** Serves one fault: 'retry' after EAGAIN, 'wait' when the source does not hold the bytes yet. */
