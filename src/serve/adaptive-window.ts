@@ -76,19 +76,10 @@ export interface AdaptiveFaultAroundOptions {
   seqInitialPages?: number;
 }
 
-interface Stream {
-  regionStartOffset: number;
-  /** The window last installed for it: [lo, hi), snapshot offsets. */
-  lo: number;
-  hi: number;
-  /** Data bytes its next window may hold (grows while the stream continues). */
-  sizeBytes: number;
-  /** +1 walking up, -1 walking down, 0 not known yet (one fault so far). */
-  dir: -1 | 0 | 1;
-  usedAt: number;
-  /** Its slot in the history of new streams (-1: it went on already, or the slot was reused). */
-  slot: number;
-  slotGen: number;
+/** A window as policies hand it out (see FaultAroundPolicy: valid until the policy's next call). */
+interface MutableWindow {
+  startOffset: number;
+  lenBytes: number;
 }
 
 /**
@@ -97,6 +88,10 @@ interface Stream {
  * start for a downward walk) gets a window 2-4x larger, up to the cap; a fault anywhere else
  * starts a new stream with a one-page window, or with an aligned 256 KiB block while a quarter of
  * the recent new streams went on (a clustered guest). Per VM: one instance per FaultLoop.
+ *
+ * Per fault it scans the stream table once (finding the stream continued, or the least recently
+ * used one to replace) and allocates nothing: streams are columns of typed arrays, and the window
+ * returned is one object reused for every call.
  */
 export class AdaptiveFaultAround implements FaultAroundPolicy {
   private readonly ps: number;
@@ -114,9 +109,23 @@ export class AdaptiveFaultAround implements FaultAroundPolicy {
   private generation = 0;
   private readonly fastBelowBytes: number;
   private readonly skipBytes: number;
-  private readonly streams: Stream[] = [];
   private readonly maxStreams: number;
   private tick = 0;
+  private readonly out: MutableWindow = { startOffset: 0, lenBytes: 0 };
+  // The stream table, one column per field, `streamCount` rows in use.
+  private streamCount = 0;
+  private readonly sRegion: Float64Array;
+  /** The window last installed for the stream: [lo, hi), snapshot offsets. */
+  private readonly sLo: Float64Array;
+  private readonly sHi: Float64Array;
+  /** Data bytes its next window may hold (grows while the stream continues). */
+  private readonly sSize: Float64Array;
+  /** +1 walking up, -1 walking down, 0 not known yet (one fault so far). */
+  private readonly sDir: Int8Array;
+  private readonly sUsedAt: Float64Array;
+  /** Its slot in the history of new streams (-1: it went on already, or the slot was reused). */
+  private readonly sSlot: Int32Array;
+  private readonly sSlotGen: Uint32Array;
 
   constructor(o: AdaptiveFaultAroundOptions) {
     this.ps = o.pageSizeBytes;
@@ -131,6 +140,15 @@ export class AdaptiveFaultAround implements FaultAroundPolicy {
     const history = Math.max(1, o.history ?? ADAPTIVE_HISTORY);
     this.wentOn = new Uint8Array(history);
     this.slotOwner = new Uint32Array(history);
+    const n = this.maxStreams;
+    this.sRegion = new Float64Array(n);
+    this.sLo = new Float64Array(n);
+    this.sHi = new Float64Array(n);
+    this.sSize = new Float64Array(n);
+    this.sDir = new Int8Array(n);
+    this.sUsedAt = new Float64Array(n);
+    this.sSlot = new Int32Array(n);
+    this.sSlotGen = new Uint32Array(n);
     for (const [what, v] of [['page size', this.ps], ['largest window', this.maxBytes], ['initial window', this.initialBytes], ['sequential initial window', this.seqInitialBytes]] as const)
       if (!Number.isInteger(v) || v <= 0 || (v & (v - 1)) !== 0) throw new FcUffdError('CONFIG', `adaptive fault-around: the ${what} must be a power of two in bytes, got ${v}`);
   }
@@ -138,59 +156,69 @@ export class AdaptiveFaultAround implements FaultAroundPolicy {
   window(faultOffset: number, regionStartOffset: number, regionEndOffset: number): { startOffset: number; lenBytes: number } {
     const ps = this.ps;
     const f = faultOffset;
-    this.tick++;
-    let s = this.find(f, regionStartOffset);
+    const tick = ++this.tick;
+    // One pass: the stream this fault continues (just past a window in its direction, or inside
+    // one), else the least recently used row, which a new stream takes once the table is full.
+    let s = -1;
+    let lru = 0;
+    const skip = this.skipBytes;
+    for (let i = 0; i < this.streamCount; i++) {
+      if (this.sUsedAt[i]! < this.sUsedAt[lru]!) lru = i;
+      if (this.sRegion[i] !== regionStartOffset) continue;
+      const lo = this.sLo[i]!;
+      const hi = this.sHi[i]!;
+      const dir = this.sDir[i]!;
+      if ((f >= lo && f < hi) || (dir >= 0 && f >= hi && f < hi + skip) || (dir <= 0 && f < lo && f >= lo - skip)) {
+        s = i;
+        break;
+      }
+    }
     let lo: number;
     let hi: number;
-    if (s === undefined) {
-      s = this.newStream(regionStartOffset);
+    if (s < 0) {
+      s = this.streamCount < this.maxStreams ? this.streamCount++ : lru;
+      const size = this.newStream(s, regionStartOffset);
       // An aligned block of the initial size, like a fixed window of that size.
-      lo = f - ((f - regionStartOffset) % s.sizeBytes);
-      hi = lo + s.sizeBytes;
-    } else if (f >= s.hi || (f >= s.lo && s.dir >= 0)) {
+      lo = f - ((f - regionStartOffset) % size);
+      hi = lo + size;
+    } else if (f >= this.sHi[s]! || (f >= this.sLo[s]! && this.sDir[s]! >= 0)) {
       this.wentOnOnce(s);
       // Upwards (or inside a window that was not installed in full: go on from the fault).
-      s.sizeBytes = this.grow(s.sizeBytes, f >= s.hi);
-      s.dir = 1;
+      const size = (this.sSize[s] = this.grow(this.sSize[s]!, f >= this.sHi[s]!));
+      this.sDir[s] = 1;
       lo = f;
-      hi = this.extendUp(f, s.sizeBytes, Math.min(regionEndOffset, f + this.maxBytes));
+      hi = this.extendUp(f, size, Math.min(regionEndOffset, f + this.maxBytes));
     } else {
       this.wentOnOnce(s);
-      s.sizeBytes = this.grow(s.sizeBytes, f < s.lo);
-      s.dir = -1;
+      const size = (this.sSize[s] = this.grow(this.sSize[s]!, f < this.sLo[s]!));
+      this.sDir[s] = -1;
       hi = f + ps;
-      lo = this.extendDown(hi, s.sizeBytes, Math.max(regionStartOffset, hi - this.maxBytes));
+      lo = this.extendDown(hi, size, Math.max(regionStartOffset, hi - this.maxBytes));
     }
     lo = Math.max(lo, regionStartOffset);
     hi = Math.min(hi, regionEndOffset);
-    s.lo = lo;
-    s.hi = hi;
-    s.usedAt = this.tick;
-    return { startOffset: lo, lenBytes: hi - lo };
+    this.sLo[s] = lo;
+    this.sHi[s] = hi;
+    this.sUsedAt[s] = tick;
+    const out = this.out;
+    out.startOffset = lo;
+    out.lenBytes = hi - lo;
+    return out;
   }
 
-  /** The stream this fault continues: just past a window in its direction, or inside one. */
-  private find(f: number, regionStartOffset: number): Stream | undefined {
-    for (const s of this.streams) {
-      if (s.regionStartOffset !== regionStartOffset) continue;
-      if (f >= s.lo && f < s.hi) return s;
-      if (s.dir >= 0 && f >= s.hi && f < s.hi + this.skipBytes) return s;
-      if (s.dir <= 0 && f < s.lo && f >= s.lo - this.skipBytes) return s;
-    }
-    return undefined;
-  }
-
-  /** Marks a stream as one that went on, the first time it is continued. */
-  private wentOnOnce(s: Stream): void {
-    if (s.slot < 0) return;
-    if (this.slotOwner[s.slot] === s.slotGen && this.wentOn[s.slot] === 0) {
-      this.wentOn[s.slot] = 1;
+  /** Marks stream `s` as one that went on, the first time it is continued. */
+  private wentOnOnce(s: number): void {
+    const slot = this.sSlot[s]!;
+    if (slot < 0) return;
+    if (this.slotOwner[slot] === this.sSlotGen[s] && this.wentOn[slot] === 0) {
+      this.wentOn[slot] = 1;
       this.wentOnCount++;
     }
-    s.slot = -1;
+    this.sSlot[s] = -1;
   }
 
-  private newStream(regionStartOffset: number): Stream {
+  /** Starts a new stream in row `s` (a free row, or the least recently used one); returns its window size. */
+  private newStream(s: number, regionStartOffset: number): number {
     const goesOn = this.wentOnCount >= this.seqShare * this.wentOn.length;
     const slot = this.historyNext;
     this.historyNext = (slot + 1) % this.wentOn.length;
@@ -199,15 +227,12 @@ export class AdaptiveFaultAround implements FaultAroundPolicy {
     this.generation = (this.generation + 1) >>> 0;
     this.slotOwner[slot] = this.generation;
     const sizeBytes = goesOn ? Math.max(this.initialBytes, this.seqInitialBytes) : this.initialBytes;
-    const s: Stream = { regionStartOffset, lo: 0, hi: 0, sizeBytes, dir: 0, usedAt: this.tick, slot, slotGen: this.generation };
-    if (this.streams.length < this.maxStreams) {
-      this.streams.push(s);
-      return s;
-    }
-    let lru = 0;
-    for (let i = 1; i < this.streams.length; i++) if (this.streams[i]!.usedAt < this.streams[lru]!.usedAt) lru = i;
-    this.streams[lru] = s;
-    return s;
+    this.sRegion[s] = regionStartOffset;
+    this.sSize[s] = sizeBytes;
+    this.sDir[s] = 0;
+    this.sSlot[s] = slot;
+    this.sSlotGen[s] = this.generation;
+    return sizeBytes;
   }
 
   private grow(sizeBytes: number, continued: boolean): number {

@@ -3,6 +3,7 @@
 /** Which snapshot bytes to install around one fault. Implementations may keep per-VM state (streams). */
 export interface FaultAroundPolicy {
   /** Page-aligned [startOffset, startOffset + lenBytes) to install for a fault at faultOffset (snapshot offset, page
-   *  aligned), never outside [regionStartOffset, regionEndOffset). Must contain the faulting page. */
+   *  aligned), never outside [regionStartOffset, regionEndOffset). Must contain the faulting page. The object
+   *  may be the policy's own, reused (no allocation per fault): valid until the policy's next call. */
   window(faultOffset: number, regionStartOffset: number, regionEndOffset: number): { startOffset: number; lenBytes: number };
 }

@@ -1,4 +1,4 @@
-import { decodeUffdMsg, type UffdEvent } from '../kernel/msg.js';
+import { decodeUffdMsg } from '../kernel/msg.js';
 import type { UffdOps } from '../kernel/uffd.js';
 import { FcUffdError } from '../errors.js';
 import type { GuestMemory } from '../memory/regions.js';
@@ -13,20 +13,14 @@ import { TouchRecorder, type RecordedTouches } from './recorder.js';
 import type { VmStats } from './stats.js';
 import { TRACE_KIND } from '../trace/format.js';
 import type { TraceRecorder } from '../trace/recorder.js';
-import { ioctlFailure, pageNotInstalled } from './vm-errors.js';
+import { BalloonRemoves } from './balloon.js';
+import { ExistsStreaks } from './exists-streak.js';
+import { ReadAhead } from './read-ahead.js';
+import { ioctlFailure, unexpectedEvent } from './vm-errors.js';
 
 export { VmGoneError } from './vm-errors.js';
 
 export type { RecordedTouches } from './recorder.js';
-
-/**
- * Faults in a row on one page that the kernel answered EEXIST, with no install or REMOVE of that page
- * between, after which the page is taken to be not mapped. A mapped page is faulted on again only by
- * vCPUs that raced for it before it was mapped: at most one fault each (Firecracker: 32 vCPUs).
- */
-export const EXISTS_STREAK_LIMIT = 64;
-/** Pages tracked for EEXIST streaks; past this the record starts over (a streak lost only delays the verdict). */
-const EXISTS_STREAK_PAGES_MAX = 4096;
 
 export interface FaultLoopOptions {
   memory: GuestMemory;
@@ -72,14 +66,13 @@ export class FaultLoop {
   private readonly recorder: TouchRecorder | undefined;
   private readonly pending = new PendingFaults();
   private readonly trace: TraceRecorder | undefined;
-  /**
-   * Host page -> faults in a row answered EEXIST. UFFDIO_COPY into hugetlbfs answers EEXIST when no
-   * huge page can be allocated; trusting it, the loop would wake the vCPU into the same fault
-   * forever (seen: 120 000 faults a minute on one page, the guest hung). See EXISTS_STREAK_LIMIT.
-   */
-  private readonly existsStreak = new Map<number, number>();
-  /** End of the last fault's window: a fault whose window starts there continues a sequential stream. */
-  private lastWindowEnd = -1;
+  private readonly existsStreak: ExistsStreaks;
+  /** The fault addresses of the batch being handled (reused: no allocation per batch). */
+  private readonly batch: number[] = [];
+  /** The window of the fault being served (the policy's object: valid until its next call). */
+  private window: { startOffset: number; lenBytes: number } = { startOffset: 0, lenBytes: 0 };
+  private readonly readAhead: ReadAhead;
+  private readonly balloon: BalloonRemoves;
 
   constructor(options: FaultLoopOptions) {
     this.memory = options.memory;
@@ -91,35 +84,31 @@ export class FaultLoop {
     this.now = options.now ?? (() => performance.now());
     this.trace = options.trace;
     this.pages = new PageState(this.source, this.pageSize);
+    this.existsStreak = new ExistsStreaks(this.pageSize);
+    this.readAhead = new ReadAhead(this.source, this.pages, this.pageSize);
+    this.balloon = new BalloonRemoves(this.memory, this.pages, this.existsStreak, this.stats, this.trace);
     if (options.recordWorkingSet) this.recorder = new TouchRecorder(this.source.sizeBytes, this.pageSize, this.now);
     this.installer = new Installer({ uffd: this.uffd, source: this.source, pages: this.pages, stats: this.stats, pageSizeBytes: this.pageSize, recorder: this.recorder, trace: this.trace });
-    this.prefetcher = new Prefetcher({
-      memory: this.memory,
-      source: this.source,
-      uffd: this.uffd,
-      pages: this.pages,
-      installer: this.installer,
-      stats: this.stats,
-      prefetchPages: options.prefetchPages ?? new Uint32Array(0),
-    });
+    const prefetchPages = options.prefetchPages ?? new Uint32Array(0);
+    this.prefetcher = new Prefetcher({ memory: this.memory, source: this.source, uffd: this.uffd, pages: this.pages, installer: this.installer, stats: this.stats, prefetchPages });
   }
 
   /** Handles `count` uffd_msg records read at `readAtMs`. Throws FcUffdError (fatal) or VmGoneError. */
   handleBatch(view: DataView, count: number, readAtMs: number): void {
-    const faults: number[] = [];
+    const faults = this.batch;
+    faults.length = 0;
     for (let i = 0; i < count; i++) {
       const event = decodeUffdMsg(view, i);
-      if (event.type === 'remove') this.applyRemove(event.start, event.end);
+      if (event.type === 'remove') this.balloon.apply(event.start, event.end);
       else if (event.type === 'pagefault') {
         faults.push(event.address);
         this.trace?.fault(event.address, event.write, readAtMs);
-      }
-      else this.unexpected(event);
+      } else throw unexpectedEvent(event);
     }
     if (this.pending.hasDeferred) this.retryDeferred();
     for (const address of faults) {
       this.stats.add('faults');
-      this.serve({ address, readAtMs });
+      this.serve(address, readAtMs, undefined);
     }
   }
 
@@ -141,7 +130,7 @@ export class FaultLoop {
   /** The source has more data: retry the faults and the prefetch that waited for it. */
   sourceReady(): void {
     this.prefetcher.sourceReady();
-    this.pending.retryWaiting((f) => this.serve(f));
+    this.pending.retryWaiting((f) => this.serve(f.address, f.readAtMs, f));
   }
 
   /**
@@ -157,7 +146,7 @@ export class FaultLoop {
   /** Retries deferred faults; call when a wait ends, whatever woke it. */
   retryDeferred(): void {
     this.prefetcher.resume();
-    this.pending.retryDeferred((f) => this.serve(f));
+    this.pending.retryDeferred((f) => this.serve(f.address, f.readAtMs, f));
   }
 
   /** Faults not served yet: deferred after EAGAIN or waiting for the source. */
@@ -171,9 +160,7 @@ export class FaultLoop {
    * vCPU's address listed here) from one elsewhere (not listed).
    */
   describePending(nowMs: number): string[] {
-    return this.pending
-      .list()
-      .map((f) => `0x${f.address.toString(16)} ${f.waiting ? 'waiting for the source' : `deferred after EAGAIN (retry backoff ${this.pending.backoffUs} µs)`} for ${Math.round(nowMs - (f.deferredAtMs ?? f.readAtMs))} ms`);
+    return this.pending.describe(nowMs);
   }
 
   /** Snapshot ranges (file offsets) the balloon removed and nothing installed since. */
@@ -181,56 +168,28 @@ export class FaultLoop {
     return this.pages.removedRanges();
   }
 
-  private serve(d: PendingFault): void {
-    const outcome = this.serveFault(d);
+  /**
+   * Serves a fault read now (`d` undefined) or put off before (`d`, with the window it was given):
+   * a PendingFault is made only when a fault is put off the first time.
+   */
+  private serve(address: number, readAtMs: number, d: PendingFault | undefined): void {
+    const outcome = this.serveFault(address, readAtMs, d?.window);
     if (outcome === 'served') {
-      if (d.deferredAtMs !== undefined) this.stats.max('maxDeferralUs', (this.now() - d.deferredAtMs) * 1000);
+      if (d?.deferredAtMs !== undefined) this.stats.max('maxDeferralUs', (this.now() - d.deferredAtMs) * 1000);
       return;
     }
-    if (d.deferredAtMs === undefined) {
-      d.deferredAtMs = this.now();
+    if (d === undefined) {
+      // The policy's window is valid until its next call: keep a copy for the retries.
+      d = { address, readAtMs, deferredAtMs: this.now(), window: { startOffset: this.window.startOffset, lenBytes: this.window.lenBytes } };
       if (outcome === 'retry') this.stats.add('deferrals');
-      this.trace?.deferred(d.address, outcome === 'wait');
+      this.trace?.deferred(address, outcome === 'wait');
     }
     if (outcome === 'retry') this.pending.defer(d);
     else this.pending.wait(d);
   }
 
-  private unexpected(event: UffdEvent): never {
-    throw new FcUffdError(
-      'VM_UNEXPECTED_EVENT',
-      `unexpected userfaultfd event ${event.type}${event.type === 'unknown' ? ` (0x${event.code.toString(16)})` : ''}: Firecracker requests only page faults and REMOVE`,
-      { event },
-    );
-  }
-
-  /** One more fault on `page` answered EEXIST; throws once that cannot be a race any more. */
-  private countExists(page: number): void {
-    const streak = (this.existsStreak.get(page) ?? 0) + 1;
-    if (streak > EXISTS_STREAK_LIMIT) throw pageNotInstalled(page, this.pageSize, streak);
-    if (this.existsStreak.size >= EXISTS_STREAK_PAGES_MAX) this.existsStreak.clear();
-    this.existsStreak.set(page, streak);
-  }
-
-  private applyRemove(start: number, end: number): void {
-    this.stats.add('removeEvents');
-    // A removed page faults again legitimately: its EEXIST streak starts over.
-    for (const page of this.existsStreak.keys()) if (page >= start && page < end) this.existsStreak.delete(page);
-    for (const r of this.memory.regions) {
-      const s = Math.max(start, r.hostAddr);
-      const e = Math.min(end, r.hostAddr + r.sizeBytes);
-      if (s >= e) continue;
-      const fs = s - r.hostAddr + r.fileOffset;
-      const fe = e - r.hostAddr + r.fileOffset;
-      this.pages.markRemoved(fs, fe);
-      this.stats.add('bytesRemoved', fe - fs);
-      this.trace?.remove(fs, fe - fs);
-    }
-  }
-
   /** Serves one fault: 'retry' after EAGAIN, 'wait' when the source does not hold the bytes yet. */
-  private serveFault(d: PendingFault): 'served' | 'retry' | 'wait' {
-    const { address, readAtMs } = d;
+  private serveFault(address: number, readAtMs: number, retryWindow: PendingFault['window']): 'served' | 'retry' | 'wait' {
     const ps = this.pageSize;
     const page = address - (address % ps);
     const ri = this.memory.regionIndexOf(page);
@@ -239,30 +198,22 @@ export class FaultLoop {
     const region = this.memory.regions[ri]!;
     const offset = page - region.hostAddr + region.fileOffset;
     const regionEnd = region.fileOffset + region.sizeBytes;
-    const window = (d.window ??= this.faultAround.window(offset, region.fileOffset, regionEnd));
+    const window = (this.window = retryWindow ?? this.faultAround.window(offset, region.fileOffset, regionEnd));
     const windowEnd = window.startOffset + window.lenBytes;
     const runs = planFaultInstall(offset, window, ps, this.pages);
     const faultRun = runs[0]!;
-
-    // One read-ahead request before the first copy: the window (on a cold page cache the copy would
-    // otherwise fault the source in read-around windows, one synchronous read each) and, when this
-    // fault continues a sequential stream, the next window too — 96 % of a real guest's restore
-    // faults land within 64 KiB of the previous one. Scattered faults read no further ahead.
-    const stream = window.startOffset === this.lastWindowEnd && windowEnd < regionEnd && !this.pages.isInstalled(windowEnd);
-    const aheadStart = faultRun.kind === 'data' && window.lenBytes > ps ? window.startOffset : windowEnd;
-    const aheadEnd = stream ? Math.min(regionEnd, windowEnd + window.lenBytes) : windowEnd;
-    if (aheadEnd > aheadStart) this.source.prepare(aheadStart, aheadEnd - aheadStart);
+    this.readAhead.request(window.startOffset, window.lenBytes, faultRun.kind, regionEnd);
 
     const outcome = this.installer.install(region, faultRun);
     if (outcome.status === 'retry' || outcome.status === 'wait') return outcome.status;
     if (outcome.faultPageExisted) {
       // Already mapped (a racing fault, a prefetch, or an install we did without waking): the
       // faulting thread still sleeps until someone wakes its address.
-      this.countExists(page);
+      this.existsStreak.count(page);
       const rc = this.uffd.wake(page, ps);
       if (rc < 0) throw ioctlFailure('UFFDIO_WAKE', page, ps, -rc);
     } else if (this.existsStreak.size > 0) {
-      this.existsStreak.delete(page);
+      this.existsStreak.end(page);
     }
     const servedAtMs = this.now();
     this.stats.recordLatency((servedAtMs - readAtMs) * 1000);
@@ -274,7 +225,7 @@ export class FaultLoop {
     if (outcome.status === 'done') {
       for (let i = 1; i < runs.length; i++) if (this.installer.install(region, runs[i]!).status !== 'done') break;
     }
-    this.lastWindowEnd = windowEnd;
+    this.readAhead.served(windowEnd);
     return 'served';
   }
 }

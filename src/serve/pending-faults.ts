@@ -42,6 +42,11 @@ export class PendingFaults {
     return [...this.deferred.map((f) => ({ ...f, waiting: false })), ...this.waiting.map((f) => ({ ...f, waiting: true }))];
   }
 
+  /** One line per fault put off (address, why, for how long): for the log of a VM that ends with faults unserved. */
+  describe(nowMs: number): string[] {
+    return this.list().map((f) => `0x${f.address.toString(16)} ${f.waiting ? 'waiting for the source' : `deferred after EAGAIN (retry backoff ${this.backoff} µs)`} for ${Math.round(nowMs - (f.deferredAtMs ?? f.readAtMs))} ms`);
+  }
+
   defer(f: PendingFault): void {
     this.deferred.push(f);
   }

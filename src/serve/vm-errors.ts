@@ -1,6 +1,7 @@
 import { FcUffdError } from '../errors.js';
 import { errnoName } from '../kernel/errors.js';
 import { classifyErrno } from '../kernel/policy.js';
+import type { UffdEvent } from '../kernel/msg.js';
 
 /** The VMM's address space is gone (ESRCH): it exited. Not an error of ours; stop quietly. */
 export class VmGoneError extends FcUffdError {
@@ -31,5 +32,14 @@ export function pageNotInstalled(address: number, lenBytes: number, faults: numb
     `the page at 0x${address.toString(16)} (${lenBytes} bytes) was faulted on ${faults} times in a row and the kernel answered EEXIST each time, yet it is not mapped: ` +
       'on hugetlbfs this is how UFFDIO_COPY reports an empty huge page pool. Reserve more huge pages (vm.nr_hugepages) or run fewer VMs at once',
     { address, len: lenBytes, faults },
+  );
+}
+
+/** A uffd event Firecracker never asks for (it registers for page faults and REMOVE only). */
+export function unexpectedEvent(event: UffdEvent): FcUffdError {
+  return new FcUffdError(
+    'VM_UNEXPECTED_EVENT',
+    `unexpected userfaultfd event ${event.type}${event.type === 'unknown' ? ` (0x${event.code.toString(16)})` : ''}: Firecracker requests only page faults and REMOVE`,
+    { event },
   );
 }

@@ -16,7 +16,7 @@ interface OpenTrace {
 
 /**
  * The main thread's side of `serve --trace`: one file per VM, written as blocks arrive from its
- * fault-loop thread (a 64 KiB append every few hundred faults) to `<file>.partial`, renamed to
+ * fault-loop thread (a 256 KiB append every few thousand faults) to `<file>.partial`, renamed to
  * `<file>` when the VM ends, so a file under the final name is always complete. A write error is
  * logged once and stops that VM's trace, never the VM.
  */

@@ -1,7 +1,8 @@
 // The fault loop's policy, driven with a fake uffd: no kernel involved.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EXISTS_STREAK_LIMIT, FaultLoop, VmGoneError } from '../../src/serve/fault-loop.js';
+import { FaultLoop, VmGoneError } from '../../src/serve/fault-loop.js';
+import { EXISTS_STREAK_LIMIT } from '../../src/serve/exists-streak.js';
 import { VmStats } from '../../src/serve/stats.js';
 import { GuestMemory } from '../../src/memory/regions.js';
 import { FixedFaultAround } from '../../src/serve/fault-around.js';

@@ -53,7 +53,7 @@ test('recorder records decode to what was recorded, flags and kinds included', (
 
 test('a full buffer flushes by itself and a torn tail is ignored', () => {
   const blocks: TraceBlock[] = [];
-  const rec = new TraceRecorder((b) => blocks.push({ ...b, records: b.records.slice(0) }), 4096);
+  const rec = new TraceRecorder((b) => blocks.push({ ...b, records: b.records.slice(0) }), 4096, undefined, 2048);
   for (let i = 0; i < 5000; i++) rec.fault(0x10000000 + i * 4096, false, performance.now());
   assert.ok(blocks.length >= 2, 'flushed when full');
   rec.flush();
