@@ -80,6 +80,8 @@ export interface ChunkedServeStats {
 export class ServedChunkedSnapshot implements ServedSnapshot {
   readonly classes: PageClassMap;
   readonly stats: ChunkedServeStats = { requests: 0, servedFromCache: 0, fetched: 0, prefetched: 0, errors: 0, framesServed: 0 };
+  /** Want-to-post time of frames fetched from the store (ms; the latest 10,000), for benchmarks. */
+  readonly frameFetchMs: number[] = [];
   private readonly listeners = new Map<VmChannel, (m: ChunkWant) => void>();
   private readonly detached = new Set<VmChannel>();
   private prefetching = 0;
@@ -210,9 +212,14 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
       // The frame first; its load's whole read (started with it) brings the rest into the cache.
       const load = this.framedLoad(i, frame);
       const from = load.claimed(frame) ? FETCH_IN_FLIGHT : FETCH_STORE;
+      const t0 = performance.now();
       load.frame(frame).then(
         () => {
           this.stats.framesServed++;
+          if (from === FETCH_STORE) {
+            if (this.frameFetchMs.length >= 10_000) this.frameFetchMs.shift();
+            this.frameFetchMs.push(performance.now() - t0);
+          }
           this.reply(channel, { type: 'frame', chunk: i, frame, buffer: load.buffer, from });
         },
         (err: unknown) => this.failVm(channel, i, err),

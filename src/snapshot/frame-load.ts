@@ -118,7 +118,7 @@ export class FramedChunkLoad {
         }
         try {
           if (blob.length !== s.offsets[s.offsets.length - 1]) throw new ChunkFormatError(`blob of ${blob.length} bytes, the manifest says ${s.offsets[s.offsets.length - 1]}`);
-          if (jobs.length) await s.pool.decodeFrames(blob, this.buffer, s.lengthBytes, s.zeroBitmap, s.frameSizeBytes, jobs);
+          if (jobs.length) await s.pool.decodeFramesInBackground(blob, this.buffer, s.lengthBytes, s.zeroBitmap, s.frameSizeBytes, jobs);
           break;
         } catch (err) {
           if (!(err instanceof ChunkFormatError)) throw err;
