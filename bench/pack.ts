@@ -21,6 +21,7 @@ import { chunkLength } from '../src/snapshot/manifest.js';
 import { ChunkCache } from '../src/snapshot/chunk-cache.js';
 import { ServedChunkedSnapshot } from '../src/snapshot/chunked-source.js';
 import { writeDemoImage } from '../tools/demo-image.js';
+import { mdTable, writeResults } from './lib/results.js';
 
 const MiB = 1024 * 1024;
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -37,6 +38,34 @@ function best<T extends { ms: number }>(runs: T[]): T {
 function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+/** The committed fragment (bench/results/pack.md), generated from the JSON the run wrote. */
+function packMarkdown(out: Record<string, unknown>): string {
+  const pk = out.pack as Record<string, number>;
+  const z = out.zstdT2 as Record<string, number> | string;
+  const dv = out.decompressVerify as Record<string, number>;
+  const cm = out.chunkMissMs as Record<string, number>;
+  const sizes = out.chunkSizes as Array<Record<string, number>>;
+  const traced = sizes.some((r) => r.restoreChunksFetched !== undefined);
+  const figures = mdTable(
+    ['figure', 'value'],
+    [
+      ['zero pages', `${(pk.zeroPageFraction! * 100).toFixed(1)} % (${pk.zeroChunks} of ${pk.chunks} chunks all zero)`],
+      ['stored', `${(pk.storedBytes! / MiB).toFixed(1)} MiB in ${pk.storedChunks} chunks: ratio ${pk.ratioWholeFile} on the file, ${pk.ratioDataPages} on non-zero pages`],
+      ['pack', `${pk.mbPerS} MB/s (re-pack into the same store: ${(out.repackSameStore as Record<string, number>).mbPerS} MB/s)`],
+      ['zstd -T2 -3, same file', typeof z === 'string' ? z : `${z.mbPerS} MB/s, ratio ${z.ratio}; zstd -d ${z.decompressMbPerS} MB/s`],
+      ['unpack (verify + write data pages)', `${(out.unpack as Record<string, number>).mbPerS} MB/s`],
+      ['decompress + verify', `${dv.chunkMbPerS1Thread} MB/s on one thread (${dv.perChunkMs1Thread} ms per chunk), ${dv.chunkMbPerSPool} MB/s on the codec pool`],
+      ['first fault on a chunk (get + verify + decompress)', `p50 ${cm.p50} ms, max ${cm.max} ms; cached: ${cm.cachedHitUs} µs`],
+    ],
+  );
+  const bySize = mdTable(
+    ['chunk size', 'pack MB/s', 'stored chunks', 'stored MiB', ...(traced ? ['restore: chunks fetched', 'restore: MiB fetched'] : [])],
+    sizes.map((r) => [`${r.chunkMiB} MiB`, String(r.packMbPerS), String(r.storedChunks), String(r.storedMiB), ...(traced ? [String(r.restoreChunksFetched), String(r.restoreFetchedMiB)] : [])]),
+  );
+  const head = `Chunked snapshots: ${out.source as string}, ${((out.sizeBytes as number) / MiB).toFixed(0)} MiB, ${out.cpus as number} CPUs, ${out.threads as number} codec threads; 4 MiB chunks, zstd level 3, sha256; best of 3 runs.`;
+  return [head, figures, `Chunk size against ${traced ? 'a real restore\'s fault trace' : 'stored size (no trace)'}:`, bySize].join('\n\n');
 }
 
 async function main(): Promise<void> {
@@ -172,6 +201,7 @@ async function main(): Promise<void> {
     }
     out.chunkSizes = sizes;
     await pool.close();
+    writeResults('pack', out, packMarkdown(out));
 
     if (json) {
       process.stdout.write(`${JSON.stringify(out)}\n`);

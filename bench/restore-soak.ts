@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { runEmulator } from '../tools/emulator/run.js';
 import { writeDemoImage } from '../tools/demo-image.js';
 import { startServe } from '../test/helpers/cli.js';
+import { mdTable, writeResults } from './lib/results.js';
 
 const { values } = parseArgs({
   options: {
@@ -69,5 +70,15 @@ const last = samples[samples.length - 1]!;
 const rssGrowth = last.rssMiB - first.rssMiB;
 process.stdout.write(
   `\n${restores} restores, ${failures} failed; from ${first.restores} to ${last.restores} restores: RSS ${rssGrowth >= 0 ? '+' : ''}${rssGrowth.toFixed(1)} MiB, fds ${last.fds - first.fds >= 0 ? '+' : ''}${last.fds - first.fds}, threads ${last.threads - first.threads >= 0 ? '+' : ''}${last.threads - first.threads}\n`,
+);
+const soak = { restores, every, sizeBytes, failures, samples, growth: { rssMiB: rssGrowth, fds: last.fds - first.fds, threads: last.threads - first.threads } };
+const sign = (x: number, digits = 0): string => `${x >= 0 ? '+' : ''}${x.toFixed(digits)}`;
+writeResults(
+  'restore-soak',
+  soak,
+  [
+    `Restore soak: ${restores} sequential restores (${sizeBytes / 2 ** 20} MiB, 2 vCPUs, 256 random touches each) against one \`fc-uffd serve\`; ${failures} failed. From restore ${first.restores} to ${last.restores}: RSS ${sign(rssGrowth, 1)} MiB, fds ${sign(soak.growth.fds)}, threads ${sign(soak.growth.threads)}.`,
+    mdTable(['restores', 'fds', 'threads', 'RSS MiB'], samples.map((x) => [String(x.restores), String(x.fds), String(x.threads), x.rssMiB.toFixed(1)])),
+  ].join('\n\n'),
 );
 if (failures > 0 || rssGrowth >= maxRssGrowthMiB || last.fds > first.fds || last.threads > first.threads) process.exitCode = 1;

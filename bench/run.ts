@@ -1,6 +1,6 @@
 // npm run bench: the fault path against its baselines, every figure measured in the same run, on the
 // same workload, through the same Firecracker emulator. See bench/README.md for what each scenario
-// and column means. Flags: --runs N, --quick, --only a,b, --full, --smoke, --out FILE, --data-dir DIR.
+// and column means. Flags: --runs N, --quick, --only a,b, --full, --smoke, --out FILE, --suite NAME, --data-dir DIR.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -10,6 +10,7 @@ import { DEFAULT_FAULT_AROUND_BYTES } from '../src/server/server.js';
 import { EMULATOR_PATH } from '../tools/emulator/run.js';
 import { clusteredTrace, demoImage, realGuest, warmPageCache, type Image } from './lib/data.js';
 import { fmt, spread, type Spread } from './lib/stats.js';
+import { renderFragment, type SuiteDoc } from './lib/fragment.js';
 import { C_HANDLER, OUR_CLI, failedTrial, runTrial, type TrialResult, type Variant, type Workload } from './lib/trial.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -249,8 +250,8 @@ interface Ratio {
   target?: string;
 }
 
-function parseArgs(argv: string[]): { runs: number; quick: boolean; full: boolean; smoke: boolean; only?: string[]; out?: string; dataDir: string } {
-  const a = { runs: 5, quick: false, full: false, smoke: false, only: undefined as string[] | undefined, out: undefined as string | undefined, dataDir: path.join(os.tmpdir(), 'fc-uffd-bench') };
+function parseArgs(argv: string[]): { runs: number; quick: boolean; full: boolean; smoke: boolean; only?: string[]; out?: string; suite?: string; dataDir: string } {
+  const a = { runs: 5, quick: false, full: false, smoke: false, only: undefined as string[] | undefined, out: undefined as string | undefined, suite: undefined as string | undefined, dataDir: path.join(os.tmpdir(), 'fc-uffd-bench') };
   let runsSet = false;
   for (let i = 0; i < argv.length; i++) {
     const f = argv[i]!;
@@ -268,10 +269,15 @@ function parseArgs(argv: string[]): { runs: number; quick: boolean; full: boolea
     else if (f === '--smoke') a.smoke = true;
     else if (f === '--only') a.only = val().split(',');
     else if (f === '--out') a.out = val();
+    else if (f === '--suite') {
+      a.suite = val();
+      if (!/^[a-z0-9-]+$/.test(a.suite)) throw new Error('--suite must be a name of [a-z0-9-]');
+    }
     else if (f === '--data-dir') a.dataDir = val();
     else if (f === '--help') {
       process.stdout.write(
-        'usage: node dist/bench/run.js [--runs N (5)] [--quick] [--full] [--smoke] [--only s1,s2] [--out FILE] [--data-dir DIR]\n' +
+        'usage: node dist/bench/run.js [--runs N (5)] [--quick] [--full] [--smoke] [--only s1,s2] [--out FILE | --suite NAME] [--data-dir DIR]\n' +
+          '--suite NAME: write bench/results/NAME.json and its markdown fragment NAME.md (committed; docs quote it between <!-- bench:NAME --> markers)\n' +
           `scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}\n`,
       );
       process.exit(0);
@@ -510,6 +516,8 @@ async function main(): Promise<void> {
   );
   if (args.only) for (const n of args.only) if (!SCENARIOS.some((s) => s.name === n)) throw new Error(`no scenario ${n} (see --help)`);
   const started = Date.now();
+  const command = `node dist/bench/run.js ${process.argv.slice(2).join(' ')}`.trim();
+  const loadAvg1 = os.loadavg()[0]!;
   process.stdout.write(`fc-uffd bench: ${chosen.length} scenarios, ${args.runs} runs each, fresh processes per trial; default fault-around ${FA / 1024} KiB; ${os.cpus().length} CPUs\n`);
   const results: ScenarioResult[] = [];
   try {
@@ -539,11 +547,24 @@ async function main(): Promise<void> {
     ratios: rs.map((q) => ({ ...q, met: q.target ? evalTarget(q) : null })),
     memory: mem,
   };
-  const out = args.out ?? path.join(ROOT, 'bench/results', `${new Date(started).toISOString().replace(/[:.]/g, '-')}.json`);
+  const out = args.suite ? path.join(ROOT, 'bench/results', `${args.suite}.json`) : (args.out ?? path.join(ROOT, 'bench/results', `${new Date(started).toISOString().replace(/[:.]/g, '-')}.json`));
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, `${JSON.stringify(doc, null, 1)}\n`);
-  process.stdout.write(`\nresults: ${out} (${elapsedS.toFixed(0)} s)\n`);
+  const suite: SuiteDoc & typeof doc = { ...doc, command, loadAvg1, ...(args.suite ? { earlier: earlierRuns(out, command) } : {}) };
+  fs.writeFileSync(out, `${JSON.stringify(suite, null, 1)}\n`);
+  if (args.suite) fs.writeFileSync(out.replace(/\.json$/, '.md'), renderFragment(suite));
+  process.stdout.write(`\nresults: ${out}${args.suite ? ` and ${out.replace(/\.json$/, '.md')}` : ''} (${elapsedS.toFixed(0)} s)\n`);
   if (results.some((r) => r.variants.some((v) => v.failures.length > 0))) process.exitCode = 1;
+}
+
+/**
+ * The ratios of the suite's previous runs with the same command (kept: the last two), so that its
+ * fragment shows this run next to the earlier ones on a noisy machine; another command starts afresh.
+ */
+function earlierRuns(file: string, command: string): NonNullable<SuiteDoc['earlier']> {
+  if (!fs.existsSync(file)) return [];
+  const prev = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<SuiteDoc>;
+  if (prev.command !== command || !prev.ratios || !prev.startedAt) return [];
+  return [...(prev.earlier ?? []), { startedAt: prev.startedAt, ...(prev.loadAvg1 !== undefined ? { loadAvg1: prev.loadAvg1 } : {}), ratios: prev.ratios }].slice(-2);
 }
 
 function evalTarget(q: Ratio): boolean {

@@ -16,6 +16,7 @@ import { writeClusteredTrace } from '../tools/emulator/traces.js';
 import { writeDemoImage } from '../tools/demo-image.js';
 import { comparePrediction, mergeWorkingSets, readWorkingSet, writeWorkingSet } from '../src/serve/working-set.js';
 import { startServe } from '../test/helpers/cli.js';
+import { mdTable, writeResults } from './lib/results.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '4' }, 'size-mib': { type: 'string', default: '128' } } });
 const runs = Number(values.runs);
@@ -73,9 +74,8 @@ try {
   const target = path.join(dir, `run-${runs}.txt`);
   const baseline = [];
   for (let i = 0; i < 5; i++) baseline.push(await restore(target, []));
-  process.stdout.write(`working-set merges, ${runs - 1} recorded runs predicting run ${runs} (${sizeBytes / 2 ** 20} MiB, 64 KiB fault-around)\n`);
-  process.stdout.write(`  on demand: ${median(baseline.map((b) => b.faults))} faults, ${median(baseline.map((b) => b.doneMs)).toFixed(1)} ms\n`);
-  process.stdout.write('  merge                  pages   used    unused  missed   replay faults   replay ms\n');
+  const onDemand = { faults: median(baseline.map((b) => b.faults)), doneMs: median(baseline.map((b) => b.doneMs)) };
+  const merges = [];
   for (const [name, minRuns] of [
     ['union (>= 1 run)', 1],
     ['frequency (>= 2 runs)', 2],
@@ -87,10 +87,19 @@ try {
     const p = comparePrediction(merged, actual);
     const replays = [];
     for (let i = 0; i < 5; i++) replays.push(await restore(target, ['--prefetch', file]));
-    process.stdout.write(
-      `  ${name.padEnd(22)} ${String(p.predicted).padStart(6)} ${String(p.used).padStart(6)} ${String(p.unused).padStart(8)} ${String(p.missed).padStart(7)}   ${String(median(replays.map((r) => r.faults))).padStart(13)}   ${median(replays.map((r) => r.doneMs)).toFixed(1).padStart(9)}\n`,
-    );
+    merges.push({ name, minRuns, pages: p.predicted, used: p.used, unused: p.unused, missed: p.missed, replayFaults: median(replays.map((r) => r.faults)), replayMs: median(replays.map((r) => r.doneMs)) });
   }
+  const result = { runs, sizeBytes, faultAroundBytes: 65536, replays: 5, onDemand, merges };
+  const title = `Working-set merges: ${runs - 1} recorded runs predicting run ${runs} (${sizeBytes / 2 ** 20} MiB generated image, 64 KiB fault-around; replays: median of 5).`;
+  const table = mdTable(
+    ['merge', 'pages', 'used', 'unused', 'missed', 'replay faults', 'replay ms'],
+    [
+      ['on demand (no prefetch)', '-', '-', '-', '-', String(onDemand.faults), onDemand.doneMs.toFixed(1)],
+      ...merges.map((m) => [m.name, String(m.pages), String(m.used), String(m.unused), String(m.missed), String(m.replayFaults), m.replayMs.toFixed(1)]),
+    ],
+  );
+  writeResults('ws-merge', result, `${title}\n\n${table}`);
+  process.stdout.write(`${title}\n${table}\n`);
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });
 }

@@ -33,6 +33,8 @@ export type ErrorCode =
   | 'STORE_INTEGRITY'
   | 'STORE_ABORTED'
   | 'STORE_CONFIG'
+  /** A VM's chunk could not be read from its store after the retries (timeout, server down, 5xx, bytes that never verified): that VM is stopped. */
+  | 'STORE_FETCH_FAILED'
   | 'HANDSHAKE_NOT_UFFD'
   | 'SNAPSHOT_OPEN'
   | 'SNAPSHOT_EMPTY'
@@ -46,6 +48,7 @@ export type ErrorCode =
   | 'SNAPSHOT_CHUNK_FORMAT'
   | 'VM_FAULT_OUTSIDE_REGIONS'
   | 'VM_IOCTL'
+  | 'VM_PAGE_NOT_INSTALLED'
   | 'VM_UNEXPECTED_EVENT'
   | 'VM_READ'
   | 'VM_GONE'
@@ -63,6 +66,8 @@ export type ErrorCode =
   | 'CONTROL_STOPPING'
   | 'CONFIG_INVALID'
   | 'CONFIG_OUTPUT_EXISTS'
+  | 'ABORTED'
+  | 'EMULATOR_MISSING'
   | 'INTERNAL';
 
 export class FcUffdError extends Error {

@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { Command } from 'commander';
 import { UffdServer, type VmInfo } from '../src/server/server.js';
 import { createLogger } from '../src/log.js';
-import { removeStaleTemps, trackTemp, untrackTemp } from '../src/temp-files.js';
+import { removeStaleTemps, removeTempsOnSignal, trackTemp, untrackTemp } from '../src/temp-files.js';
 import { FcUffdError } from '../src/errors.js';
 import { validateFaultAround, validateVcpus } from '../src/serve/validate-options.js';
 import { formatVmSummary } from '../src/cli/format.js';
@@ -55,10 +55,10 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
   const socket = path.join(dir, `demo-${process.pid}.sock`);
   trackTemp(socket);
   const snapshot = ServedMemoryFile.open(mem);
-  const server = await UffdServer.start({ socketPath: socket, snapshot, faultAroundBytes: flags.faultAround, logger: createLogger('warn') });
+  const server = await UffdServer.start({ socketPath: socket, snapshot, faultAround: flags.faultAround, logger: createLogger('warn') });
   try {
     await server.snapshotReady();
-    const ended = once(server, 'vm-end') as Promise<[VmInfo]>;
+    const ended = once(server, 'vm-ended') as Promise<[unknown, VmInfo]>;
     // A restored guest touches a sparse, clustered part of its memory: 15 % here, in runs.
     const trace = path.join(dir, `restore-trace-${flags.size}.txt`);
     if (!fs.existsSync(trace)) writeClusteredTrace(trace, flags.size, { fraction: 0.15 });
@@ -75,7 +75,7 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
     // An emulator that failed before connecting (bad arguments, no userfaultfd) never ends a VM.
     if (server.vms().length === 0)
       throw new FcUffdError('INTERNAL', `the emulator failed before it connected (exit ${result.code ?? result.signal}): ${result.stderr.trim()}`);
-    const [vm] = await ended;
+    const [, vm] = await ended;
     const r = result.report;
     if (!r) throw new Error(`the emulator printed no report (exit ${result.code ?? result.signal}): ${result.stderr.trim()}`);
     process.stdout.write(
@@ -101,6 +101,9 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
 function pct(n: number, total: number): string {
   return `${((100 * n) / total).toFixed(0)}%`;
 }
+
+// Ctrl-C removes the partial snapshot being written and exits 130 (temp-files.ts).
+removeTempsOnSignal();
 
 new Command()
   .name('npm run demo --')

@@ -8,8 +8,9 @@ import type { VmInfo } from '../server/server.js';
 import { createLogger } from '../log.js';
 import { serveMetrics } from '../server/metrics.js';
 import { formatVmSummary } from './format.js';
+import { remoteStoreOptions, type StoreFlags } from './store-flags.js';
 
-export interface DaemonFlags {
+export interface DaemonFlags extends StoreFlags {
   control: string;
   socketsDir?: string;
   cacheSize: number;
@@ -30,6 +31,7 @@ function notifyReady(logger: ReturnType<typeof createLogger>): void {
 }
 
 export async function daemonCommand(flags: DaemonFlags): Promise<void> {
+  const storeOptions = remoteStoreOptions(flags);
   const logger = createLogger(flags.logLevel);
   let metricsAddr: { host: string; port: number } | undefined;
   if (flags.metricsListen) {
@@ -41,6 +43,7 @@ export async function daemonCommand(flags: DaemonFlags): Promise<void> {
   const daemon = new Daemon({
     socketsDir: flags.socketsDir ?? path.dirname(control),
     cacheSizeBytes: flags.cacheSize,
+    storeOptions,
     ...(flags.loopThreads !== undefined ? { loopThreads: flags.loopThreads } : {}),
     logger,
   });

@@ -1,12 +1,13 @@
-import { DirStore } from '../store/dir.js';
 import { FcUffdError } from '../errors.js';
 import { loadManifest } from '../snapshot/pack.js';
 import { summarizeManifest, type Manifest } from '../snapshot/manifest.js';
 import { ChunkFormatError, decodeChunkBlob } from '../snapshot/chunk-format.js';
 import { StoreError, type ChunkStore } from '../store/types.js';
 import { mib } from './format.js';
+import { openSnapshotStore } from '../snapshot/store-open.js';
+import { remoteStoreOptions, storeOptionsFor, type StoreFlags } from './store-flags.js';
 
-export interface InspectFlags {
+export interface InspectFlags extends StoreFlags {
   store?: string;
   chunks?: boolean;
   json?: boolean;
@@ -14,7 +15,17 @@ export interface InspectFlags {
 }
 
 export async function inspectCommand(manifest: string, flags: InspectFlags): Promise<void> {
-  const store = flags.store ? DirStore.open(flags.store, { create: false }) : undefined;
+  const storeOptions = flags.store !== undefined ? storeOptionsFor(flags.store, flags, false) : remoteStoreOptions(flags);
+  if (flags.verify && flags.store === undefined) throw new FcUffdError('CONFIG', '--verify needs --store');
+  const store = flags.store !== undefined ? await openSnapshotStore(flags.store, storeOptions) : undefined;
+  try {
+    await inspectIn(manifest, flags, store);
+  } finally {
+    await store?.close();
+  }
+}
+
+async function inspectIn(manifest: string, flags: InspectFlags, store: ChunkStore | undefined): Promise<void> {
   const { id, manifest: m } = await loadManifest(manifest, store);
   const s = summarizeManifest(m);
   let missing: number[] = [];
@@ -52,7 +63,7 @@ export async function inspectCommand(manifest: string, flags: InspectFlags): Pro
 async function verifyChunks(m: Manifest, store: ChunkStore): Promise<{ missing: number[]; corrupt: Array<{ index: number; digest: string; why: string }> }> {
   const missing: number[] = [];
   const corrupt: Array<{ index: number; digest: string; why: string }> = [];
-  const verdict = new Map<string, 'ok' | 'missing' | string>();
+  const verdict = new Map<string, string>(); // 'ok', 'missing', or why the chunk is corrupt
   for (let i = 0; i < m.chunks.length; i++) {
     const c = m.chunks[i];
     if (!c) continue;

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { serveCommand } from './serve.js';
-import { DEFAULT_FAULT_AROUND_BYTES } from '../server/server.js';
-import { parseBytes, parseInteger, parseMinRuns, parseOctalMode, requireOptions } from './parse.js';
+import { DEFAULT_FAULT_AROUND } from '../server/server.js';
+import { parseBytes, parseFaultAround, parseInteger, parseMinRuns, parseOctalMode, requireOptions } from './parse.js';
 import { packCommand } from './pack.js';
 import { unpackCommand } from './unpack.js';
 import { inspectCommand } from './inspect.js';
@@ -10,8 +10,17 @@ import { wsInspectCommand, wsMergeCommand } from './ws.js';
 import { reportCommand } from './report.js';
 import { daemonCommand } from './daemon.js';
 import { removeTempsOnSignal } from '../temp-files.js';
+import { addStoreOptions } from './store-flags.js';
+
+// The AWS SDK warns on Node < 22 that releases after January 2027 will need Node 22; the version
+// pinned here runs on Node 20, and the warning (a multi-line stderr block at the first S3 client)
+// would break the one-JSON-line-per-log contract of serve and daemon. The SDK reads this when a
+// client is built, after these lines; the library leaves the choice to its embedder.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 removeTempsOnSignal();
+
+const STORE_HELP = 'a directory, s3://BUCKET/PREFIX or http(s)://HOST/PREFIX';
 
 const program = new Command()
   .name('fc-uffd')
@@ -24,10 +33,10 @@ const serve = program
   .option('--socket <path>', "unix socket to listen on (Firecracker's mem_backend.backend_path; required)")
   .option('--mem <file>', "the snapshot's memory file (or --snapshot + --store)")
   .option('--snapshot <manifest>', 'a chunked snapshot: manifest id in --store, or a manifest file')
-  .option('--store <dir>', 'the chunk store of --snapshot')
+  .option('--store <store>', `the chunk store of --snapshot: ${STORE_HELP}`)
   .option('--cache-size <bytes>', 'decompressed chunks kept in memory, shared by all VMs', parseBytes, 1024 * 1024 * 1024)
   .option('--prefetch-chunks <n>', 'chunks fetched ahead of a requested one', parseInteger, 2)
-  .option('--fault-around <bytes>', 'bytes installed per fault, an aligned power of two (4k disables)', parseBytes, DEFAULT_FAULT_AROUND_BYTES)
+  .option('--fault-around <size|adaptive>', 'what to install per fault: an aligned block of this size, a power of two (4k disables), or adaptive (one page for scattered faults, a window growing to 2m for sequential ones)', parseFaultAround, DEFAULT_FAULT_AROUND)
   .addOption(new Option('--on-fatal <action>', 'when a VM cannot be served correctly').choices(['kill', 'hang']).default('kill'))
   .option('--handshake-timeout-ms <ms>', 'how long a connected VMM may take to send its handshake', parseInteger, 5000)
   .addOption(new Option('--socket-mode <octal>', 'permission bits of the socket (0600..0777)').argParser(parseOctalMode).default(0o600, '0600'))
@@ -39,9 +48,10 @@ const serve = program
   .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
   .addOption(new Option('--log-level <level>', 'log level (logs are JSON lines on stderr)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
   .action(serveCommand);
+addStoreOptions(serve, { cache: true });
 requireOptions(serve, 'socket');
 
-program
+const daemon = program
   .command('daemon')
   .description('one handler per host: serves many snapshots, restores created over an HTTP+JSON control API (docs/control-api.yaml)')
   .requiredOption('--control <path>', 'unix socket of the control API (mode 0600)')
@@ -54,6 +64,8 @@ program
   .option('--stop-timeout-ms <ms>', 'on SIGTERM/SIGINT, how long live VMs may run on before the daemon stops anyway', parseInteger, 30000)
   .option('--log-level <level>', 'pino log level (logs are JSON lines on stderr)', 'info')
   .action(daemonCommand);
+// Apply to every remote store a restore names.
+addStoreOptions(daemon, { cache: true });
 
 const ws = program.command('ws').description('working sets: the pages a restored VM touches, for prefetch');
 ws.command('inspect <file>')
@@ -78,11 +90,11 @@ program
   .option('--force', 'replace an existing output file', false)
   .action(reportCommand);
 
-program
+const packCmd = program
   .command('pack')
   .description('pack a memory file into a chunked, compressed, content-addressed snapshot; prints the manifest id and a summary')
   .argument('<memfile>', 'Firecracker memory file (full, or a diff snapshot with --base --diff)')
-  .requiredOption('--store <dir>', 'chunk store directory (created if missing)')
+  .requiredOption('--store <store>', `where to put the snapshot: ${STORE_HELP} (a directory is created if missing)`)
   .option('--base <manifest>', "reuse this manifest's chunks (id in the store, or a manifest file)")
   .option('--diff', 'MEMFILE is a diff snapshot: its holes keep the base\'s bytes', false)
   .option('--removed <file...>', 'balloon-removed ranges (lines "<start> <end>", file offsets, end exclusive): not stored')
@@ -90,25 +102,28 @@ program
   .option('--level <n>', 'zstd compression level', parseInteger, 3)
   .option('--json', 'print the summary as one JSON line', false)
   .action(packCommand);
+addStoreOptions(packCmd, { cache: false });
 
-program
+const unpackCmd = program
   .command('unpack')
   .description('write the memory of a chunked snapshot to a file (every chunk verified)')
   .argument('<manifest>', 'manifest id in the store, or a manifest file')
-  .requiredOption('--store <dir>', 'chunk store directory')
+  .requiredOption('--store <store>', `the snapshot's store: ${STORE_HELP}`)
   .requiredOption('-o, --output <file>', 'memory file to write')
   .option('--force', 'replace --output if it exists', false)
   .action(unpackCommand);
+addStoreOptions(unpackCmd, { cache: true });
 
-program
+const inspectCmd = program
   .command('inspect')
   .description("show a chunked snapshot's manifest: sizes, chunks, zero pages, compression")
   .argument('<manifest>', 'manifest id (with --store) or a manifest file')
-  .option('--store <dir>', 'chunk store directory')
+  .option('--store <store>', `the snapshot's store: ${STORE_HELP}`)
   .option('--chunks', 'list every chunk', false)
   .option('--verify', 'check that the store holds every chunk', false)
   .option('--json', 'print JSON', false)
   .action(inspectCommand);
+addStoreOptions(inspectCmd, { cache: true });
 
 program.parseAsync().catch((caught: unknown) => {
   const err = caught as Error & { code?: string };

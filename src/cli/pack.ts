@@ -1,11 +1,12 @@
 import { FcUffdError } from '../errors.js';
 import fs from 'node:fs';
-import { DirStore } from '../store/dir.js';
+import { openSnapshotStore } from '../snapshot/store-open.js';
+import { storeOptionsFor, type StoreFlags } from './store-flags.js';
 import { loadManifest, pack, parseRanges } from '../snapshot/pack.js';
 import { ProgressBar } from './progress.js';
 import { mib } from './format.js';
 
-export interface PackFlags {
+export interface PackFlags extends StoreFlags {
   store: string;
   base?: string;
   diff?: boolean;
@@ -16,6 +17,7 @@ export interface PackFlags {
 }
 
 export async function packCommand(memfile: string, flags: PackFlags): Promise<void> {
+  const storeOptions = storeOptionsFor(flags.store, flags, true);
   // Inputs are checked before the store is opened: a failed pack must not leave a new empty store.
   const st = fs.statSync(memfile, { throwIfNoEntry: false });
   if (!st) throw new FcUffdError('CONFIG_INVALID', `memory file ${memfile} does not exist`);
@@ -28,20 +30,26 @@ export async function packCommand(memfile: string, flags: PackFlags): Promise<vo
       throw new FcUffdError('CONFIG_INVALID', `--removed ${f}: range ${beyond[0]} ${beyond[1]} ends beyond the memory file's ${st.size} bytes; these ranges were not recorded for ${memfile}`);
     return ranges;
   });
-  const store = DirStore.open(flags.store);
-  const base = flags.base ? await loadManifest(flags.base, store) : undefined;
-  const bar = new ProgressBar('packing');
-  const r = await pack({
-    memPath: memfile,
-    store,
-    ...(base ? { base } : {}),
-    diff: flags.diff ?? false,
-    removed,
-    ...(flags.chunkSize ? { chunkSizeBytes: flags.chunkSize } : {}),
-    zstdLevel: flags.level,
-    onProgress: (d, t) => bar.update(d, t),
-  });
-  bar.done();
+  const store = await openSnapshotStore(flags.store, storeOptions);
+  let r: Awaited<ReturnType<typeof pack>>;
+  let base: Awaited<ReturnType<typeof loadManifest>> | undefined;
+  try {
+    base = flags.base ? await loadManifest(flags.base, store) : undefined;
+    const bar = new ProgressBar('packing');
+    r = await pack({
+      memPath: memfile,
+      store,
+      ...(base ? { base } : {}),
+      diff: flags.diff ?? false,
+      removed,
+      ...(flags.chunkSize ? { chunkSizeBytes: flags.chunkSize } : {}),
+      zstdLevel: flags.level,
+      onProgress: (d, t) => bar.update(d, t),
+    });
+    bar.done();
+  } finally {
+    await store.close();
+  }
   const secs = r.durationMs / 1000;
   if (flags.json) {
     const { manifest: _m, manifestBytes: _b, ...rest } = r;

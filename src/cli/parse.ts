@@ -8,6 +8,13 @@ export function parseBytes(text: string): number {
   return Number(m[1]) * unit;
 }
 
+/** --fault-around: a size (checked as a power of two with the other options) or `adaptive`. */
+export function parseFaultAround(text: string): number | 'adaptive' {
+  if (text.trim().toLowerCase() === 'adaptive') return 'adaptive';
+  if (!/^\d/.test(text.trim())) throw new InvalidArgumentError(`not a size or adaptive: ${text} (examples: 4k, 256k, 2m, adaptive)`);
+  return parseBytes(text);
+}
+
 export function parseInteger(text: string): number {
   const n = Number(text);
   if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`not a non-negative integer: ${text}`);

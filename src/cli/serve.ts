@@ -3,10 +3,11 @@ import { createLogger } from '../log.js';
 import type { OnFatal } from '../serve/protocol.js';
 import { formatVmSummary } from './format.js';
 import { ServedMemoryFile } from '../snapshot/memfile.js';
-import type { ServedSnapshot } from '../memory/snapshot.js';
+import type { Snapshot } from '../server/types.js';
 import { FcUffdError } from '../errors.js';
-import { DirStore } from '../store/dir.js';
-import { ResilientStore } from '../store/resilient.js';
+import { openSnapshotStore } from '../snapshot/store-open.js';
+import type { ChunkStore } from '../store/types.js';
+import { storeOptionsFor, type StoreFlags } from './store-flags.js';
 import { ChunkCache } from '../snapshot/chunk-cache.js';
 import { ServedChunkedSnapshot } from '../snapshot/chunked-source.js';
 import { readWorkingSet } from '../serve/working-set.js';
@@ -14,15 +15,16 @@ import { Registry } from 'prom-client';
 import { createMetrics, serveMetrics } from '../server/metrics.js';
 import { LoopThreadPool } from '../serve/loop-pool.js';
 import { validateServerOptions } from '../serve/validate-options.js';
+import type { FaultAround } from '../serve/fault-around.js';
 
-export interface ServeFlags {
+export interface ServeFlags extends StoreFlags {
   socket: string;
   mem?: string;
   snapshot?: string;
   store?: string;
   cacheSize: number;
   prefetchChunks: number;
-  faultAround: number;
+  faultAround: FaultAround;
   onFatal: OnFatal;
   handshakeTimeoutMs: number;
   socketMode: number;
@@ -41,7 +43,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   validateServerOptions({
     socketPath: flags.socket,
     socketMode: flags.socketMode,
-    faultAroundBytes: flags.faultAround,
+    faultAround: flags.faultAround,
     handshakeTimeoutMs: flags.handshakeTimeoutMs,
     loopThreads: flags.loopThreads ?? LoopThreadPool.defaultThreads(),
     removedRangesPath: flags.removedOut ?? '',
@@ -49,12 +51,26 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   });
   if (flags.cacheSize < 1024 * 1024) throw new FcUffdError('CONFIG_INVALID', `--cache-size must be at least 1m (one chunk needs room), got ${flags.cacheSize}`);
   const metricsAddress = flags.metricsListen !== undefined ? parseListenAddress(flags.metricsListen) : undefined;
+  checkSnapshotFlags(flags);
+  const storeOptions = flags.store !== undefined ? storeOptionsFor(flags.store, flags, false) : undefined;
   const logger = createLogger(flags.logLevel);
-  const snapshot = await openSnapshot(flags, logger);
+  let store: ChunkStore | undefined;
+  let snapshot: Snapshot;
+  try {
+    if (flags.mem !== undefined) snapshot = ServedMemoryFile.open(flags.mem);
+    else {
+      store = await openSnapshotStore(flags.store!, storeOptions);
+      snapshot = await ServedChunkedSnapshot.open({ manifest: flags.snapshot!, store, cache: new ChunkCache(flags.cacheSize), prefetchChunks: flags.prefetchChunks, logger });
+    }
+  } catch (err) {
+    await store?.close();
+    throw err;
+  }
   let server: UffdServer | undefined;
   let metrics: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   try {
-    if (snapshot instanceof ServedChunkedSnapshot && flags.faultAround > snapshot.manifest.chunkSizeBytes)
+    // adaptive windows stop at 2 MiB, the smallest chunk size.
+    if (snapshot instanceof ServedChunkedSnapshot && flags.faultAround !== 'adaptive' && flags.faultAround > snapshot.manifest.chunkSizeBytes)
       throw new FcUffdError('CONFIG_INVALID', `--fault-around ${flags.faultAround} exceeds the snapshot's chunk size ${snapshot.manifest.chunkSizeBytes}; use at most that`);
     const prefetch = flags.prefetch !== undefined ? readWorkingSet(flags.prefetch) : undefined;
     // The metrics port is bound before the socket: a busy port stops startup before any VMM can connect.
@@ -63,17 +79,18 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     server = await UffdServer.start({
       socketPath: flags.socket,
       snapshot,
-      faultAroundBytes: flags.faultAround,
+      faultAround: flags.faultAround,
       onFatal: flags.onFatal,
       handshakeTimeoutMs: flags.handshakeTimeoutMs,
       socketMode: flags.socketMode,
       ...(flags.removedOut ? { removedRangesPath: flags.removedOut } : {}),
       ...(flags.recordWs ? { recordWorkingSetPath: flags.recordWs } : {}),
+      ...(flags.trace ? { tracePath: flags.trace } : {}),
       ...(prefetch ? { prefetch } : {}),
       ...(flags.loopThreads !== undefined ? { loopThreads: flags.loopThreads } : {}),
       logger,
     });
-    server.on('vm-end', (vm) => process.stdout.write(`${formatVmSummary(vm)}\n`));
+    server.on('vm-ended', (_vm, info) => process.stdout.write(`${formatVmSummary(info)}\n`));
     if (metrics) {
       createMetrics(server, registry);
       logger.info({ metrics: `http://${metrics.address.address}:${metrics.address.port}/metrics` }, 'serving Prometheus metrics');
@@ -83,6 +100,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     metrics?.server.close();
     await server?.stop();
     snapshot.close();
+    await store?.close();
     throw err;
   }
   await new Promise<void>((resolve) => {
@@ -96,6 +114,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   metrics?.server.close();
   await server.stop();
   snapshot.close();
+  await store?.close();
 }
 
 function parseListenAddress(text: string): { host: string; port: number } {
@@ -120,19 +139,9 @@ async function listenMetrics(registry: Parameters<typeof serveMetrics>[0], text:
   }
 }
 
-/** Exactly one of --mem FILE or --snapshot MANIFEST --store DIR. */
-async function openSnapshot(flags: ServeFlags, logger: ReturnType<typeof createLogger>): Promise<ServedSnapshot> {
-  if ((flags.mem === undefined) === (flags.snapshot === undefined)) throw new FcUffdError('CONFIG', 'serve needs exactly one of --mem FILE or --snapshot MANIFEST --store DIR');
-  if (flags.mem !== undefined) {
-    if (flags.store !== undefined) throw new FcUffdError('CONFIG', '--store goes with --snapshot, not --mem');
-    return ServedMemoryFile.open(flags.mem);
-  }
-  if (flags.store === undefined) throw new FcUffdError('CONFIG', '--snapshot needs --store DIR');
-  return ServedChunkedSnapshot.open({
-    manifest: flags.snapshot!,
-    store: new ResilientStore(DirStore.open(flags.store, { create: false })),
-    cache: new ChunkCache(flags.cacheSize),
-    prefetchChunks: flags.prefetchChunks,
-    logger,
-  });
+/** Exactly one of --mem FILE or --snapshot MANIFEST --store STORE. */
+function checkSnapshotFlags(flags: ServeFlags): void {
+  if ((flags.mem === undefined) === (flags.snapshot === undefined)) throw new FcUffdError('CONFIG', 'serve needs exactly one of --mem FILE or --snapshot MANIFEST --store STORE');
+  if (flags.mem !== undefined && flags.store !== undefined) throw new FcUffdError('CONFIG', '--store goes with --snapshot, not --mem');
+  if (flags.snapshot !== undefined && flags.store === undefined) throw new FcUffdError('CONFIG', '--snapshot needs --store (a directory, s3://BUCKET/PREFIX or http(s)://HOST/PREFIX)');
 }

@@ -16,8 +16,8 @@ export interface RestoreRequest {
   prefetch?: string;
   /** Record each VM's working set here when it ends (`{vm}`, `{pid}` replaced). */
   record_ws?: string;
-  /** Bytes installed per fault: a power of two, 4096 .. 2 MiB. */
-  fault_around?: number;
+  /** Bytes installed per fault, a power of two, 4096 .. 2 MiB; or "adaptive" (one page for scattered faults, a window growing to 2 MiB for sequential ones). */
+  fault_around?: number | 'adaptive';
   on_fatal?: 'kill' | 'hang';
   /** Write each VM's balloon-removed ranges here when it ends (`{vm}`, `{pid}` replaced). */
   removed_out?: string;

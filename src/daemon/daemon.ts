@@ -5,7 +5,7 @@ import { FcUffdError } from '../errors.js';
 import { UffdServer, type VmInfo } from '../server/server.js';
 import { LoopThreadPool } from '../serve/loop-pool.js';
 import { SharedLoopPool } from '../serve/shared-loop-pool.js';
-import type { ServedSnapshot } from '../memory/snapshot.js';
+import type { Snapshot } from '../server/types.js';
 import { ServedMemoryFile } from '../snapshot/memfile.js';
 import { readWorkingSet } from '../serve/working-set.js';
 import { ChunkCache, DEFAULT_CACHE_BYTES } from '../snapshot/chunk-cache.js';
@@ -14,6 +14,7 @@ import { ServedChunkedSnapshot } from '../snapshot/chunked-source.js';
 import type { HealthInfo, RestoreDetail, RestoreInfo, RestoreRequest, RestoreState, VmSummary } from './api-types.js';
 import { checkName, socketPathFor } from './request.js';
 import { StoreRegistry } from './stores.js';
+import type { OpenStoreOptions } from '../store/open.js';
 
 export interface DaemonOptions {
   /** Directory every restore's uffd socket is created in (must exist). */
@@ -21,6 +22,8 @@ export interface DaemonOptions {
   /** Decompressed chunks kept in memory, shared by every restore and VM. */
   cacheSizeBytes?: number;
   loopThreads?: number;
+  /** How remote stores (s3://, http(s)://) named by restores are opened: endpoint, auth, disk cache, timeouts, retries. */
+  storeOptions?: OpenStoreOptions;
   logger: Logger;
 }
 
@@ -28,7 +31,7 @@ interface Restore {
   name: string;
   state: RestoreState;
   server: UffdServer;
-  snapshot: ServedSnapshot;
+  snapshot: Snapshot;
   kind: 'memfile' | 'chunked';
   createdAtMs: number;
   /** Resolves once the restore is gone (its server stopped, its snapshot closed). */
@@ -45,7 +48,7 @@ export class Daemon extends EventEmitter {
   readonly socketsDir: string;
   private readonly loops: SharedLoopPool;
   private readonly codecs = new ChunkCodecPool();
-  private readonly stores = new StoreRegistry();
+  private readonly stores: StoreRegistry;
   private readonly restores = new Map<string, Restore>();
   /** Names being created: a second PUT of the same name meanwhile is a conflict. */
   private readonly pending = new Set<string>();
@@ -63,6 +66,7 @@ export class Daemon extends EventEmitter {
     }
     if (!st.isDirectory()) throw new FcUffdError('CONFIG', `sockets dir ${options.socketsDir} is not a directory`);
     this.socketsDir = fs.realpathSync(options.socketsDir);
+    this.stores = new StoreRegistry(options.storeOptions);
     this.cache = new ChunkCache(options.cacheSizeBytes ?? DEFAULT_CACHE_BYTES);
     this.loopThreads = options.loopThreads ?? LoopThreadPool.defaultThreads();
     this.loops = new SharedLoopPool(this.loopThreads);
@@ -81,7 +85,7 @@ export class Daemon extends EventEmitter {
     for (const r of this.restores.values())
       if (r.server.socketPath === socketPath) throw new FcUffdError('CONTROL_CONFLICT', `socket ${socketPath} is used by restore ${r.name}`);
     this.pending.add(name);
-    let snapshot: ServedSnapshot | undefined;
+    let snapshot: Snapshot | undefined;
     try {
       const log = this.options.logger.child({ restore: name });
       snapshot = await this.openSnapshot(req, log);
@@ -90,7 +94,7 @@ export class Daemon extends EventEmitter {
         snapshot,
         sharedLoops: this.loops,
         logger: log,
-        ...(req.fault_around !== undefined ? { faultAroundBytes: req.fault_around } : {}),
+        ...(req.fault_around !== undefined ? { faultAround: req.fault_around } : {}),
         ...(req.on_fatal !== undefined ? { onFatal: req.on_fatal } : {}),
         ...(req.handshake_timeout_ms !== undefined ? { handshakeTimeoutMs: req.handshake_timeout_ms } : {}),
         ...(req.removed_out !== undefined ? { removedRangesPath: req.removed_out } : {}),
@@ -104,8 +108,8 @@ export class Daemon extends EventEmitter {
         throw new FcUffdError('CONTROL_STOPPING', 'the daemon began stopping while this restore was being created');
       }
       const restore: Restore = { name, state: 'serving', server, snapshot, kind: req.mem !== undefined ? 'memfile' : 'chunked', createdAtMs: Date.now() };
-      server.on('vm-end', (vm: VmInfo) => {
-        this.emit('vm-end', name, vm);
+      server.on('vm-ended', (_vm, info) => {
+        this.emit('vm-end', name, info);
         if (restore.state === 'draining' && liveVms(server) === 0) void this.remove(restore);
       });
       this.restores.set(name, restore);
@@ -119,17 +123,17 @@ export class Daemon extends EventEmitter {
     }
   }
 
-  private async openSnapshot(req: RestoreRequest, log: Logger): Promise<ServedSnapshot> {
+  private async openSnapshot(req: RestoreRequest, log: Logger): Promise<Snapshot> {
     if (req.mem !== undefined) return ServedMemoryFile.open(req.mem);
     const chunked = await ServedChunkedSnapshot.open({
       manifest: req.snapshot!,
-      store: this.stores.open(req.store!),
+      store: await this.stores.open(req.store!),
       cache: this.cache,
       pool: this.codecs,
       ...(req.prefetch_chunks !== undefined ? { prefetchChunks: req.prefetch_chunks } : {}),
       logger: log,
     });
-    if (req.fault_around !== undefined && req.fault_around > chunked.manifest.chunkSizeBytes) {
+    if (typeof req.fault_around === 'number' && req.fault_around > chunked.manifest.chunkSizeBytes) {
       chunked.close();
       throw new FcUffdError('CONFIG', `fault_around ${req.fault_around} exceeds the snapshot's chunk size`);
     }

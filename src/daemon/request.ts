@@ -50,10 +50,12 @@ export function parseRestoreRequest(text: string): RestoreRequest {
   if ((req.mem === undefined) === (req.snapshot === undefined)) throw bad('give exactly one of "mem" (a memory file) or "snapshot" (with "store")');
   if (req.mem !== undefined && req.store !== undefined) throw bad('"store" goes with "snapshot", not "mem"');
   if (req.snapshot !== undefined && req.store === undefined) throw bad('"snapshot" needs "store" (a chunk store directory)');
-  const faultAround = positiveInt(b, 'fault_around', 4096, MAX_FAULT_AROUND_BYTES);
-  if (faultAround !== undefined) {
-    if ((faultAround & (faultAround - 1)) !== 0) throw bad(`fault_around must be a power of two, got ${faultAround}`);
-    req.fault_around = faultAround;
+  if (b.fault_around === 'adaptive') req.fault_around = 'adaptive';
+  else if (b.fault_around !== undefined) {
+    const v = b.fault_around;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 4096 || v > MAX_FAULT_AROUND_BYTES || (v & (v - 1)) !== 0)
+      throw bad(`fault_around must be "adaptive" or a power of two in 4096..${MAX_FAULT_AROUND_BYTES}, got ${JSON.stringify(v)}`);
+    req.fault_around = v;
   }
   if (b.on_fatal !== undefined) {
     if (b.on_fatal !== 'kill' && b.on_fatal !== 'hang') throw bad(`on_fatal must be "kill" or "hang", got ${JSON.stringify(b.on_fatal)}`);

@@ -1,36 +1,55 @@
 // Chunk stores as the daemon opens them: one client per store, shared by every restore naming it.
-// The one place a `store` string becomes a ChunkStore, so remote stores (http://, s3://) slot in here.
+// The one place a restore's `store` string becomes a ChunkStore: a directory, s3://BUCKET/PREFIX or
+// http(s)://HOST/PREFIX, with the daemon's remote-store options (endpoint, auth, disk cache, retries).
 import fs from 'node:fs';
 import path from 'node:path';
 import { FcUffdError } from '../errors.js';
-import { DirStore } from '../store/dir.js';
-import { ResilientStore } from '../store/resilient.js';
+import { describeStoreSpec, parseStoreSpec, type OpenStoreOptions } from '../store/open.js';
+import { openSnapshotStore } from '../snapshot/store-open.js';
 import type { ChunkStore } from '../store/types.js';
 
 export class StoreRegistry {
-  private readonly stores = new Map<string, ChunkStore>();
+  private readonly stores = new Map<string, Promise<ChunkStore>>();
 
-  /** The store named by `spec` (a directory for now), opened once per process. */
-  open(spec: string): ChunkStore {
-    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec))
-      throw new FcUffdError('CONFIG', `store ${spec}: only directory stores are supported by this version (remote stores are not yet)`);
-    let dir: string;
-    try {
-      dir = fs.realpathSync(path.resolve(spec));
-    } catch {
-      throw new FcUffdError('SNAPSHOT_STORE', `store directory ${spec} does not exist`);
+  /** `options`: for remote stores (a directory store takes only the retries). */
+  constructor(private readonly options: OpenStoreOptions = {}) {}
+
+  /** The store named by `spec`, opened once per process (a failed open is not kept: the next restore tries again). */
+  open(spec: string): Promise<ChunkStore> {
+    const parsed = parseStoreSpec(spec);
+    let key: string;
+    let options: OpenStoreOptions;
+    if (parsed.kind === 'dir') {
+      let dir: string;
+      try {
+        dir = fs.realpathSync(path.resolve(spec));
+      } catch {
+        throw new FcUffdError('SNAPSHOT_STORE', `store directory ${spec} does not exist`);
+      }
+      if (!fs.statSync(dir).isDirectory()) throw new FcUffdError('SNAPSHOT_STORE', `store ${spec} is not a directory`);
+      key = dir;
+      options = { ...(this.options.resilience ? { resilience: this.options.resilience } : {}), createDir: false };
+      spec = dir;
+    } else {
+      key = describeStoreSpec(spec);
+      options = this.options;
     }
-    if (!fs.statSync(dir).isDirectory()) throw new FcUffdError('SNAPSHOT_STORE', `store ${spec} is not a directory`);
-    let store = this.stores.get(dir);
+    let store = this.stores.get(key);
     if (!store) {
-      store = new ResilientStore(DirStore.open(dir));
-      this.stores.set(dir, store);
+      const opening = openSnapshotStore(spec, options);
+      store = opening;
+      this.stores.set(key, opening);
+      opening.catch(() => {
+        if (this.stores.get(key) === opening) this.stores.delete(key);
+      });
     }
     return store;
   }
 
   async closeAll(): Promise<void> {
-    await Promise.all([...this.stores.values()].map((s) => s.close()));
+    const opening = [...this.stores.values()];
     this.stores.clear();
+    // A store that failed to open has nothing to close.
+    await Promise.all(opening.map((p) => p.then((s) => s.close(), () => undefined)));
   }
 }

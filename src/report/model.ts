@@ -313,7 +313,7 @@ export function buildTraceReport(trace: Trace, name: string, ws?: WorkingSet): R
     ['prefetched', h.prefetchPages > 0 ? `${pagesPrefetched.toLocaleString('en')} of ${h.prefetchPages.toLocaleString('en')} pages${lastPrefetchUs >= 0 ? `, last at ${fmtMs(lastPrefetchUs)}` : ''}; ${late.toLocaleString('en')} faults on pages prefetch had not reached` : 'no prefetch'],
     ['balloon', `${removes.toLocaleString('en')} removes, ${fmtBytes(removedBytes)}`],
     ['chunk fetches', fetches.length > 0 ? `${fetches.length.toLocaleString('en')} (${fmtBytes(fetchBytes)}), ${waited.toLocaleString('en')} faults waited on one` : 'none (memory file)'],
-    ['snapshot', `${h.snapshot} (${fmtBytes(h.snapshotSizeBytes)}, ${ps / 1024} KiB pages, fault-around ${fmtBytes(h.faultAroundBytes)})`],
+    ['snapshot', `${h.snapshot} (${fmtBytes(h.snapshotSizeBytes)}, ${ps / 1024} KiB pages, fault-around ${h.faultAroundBytes === 0 ? 'adaptive' : fmtBytes(h.faultAroundBytes)})`],
   ];
 
   const bins = mapBins(pages);

@@ -1,5 +1,5 @@
 import { FcUffdError } from '../errors.js';
-import type { FaultAroundPolicy } from './fault-around.js';
+import type { FaultAroundPolicy } from './fault-around-policy.js';
 
 // Tunables. Chosen with the offline simulator (bench/fault-around-sim.ts) on the real restore
 // trace, a random 5 % of 512 MiB and a dense sequential 128 MiB walk; bench/README.md has the table.

@@ -1,11 +1,8 @@
 import { FcUffdError } from '../errors.js';
+import { AdaptiveFaultAround } from './adaptive-window.js';
+import type { FaultAroundPolicy } from './fault-around-policy.js';
 
-/** Which snapshot bytes to install around one fault. Implementations may keep per-VM state (streams). */
-export interface FaultAroundPolicy {
-  /** Page-aligned [startOffset, startOffset + lenBytes) to install for a fault at faultOffset (snapshot offset, page
-   *  aligned), never outside [regionStartOffset, regionEndOffset). Must contain the faulting page. */
-  window(faultOffset: number, regionStartOffset: number, regionEndOffset: number): { startOffset: number; lenBytes: number };
-}
+export type { FaultAroundPolicy } from './fault-around-policy.js';
 
 /**
  * The aligned block of `blockBytes` around the fault, clipped to the region. When the region starts
@@ -27,12 +24,24 @@ export class FixedFaultAround implements FaultAroundPolicy {
   }
 }
 
+/**
+ * A VM's fault-around as an operator sets it: bytes of a fixed aligned window (the page size
+ * disables fault-around), or 'adaptive' (AdaptiveFaultAround: one page for scattered faults,
+ * growing windows for streams).
+ */
+export type FaultAround = number | 'adaptive';
+
 /** What a VM's options say about fault-around (VmInit carries it). */
 export interface FaultAroundOptions {
-  faultAroundBytes: number;
+  faultAround: FaultAround;
 }
 
-/** The one place a VM's fault-around policy is built from its options (an adaptive policy is one more branch here). */
+/**
+ * The one place a VM's fault-around policy is built from its options. Adaptive windows are built
+ * without `isZero`: counting only data pages against a window made the real trace slower in the
+ * simulator (larger windows of mostly zero pages delayed the faulting vCPU more than they saved).
+ */
 export function faultAroundPolicyFor(options: FaultAroundOptions, pageSizeBytes: number): FaultAroundPolicy {
-  return new FixedFaultAround(options.faultAroundBytes, pageSizeBytes);
+  if (options.faultAround === 'adaptive') return new AdaptiveFaultAround({ pageSizeBytes });
+  return new FixedFaultAround(options.faultAround, pageSizeBytes);
 }

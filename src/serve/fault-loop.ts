@@ -13,10 +13,20 @@ import { TouchRecorder, type RecordedTouches } from './recorder.js';
 import type { VmStats } from './stats.js';
 import { TRACE_KIND } from '../trace/format.js';
 import type { TraceRecorder } from '../trace/recorder.js';
-import { ioctlFailure } from './vm-errors.js';
+import { ioctlFailure, pageNotInstalled } from './vm-errors.js';
 
 export { VmGoneError } from './vm-errors.js';
+
 export type { RecordedTouches } from './recorder.js';
+
+/**
+ * Faults in a row on one page that the kernel answered EEXIST, with no install or REMOVE of that page
+ * between, after which the page is taken to be not mapped. A mapped page is faulted on again only by
+ * vCPUs that raced for it before it was mapped: at most one fault each (Firecracker: 32 vCPUs).
+ */
+export const EXISTS_STREAK_LIMIT = 64;
+/** Pages tracked for EEXIST streaks; past this the record starts over (a streak lost only delays the verdict). */
+const EXISTS_STREAK_PAGES_MAX = 4096;
 
 export interface FaultLoopOptions {
   memory: GuestMemory;
@@ -62,6 +72,12 @@ export class FaultLoop {
   private readonly recorder: TouchRecorder | undefined;
   private readonly pending = new PendingFaults();
   private readonly trace: TraceRecorder | undefined;
+  /**
+   * Host page -> faults in a row answered EEXIST. UFFDIO_COPY into hugetlbfs answers EEXIST when no
+   * huge page can be allocated; trusting it, the loop would wake the vCPU into the same fault
+   * forever (seen: 120 000 faults a minute on one page, the guest hung). See EXISTS_STREAK_LIMIT.
+   */
+  private readonly existsStreak = new Map<number, number>();
   /** End of the last fault's window: a fault whose window starts there continues a sequential stream. */
   private lastWindowEnd = -1;
 
@@ -149,13 +165,24 @@ export class FaultLoop {
     return this.pending.count;
   }
 
+  /**
+   * The faults not served yet, one line each (address, how long put off, why), for the log of a VM
+   * that ends with faults unserved: with the VMM's own report this tells a hang in the handler (the
+   * vCPU's address listed here) from one elsewhere (not listed).
+   */
+  describePending(nowMs: number): string[] {
+    return this.pending
+      .list()
+      .map((f) => `0x${f.address.toString(16)} ${f.waiting ? 'waiting for the source' : `deferred after EAGAIN (retry backoff ${this.pending.backoffUs} µs)`} for ${Math.round(nowMs - (f.deferredAtMs ?? f.readAtMs))} ms`);
+  }
+
   /** Snapshot ranges (file offsets) the balloon removed and nothing installed since. */
   removedRanges(): Array<[start: number, end: number]> {
     return this.pages.removedRanges();
   }
 
   private serve(d: PendingFault): void {
-    const outcome = this.serveFault(d.address, d.readAtMs);
+    const outcome = this.serveFault(d);
     if (outcome === 'served') {
       if (d.deferredAtMs !== undefined) this.stats.max('maxDeferralUs', (this.now() - d.deferredAtMs) * 1000);
       return;
@@ -177,8 +204,18 @@ export class FaultLoop {
     );
   }
 
+  /** One more fault on `page` answered EEXIST; throws once that cannot be a race any more. */
+  private countExists(page: number): void {
+    const streak = (this.existsStreak.get(page) ?? 0) + 1;
+    if (streak > EXISTS_STREAK_LIMIT) throw pageNotInstalled(page, this.pageSize, streak);
+    if (this.existsStreak.size >= EXISTS_STREAK_PAGES_MAX) this.existsStreak.clear();
+    this.existsStreak.set(page, streak);
+  }
+
   private applyRemove(start: number, end: number): void {
     this.stats.add('removeEvents');
+    // A removed page faults again legitimately: its EEXIST streak starts over.
+    for (const page of this.existsStreak.keys()) if (page >= start && page < end) this.existsStreak.delete(page);
     for (const r of this.memory.regions) {
       const s = Math.max(start, r.hostAddr);
       const e = Math.min(end, r.hostAddr + r.sizeBytes);
@@ -192,7 +229,8 @@ export class FaultLoop {
   }
 
   /** Serves one fault: 'retry' after EAGAIN, 'wait' when the source does not hold the bytes yet. */
-  private serveFault(address: number, readAtMs: number): 'served' | 'retry' | 'wait' {
+  private serveFault(d: PendingFault): 'served' | 'retry' | 'wait' {
+    const { address, readAtMs } = d;
     const ps = this.pageSize;
     const page = address - (address % ps);
     const ri = this.memory.regionIndexOf(page);
@@ -201,7 +239,7 @@ export class FaultLoop {
     const region = this.memory.regions[ri]!;
     const offset = page - region.hostAddr + region.fileOffset;
     const regionEnd = region.fileOffset + region.sizeBytes;
-    const window = this.faultAround.window(offset, region.fileOffset, regionEnd);
+    const window = (d.window ??= this.faultAround.window(offset, region.fileOffset, regionEnd));
     const windowEnd = window.startOffset + window.lenBytes;
     const runs = planFaultInstall(offset, window, ps, this.pages);
     const faultRun = runs[0]!;
@@ -220,11 +258,15 @@ export class FaultLoop {
     if (outcome.faultPageExisted) {
       // Already mapped (a racing fault, a prefetch, or an install we did without waking): the
       // faulting thread still sleeps until someone wakes its address.
+      this.countExists(page);
       const rc = this.uffd.wake(page, ps);
       if (rc < 0) throw ioctlFailure('UFFDIO_WAKE', page, ps, -rc);
+    } else if (this.existsStreak.size > 0) {
+      this.existsStreak.delete(page);
     }
     const servedAtMs = this.now();
     this.stats.recordLatency((servedAtMs - readAtMs) * 1000);
+    this.stats.recordWindow(window.lenBytes);
     this.trace?.served(address, offset, TRACE_KIND[faultRun.kind], readAtMs, servedAtMs);
 
     // The rest of the window. Neighbours are installed with wake on too: a vCPU may already wait on

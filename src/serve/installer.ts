@@ -97,6 +97,7 @@ export class Installer {
         rc = this.uffd.zeropage(dst, len - done, wake);
       }
       this.stats.add('installIoctls');
+      if (run.origin !== 'prefetch') this.stats.add('faultIoctls');
       if (rc > 0) {
         this.installed(off, rc, run);
         done += rc;
@@ -135,7 +136,10 @@ export class Installer {
       this.stats.add('pagesZeroed', pages);
       if (run.kind === 'removed') this.stats.add('zeroPagesForRemoved', pages);
     }
-    if (run.origin !== 'prefetch') this.recorder?.record(offset, lenBytes);
+    if (run.origin !== 'prefetch') {
+      this.stats.add('faultPagesInstalled', pages);
+      this.recorder?.record(offset, lenBytes);
+    }
     this.trace?.install(offset, lenBytes, TRACE_KIND[run.kind], run.origin === 'fault', run.origin !== 'prefetch');
   }
 }

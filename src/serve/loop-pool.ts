@@ -31,6 +31,15 @@ export class LoopThreadPool {
     for (let i = 0; i < maxThreads; i++) this.spawn();
   }
 
+  /** Threads running now (a crashed one is replaced when the next VM starts). */
+  get threadsAlive(): number {
+    return this.threads.length;
+  }
+
+  get threadsConfigured(): number {
+    return this.maxThreads;
+  }
+
   static defaultThreads(): number {
     return Math.max(1, Math.min(4, os.availableParallelism()));
   }

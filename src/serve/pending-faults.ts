@@ -4,6 +4,11 @@ export interface PendingFault {
   readAtMs: number;
   /** When it was first put off (EAGAIN, or its bytes still being fetched). */
   deferredAtMs?: number;
+  /**
+   * The fault-around window chosen at its first try. A retry installs the same one: the policy is
+   * asked once per fault, so an adaptive policy never takes a retry for a stream going on.
+   */
+  window?: { startOffset: number; lenBytes: number };
 }
 
 /** EAGAIN retries back off from 50 µs to at most 5 ms: short enough that a deferred vCPU is never parked long. */
@@ -30,6 +35,11 @@ export class PendingFaults {
 
   get backoffUs(): number {
     return this.backoff;
+  }
+
+  /** Every fault put off, for a diagnosis (a VM that ends with faults unserved). */
+  list(): Array<PendingFault & { waiting: boolean }> {
+    return [...this.deferred.map((f) => ({ ...f, waiting: false })), ...this.waiting.map((f) => ({ ...f, waiting: true }))];
   }
 
   defer(f: PendingFault): void {

@@ -5,6 +5,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { SnapshotRef } from '../memory/snapshot.js';
 import type { HandshakeGeneration } from '../firecracker/handshake.js';
 import type { TraceBlock } from '../trace/format.js';
+import type { FaultAround } from './fault-around.js';
 
 /** What to do when a VM cannot be served correctly: SIGKILL its VMM, or leave it hanging (debugging). */
 export type OnFatal = 'kill' | 'hang';
@@ -30,7 +31,8 @@ export interface VmInit {
   port: MessagePort;
   /** eventfd the main thread signals after posting on `port`. */
   sourceWakeFd: number;
-  faultAroundBytes: number;
+  /** Bytes of a fixed window, or adaptive (fault-around.ts). */
+  faultAround: FaultAround;
   onFatal: OnFatal;
   handshakeTimeoutMs: number;
   statsBuffer: SharedArrayBuffer;

@@ -13,6 +13,10 @@ export interface LoopHandlers {
 export interface VmLoops {
   start(init: VmInit, transfer: MessagePort[]): void;
   ended(vmId: string): void;
+  /** Ends one VM ('stopped'); its 'end' message follows. */
+  stop(vmId: string): void;
+  readonly threadsAlive: number;
+  readonly threadsConfigured: number;
   /** Ends this user's VMs ('stopped'); a shared pool's threads keep running for the others. */
   shutdown(): Promise<void>;
 }
@@ -55,12 +59,20 @@ export class SharedLoopPool {
   lease(handlers: LoopHandlers): VmLoops {
     const prefix = `l${this.nextLease++}/`;
     const mine = new Set<string>();
+    const pool = this.pool;
     return {
       start: (init, transfer) => {
         const id = prefix + init.vmId;
         this.owners.set(id, { handlers, localId: init.vmId });
         mine.add(id);
         this.pool.start({ ...init, vmId: id }, transfer);
+      },
+      stop: (vmId) => this.pool.stop(prefix + vmId),
+      get threadsAlive() {
+        return pool.threadsAlive;
+      },
+      get threadsConfigured() {
+        return pool.threadsConfigured;
       },
       ended: (vmId) => {
         const id = prefix + vmId;

@@ -9,6 +9,9 @@ export const COUNTERS = [
   'pagesZeroed',
   'bytesCopied',
   'installIoctls',
+  /** Ioctls and pages of on-demand installs (faulting pages and their fault-around windows; prefetch not counted). */
+  'faultIoctls',
+  'faultPagesInstalled',
   'eexist',
   'eagain',
   'deferrals',
@@ -27,7 +30,13 @@ const INDEX = Object.fromEntries(COUNTERS.map((name, i) => [name, i])) as Record
 /** Service latency histogram: bucket b holds latencies in [2^(b/8), 2^((b+1)/8)) ns, ~9 % wide. */
 const HIST_BUCKETS = 256;
 const HIST_BASE = 32;
-const SLOTS = HIST_BASE + HIST_BUCKETS;
+/**
+ * Fault-around window sizes: bucket i counts windows of at most WINDOW_BUCKET_BYTES[i] (and more than
+ * the bucket before), the last bucket every larger window (fixed windows go up to 1 GiB).
+ */
+export const WINDOW_BUCKET_BYTES = [4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048].map((k) => k * 1024);
+const WINDOW_BASE = HIST_BASE + HIST_BUCKETS;
+const SLOTS = WINDOW_BASE + WINDOW_BUCKET_BYTES.length + 1;
 
 export interface LatencySummary {
   count: number;
@@ -38,7 +47,16 @@ export interface LatencySummary {
   meanUs: number;
 }
 
-export type StatsSnapshot = Record<CounterName, number> & { latency: LatencySummary };
+/** What fault-around cost: on-demand installs per fault. */
+export interface FaultAroundCost {
+  /** Pages installed on demand per fault (1: no fault-around, or every neighbour already there). */
+  amplification: number;
+  ioctlsPerFault: number;
+  /** Windows per size bucket: counts[i] for WINDOW_BUCKET_BYTES[i], the last for larger ones. */
+  windowCounts: number[];
+}
+
+export type StatsSnapshot = Record<CounterName, number> & { latency: LatencySummary; faultAround: FaultAroundCost };
 
 export class VmStats {
   readonly slots: Float64Array;
@@ -65,6 +83,13 @@ export class VmStats {
     this.slots[HIST_BASE + bucket]! += 1;
     this.slots[INDEX.latencySumUs]! += us;
     if (us > this.slots[INDEX.latencyMaxUs]!) this.slots[INDEX.latencyMaxUs] = us;
+  }
+
+  /** One served fault's fault-around window. */
+  recordWindow(lenBytes: number): void {
+    let i = 0;
+    while (i < WINDOW_BUCKET_BYTES.length && lenBytes > WINDOW_BUCKET_BYTES[i]!) i++;
+    this.slots[WINDOW_BASE + i]! += 1;
   }
 
   /** Latency at quantile q (0..1), as the geometric middle of its histogram bucket. */
@@ -94,6 +119,11 @@ export class VmStats {
         p99Us: this.quantileUs(0.99),
         maxUs: this.get('latencyMaxUs'),
         meanUs: count === 0 ? 0 : this.get('latencySumUs') / count,
+      },
+      faultAround: {
+        amplification: out.faults === 0 ? 0 : out.faultPagesInstalled / out.faults,
+        ioctlsPerFault: out.faults === 0 ? 0 : out.faultIoctls / out.faults,
+        windowCounts: Array.from(this.slots.subarray(WINDOW_BASE, SLOTS)),
       },
     };
   }

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { FcUffdError } from '../errors.js';
+import type { FaultAround } from './fault-around.js';
 
 /**
  * Checks of what an operator asks for, shared by the CLI and the library (`UffdServer.start`), so
@@ -25,9 +26,11 @@ function isPowerOfTwo(n: number): boolean {
   return Number.isSafeInteger(n) && n > 0 && (n & (n - 1)) === 0 && n <= 2 ** 30;
 }
 
-export function validateFaultAround(bytes: number): void {
-  if (!isPowerOfTwo(bytes) || bytes < MIN_PAGE_BYTES || bytes > MAX_FAULT_AROUND_BYTES)
-    invalid(`--fault-around must be a power of two of at least 4096 (4k, which disables fault-around) and at most 1g, got ${bytes}; e.g. 64k, 256k (default), 2m`);
+/** A fixed window's bytes, or 'adaptive' (the window grows with each stream the guest walks). */
+export function validateFaultAround(value: FaultAround): void {
+  if (value === 'adaptive') return;
+  if (typeof value !== 'number' || !isPowerOfTwo(value) || value < MIN_PAGE_BYTES || value > MAX_FAULT_AROUND_BYTES)
+    invalid(`--fault-around must be adaptive or a power of two of at least 4096 (4k, which disables fault-around) and at most 1g, got ${String(value)}; e.g. 64k, 256k (default), 2m, adaptive`);
 }
 
 export function validateHandshakeTimeout(ms: number): void {
@@ -44,6 +47,10 @@ export function validateLoopThreads(n: number): void {
 export function validateSocketMode(mode: number): void {
   if (!Number.isSafeInteger(mode) || mode < 0 || mode > 0o777 || (mode & 0o600) !== 0o600)
     invalid(`--socket-mode must be permission bits from 0600 to 0777 that include 0600 (owner read+write), got ${Number.isSafeInteger(mode) ? `0${mode.toString(8)}` : mode}; e.g. 0600 (default: only this user's VMMs), 0660 (the group's too)`);
+}
+
+export function validateOnFatal(onFatal: string): void {
+  if (onFatal !== 'kill' && onFatal !== 'hang') invalid(`--on-fatal must be kill or hang, got ${JSON.stringify(onFatal)}`);
 }
 
 export function validateVcpus(n: number): void {
@@ -75,7 +82,7 @@ export function validateSocketPath(socketPath: string): void {
 export interface ValidatedServerOptions {
   socketPath: string;
   socketMode: number;
-  faultAroundBytes: number;
+  faultAround: FaultAround;
   handshakeTimeoutMs: number;
   loopThreads: number;
   removedRangesPath: string;
@@ -86,7 +93,7 @@ export interface ValidatedServerOptions {
 export function validateServerOptions(o: ValidatedServerOptions): void {
   validateSocketPath(o.socketPath);
   validateSocketMode(o.socketMode);
-  validateFaultAround(o.faultAroundBytes);
+  validateFaultAround(o.faultAround);
   validateHandshakeTimeout(o.handshakeTimeoutMs);
   validateLoopThreads(o.loopThreads);
   if (o.removedRangesPath) validateOutputTemplate('--removed-out', o.removedRangesPath);

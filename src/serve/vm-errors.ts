@@ -19,3 +19,17 @@ export function ioctlFailure(op: string, address: number, lenBytes: number, errn
     errno,
   });
 }
+
+/**
+ * The kernel keeps answering EEXIST for a page its vCPU keeps faulting on: the page is not mapped.
+ * UFFDIO_COPY into hugetlbfs answers EEXIST, not ENOMEM, when no huge page can be allocated
+ * (measured on Linux 6.18 with an empty pool); waking the vCPU then only makes it fault again.
+ */
+export function pageNotInstalled(address: number, lenBytes: number, faults: number): FcUffdError {
+  return new FcUffdError(
+    'VM_PAGE_NOT_INSTALLED',
+    `the page at 0x${address.toString(16)} (${lenBytes} bytes) was faulted on ${faults} times in a row and the kernel answered EEXIST each time, yet it is not mapped: ` +
+      'on hugetlbfs this is how UFFDIO_COPY reports an empty huge page pool. Reserve more huge pages (vm.nr_hugepages) or run fewer VMs at once',
+    { address, len: lenBytes, faults },
+  );
+}

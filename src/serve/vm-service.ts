@@ -222,6 +222,9 @@ export class VmService {
     this.ended = true;
     const loop = this.loop;
     const touches = this.init.recordWorkingSet && loop ? { ...loop.recordedTouches(), pageSizeBytes: loop.memory.pageSizeBytes } : undefined;
+    // A VM that ends with faults unserved had vCPUs waiting on us (a VMM killed mid-fault, or a
+    // hang): say which, so its VMM's report can be matched against ours.
+    if (loop && loop.pendingCount > 0) this.log('warn', `ended with ${loop.pendingCount} fault(s) unserved: ${loop.describePending(performance.now()).join('; ')}`);
     for (const fd of [this.connFd, this.pidfd, this.uffd?.fd ?? -1, this.source?.wakeFd ?? -1]) if (fd >= 0) this.watcher.unwatch(fd);
     this.receiver.abandon();
     this.source?.close();

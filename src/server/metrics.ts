@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { UffdServer, VmInfo } from './server.js';
-import type { CounterName } from '../serve/stats.js';
+import { WINDOW_BUCKET_BYTES, type CounterName } from '../serve/stats.js';
 
 /** Per-VM counters exported as Prometheus counters: [stats name, metric name, help]. */
 const VM_COUNTERS: Array<[CounterName, string, string]> = [
@@ -17,7 +17,13 @@ const VM_COUNTERS: Array<[CounterName, string, string]> = [
   ['bytesRemoved', 'removed_bytes_total', 'bytes the balloon removed'],
   ['zeroPagesForRemoved', 'removed_zero_pages_total', 'zero pages served for balloon-removed ranges'],
   ['prefetchedPages', 'prefetched_pages_total', 'pages installed ahead of the guest from a working set'],
+  ['installIoctls', 'install_ioctls_total', 'UFFDIO_COPY / UFFDIO_ZEROPAGE calls, prefetch included'],
+  ['faultIoctls', 'fault_ioctls_total', 'install ioctls for faults and their fault-around windows (per fault: ioctls per fault)'],
+  ['faultPagesInstalled', 'fault_installed_pages_total', 'pages installed for faults and their fault-around windows (per fault: the amplification)'],
 ];
+
+/** Window bucket labels: the bucket's largest window in bytes, `+Inf` for the last. */
+const WINDOW_LABELS = [...WINDOW_BUCKET_BYTES.map(String), '+Inf'];
 
 /**
  * Prometheus metrics of a handler process. Live VMs are labelled by id; the counters of ended VMs
@@ -27,10 +33,17 @@ const VM_COUNTERS: Array<[CounterName, string, string]> = [
 export function createMetrics(server: UffdServer, registry = new Registry()): Registry {
   collectDefaultMetrics({ register: registry, prefix: 'fc_uffd_' });
   const ended = new Map<CounterName, number>(VM_COUNTERS.map(([name]) => [name, 0]));
-  const endReasons = new Counter({ name: 'fc_uffd_vms_ended_total', help: 'VMs whose service ended, by reason', labelNames: ['reason'], registers: [registry] });
-  server.on('vm-end', (vm: VmInfo) => {
-    for (const [name] of VM_COUNTERS) ended.set(name, ended.get(name)! + vm.stats[name]);
-    endReasons.inc({ reason: vm.endReason ?? 'fatal' });
+  const endReasons = new Counter({
+    name: 'fc_uffd_vms_ended_total',
+    help: 'VMs whose service ended, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const endedWindows = WINDOW_LABELS.map(() => 0);
+  server.on('vm-ended', (_vm, info) => {
+    for (const [name] of VM_COUNTERS) ended.set(name, ended.get(name)! + info.stats[name]);
+    endReasons.inc({ reason: info.endReason ?? 'fatal' });
+    info.stats.faultAround.windowCounts.forEach((n, i) => (endedWindows[i]! += n));
   });
   const live = (): VmInfo[] => server.liveVms();
 
@@ -47,6 +60,17 @@ export function createMetrics(server: UffdServer, registry = new Registry()): Re
       },
     });
   }
+  new Counter({
+    name: 'fc_uffd_fault_windows_total',
+    help: 'faults served, by the size of their fault-around window: max_bytes is the bucket\'s largest window (not cumulative)',
+    labelNames: ['vm', 'max_bytes'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      WINDOW_LABELS.forEach((max, i) => this.inc({ vm: '', max_bytes: max }, endedWindows[i]));
+      for (const vm of live()) vm.stats.faultAround.windowCounts.forEach((n, i) => this.inc({ vm: vm.id, max_bytes: WINDOW_LABELS[i]! }, n));
+    },
+  });
   new Gauge({
     name: 'fc_uffd_vms',
     help: 'VMs being served, by state',

@@ -1,96 +1,75 @@
-import { EventEmitter, once } from 'node:events';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import { MessageChannel, Worker } from 'node:worker_threads';
+import pino, { type Logger } from 'pino';
 import { LoopThreadPool } from '../serve/loop-pool.js';
 import type { SharedLoopPool, VmLoops } from '../serve/shared-loop-pool.js';
-import type { Logger } from 'pino';
 import { ERRNO, errnoName } from '../kernel/errors.js';
 import { native } from '../kernel/native.js';
 import { SIGKILL } from '../kernel/constants.js';
 import { writeFileNoClobber } from '../atomic-write.js';
 import { FcUffdError } from '../errors.js';
-import type { GuestRegion } from '../memory/regions.js';
-import type { ServedSnapshot, VmChannel } from '../memory/snapshot.js';
-import type { LoopThreadMessage, OnFatal, PeerCredentials, VmEndReason, VmErrorInfo, VmInit } from '../serve/protocol.js';
-import { VmStats, type StatsSnapshot } from '../serve/stats.js';
-import type { HandshakeGeneration } from '../firecracker/handshake.js';
-import { checkWorkingSetFits, encodeWorkingSet, type WorkingSet } from '../serve/working-set.js';
-import { validateServerOptions } from '../serve/validate-options.js';
-import type { AcceptorInit, AcceptorMessage } from '../firecracker/acceptor-worker.js';
-import { TraceFiles } from '../trace/files.js';
+import type { VmChannel } from '../memory/snapshot.js';
+import type { LoopThreadMessage, PeerCredentials, VmErrorInfo, VmInit } from '../serve/protocol.js';
+import { VmStats } from '../serve/stats.js';
+import { encodeWorkingSet } from '../serve/working-set.js';
+import { validateLoopThreads } from '../serve/validate-options.js';
+import type { AcceptorControl, AcceptorInit, AcceptorMessage } from '../firecracker/acceptor-worker.js';
+import { TypedEventEmitter } from './typed-emitter.js';
+import { listenConfig, listenSocket, SocketListener } from './listener.js';
+import type { Listener, ListenOptions, StopVmOptions, VmHandle, VmInfo } from './types.js';
+import { Vm } from './vm-handle.js';
 
-export interface ServerOptions {
-  /** Unix socket Firecracker's `mem_backend.backend_path` points at. */
-  socketPath: string;
-  /** What to serve: a snapshot opened with ServedMemoryFile.open() or another ServedSnapshot. */
-  snapshot: ServedSnapshot;
-  /** Mode of the socket file; 0o600 lets only this user's VMMs connect. */
-  socketMode?: number;
-  /** Bytes installed per fault (aligned block around it); the page size disables fault-around. */
-  faultAroundBytes?: number;
-  onFatal?: OnFatal;
-  handshakeTimeoutMs?: number;
-  /**
-   * Where to write each VM's balloon-removed ranges when it ends (lines `<start> <end>`, snapshot
-   * file offsets, end exclusive), for `fc-uffd pack --removed`. `{vm}` and `{pid}` are replaced
-   * by the VM's id and its VMM's pid; empty: not written.
-   */
-  removedRangesPath?: string;
-  /**
-   * Record each VM's first touches into a working-set file here when it ends ({vm}, {pid} replaced).
-   * Like removedRangesPath, an existing file is never replaced: a taken name gets the VM's id added
-   * (`ws.vm-2.ws`), so a path without {vm} keeps every VM's recording.
-   */
-  recordWorkingSetPath?: string;
-  /** Record each VM's restore timeline into a trace file here ({vm}, {pid} replaced); see src/trace/format.ts. */
-  tracePath?: string;
-  /** Install this working set ahead of every VM's guest (refused if recorded against another snapshot). */
-  prefetch?: WorkingSet;
-  /** Fault-loop threads, each serving many VMs (default: the CPU count, at most 4). */
+export { DEFAULT_FAULT_AROUND, DEFAULT_FAULT_AROUND_BYTES, DEFAULT_HANDSHAKE_TIMEOUT_MS } from './listener.js';
+export type { VmInfo, VmState } from './types.js';
+
+/** What the whole server shares: its fault-loop threads, its logger, how VMs are named. */
+export interface UffdServerOptions {
+  /** Fault-loop threads, each serving many VMs of every socket (default: the CPU count, at most 4). */
   loopThreads?: number;
-  /** Fault-loop threads shared with other servers (a daemon's restores); `loopThreads` is then unused. */
+  /**
+   * Names a VM at accept time, from its VMM's credentials (before any byte is read): the answer
+   * becomes `vm.tag`. Undefined keeps the socket's `tag`. A throw is logged and ignored.
+   */
+  identify?: (peer: PeerCredentials, listener: Listener) => string | undefined;
+  /** A pino logger (createLogger() makes one); default: silent. */
+  logger?: Logger;
+  /** Cancels create()/start() while they run (rejects with code ABORTED). */
+  signal?: AbortSignal;
+}
+
+/** @internal The daemon's restores share fault-loop threads across servers; `loopThreads` is then unused. */
+export interface InternalServerOptions extends UffdServerOptions {
   sharedLoops?: SharedLoopPool;
-  logger: Logger;
+}
+
+/** `UffdServer.start()`: a server with one socket. */
+export interface ServerOptions extends InternalServerOptions, ListenOptions {
+  signal?: AbortSignal;
 }
 
 /**
- * Bytes installed per fault. The curve on the real 128 MiB guest's restore trace (bench/README.md,
- * fault-around scenario): 4k 663 ms, 16k 201, 64k 76, 256k 53, 2m 49 ms to done, installing 50, 52,
- * 54, 56 and 67 MB for a 50 MB working set. 256 KiB is the knee: most of the time saved for 4 %
- * more memory; 2 MiB saves a little more time for a third more memory.
+ * The server's events. Every VM gets 'vm-connected' then exactly one 'vm-ended'; between them
+ * 'vm-handshake' (accepted: now served) or 'vm-refused' (its handshake failed: it never was).
  */
-export const DEFAULT_FAULT_AROUND_BYTES = 256 * 1024;
-export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5000;
-
-export type VmState = 'handshake' | 'serving' | 'ended';
-
-/** One VM as the library API shows it. */
-export interface VmInfo {
-  id: string;
-  peer: PeerCredentials;
-  state: VmState;
-  startedAtMs: number;
-  generation?: HandshakeGeneration;
-  pageSizeBytes?: number;
-  regions?: GuestRegion[];
-  endReason?: VmEndReason;
-  error?: VmErrorInfo;
-  /** The VMM was sent SIGKILL because the VM could not be served correctly. */
-  killed?: boolean;
-  /** Snapshot ranges the balloon removed that were not installed again (file offsets, end exclusive). */
-  removedRanges?: Array<[number, number]>;
-  stats: StatsSnapshot;
+export interface UffdServerEvents {
+  /** A VMM connected (peer credentials known, nothing read yet). */
+  'vm-connected': [vm: VmHandle];
+  /** Its handshake was accepted: guest memory is being served. */
+  'vm-handshake': [vm: VmHandle];
+  /** Its handshake was refused (or it timed out, or it hung up first); 'vm-ended' follows. */
+  'vm-refused': [vm: VmHandle, error: FcUffdError];
+  /** Its service ended, for any reason; `info` is final (also `await vm.ended`). */
+  'vm-ended': [vm: VmHandle, info: VmInfo];
 }
 
-interface VmEntry {
-  info: Omit<VmInfo, 'stats'>;
-  stats: VmStats;
-  log: Logger;
-  channel: VmChannel;
-  /** The VMM's pidfd (-1: none), shared with the fault-loop thread; closed when the VM ends. */
-  pidfd: number;
-  ended: Promise<void>;
-  resolveEnded: () => void;
+export interface ServerHealth {
+  status: 'ok' | 'stopping' | 'stopped';
+  listening: Array<{ socketPath: string; snapshot: string; tag?: string; vmsLive: number }>;
+  vms: { handshake: number; serving: number };
+  loopThreads: { configured: number; alive: number };
+  /** The thread that accepts connections on every socket is running. */
+  acceptorAlive: boolean;
 }
 
 /** Ended VMs kept for vms() after they end; older ones live on only in the folded totals of metrics. */
@@ -99,228 +78,380 @@ export const ENDED_VM_HISTORY = 64;
 const ACCEPTOR_URL = new URL('../firecracker/acceptor-worker.js', import.meta.url);
 
 /**
- * The handler process's front: listens where Firecracker connects, hands every connection (one VM)
- * to a fault-loop thread, and keeps each VM's state and stats for the library API. One VM's
- * failure ends that VM only.
+ * The handler process's front: listens on any number of sockets (each with its own snapshot and
+ * options), hands every connection (one VM) to a shared pool of fault-loop threads, and keeps each
+ * VM's state and stats. One VM's failure ends that VM only; 'error' is never emitted for a VM.
  *
- * Events: 'vm-handshake' (VmInfo), 'vm-end' (VmInfo); 'error' is never emitted for a VM.
+ * Threads: one acceptor thread blocks in accept on every socket; the main thread then names the VM,
+ * opens its pidfd and hands it to a fault-loop thread, so a blocked main event loop delays new VMs'
+ * handshakes (and, for chunked snapshots, chunk fetches): keep it free of synchronous work.
  */
-export class UffdServer extends EventEmitter {
+export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
   /** Live VMs (handshake or serving); an ended VM moves to endedVms, so a long-running handler does not grow. */
-  private readonly vmsById = new Map<string, VmEntry>();
+  private readonly vmsById = new Map<string, Vm>();
   /** The last ENDED_VM_HISTORY ended VMs, oldest first. */
   private readonly endedVms: VmInfo[] = [];
+  private readonly bySocketId = new Map<number, SocketListener>();
+  private readonly removed = new Map<number, () => void>();
   private readonly pool: VmLoops;
-  private acceptorExited: Promise<unknown> = Promise.resolve();
+  private readonly acceptor: Worker;
+  private readonly acceptorControl: MessageChannel['port1'];
+  private readonly acceptorControlFd: number;
+  private readonly acceptorExited: Promise<unknown>;
+  private acceptorAlive = true;
+  private readonly logger: Logger;
   private nextId = 1;
-  private stopping = false;
-  private readonly traces: TraceFiles | undefined;
+  private nextSocketId = 1;
+  private stopping: Promise<void> | undefined;
+  private stoppedFully = false;
+  private firstSocketPath: string | undefined;
 
-  private constructor(
-    private readonly options: Required<Omit<ServerOptions, 'logger' | 'prefetch' | 'sharedLoops'>> & Pick<ServerOptions, 'logger' | 'prefetch' | 'sharedLoops'>,
-    private readonly snapshot: ServedSnapshot,
-    private readonly listenFd: number,
-    private readonly acceptorStopFd: number,
-  ) {
+  private constructor(private readonly options: InternalServerOptions & { loopThreads: number }) {
     super();
-    if (options.tracePath) this.traces = new TraceFiles({ snapshot: snapshot.identity, snapshotSizeBytes: snapshot.sizeBytes, faultAroundBytes: options.faultAroundBytes, prefetchPages: options.prefetch?.pages.length ?? 0 }, options.logger);
+    this.logger = options.logger ?? pino({ level: 'silent' });
     const onThreadDied = (vmIds: string[], err: Error | undefined): void => {
       for (const id of vmIds) this.onThreadDied(id, err);
     };
     this.pool = options.sharedLoops
       ? options.sharedLoops.lease({ onMessage: (m) => this.onThreadMessage(m), onThreadDied })
       : new LoopThreadPool(options.loopThreads, (m) => this.onThreadMessage(m), onThreadDied);
+    this.acceptorControlFd = native.eventfdCreate();
+    const { port1, port2 } = new MessageChannel();
+    this.acceptorControl = port1;
+    const init: AcceptorInit = { controlFd: this.acceptorControlFd, control: port2 };
+    this.acceptor = new Worker(ACCEPTOR_URL, { workerData: init, transferList: [port2] });
+    // An idle server with no socket must not keep the process alive; listening sockets ref it.
+    this.acceptor.unref();
+    this.acceptorExited = once(this.acceptor, 'exit').then(() => (this.acceptorAlive = false));
+    port1.on('message', (m: AcceptorMessage) => this.onAcceptorMessage(m));
+    port1.unref();
+    this.acceptor.on('error', (err) => this.logger.error({ err: err.stack }, 'acceptor crashed'));
   }
 
+  /** A server with no socket yet: add sockets with listen(). Rejects (CONFIG_INVALID) on a bad option. */
   // async without await on purpose: a refused option rejects the promise instead of throwing.
   // eslint-disable-next-line @typescript-eslint/require-await
+  static async create(options: InternalServerOptions = {}): Promise<UffdServer> {
+    throwIfAborted(options.signal);
+    const loopThreads = options.loopThreads ?? LoopThreadPool.defaultThreads();
+    validateLoopThreads(loopThreads);
+    if (options.identify !== undefined && typeof options.identify !== 'function')
+      throw new FcUffdError('CONFIG_INVALID', 'identify must be a function (peer, listener) => tag');
+    return new UffdServer({ ...options, loopThreads });
+  }
+
+  /** Shorthand: create() and listen() on one socket. Nothing is left behind when it rejects. */
   static async start(options: ServerOptions): Promise<UffdServer> {
-    const full = {
-      socketMode: 0o600,
-      faultAroundBytes: DEFAULT_FAULT_AROUND_BYTES,
-      onFatal: 'kill' as OnFatal,
-      handshakeTimeoutMs: DEFAULT_HANDSHAKE_TIMEOUT_MS,
-      removedRangesPath: '',
-      recordWorkingSetPath: '',
-      tracePath: '',
-      loopThreads: LoopThreadPool.defaultThreads(),
-      ...options,
-    };
-    const snapshot = full.snapshot;
-    if (full.prefetch) checkWorkingSetFits(full.prefetch, snapshot.identity);
-    validateServerOptions(full);
-    removeStaleSocket(full.socketPath);
-    const listenFd = native.listenUnix(full.socketPath, full.socketMode, 64);
-    if (listenFd < 0) throw new FcUffdError('CONFIG', `cannot listen on ${full.socketPath}: ${errnoName(-listenFd)}`);
-    const stopFd = native.eventfdCreate();
-    const server = new UffdServer(full, snapshot, listenFd, stopFd);
-    server.startAcceptor();
-    void snapshot.ready().catch((err: unknown) => full.logger.warn({ err: (err as Error).message }, 'snapshot preparation stopped'));
-    full.logger.info({ socket: full.socketPath, snapshot: snapshot.description, sizeBytes: snapshot.sizeBytes, loopThreads: full.loopThreads }, 'listening for Firecracker');
+    const server = await UffdServer.create(options);
+    try {
+      await server.listen(options);
+    } catch (err) {
+      await server.stop();
+      throw err;
+    }
     return server;
   }
 
+  /**
+   * Starts accepting VMs on another socket, serving `snapshot` with these options. Rejects
+   * (CONFIG_INVALID, CONFIG) on a bad option or a socket that is taken; nothing is left behind.
+   */
+  // eslint-disable-next-line @typescript-eslint/require-await
+  async listen(options: ListenOptions): Promise<Listener> {
+    throwIfAborted(options.signal);
+    if (this.stopping) throw new FcUffdError('CONFIG', 'the server is stopping: no new sockets');
+    const config = listenConfig(options);
+    for (const l of this.bySocketId.values())
+      if (l.socketPath === config.socketPath) throw new FcUffdError('CONFIG', `this server already listens on ${config.socketPath}`);
+    const fd = listenSocket(config.socketPath, config.socketMode);
+    const socketId = this.nextSocketId++;
+    const listener = new SocketListener(socketId, config, fd, (l, stopVms) => this.closeListener(l, stopVms), this.logger);
+    this.bySocketId.set(socketId, listener);
+    this.firstSocketPath ??= config.socketPath;
+    this.sendAcceptor({ type: 'add', socketId, listenFd: fd });
+    this.acceptor.ref();
+    const snapshot = config.snapshot;
+    void snapshot.ready().catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, 'snapshot preparation stopped'));
+    this.logger.info(
+      {
+        socket: config.socketPath,
+        snapshot: snapshot.description,
+        sizeBytes: snapshot.sizeBytes,
+        loopThreads: this.pool.threadsConfigured,
+      },
+      'listening for Firecracker',
+    );
+    return listener;
+  }
+
+  /** The path of the first socket this server listened on (start()'s), open or closed since. */
   get socketPath(): string {
-    return this.options.socketPath;
+    if (this.firstSocketPath === undefined) throw new FcUffdError('CONFIG', 'this server never listened on a socket');
+    return this.firstSocketPath;
+  }
+
+  /** Open sockets, in the order they were opened. */
+  sockets(): Listener[] {
+    return [...this.bySocketId.values()].filter((l) => !l.closed);
   }
 
   /** The VMs being served, and the last ENDED_VM_HISTORY that ended (oldest first). */
   vms(): VmInfo[] {
-    return [...this.endedVms, ...[...this.vmsById.values()].map((e) => ({ ...e.info, stats: e.stats.snapshot() }))];
+    return [...this.endedVms, ...this.liveVms()];
   }
 
   /** Live VMs only: what metrics scrapes walk. */
   liveVms(): VmInfo[] {
-    return [...this.vmsById.values()].map((e) => ({ ...e.info, stats: e.stats.snapshot() }));
+    return [...this.vmsById.values()].map((vm) => vm.info());
   }
 
   vm(id: string): VmInfo | undefined {
-    const e = this.vmsById.get(id);
-    return e ? { ...e.info, stats: e.stats.snapshot() } : this.endedVms.find((v) => v.id === id);
+    return this.vmsById.get(id)?.info() ?? this.endedVms.find((v) => v.id === id);
   }
 
-  /** Resolves once the snapshot's background preparation (zero-page scan, ...) is complete. */
+  /** The handle of a live VM. */
+  handle(id: string): VmHandle | undefined {
+    return this.vmsById.get(id);
+  }
+
+  /** Resolves once the first socket's snapshot finished its background preparation (zero-page scan, ...). */
   snapshotReady(): Promise<void> {
-    return this.snapshot.ready();
+    return this.sockets()[0]?.snapshot.ready() ?? Promise.resolve();
   }
 
-  private startAcceptor(): void {
-    const init: AcceptorInit = { listenFd: this.listenFd, stopFd: this.acceptorStopFd };
-    const acceptor = new Worker(ACCEPTOR_URL, { workerData: init });
-    this.acceptorExited = once(acceptor, 'exit');
-    acceptor.on('message', (m: AcceptorMessage) => {
-      if (m.type === 'connection') this.onConnection(m.fd, { pid: m.pid, uid: m.uid, gid: m.gid });
-      else this.options.logger.error(m.message);
-    });
-    acceptor.on('error', (err) => this.options.logger.error({ err: err.stack }, 'acceptor crashed'));
+  /** What a health check needs, from memory (no socket is probed). */
+  health(): ServerHealth {
+    const live = [...this.vmsById.values()];
+    return {
+      status: this.stoppedFully ? 'stopped' : this.stopping ? 'stopping' : 'ok',
+      listening: this.sockets().map((l) => ({
+        socketPath: l.socketPath,
+        snapshot: l.snapshot.description,
+        ...(l.tag !== undefined ? { tag: l.tag } : {}),
+        vmsLive: l.vms().length,
+      })),
+      vms: { handshake: live.filter((v) => v.state === 'handshake').length, serving: live.filter((v) => v.state === 'serving').length },
+      loopThreads: { configured: this.pool.threadsConfigured, alive: this.pool.threadsAlive },
+      acceptorAlive: this.acceptorAlive,
+    };
   }
 
-  private onConnection(fd: number, peer: PeerCredentials): void {
-    if (this.stopping) {
+  private sendAcceptor(m: AcceptorControl): void {
+    this.acceptorControl.postMessage(m);
+    native.eventfdSignal(this.acceptorControlFd);
+  }
+
+  private onAcceptorMessage(m: AcceptorMessage): void {
+    if (m.type === 'connection') this.onConnection(m.socketId, m.fd, { pid: m.pid, uid: m.uid, gid: m.gid });
+    else if (m.type === 'removed') this.removed.get(m.socketId)?.();
+    else this.logger.error({ socket: this.bySocketId.get(m.socketId)?.socketPath }, m.message);
+  }
+
+  private async closeListener(l: SocketListener, stopVms: boolean): Promise<void> {
+    if (!l.closed) {
+      l.closed = true;
+      // Firecracker finds no socket file at once; the acceptor lets go of the fd before it is closed.
+      fs.rmSync(l.socketPath, { force: true });
+      l.released = this.acceptorAlive
+        ? new Promise<void>((resolve) => {
+            this.removed.set(l.socketId, resolve);
+            this.sendAcceptor({ type: 'remove', socketId: l.socketId });
+          })
+        : Promise.resolve();
+      void l.released.then(() => {
+        this.removed.delete(l.socketId);
+        native.close(l.listenFd);
+        if (this.sockets().length === 0) this.acceptor.unref();
+      });
+    }
+    await l.released;
+    if (stopVms) await Promise.all(l.vms().map((vm) => vm.stop()));
+    if (l.live.size === 0) this.bySocketId.delete(l.socketId);
+  }
+
+  private onConnection(socketId: number, fd: number, peer: PeerCredentials): void {
+    const listener = this.bySocketId.get(socketId);
+    if (this.stopping || !listener || listener.closed) {
       native.close(fd);
       return;
     }
+    const config = listener.config;
     const id = `vm-${this.nextId++}`;
-    const log = this.options.logger.child({ vm: id, pid: peer.pid });
+    const tag = this.identify(peer, listener) ?? config.tag;
+    const log = this.logger.child({ vm: id, pid: peer.pid, ...(tag !== undefined ? { tag } : {}) });
     const stats = new VmStats();
     const { port1, port2 } = new MessageChannel();
     const channel: VmChannel = { port: port1, wakeFd: native.eventfdCreate() };
     const pidfd = peer.pid > 0 ? native.pidfdOpen(peer.pid) : -1;
-    if (pidfd < 0 && peer.pid > 0) log.warn(`pidfd_open(${peer.pid}) failed: ${errnoName(-pidfd)}; VMM exit is detected by hang-up only, and it cannot be killed`);
+    if (pidfd < 0 && peer.pid > 0)
+      log.warn(`pidfd_open(${peer.pid}) failed: ${errnoName(-pidfd)}; VMM exit is detected by hang-up only, and it cannot be killed`);
     const init: VmInit = {
       vmId: id,
       connFd: fd,
       peer,
       pidfd: Math.max(pidfd, -1),
-      snapshot: this.snapshot.attachVm(channel),
+      snapshot: config.snapshot.attachVm(channel),
       port: port2,
       sourceWakeFd: channel.wakeFd,
-      recordWorkingSet: this.options.recordWorkingSetPath !== '',
-      trace: this.traces !== undefined,
-      ...(this.options.prefetch ? { prefetch: { pages: this.options.prefetch.pages, pageSizeBytes: this.options.prefetch.pageSizeBytes } } : {}),
-      faultAroundBytes: this.options.faultAroundBytes,
-      onFatal: this.options.onFatal,
-      handshakeTimeoutMs: this.options.handshakeTimeoutMs,
+      recordWorkingSet: config.recordWorkingSetPath !== '',
+      trace: listener.traces !== undefined,
+      ...(config.prefetch ? { prefetch: { pages: config.prefetch.pages, pageSizeBytes: config.prefetch.pageSizeBytes } } : {}),
+      faultAround: config.faultAround,
+      onFatal: config.onFatal,
+      handshakeTimeoutMs: config.handshakeTimeoutMs,
       statsBuffer: stats.buffer,
     };
-    let resolveEnded = (): void => {};
-    const ended = new Promise<void>((resolve) => (resolveEnded = resolve));
-    this.vmsById.set(id, { info: { id, peer, state: 'handshake', startedAtMs: Date.now() }, stats, log, channel, pidfd: Math.max(pidfd, -1), ended, resolveEnded });
+    const data = {
+      id,
+      ...(tag !== undefined ? { tag } : {}),
+      socketPath: config.socketPath,
+      peer,
+      state: 'handshake' as const,
+      startedAtMs: Date.now(),
+    };
+    const vm = new Vm(data, stats, listener, log, channel, Math.max(pidfd, -1), (v, o) => this.stopVm(v, o));
+    this.vmsById.set(id, vm);
+    listener.live.add(vm);
     log.info({ uid: peer.uid }, 'VMM connected');
     this.pool.start(init, [port2]);
+    this.emit('vm-connected', vm);
+  }
+
+  private identify(peer: PeerCredentials, listener: Listener): string | undefined {
+    if (!this.options.identify) return undefined;
+    try {
+      const tag = this.options.identify(peer, listener);
+      return typeof tag === 'string' ? tag : undefined;
+    } catch (err) {
+      this.logger.error({ pid: peer.pid, err: (err as Error).message }, 'identify() threw; the VM keeps its socket tag');
+      return undefined;
+    }
+  }
+
+  private stopVm(vm: Vm, o: StopVmOptions): void {
+    if (vm.state === 'ended') return;
+    vm.stopRequested = true;
+    if (o.kill && vm.pidfd >= 0 && !vm.killedByStop) {
+      const rc = native.pidfdSendSignal(vm.pidfd, SIGKILL);
+      vm.killedByStop = rc === 0;
+      if (rc < 0) vm.log.error(`SIGKILL to the VMM through its pidfd failed: ${errnoName(-rc)}`);
+    }
+    vm.log.info({ kill: o.kill ?? false }, 'stopping VM');
+    this.pool.stop(vm.id);
   }
 
   private onThreadMessage(m: LoopThreadMessage): void {
-    const e = this.vmsById.get(m.vmId);
-    if (!e) return;
-    const { info, log } = e;
+    const vm = this.vmsById.get(m.vmId);
+    if (!vm) return;
+    const { data: info, log } = vm;
+    const config = vm.socket.config;
     switch (m.type) {
       case 'handshake':
         Object.assign(info, { state: 'serving', generation: m.generation, pageSizeBytes: m.pageSizeBytes, regions: m.regions });
         for (const w of m.warnings) log.warn(w);
         log.info({ generation: m.generation, pageSizeBytes: m.pageSizeBytes, regions: m.regions.length }, 'handshake accepted, serving');
-        this.emit('vm-handshake', this.vm(m.vmId));
+        this.emit('vm-handshake', vm);
         break;
       case 'log':
         log[m.level](m.msg);
         break;
       case 'trace':
-        this.traces?.block(this.vmPath(this.options.tracePath, info), { vmId: info.id, pid: info.peer.pid, pageSizeBytes: info.pageSizeBytes ?? 0, regions: info.regions ?? [] }, m);
+        vm.socket.traces?.block(
+          this.vmPath(config.tracePath, info),
+          { vmId: info.id, pid: info.peer.pid, pageSizeBytes: info.pageSizeBytes ?? 0, regions: info.regions ?? [] },
+          m,
+        );
         break;
       case 'end':
-        Object.assign(info, { endReason: m.reason, killed: m.killed, removedRanges: m.removedRanges });
-        if (m.error) info.error = m.error;
-        if (this.options.removedRangesPath) this.writeRemovedRanges(log, info);
-        if (this.options.recordWorkingSetPath && m.touches) this.writeWorkingSet(log, info, m.touches);
-        this.traces?.end(info.id);
-        this.finish(e);
+        Object.assign(info, {
+          endReason: vm.stopRequested && m.reason === 'vmm-exited' ? 'stopped' : m.reason,
+          killed: m.killed || vm.killedByStop,
+          removedRanges: m.removedRanges,
+        });
+        if (m.error) info.error = toError(m.error);
+        if (config.removedRangesPath) this.writeRemovedRanges(vm);
+        if (config.recordWorkingSetPath && m.touches) this.writeWorkingSet(vm, m.touches);
+        vm.socket.traces?.end(info.id);
+        this.finish(vm);
         break;
     }
   }
 
   /** A fault-loop thread crashed while serving this VM: nobody serves it now, so it must not run on. */
   private onThreadDied(id: string, err: Error | undefined): void {
-    const e = this.vmsById.get(id);
-    if (!e || e.info.state === 'ended') return;
+    const vm = this.vmsById.get(id);
+    if (!vm || vm.state === 'ended') return;
+    const e = vm.data;
     // Only a VM past its handshake handed us a userfaultfd: anything earlier may be a probe, not a VMM.
-    if (this.stopping || e.info.state !== 'serving') {
-      e.info.endReason = this.stopping ? 'stopped' : 'fatal';
-      if (!this.stopping) e.info.error = { code: 'INTERNAL', message: `the fault-loop thread serving this VM died during its handshake: ${err?.stack ?? 'no error reported'}` };
+    if (this.stopping || e.state !== 'serving') {
+      e.endReason = this.stopping ? 'stopped' : 'fatal';
+      if (!this.stopping)
+        e.error = new FcUffdError(
+          'INTERNAL',
+          `the fault-loop thread serving this VM died during its handshake: ${err?.stack ?? 'no error reported'}`,
+        );
     } else {
-      e.info.endReason = 'fatal';
-      e.info.error = { code: 'INTERNAL', message: `the fault-loop thread serving this VM died: ${err?.stack ?? 'no error reported'}` };
-      if (this.options.onFatal === 'kill') {
-        const rc = e.pidfd >= 0 ? native.pidfdSendSignal(e.pidfd, SIGKILL) : -ERRNO.ESRCH;
-        e.info.killed = rc === 0;
-        if (rc < 0 && e.pidfd >= 0) e.log.error(`SIGKILL to the VMM through its pidfd failed: ${errnoName(-rc)}`);
+      e.endReason = 'fatal';
+      e.error = new FcUffdError('INTERNAL', `the fault-loop thread serving this VM died: ${err?.stack ?? 'no error reported'}`);
+      if (vm.socket.config.onFatal === 'kill') {
+        const rc = vm.pidfd >= 0 ? native.pidfdSendSignal(vm.pidfd, SIGKILL) : -ERRNO.ESRCH;
+        e.killed = rc === 0;
+        if (rc < 0 && vm.pidfd >= 0) vm.log.error(`SIGKILL to the VMM through its pidfd failed: ${errnoName(-rc)}`);
       }
     }
-    this.finish(e);
+    this.finish(vm);
   }
 
-  private finish(e: VmEntry): void {
-    e.info.state = 'ended';
-    this.pool.ended(e.info.id);
-    this.snapshot.detachVm(e.channel);
-    e.channel.port.close();
-    native.close(e.channel.wakeFd);
-    if (e.pidfd >= 0) native.close(e.pidfd);
-    this.logEnd(e.log, e.info, e.stats);
-    const ended = { ...e.info, stats: e.stats.snapshot() };
-    this.vmsById.delete(e.info.id);
+  private finish(vm: Vm): void {
+    const wasServing = vm.data.state === 'serving';
+    vm.data.state = 'ended';
+    const listener = vm.socket;
+    this.pool.ended(vm.id);
+    listener.snapshot.detachVm(vm.channel);
+    vm.channel.port.close();
+    native.close(vm.channel.wakeFd);
+    if (vm.pidfd >= 0) native.close(vm.pidfd);
+    this.logEnd(vm);
+    this.vmsById.delete(vm.id);
+    listener.live.delete(vm);
+    if (listener.closed && listener.live.size === 0) this.bySocketId.delete(listener.socketId);
+    const ended = vm.end();
     this.endedVms.push(ended);
     if (this.endedVms.length > ENDED_VM_HISTORY) this.endedVms.shift();
-    this.emit('vm-end', ended);
-    e.resolveEnded();
+    if (!wasServing && ended.error) this.emit('vm-refused', vm, ended.error);
+    this.emit('vm-ended', vm, ended);
   }
 
-  private vmPath(template: string, info: VmEntry['info']): string {
+  private vmPath(template: string, info: Vm['data']): string {
     return template.replaceAll('{vm}', info.id).replaceAll('{pid}', String(info.peer.pid));
   }
 
-  private writeWorkingSet(log: Logger, info: VmEntry['info'], touches: { pages: Uint32Array; timesMs: Uint32Array; pageSizeBytes: number }): void {
-    const template = this.vmPath(this.options.recordWorkingSetPath, info);
+  private writeWorkingSet(vm: Vm, touches: { pages: Uint32Array; timesMs: Uint32Array; pageSizeBytes: number }): void {
+    const l = vm.socket;
+    const template = this.vmPath(l.config.recordWorkingSetPath, vm.data);
     try {
-      const file = writeFileNoClobber(template, encodeWorkingSet({ snapshot: this.snapshot.identity, runs: 1, ...touches }), info.id);
-      log.info({ file, pages: touches.pages.length }, 'wrote working set');
+      const file = writeFileNoClobber(template, encodeWorkingSet({ snapshot: l.snapshot.identity, runs: 1, ...touches }), vm.id);
+      vm.log.info({ file, pages: touches.pages.length }, 'wrote working set');
     } catch (err) {
-      log.error({ file: template, err: (err as Error).message }, 'cannot write working set');
+      vm.log.error({ file: template, err: (err as Error).message }, 'cannot write working set');
     }
   }
 
-  private writeRemovedRanges(log: Logger, info: VmEntry['info']): void {
-    const template = this.vmPath(this.options.removedRangesPath, info);
+  private writeRemovedRanges(vm: Vm): void {
+    const info = vm.data;
+    const template = this.vmPath(vm.socket.config.removedRangesPath, info);
     const text = (info.removedRanges ?? []).map(([s, e]) => `${s} ${e}\n`).join('');
     try {
       const file = writeFileNoClobber(template, text, info.id);
-      log.info({ file, ranges: info.removedRanges?.length ?? 0 }, 'wrote balloon-removed ranges');
+      vm.log.info({ file, ranges: info.removedRanges?.length ?? 0 }, 'wrote balloon-removed ranges');
     } catch (err) {
-      log.error({ file: template, err: (err as Error).message }, 'cannot write balloon-removed ranges');
+      vm.log.error({ file: template, err: (err as Error).message }, 'cannot write balloon-removed ranges');
     }
   }
 
-  private logEnd(log: Logger, info: VmEntry['info'], stats: VmStats): void {
-    const s = stats.snapshot();
+  private logEnd(vm: Vm): void {
+    const info = vm.data;
+    const s = vm.statsCounters.snapshot();
     const summary = {
       reason: info.endReason,
       faults: s.faults,
@@ -337,46 +468,57 @@ export class UffdServer extends EventEmitter {
       bytesRemoved: s.bytesRemoved,
       zeroPagesForRemoved: s.zeroPagesForRemoved,
       prefetchedPages: s.prefetchedPages,
+      installIoctls: s.installIoctls,
+      faultIoctls: s.faultIoctls,
+      faultPagesInstalled: s.faultPagesInstalled,
+      amplification: Number(s.faultAround.amplification.toFixed(2)),
+      ioctlsPerFault: Number(s.faultAround.ioctlsPerFault.toFixed(2)),
+      windowCounts: s.faultAround.windowCounts,
     };
-    if (info.endReason === 'fatal') log.error({ ...summary, error: info.error, killedVmm: info.killed }, 'VM stopped: it cannot be served correctly');
-    else log.info(summary, 'VM ended');
+    const error = info.error ? { code: info.error.code, message: info.error.message, details: info.error.details } : undefined;
+    if (info.endReason === 'fatal')
+      vm.log.error({ ...summary, error, killedVmm: info.killed }, 'VM stopped: it cannot be served correctly');
+    else vm.log.info(summary, 'VM ended');
   }
 
-  /** Stops every VM's loop, closes the socket, and resolves when all threads are gone. */
-  async stop(): Promise<void> {
-    if (this.stopping) return;
-    this.stopping = true;
-    const live = [...this.vmsById.values()].filter((e) => e.info.state !== 'ended');
-    // Firecracker keeps its own copy of each uffd: its VMs do not die with us, their next faults hang.
-    if (live.length > 0) this.options.logger.warn({ vms: live.map((e) => e.info.id) }, `stopping while ${live.length} VM(s) are served: their next page faults will not be answered`);
-    native.eventfdSignal(this.acceptorStopFd);
-    await this.acceptorExited;
-    await this.pool.shutdown();
-    await Promise.all([...this.vmsById.values()].map((e) => e.ended));
-    native.close(this.acceptorStopFd);
-    native.close(this.listenFd);
-    fs.rmSync(this.options.socketPath, { force: true });
+  /**
+   * Closes every socket, stops every VM's loop (their VMMs are not killed: their next faults hang),
+   * and resolves when the threads are gone. Close snapshots after this.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.stopAll();
+    return this.stopping;
   }
+
+  private async stopAll(): Promise<void> {
+    const live = [...this.vmsById.values()];
+    // Firecracker keeps its own copy of each uffd: its VMs do not die with us, their next faults hang.
+    if (live.length > 0)
+      this.logger.warn(
+        { vms: live.map((e) => e.id) },
+        `stopping while ${live.length} VM(s) are served: their next page faults will not be answered`,
+      );
+    await Promise.all([...this.bySocketId.values()].map((l) => this.closeListener(l, false)));
+    this.sendAcceptor({ type: 'stop' });
+    this.acceptor.ref();
+    await this.acceptorExited;
+    this.acceptorControl.close();
+    native.close(this.acceptorControlFd);
+    await this.pool.shutdown();
+    await Promise.all(live.map((vm) => vm.ended));
+    this.bySocketId.clear();
+    this.stoppedFully = true;
+  }
+}
+
+function toError(e: VmErrorInfo): FcUffdError {
+  return new FcUffdError(e.code, e.message, e.details ?? {});
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new FcUffdError('ABORTED', `aborted: ${String(signal.reason)}`);
 }
 
 function round(x: number): number {
   return Math.round(x * 10) / 10;
-}
-
-/** Removes a socket file left by a handler that died; refuses to take over one that is live. */
-function removeStaleSocket(socketPath: string): void {
-  let st: fs.Stats;
-  try {
-    st = fs.lstatSync(socketPath);
-  } catch {
-    return;
-  }
-  if (!st.isSocket()) throw new FcUffdError('CONFIG', `${socketPath} exists and is not a socket; refusing to replace it`);
-  const fd = native.connectUnix(socketPath);
-  if (fd >= 0) {
-    native.close(fd);
-    throw new FcUffdError('CONFIG', `another handler is listening on ${socketPath}`);
-  }
-  if (fd !== -ERRNO.ECONNREFUSED) throw new FcUffdError('CONFIG', `cannot check ${socketPath}: ${errnoName(-fd)}`);
-  fs.unlinkSync(socketPath);
 }

@@ -18,6 +18,8 @@ import { FcUffdError, type ErrorCode } from '../errors.js';
 import { CLASS_GRANULE_BYTES, PAGE_DATA, PAGE_ZERO, PageClassMap, type PageSource, type SourceSpan } from '../memory/source.js';
 import { registerSnapshotKind, type FetchTrace, type ServedSnapshot, type VmChannel } from '../memory/snapshot.js';
 import type { ChunkStore } from '../store/types.js';
+import { SharedSignal, waitUnlessAborted, withSignal } from '../store/abort.js';
+import { storeCause, vmFetchError } from '../store/fetch-failure.js';
 import { isZeroPage, pageCount } from './chunk-format.js';
 import { ChunkCache, sharedChunkCache } from './chunk-cache.js';
 import { ChunkCodecPool } from './chunk-pool.js';
@@ -84,6 +86,11 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
   readonly frameFetchMs: number[] = [];
   private readonly listeners = new Map<VmChannel, (m: ChunkWant) => void>();
   private readonly detached = new Set<VmChannel>();
+  /** Per VM: aborted when it detaches, so its waits for chunks end with it. */
+  private readonly vmAborts = new Map<VmChannel, AbortController>();
+  /** Per chunk fetch under way: its store read is aborted once no VM waits for it any more. */
+  private readonly fetchSignals = new Map<string, SharedSignal>();
+  private readonly closing = new AbortController();
   private prefetching = 0;
   private closed = false;
 
@@ -143,6 +150,7 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
       this.want(channel, m.chunk, m.frame);
     };
     this.listeners.set(channel, listener);
+    this.vmAborts.set(channel, new AbortController());
     channel.port.on('message', listener);
     const m = this.loaded.manifest;
     return { kind: 'chunked', manifestId: this.loaded.id, sizeBytes: m.memorySizeBytes, chunkSizeBytes: m.chunkSizeBytes, frameSizeBytes: m.frameSizeBytes ?? 0, classMap: this.classes.buffer };
@@ -153,20 +161,35 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
     if (l) channel.port.off('message', l);
     this.listeners.delete(channel);
     this.detached.add(channel);
+    this.vmAborts.get(channel)?.abort(new Error('the VM ended'));
+    this.vmAborts.delete(channel);
   }
 
-  /** Loads chunk `i` into the cache (the fetch a want or a prefetch triggers). */
-  loadChunk(i: number): Promise<SharedArrayBuffer> {
+  /**
+   * Loads chunk `i` into the cache (the fetch a want or a prefetch triggers). `signal`: the waiter
+   * leaves when it fires; the store read is aborted once every waiter left (none given: the
+   * snapshot's own, aborted at close).
+   */
+  loadChunk(i: number, signal: AbortSignal = this.closing.signal): Promise<SharedArrayBuffer> {
     const m = this.loaded.manifest;
     const e = m.chunks[i];
     const len = chunkLength(m, i);
     if (e === undefined) return Promise.reject(new FcUffdError('VM_FAULT_OUTSIDE_REGIONS', `chunk ${i} is beyond the snapshot`));
     if (e === null) return Promise.resolve(new SharedArrayBuffer(len));
-    if (e.frameBytes && !this.cache.has(e.digest)) return this.framedLoad(i).whole();
-    return this.cache.load(e.digest, () => {
+    if (e.frameBytes && !this.cache.has(e.digest)) return waitUnlessAborted(this.framedLoad(i).whole(), signal, `chunk ${i}`);
+    let shared = this.fetchSignals.get(e.digest);
+    if (!shared || shared.signal.aborted) this.fetchSignals.set(e.digest, (shared = new SharedSignal()));
+    shared.join(signal);
+    const group = shared;
+    const load = this.cache.load(e.digest, () => {
       this.stats.fetched++;
-      return fetchChunk(this.store, this.pool, e.digest, len, `chunk ${i} of manifest ${this.loaded.id}`);
+      return fetchChunk(withSignal(this.store, group.signal), this.pool, e.digest, len, `chunk ${i} of manifest ${this.loaded.id}`);
     });
+    const forget = (): void => {
+      if (this.fetchSignals.get(e.digest) === group) this.fetchSignals.delete(e.digest);
+    };
+    load.then(forget, forget);
+    return waitUnlessAborted(load, signal, `chunk ${i}`);
   }
 
   /** The framed load of chunk `i` (shared by every VM and snapshot of this cache); starts it when new. */
@@ -222,23 +245,32 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
           }
           this.reply(channel, { type: 'frame', chunk: i, frame, buffer: load.buffer, from });
         },
-        (err: unknown) => this.failVm(channel, i, err),
+        (err: unknown) => this.failVm(channel, i, err, this.vmAborts.get(channel)?.signal),
       );
     } else {
       const from = e === null ? FETCH_EMPTY : e && this.cache.isLoading(e.digest) ? FETCH_IN_FLIGHT : FETCH_STORE;
-      this.loadChunk(i).then(
+      const vmSignal = this.vmAborts.get(channel)?.signal;
+      const load = (): Promise<SharedArrayBuffer> => this.loadChunk(i, vmSignal);
+      // A read aborted because every VM waiting for it ended, and joined by this VM just before: once more.
+      load().catch((err: unknown) => {
+        if (storeCause(err)?.kind === 'aborted' && !vmSignal?.aborted) return load();
+        throw err;
+      }).then(
         (buffer) => this.reply(channel, { type: 'chunk', chunk: i, buffer, from }),
-        (err: unknown) => this.failVm(channel, i, err),
+        (err: unknown) => this.failVm(channel, i, err, vmSignal),
       );
     }
     this.prefetchAfter(i);
   }
 
   /** A chunk (or frame) that cannot be served stops the VM that wanted it, with the error's code. */
-  private failVm(channel: VmChannel, i: number, err: unknown): void {
+  private failVm(channel: VmChannel, i: number, err: unknown, vmSignal?: AbortSignal): void {
+    if (vmSignal?.aborted) return; // this VM ended: nobody to tell
     this.stats.errors++;
-    const code: ErrorCode = err instanceof FcUffdError ? err.code : 'SNAPSHOT_STORE';
-    const message = (err as Error).message;
+    const e = this.loaded.manifest.chunks[i];
+    const vmErr = vmFetchError(err, `chunk ${i} (sha256:${e?.digest ?? '-'}) of manifest ${this.loaded.id}`, this.store.description);
+    const code: ErrorCode = vmErr.code;
+    const message = vmErr.message;
     this.logger?.error({ code, chunk: i, manifest: this.loaded.id }, message);
     this.reply(channel, { type: 'error', chunk: i, code, message });
   }
@@ -264,6 +296,7 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.closing.abort(new Error('the snapshot was closed'));
     if (this.ownPool) void this.pool.close();
   }
 }

@@ -211,7 +211,7 @@ function popcountBitmap(bitmap: Uint8Array, pages: number): number {
 export function chunkReadError(err: unknown, store: ChunkStore, digest: string, where: string): FcUffdError {
   if (err instanceof StoreError && err.kind === 'not-found')
     return new FcUffdError('SNAPSHOT_MISSING_CHUNK', `chunk sha256:${digest} (${where}) is missing from ${store.description}`, { digest });
-  return new FcUffdError('SNAPSHOT_STORE', `cannot read chunk sha256:${digest} (${where}) from ${store.description}: ${(err as Error).message}`, { digest });
+  return new FcUffdError('SNAPSHOT_STORE', `cannot read chunk sha256:${digest} (${where}) from ${store.description}: ${(err as Error).message}`, { digest, cause: err });
 }
 
 export function corruptChunkError(err: ChunkFormatError, store: ChunkStore, digest: string, where: string): FcUffdError {

@@ -38,7 +38,7 @@ export class DirStore implements ChunkStore {
   /** Opens (creating if needed) a store rooted at `root`. */
   static open(root: string, options: DirStoreOptions = {}): DirStore {
     if (options.create === false && !fs.existsSync(path.join(root, 'manifests')))
-      throw new StoreError('io', `no chunk store at ${root} (it has no manifests/ directory; \`fc-uffd pack --store ${root}\` creates one)`, false);
+      throw new StoreError('config', `no chunk store at ${root} (it has no manifests/ directory; \`fc-uffd pack --store ${root}\` creates one)`, false);
     try {
       for (const sub of ['chunks', 'manifests', 'tmp']) fs.mkdirSync(path.join(root, sub), { recursive: true });
     } catch (err) {

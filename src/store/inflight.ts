@@ -1,4 +1,4 @@
-import { StoreError, type ChunkStore, type GetOptions } from './types.js';
+import { listManifestIds, StoreError, type ChunkStore, type GetOptions } from './types.js';
 
 interface Flight {
   readonly promise: Promise<Uint8Array>;
@@ -48,6 +48,9 @@ export class InflightStore implements ChunkStore {
   }
   close(): Promise<void> {
     return this.inner.close();
+  }
+  manifestIdsWithPrefix(prefix: string): Promise<string[]> {
+    return listManifestIds(this.inner, prefix);
   }
 
   private share(name: string, options: GetOptions | undefined, start: (o: GetOptions) => Promise<Uint8Array>): Promise<Uint8Array> {

@@ -16,6 +16,8 @@ export interface OpenStoreOptions {
   cache?: Omit<DiskCacheOptions, 'dir'> & { dir: string };
   /** Check at open that an S3 bucket exists (one HeadBucket; default true). */
   checkBucket?: boolean;
+  /** A directory store must exist already (unpack, inspect, serve); pack creates one (default true). */
+  createDir?: boolean;
 }
 
 export type StoreSpec =
@@ -53,7 +55,7 @@ export function describeStoreSpec(spec: string): string {
  */
 export async function openStore(spec: string, options: OpenStoreOptions = {}): Promise<ChunkStore> {
   const parsed = parseStoreSpec(spec);
-  if (parsed.kind === 'dir') return new InflightStore(new ResilientStore(DirStore.open(parsed.path), options.resilience));
+  if (parsed.kind === 'dir') return new InflightStore(new ResilientStore(DirStore.open(parsed.path, { create: options.createDir ?? true }), options.resilience));
   let raw: ChunkStore;
   if (parsed.kind === 'http') {
     raw = new HttpStore(parsed.url, options.http);

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { StoreError, type ChunkStore, type GetOptions } from './types.js';
+import { listManifestIds, StoreError, type ChunkStore, type GetOptions } from './types.js';
 
 export interface ResilienceOptions {
   /** Operations in flight at once against the inner store (default 8). */
@@ -82,6 +82,9 @@ export class ResilientStore implements ChunkStore {
   }
   putManifest(id: string, data: Uint8Array): Promise<void> {
     return this.attempt(() => this.inner.putManifest(id, data));
+  }
+  manifestIdsWithPrefix(prefix: string): Promise<string[]> {
+    return this.attempt(() => listManifestIds(this.inner, prefix));
   }
   close(): Promise<void> {
     return this.inner.close();

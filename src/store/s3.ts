@@ -216,8 +216,10 @@ export class S3Store implements ChunkStore {
     if (name === 'NoSuchBucket') return new StoreError('config', `${where}: bucket ${this.bucket} does not exist at ${this.description}`, false, err);
     if (status === 403 || name === 'AccessDenied' || name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch')
       return new StoreError('http-status', `${where}: access denied (${name || status}): check the AWS credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or profile)`, false, err);
+    // Before the timeout test: the SDK names a reset connection (ECONNRESET, EPIPE) a TimeoutError too,
+    // which would report a server that hung up as one that was slow.
+    if (code !== undefined && code !== 'ETIMEDOUT' && NETWORK_CODES.has(code)) return new StoreError('io', `${where}: ${code}`, true, err);
     if (name === 'TimeoutError' || code === 'ETIMEDOUT' || name === 'RequestTimeout') return new StoreError('timeout', `${where}: timed out`, true, err);
-    if (code !== undefined && NETWORK_CODES.has(code)) return new StoreError('io', `${where}: ${code}`, true, err);
     if (status !== undefined)
       return new StoreError('http-status', `${where}: HTTP ${status}${name ? ` ${name}` : ''}`, status >= 500 || status === 429 || status === 408 || RETRYABLE_NAMES.has(name), err);
     if (RETRYABLE_NAMES.has(name)) return new StoreError('io', `${where}: ${name}`, true, err);

@@ -64,6 +64,7 @@ export interface TraceHeader {
   snapshot: string;
   snapshotSizeBytes: number;
   pageSizeBytes: number;
+  /** The fixed fault-around window, or 0: adaptive (the window varies per fault; see the install records). */
   faultAroundBytes: number;
   regions: Array<{ hostAddr: number; sizeBytes: number; fileOffset: number }>;
   /** Wall clock (ms since the epoch) of the handshake: timeUs 0. */

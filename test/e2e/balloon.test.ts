@@ -21,9 +21,16 @@ function readRanges(file: string): Array<[number, number]> {
     .map((l) => l.split(' ').map(Number) as [number, number]);
 }
 
+/** The page offsets in a removed-ranges file. */
+function readPages(file: string, pageSizeBytes: number): Set<number> {
+  const pages = new Set<number>();
+  for (const [s, e] of readRanges(file)) for (let o = s; o < e; o += pageSizeBytes) pages.add(o);
+  return pages;
+}
+
 describe('balloon: REMOVE events racing faults', () => {
   for (const faultAround of ['4k', '64k']) {
-    test(`4 KiB pages, fault-around ${faultAround}: thousands of inflate/deflate cycles, zero mismatches, EAGAIN exercised`, async () => {
+    test(`4 KiB pages, fault-around ${faultAround}: thousands of inflate/deflate cycles, zero mismatches, EAGAIN exercised`, async (t) => {
       const dir = tempDir();
       try {
         const mem = path.join(dir, 'memory.bin');
@@ -46,9 +53,22 @@ describe('balloon: REMOVE events racing faults', () => {
           assert.ok((ended.zeroPagesForRemoved as number) > 0);
           assert.ok((ended.deferrals as number) > 0, 'the EAGAIN path was exercised (deferrals > 0)');
           if (faultAround === '4k') {
-            // Without fault-around the handler installs exactly what the guest touched, so its
-            // export equals what the emulator removed and did not touch again.
-            assert.deepEqual(readRanges(path.join(dir, 'vm-1.removed')), readRanges(emuRemoved));
+            // Without fault-around the handler installs exactly what the guest touched, so its export
+            // equals what the emulator removed and did not touch again — except racy pages: two vCPUs
+            // faulted on one page at once, and the second, stale fault message (its vCPU already woken)
+            // met EAGAIN and was served after a later REMOVE of that page, installing it for nobody
+            // (PS_DUP_FAULT in tools/emulator/fc-emu.h). The handler may drop those, never add a page.
+            const balloon = r.report!.balloon!;
+            const racy = new Set(balloon.racyRemovedOffsets);
+            const ours = readPages(path.join(dir, 'vm-1.removed'), 4096);
+            const emu = readPages(emuRemoved, 4096);
+            const onlyOurs = [...ours].filter((o) => !emu.has(o));
+            const onlyEmu = [...emu].filter((o) => !ours.has(o));
+            t.diagnostic(`removed pages: handler ${ours.size}, emulator ${emu.size}; racy ${racy.size} (${onlyEmu.length} dropped by the handler), racy removals ${balloon.racyRemovals}`);
+            assert.deepEqual(onlyOurs, [], 'the handler exported pages the guest touched after their removal');
+            assert.deepEqual(onlyEmu.filter((o) => !racy.has(o)), [], 'pages missing from the handler export with no racing duplicate fault');
+            assert.ok(emu.size > 100, `the comparison covers many removed pages (${emu.size})`);
+            assert.ok(racy.size * 20 <= emu.size, `racy pages are few: ${racy.size} of ${emu.size} removed (${balloon.racyRemovals} racy removals)`);
           } else {
             // With fault-around the handler may install untouched neighbours: its export is a
             // subset of the emulator's (it never claims a page the guest may have written).

@@ -27,9 +27,9 @@ describe('serve a chunked snapshot through the emulator', () => {
       const packed = await pack({ memPath: mem, store });
       const cache = new ChunkCache(256 * MiB);
       const snapshot = await ServedChunkedSnapshot.open({ manifest: packed.id, store, cache, logger: log.logger });
-      const server = await UffdServer.start({ socketPath: path.join(dir, 'fc.sock'), snapshot, faultAroundBytes: 64 * 1024, logger: log.logger });
+      const server = await UffdServer.start({ socketPath: path.join(dir, 'fc.sock'), snapshot, faultAround: 64 * 1024, logger: log.logger });
       const ends: VmInfo[] = [];
-      server.on('vm-end', (vm: VmInfo) => ends.push(vm));
+      server.on('vm-ended', (_vm, info) => ends.push(info));
       try {
         const r1 = await runEmulator({ socket: server.socketPath, mem, vcpus: 2, share: 'same', pattern: 'random', touchPages: 4096, writePercent: 20, kernelAccess: 8, balloonCycles: 300, balloonMaxPages: 16, deadlineMs: 30000 });
         assert.equal(r1.code, 0, `exit ${r1.code ?? r1.signal}: ${r1.stderr}\n${log.text()}`);
@@ -47,7 +47,7 @@ describe('serve a chunked snapshot through the emulator', () => {
         assert.ok(snapshot.stats.servedFromCache > 0);
         assert.ok(cache.count <= packed.manifest.chunks.length);
         // An emulator's exit reaches the handler through its pidfd a moment after the process is gone.
-        while (ends.length < 2) await once(server, 'vm-end');
+        while (ends.length < 2) await once(server, 'vm-ended');
         const ended = server.vms();
         assert.equal(ended.length, 2);
         for (const vm of ended) assert.equal(vm.endReason, 'vmm-exited', JSON.stringify(vm.error));
@@ -78,10 +78,10 @@ describe('serve a chunked snapshot through the emulator', () => {
       try {
         // VM A touches only the first MiB (chunk 0) and stays alive while VM B runs into chunk 3.
         const aHandshake = once(server, 'vm-handshake');
-        const aEnded = new Promise<VmInfo>((resolve) => server.on('vm-end', (vm: VmInfo) => vm.id === 'vm-1' && resolve(vm)));
+        const aEnded = new Promise<VmInfo>((resolve) => server.on('vm-ended', (_vm, info) => info.id === 'vm-1' && resolve(info)));
         const a = runEmulator({ socket: server.socketPath, mem, pattern: 'seq', touchPages: 256, holdMs: 1500, deadlineMs: 30000 });
         await aHandshake;
-        const bEnded = new Promise<VmInfo>((resolve) => server.on('vm-end', (vm: VmInfo) => vm.id === 'vm-2' && resolve(vm)));
+        const bEnded = new Promise<VmInfo>((resolve) => server.on('vm-ended', (_vm, info) => info.id === 'vm-2' && resolve(info)));
         const b = await runEmulator({ socket: server.socketPath, mem, pattern: 'seq', deadlineMs: 30000 });
         assert.equal(b.signal, 'SIGKILL', `B exit ${b.code}: ${b.stdout} ${b.stderr}`);
         const bInfo = await bEnded;
@@ -115,10 +115,10 @@ describe('serve a chunked snapshot through the emulator', () => {
       const snapshot = await ServedChunkedSnapshot.open({ manifest: packed.id, store, cache: new ChunkCache(64 * MiB), logger: log.logger });
       const server = await UffdServer.start({ socketPath: path.join(dir, 'fc.sock'), snapshot, logger: log.logger });
       try {
-        const ended = once(server, 'vm-end') as Promise<[VmInfo]>;
+        const ended = once(server, 'vm-ended') as Promise<[unknown, VmInfo]>;
         const r = await runEmulator({ socket: server.socketPath, mem, pattern: 'seq', deadlineMs: 30000 });
         assert.equal(r.signal, 'SIGKILL');
-        const [vm] = await ended;
+        const [, vm] = await ended;
         assert.equal(vm.error?.code, 'SNAPSHOT_MISSING_CHUNK');
       } finally {
         await server.stop();
@@ -138,7 +138,7 @@ describe('serve a chunked snapshot through the emulator', () => {
         const store = DirStore.open(path.join(dir, 'store'));
         const packed = await pack({ memPath: mem, store, chunkSizeBytes: 2 * MiB });
         const snapshot = await ServedChunkedSnapshot.open({ manifest: packed.id, store, cache: new ChunkCache(64 * MiB), logger: log.logger });
-        const server = await UffdServer.start({ socketPath: path.join(dir, 'fc.sock'), snapshot, faultAroundBytes: 2 * MiB, logger: log.logger });
+        const server = await UffdServer.start({ socketPath: path.join(dir, 'fc.sock'), snapshot, faultAround: 2 * MiB, logger: log.logger });
         try {
           const r = await runEmulator({ socket: server.socketPath, mem, pageSize: '2m', vcpus: 2, share: 'same', pattern: 'random', writePercent: 20, balloonCycles: 100, balloonMaxPages: 2, deadlineMs: 30000 });
           assert.equal(r.code, 0, `exit ${r.code ?? r.signal}: ${r.stderr}\n${log.text().slice(-3000)}`);

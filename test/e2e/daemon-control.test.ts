@@ -51,6 +51,7 @@ describe('fc-uffd daemon control API', () => {
         await refused(c.createRestore('ok', {}), 'CONTROL_BAD_REQUEST', 400);
         await refused(c.createRestore('ok', { mem, snapshot: 'x', store: dir }), 'CONTROL_BAD_REQUEST', 400);
         await refused(c.createRestore('ok', { mem, fault_around: 3000 }), 'CONTROL_BAD_REQUEST', 400);
+        await refused(c.createRestore('ok', { mem, fault_around: 'adaptiv' as never }), 'CONTROL_BAD_REQUEST', 400);
         await refused(c.createRestore('ok', { mem, on_fatal: 'explode' as never }), 'CONTROL_BAD_REQUEST', 400);
         await refused(c.createRestore('ok', { mem, socket: path.join(dir, 'outside.sock') }), 'CONTROL_BAD_REQUEST', 400);
         await refused(c.createRestore('ok', { mem, socket: '../outside.sock' }), 'CONTROL_BAD_REQUEST', 400);
@@ -74,9 +75,11 @@ describe('fc-uffd daemon control API', () => {
         // Snapshots that cannot be opened: 422 with the snapshot's own code, no socket file.
         await refused(c.createRestore('nofile', { mem: path.join(dir, 'absent.bin') }), 'SNAPSHOT_OPEN', 422);
         await refused(c.createRestore('nostore', { snapshot: 'a'.repeat(64), store: path.join(dir, 'absent-store') }), 'SNAPSHOT_STORE', 422);
+        // A directory that is not a chunk store (no manifests/) is refused, not turned into an empty store.
         fs.mkdirSync(path.join(dir, 'empty-store'));
-        await refused(c.createRestore('nomanifest', { snapshot: 'a'.repeat(64), store: path.join(dir, 'empty-store') }), 'SNAPSHOT_MANIFEST_MISSING', 422);
-        await refused(c.createRestore('remote', { snapshot: 'a'.repeat(64), store: 'http://127.0.0.1:1/store' }), 'CONFIG', 422);
+        await refused(c.createRestore('nomanifest', { snapshot: 'a'.repeat(64), store: path.join(dir, 'empty-store') }), 'STORE_CONFIG', 422);
+        // A remote store that cannot be reached: the manifest read fails, 422, nothing left behind.
+        await refused(c.createRestore('remote', { snapshot: 'a'.repeat(64), store: 'http://127.0.0.1:1/store' }), 'SNAPSHOT_STORE', 422);
         await refused(c.createRestore('badws', { mem, prefetch: path.join(dir, 'absent.ws') }), 'WORKING_SET', 422);
         assert.deepEqual(fs.readdirSync(sockets), [], 'a refused restore leaves no socket');
         assert.deepEqual(await c.listRestores(), []);

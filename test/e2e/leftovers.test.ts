@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { CLI_PATH } from '../helpers/cli.js';
+import { DEMO_PATH } from '../helpers/cli.js';
 import { runCli } from '../helpers/run-cli.js';
 import { patternedFile, tempDir } from '../helpers/files.js';
 
@@ -53,10 +53,11 @@ test('demo: a partial snapshot of a killed demo is removed, never reused; Ctrl-C
     const partial = path.join(dir, `memory-${size}.bin.partial-${DEAD_PID}`);
     leave(partial);
     // Ctrl-C while the snapshot is being made: no partial file, no complete-looking one either.
-    const child = spawn(process.execPath, [CLI_PATH, 'demo', '--size', '64m', '--dir', dir], { stdio: 'ignore' });
+    const child = spawn(process.execPath, [DEMO_PATH, '--size', '64m', '--dir', dir], { stdio: 'ignore' });
     const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('exit', (c, s) => resolve([c, s])));
     const ownPartial = path.join(dir, `memory-${size}.bin.partial-${child.pid}`);
-    for (let i = 0; i < 500 && !fs.existsSync(ownPartial); i++) await new Promise((r) => setTimeout(r, 5));
+    // Wait (on a loaded machine start-up takes seconds) until the demo writes its image, or has one.
+    for (let i = 0; i < 4000 && !fs.existsSync(ownPartial) && !fs.existsSync(path.join(dir, `memory-${size}.bin`)); i++) await new Promise((r) => setTimeout(r, 5));
     const interrupted = fs.existsSync(ownPartial) && !fs.existsSync(path.join(dir, `memory-${size}.bin`));
     child.kill('SIGINT');
     const [code] = await exited;

@@ -26,7 +26,7 @@ const WARMUP_VMS = 4;
  */
 async function warmFdCount(serve: ServeProcess, mem: string, pageSize: '4k' | '2m' = '4k'): Promise<number> {
   const warm = await Promise.all(Array.from({ length: WARMUP_VMS }, (_, i) => runEmulator({ socket: serve.socket, mem, pageSize, vcpus: 1, pattern: 'random', touchPages: 4, holdMs: 300, seed: 1000 + i })));
-  warm.forEach((r) => assertVerified(r, 'warm-up VM'));
+  warm.forEach((r) => assertVerified(r, 'warm-up VM', serve));
   await allEnded(serve, WARMUP_VMS);
   // The least of a few samples: Node opens short-lived fds of its own now and then.
   let least = Infinity;
@@ -41,8 +41,10 @@ async function assertFdsBackTo(serve: ServeProcess, baseline: number, what: stri
   assert.ok(now <= baseline, `${what}: ${now} fds open, ${baseline} before`);
 }
 
-function assertVerified(r: EmulatorResult, what: string): void {
-  assert.equal(r.code, 0, `${what}: exit ${r.code ?? r.signal}: ${r.stderr}`);
+/** On failure the message carries the emulator's stderr (what each unfinished worker waits on) and the handler's lines about that VMM. */
+function assertVerified(r: EmulatorResult, what: string, serve?: ServeProcess): void {
+  const handlerSays = (): string => (serve ? serve.logs().filter((l) => l.pid === r.pid).map((l) => `\nhandler: ${JSON.stringify(l)}`).join('') : '');
+  assert.equal(r.code, 0, `${what}: exit ${r.code ?? r.signal}: ${r.stderr}${r.code !== 0 ? handlerSays() : ''}`);
   assert.equal(r.report!.mismatches, 0, what);
   assert.ok(r.report!.pagesVerified > 0, what);
 }
@@ -72,7 +74,7 @@ for (const pageSize of ['4k', '2m'] as const) {
             runEmulator({ socket: serve.socket, mem, pageSize, vcpus: 1, pattern: 'random', touchPages: pageSize === '4k' ? 256 : 8, writePercent: 20, balloonCycles: 20, balloonMaxPages: pageSize === '4k' ? 8 : 1, seed: i + 1, deadlineMs: 60000 }),
           ),
         );
-        results.forEach((r, i) => assertVerified(r, `VM ${i + 1}`));
+        results.forEach((r, i) => assertVerified(r, `VM ${i + 1}`, serve));
         await allEnded(serve, VMS + WARMUP_VMS);
         const ended = serve.logs().filter((l) => l.msg === 'VM ended');
         assert.equal(ended.length, VMS + WARMUP_VMS, 'every VM ended normally');
@@ -83,7 +85,7 @@ for (const pageSize of ['4k', '2m'] as const) {
         assert.equal(await serve.stop(), 0);
       }
     } finally {
-      release?.();
+      release();
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
@@ -105,7 +107,7 @@ test('kill -9 of one VMM mid-restore: the others are untouched, its resources ar
       process.kill(accepted.pid as number, 'SIGKILL');
       const v = await victim;
       assert.equal(v.signal, 'SIGKILL');
-      (await Promise.all(others)).forEach((r, i) => assertVerified(r, `VM ${WARMUP_VMS + 2 + i}`));
+      (await Promise.all(others)).forEach((r, i) => assertVerified(r, `VM ${WARMUP_VMS + 2 + i}`, serve));
       await allEnded(serve, WARMUP_VMS + 9);
       const end = serve.logs().find((l) => l.msg === 'VM ended' && l.vm === accepted.vm);
       assert.equal(end?.reason, 'vmm-exited', 'the killed VMM\'s VM ended as exited, not as a handler failure');

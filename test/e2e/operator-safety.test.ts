@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startServe } from '../helpers/cli.js';
+import { DEMO_PATH, startServe } from '../helpers/cli.js';
 import { runCli, type CliRun } from '../helpers/run-cli.js';
 import { patternedFile, tempDir } from '../helpers/files.js';
 import { runEmulator } from '../../tools/emulator/run.js';
@@ -128,7 +128,7 @@ test('startup errors exit promptly and non-zero, leaving no socket file', async 
       });
     }
     await t.test('demo --vcpus 0', async () => {
-      const r = await runCli(['demo', '--vcpus', '0', '--size', '4m', '--dir', path.join(dir, 'demo')], 30000);
+      const r = await runCli(['--vcpus', '0', '--size', '4m', '--dir', path.join(dir, 'demo')], 30000, DEMO_PATH);
       assertRefused(r, /--vcpus/);
     });
   } finally {

@@ -21,7 +21,7 @@ function typedOnly(parse: () => unknown): void {
   try {
     parse();
   } catch (err) {
-    if (!(err instanceof FcUffdError)) throw new Error(`untyped error: ${(err as Error).stack ?? String(err)}`);
+    if (!(err instanceof FcUffdError)) throw new Error(`untyped error: ${(err as Error).stack ?? String(err)}`, { cause: err });
   }
 }
 

@@ -5,6 +5,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const CLI_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
+/** The demo (`npm run demo`): a tool, not a command of the published CLI. */
+export const DEMO_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../tools/demo.js');
 
 export interface ServeProcess {
   child: ChildProcess;

@@ -50,6 +50,11 @@ export class FakeUffd implements UffdOps {
   script: Array<number | null> = [];
   /** Host pages every install refuses with this errno (ENOENT: the VMM unmapped them meanwhile). */
   readonly refuse = new Map<number, number>();
+  /**
+   * The kernel's UFFDIO_COPY into hugetlbfs with the huge page pool empty (Linux 6.18): EEXIST for a
+   * page that is not mapped, and nothing installed.
+   */
+  poolEmpty = false;
 
   private fill(dst: number, len: number, byteAt: (i: number) => number): number {
     const next = this.script.shift();
@@ -59,7 +64,7 @@ export class FakeUffd implements UffdOps {
       // As the kernel does: progress before a refused page is reported first, the error on the next call.
       const refused = this.refuse.get(dst + done);
       if (refused !== undefined) return done > 0 ? done : -refused;
-      if (this.mapped.has(dst + done)) return done > 0 ? done : -ERRNO.EEXIST;
+      if (this.mapped.has(dst + done) || this.poolEmpty) return done > 0 ? done : -ERRNO.EEXIST;
       this.mapped.set(dst + done, byteAt(done));
       done += PS;
     }

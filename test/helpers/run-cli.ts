@@ -12,9 +12,10 @@ export interface CliRun {
   durationMs: number;
 }
 
-export function runCli(args: string[], timeoutMs = 10000): Promise<CliRun> {
+/** `script` is the CLI unless given (e.g. DEMO_PATH for the demo tool). */
+export function runCli(args: string[], timeoutMs = 10000, script = CLI_PATH): Promise<CliRun> {
   const t0 = Date.now();
-  const child = spawn(process.execPath, [CLI_PATH, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));

@@ -70,3 +70,41 @@ export async function s3Server(): Promise<RunningServer | string> {
     return unavailable('an S3 server (Ceph RGW)', 'FC_UFFD_TEST_S3_ENDPOINT', ['ceph-mon', 'ceph-osd', 'radosgw', 'ceph-common']);
   return start('ceph-start.sh', [String(await freePort())], { FC_UFFD_CEPH_MON_PORT: String(await freePort()), FC_UFFD_CEPH_MON_V1_PORT: String(await freePort()) });
 }
+
+export interface RestartableServer extends RunningServer {
+  /** Starts it again on the same port with the same data (after stop or kill). */
+  restart(): void;
+  /** Stops the server's processes by pid (its data stays, for restart). */
+  kill(): void;
+  /** Stops it and removes its data. */
+  remove(): void;
+}
+
+/**
+ * An nginx of this test's own (never CI's shared one: a test stops and restarts it), or the
+ * reason there is none.
+ */
+export async function ownHttpServer(): Promise<RestartableServer | string> {
+  if (!onPath('nginx')) return unavailable('nginx (a test stops and restarts its own)', 'PATH', ['nginx']);
+  const dir = tempDir('fc-uffd-nginx-');
+  const port = String(await freePort());
+  const pids = path.join(dir, 'pids');
+  const kill = (): void => {
+    execFileSync('bash', [path.join(SERVICES, 'stop.sh'), pids], { stdio: 'inherit' });
+    fs.rmSync(pids, { force: true });
+  };
+  const restart = (): void => {
+    execFileSync('bash', [path.join(SERVICES, 'nginx-start.sh'), dir, port], { stdio: ['ignore', 'ignore', 'inherit'] });
+  };
+  const remove = (): void => {
+    kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    restart();
+  } catch (err) {
+    remove();
+    throw err;
+  }
+  return { url: `http://127.0.0.1:${port}`, stop: remove, restart, kill, remove };
+}

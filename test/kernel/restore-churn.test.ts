@@ -42,9 +42,9 @@ test(`${RESTORES} sequential restores: ended VMs are evicted (last ${ENDED_VM_HI
       const page = i % 512;
       testNative.readMemory(vmm.regions[0]!.hostAddr + page * 4096, got);
       assert.ok(got.equals(expected.subarray(page * 4096, (page + 1) * 4096)), `restore ${i}: page ${page} differs`);
-      const ended = once(server, 'vm-end') as Promise<[VmInfo]>;
+      const ended = once(server, 'vm-ended') as Promise<[unknown, VmInfo]>;
       vmm.close();
-      const [vm] = await ended;
+      const [, vm] = await ended;
       assert.equal(vm.endReason, 'vmm-exited', JSON.stringify(vm.error));
       if (i === WARMUP) baseline = { fds: openFds(), threads: threads() };
     }

@@ -151,7 +151,7 @@ describe('de-duplication and layering', () => {
               fetched.push(digest);
               return target.getChunk(digest, options);
             }
-          : Reflect.get(target, key, receiver),
+          : (Reflect.get(target, key, receiver) as unknown),
     });
     const r = await pack({ memPath: diffPath, store: counting, pool, base: await loadManifest(rBase.id, store), diff: true });
     const outPath = file('unpacked');

@@ -64,7 +64,7 @@ describe('DirStore', () => {
     for (let round = 0; round < rounds; round++) {
       fs.writeFileSync(barrier(round, 'parent'), '');
       while (!fs.existsSync(barrier(round, 'child'))) await new Promise((r) => setTimeout(r, 1));
-      let writing = true;
+      let writing = true as boolean; // cleared by the puts' finally, which TS's narrowing does not see
       const puts = Promise.all(blobsOf(round).map((b) => store.putChunk(digestOf(b), b))).finally(() => (writing = false));
       // Evidence of overlap: one listing of tmp/ holding objects being written by both processes.
       while (writing) {

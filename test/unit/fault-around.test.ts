@@ -25,7 +25,7 @@ test('FixedFaultAround: the page size (or less) installs the faulting page only;
 });
 
 test('every window contains the faulting page and stays inside the region', () => {
-  const policy = faultAroundPolicyFor({ faultAroundBytes: 256 * KiB }, PS);
+  const policy = faultAroundPolicyFor({ faultAround: 256 * KiB }, PS);
   for (let regionStart = 0; regionStart < 80; regionStart += 7) {
     for (let fault = regionStart; fault < regionStart + 200; fault += 3) {
       const w = policy.window(fault * PS, regionStart * PS, (regionStart + 200) * PS);

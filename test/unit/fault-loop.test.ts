@@ -1,7 +1,7 @@
 // The fault loop's policy, driven with a fake uffd: no kernel involved.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FaultLoop, VmGoneError } from '../../src/serve/fault-loop.js';
+import { EXISTS_STREAK_LIMIT, FaultLoop, VmGoneError } from '../../src/serve/fault-loop.js';
 import { VmStats } from '../../src/serve/stats.js';
 import { GuestMemory } from '../../src/memory/regions.js';
 import { FixedFaultAround } from '../../src/serve/fault-around.js';
@@ -114,6 +114,49 @@ test('a fatal errno stops the VM with the op, address and errno', () => {
     () => run([{ fault: HOST + PS }]),
     (err: FcUffdError) => err.code === 'VM_IOCTL' && /UFFDIO_COPY .* 0x7f0000001000 failed: EFAULT/.test(err.message),
   );
+});
+
+test('a page the kernel keeps answering EEXIST for while its vCPU keeps faulting (hugetlbfs, empty pool) ends the VM instead of a wake-refault loop', () => {
+  const { uffd, stats, run } = setup();
+  uffd.poolEmpty = true;
+  // The vCPU is woken after each EEXIST, finds nothing mapped and faults again: the hang seen in
+  // the load test (120 000 faults a minute on one page).
+  let faults = 0;
+  const error = (() => {
+    for (; faults < 10 * EXISTS_STREAK_LIMIT; faults++) {
+      try {
+        run([{ fault: HOST + 3 * PS }]);
+      } catch (err) {
+        return err as FcUffdError;
+      }
+    }
+    return undefined;
+  })();
+  assert.ok(error, `still answering wake after ${faults} faults on a page that never got mapped`);
+  assert.equal(error.code, 'VM_PAGE_NOT_INSTALLED');
+  assert.match(error.message, /0x7f0000003000 .* EEXIST .* huge page pool/);
+  assert.equal(faults, EXISTS_STREAK_LIMIT, 'the VM ends as soon as the streak cannot be a race');
+  assert.ok(!uffd.mapped.has(HOST + 3 * PS));
+  assert.equal(stats.get('eexist'), EXISTS_STREAK_LIMIT + 1);
+});
+
+test('EEXIST for a mapped page raced for by many vCPUs, or faulted again after each REMOVE, is served every time', () => {
+  const { uffd, run } = setup();
+  uffd.mapped.set(HOST + 3 * PS, 4);
+  const wakes = (): number => uffd.calls.filter((c) => c.op === 'wake').length;
+  // 32 vCPUs raced for the page (one fault each, all answered EEXIST), twice over, a REMOVE between.
+  for (let round = 0; round < 2; round++) {
+    for (let v = 0; v < 32; v++) run([{ fault: HOST + 3 * PS }]);
+    uffd.mapped.delete(HOST + 3 * PS);
+    run([{ remove: [HOST + 3 * PS, HOST + 4 * PS] }, { fault: HOST + 3 * PS }]);
+  }
+  assert.equal(wakes(), 64, 'every EEXIST answered with a wake');
+  // An install that succeeds starts the count over too.
+  uffd.mapped.delete(HOST + 3 * PS);
+  for (let i = 0; i < EXISTS_STREAK_LIMIT; i++) run([{ fault: HOST + 3 * PS }]);
+  uffd.mapped.delete(HOST + 3 * PS);
+  run([{ fault: HOST + 3 * PS }]);
+  for (let i = 0; i < EXISTS_STREAK_LIMIT; i++) run([{ fault: HOST + 3 * PS }]);
 });
 
 test('ESRCH means the VMM is gone, not an error', () => {

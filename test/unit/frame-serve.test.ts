@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { MessageChannel } from 'node:worker_threads';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { native } from '../../src/kernel/native.js';
 import { DirStore } from '../../src/store/dir.js';
 import type { ChunkStore, GetOptions } from '../../src/store/types.js';
@@ -23,7 +23,14 @@ const FRAME = 256 * 1024;
 const dir = tempDir('fc-uffd-frames-');
 const pool = new ChunkCodecPool(2);
 const fds: number[] = [];
+/** Every VM end a test made: an attached port keeps the process alive until it is closed. */
+const ports: Array<{ snap: ServedChunkedSnapshot; channel: { port: MessagePort; wakeFd: number }; port2: MessagePort }> = [];
 after(async () => {
+  for (const p of ports) {
+    p.snap.detachVm(p.channel);
+    p.channel.port.close();
+    p.port2.close();
+  }
   await pool.close();
   for (const fd of fds) fs.closeSync(fd);
   fs.rmSync(dir, { recursive: true, force: true });
@@ -101,11 +108,7 @@ function vm(snap: ServedChunkedSnapshot): { want: (m: Omit<ChunkWant, 'type'>) =
   fds.push(wakeFd);
   const channel = { port: port1, wakeFd };
   snap.attachVm(channel);
-  // The VM ends with the test: its ports must not keep the process alive.
-  after(() => {
-    snap.detachVm(channel);
-    port1.close();
-  });
+  ports.push({ snap, channel, port2 });
   const replies: ChunkReply[] = [];
   const waiters: Array<() => void> = [];
   port2.on('message', (m: ChunkReply) => {

@@ -15,8 +15,8 @@ test('the Grafana dashboard uses only metric names the handler exports', async (
   const dashboard = JSON.parse(fs.readFileSync(DASHBOARD, 'utf8')) as { panels: Array<{ targets: Array<{ expr: string }> }> };
   const used = new Set(dashboard.panels.flatMap((p) => p.targets.flatMap((t) => t.expr.match(/fc_uffd_\w+/g) ?? [])));
   assert.ok(used.size >= 10);
-  // createMetrics reads only vms() and 'vm-end' events of the server.
-  const server = Object.assign(new EventEmitter(), { vms: () => [] }) as unknown as UffdServer;
+  // createMetrics reads only liveVms() and 'vm-ended' events of the server.
+  const server = Object.assign(new EventEmitter(), { liveVms: () => [] }) as unknown as UffdServer;
   const registry = createMetrics(server);
   const exported = new Set([...(await registry.metrics()).matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]!));
   const missing = [...used].filter((name) => !exported.has(name));

@@ -16,8 +16,9 @@ test('UffdServer.start rejects bad options with CONFIG_INVALID and the CLI\'s me
   const snapshot = ServedMemoryFile.open(mem);
   const socketPath = path.join(dir, 'fc.sock');
   const cases: Array<[Record<string, unknown>, RegExp]> = [
-    [{ faultAroundBytes: 384 * 1024 }, /^--fault-around must be a power of two/],
-    [{ faultAroundBytes: 2048 }, /^--fault-around must be a power of two of at least 4096/],
+    [{ faultAround: 384 * 1024 }, /^--fault-around must be adaptive or a power of two/],
+    [{ faultAround: 2048 }, /^--fault-around must be adaptive or a power of two of at least 4096/],
+    [{ faultAround: 'adaptiv' }, /^--fault-around must be adaptive or a power of two .*got adaptiv/],
     [{ handshakeTimeoutMs: 0 }, /^--handshake-timeout-ms must be an integer of at least 100/],
     [{ loopThreads: 1000 }, /^--loop-threads must be an integer from 1 to at most 64/],
     [{ socketMode: 0o77777 }, /^--socket-mode must be permission bits/],

@@ -588,6 +588,66 @@ static struct latency latency_stats(void)
 	return l;
 }
 
+/* The deadline's diagnosis: per unfinished worker, what it does, on which page, since when, and whether that
+ * page is mapped now (mincore). JSON array text for the report; each also goes to stderr as a line. */
+static char unfinished_json[4096];
+
+static const char *activity_name(int what)
+{
+	static const char *const names[] = {"starting", "waiting for the page lock", "first access (fault)",
+					    "verifying", "madvise(MADV_DONTNEED)", "between cycles", "done"};
+	return what >= ACT_START && what <= ACT_DONE ? names[what] : "?";
+}
+
+static void describe_unfinished(const char *worker, const struct activity_now *a, size_t *used)
+{
+	int what = atomic_load(&a->what);
+	if (what == ACT_DONE)
+		return;
+	uint64_t page = atomic_load(&a->page), npages = atomic_load(&a->npages);
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	double for_ms = ((double)t.tv_sec * 1e9 + (double)t.tv_nsec - (double)atomic_load(&a->since_ns)) / 1e6;
+	const char *mapped = "unknown";
+	uint8_t *addr = NULL;
+	if (what != ACT_START && page < E.npages) {
+		addr = page_addr(page);
+		unsigned char vec[1];
+		/* mincore reports page-table presence for anonymous and hugetlb mappings: what a fault waits for.
+		 * One base page: vec holds a byte per base page, also for a huge page. */
+		if (mincore(addr, (size_t)sysconf(_SC_PAGESIZE), vec) == 0)
+			mapped = vec[0] & 1 ? "yes" : "no";
+	}
+	fprintf(stderr, "fc-emu: unfinished %s: %s, page at file offset %llu (host %p, %llu page(s)) for %.0f ms; mapped now: %s\n",
+		worker, activity_name(what), (unsigned long long)(page * E.ps), (void *)addr, (unsigned long long)npages,
+		for_ms, mapped);
+	if (*used < sizeof(unfinished_json))
+		*used += (size_t)snprintf(unfinished_json + *used, sizeof(unfinished_json) - *used,
+					  "%s{\"worker\":\"%s\",\"activity\":\"%s\",\"pageOffset\":%llu,\"hostAddr\":%llu,"
+					  "\"pages\":%llu,\"forMs\":%.0f,\"mappedNow\":\"%s\"}",
+					  *used > 1 ? "," : "", worker, activity_name(what), (unsigned long long)(page * E.ps),
+					  (unsigned long long)(uintptr_t)addr, (unsigned long long)npages, for_ms, mapped);
+}
+
+static void report_unfinished(void)
+{
+	size_t used = (size_t)snprintf(unfinished_json, sizeof(unfinished_json), "[");
+	char name[32];
+	for (unsigned i = 0; i < E.o.vcpus; i++) {
+		snprintf(name, sizeof(name), "vCPU %u", i);
+		describe_unfinished(name, &E.vcpus[i].act, &used);
+	}
+	if (E.o.balloon_cycles) {
+		fprintf(stderr, "fc-emu: balloon: %llu of %llu cycles done\n", (unsigned long long)E.balloon_cycles_done,
+			(unsigned long long)E.o.balloon_cycles);
+		describe_unfinished("balloon", &E.balloon_act, &used);
+	}
+	if (used < sizeof(unfinished_json) - 1)
+		strcat(unfinished_json, "]");
+	else
+		snprintf(unfinished_json, sizeof(unfinished_json), "null");
+}
+
 static void print_result(double done_ms, const char *error)
 {
 	uint64_t touches = 0, verified = 0, writes = 0, kacc = 0, rezero = 0, rezero_nonzero = 0, kvm_pages = 0;
@@ -653,12 +713,17 @@ static void print_result(double done_ms, const char *error)
 			fputs("null", f);
 		fputs(",\"balloon\":", f);
 		if (E.o.balloon_cycles)
-			fprintf(f, "{\"cycles\":%llu,\"pagesRemoved\":%llu,\"rezeroVerified\":%llu,\"rezeroNonzeroVerified\":%llu}",
+		{
+			fprintf(f, "{\"cycles\":%llu,\"pagesRemoved\":%llu,\"rezeroVerified\":%llu,\"rezeroNonzeroVerified\":%llu,"
+				"\"racyRemovals\":%llu,\"racyRemovedOffsets\":",
 				(unsigned long long)E.balloon_cycles_done, (unsigned long long)E.balloon_pages_removed,
-				(unsigned long long)rezero, (unsigned long long)rezero_nonzero);
-		else
+				(unsigned long long)rezero, (unsigned long long)rezero_nonzero,
+				(unsigned long long)E.balloon_racy_removals);
+			write_racy_removed_json(f);
+			fputc('}', f);
+		} else
 			fputs("null", f);
-		fputs("}\n", f);
+		fprintf(f, ",\"unfinished\":%s}\n", unfinished_json[0] ? unfinished_json : "null");
 	} else {
 		fprintf(f, "fc-emu: %s%s%s\n", ok ? "OK" : "FAILED", error ? ": " : "", error ? error : "");
 		if (E.o.backend_file)
@@ -720,6 +785,7 @@ static void wait_workers(unsigned n)
 			snprintf(msg, sizeof(msg), "deadline: %u of %u workers (vCPUs%s) unfinished after %ld ms",
 				 n - workers_done, n, E.o.balloon_cycles ? ", balloon" : "", E.o.deadline_ms);
 			fprintf(stderr, "fc-emu: %s\n", msg);
+			report_unfinished();
 			print_result(ms_since(&E.t_handshake), msg);
 			_exit(EXIT_VERIFY);
 		}

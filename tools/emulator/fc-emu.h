@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 #define MAX_REGIONS 2
@@ -60,11 +61,23 @@ struct region {
 #define PS_ZERO 1u    /* base is zeros: removed by the balloon */
 #define PS_TOUCHED 2u /* accessed since mapped or since last removal: the next access does not fault */
 #define PS_REMOVED 4u /* removed by the balloon and not accessed since */
+#define PS_MAPPED 8u  /* an access completed since mapped or since last removal: the page is present */
+/*
+ * Two accesses faulted on the page at once, since mapped or since last removal. Each sent a fault message;
+ * the first install wakes both, so the handler may still hold the second (already read) message and serve
+ * it late: when its UFFDIO_COPY meets EAGAIN (any REMOVE in flight), it is retried after the next read,
+ * which can carry a REMOVE of this very page. The handler then installs the removed page for a guest that
+ * no longer waits, and the page leaves its removed-ranges export although the guest never touched it.
+ */
+#define PS_DUP_FAULT 16u
+/* The last removal ended an epoch with a duplicate fault (PS_DUP_FAULT): the handler may install it late. */
+#define PS_RACY 32u
 
 struct page_state {
 	_Atomic int32_t lock; /* >0: that many readers, -1: exclusive */
 	_Atomic uint32_t flags;
-	_Atomic uint64_t stamp; /* 0: not stamped */
+	_Atomic uint32_t accessing; /* accesses in progress (readers can overlap) */
+	_Atomic uint64_t stamp;     /* 0: not stamped */
 };
 
 struct mismatch {
@@ -81,8 +94,25 @@ struct mismatch {
 #define TOUCH_PAGE(t) ((t) >> 1)
 #define TOUCH_WRITE(t) ((t) & 1)
 
+/*
+ * What a worker is doing now, for the deadline report: a worker that never finishes says which page it
+ * waits on and in what step, so a hang can be told apart as a lost wake (stuck in the first access of a
+ * page that is mapped by now), an unserved fault (page still missing) or a slow/starved emulator.
+ */
+enum activity { ACT_START, ACT_LOCK, ACT_ACCESS, ACT_VERIFY, ACT_MADVISE, ACT_YIELD, ACT_DONE };
+
+struct activity_now {
+	_Atomic int what;          /* enum activity */
+	_Atomic uint64_t page;     /* page index the step is about (ACT_MADVISE: the first) */
+	_Atomic uint64_t npages;   /* ACT_MADVISE: pages removed */
+	_Atomic uint64_t since_ns; /* CLOCK_MONOTONIC when the step began */
+};
+
+void activity_set(struct activity_now *a, enum activity what, uint64_t page, uint64_t npages);
+
 struct vcpu {
 	unsigned id;
+	struct activity_now act;
 	uint64_t *list; /* touches of one pass */
 	size_t n;
 	uint64_t pool_lo, pool_n; /* pages [pool_lo, pool_lo + pool_n) are this vCPU's (kernel accesses) */
@@ -121,6 +151,8 @@ struct emu {
 
 	_Atomic bool balloon_done;
 	uint64_t balloon_cycles_done, balloon_pages_removed;
+	struct activity_now balloon_act;
+	uint64_t balloon_racy_removals; /* removals of a page with a duplicate fault since its last removal */
 
 	/* Set once by a worker that hit a non-verification failure (e.g. an ioctl); reported as "error". */
 	_Atomic(const char *) error;
@@ -146,6 +178,7 @@ void read_snapshot(uint8_t *dst, uint64_t page);
 uint8_t *page_addr(uint64_t page);
 uint64_t page_gpa(uint64_t page);
 int write_removed_out(const char *path);
+void write_racy_removed_json(FILE *f);
 
 /* kvm.c */
 void kvm_open_or_exit(void);

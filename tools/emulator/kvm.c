@@ -301,6 +301,7 @@ void *vcpu_kvm_main(void *arg)
 		verify_after_guest(v, TOUCH_PAGE(v->list[k]));
 	}
 	kernel_accesses(v, 0, 0);
+	activity_set(&v->act, ACT_DONE, 0, 0);
 	worker_finished();
 	return NULL;
 }

@@ -31,6 +31,16 @@ static double now_us(void)
 	return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
 }
 
+void activity_set(struct activity_now *a, enum activity what, uint64_t page, uint64_t npages)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	atomic_store(&a->page, page);
+	atomic_store(&a->npages, npages);
+	atomic_store(&a->since_ns, (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec);
+	atomic_store(&a->what, what);
+}
+
 static unsigned region_of(uint64_t page)
 {
 	return E.nregions > 1 && page * E.ps >= E.regions[1].offset;
@@ -178,6 +188,23 @@ static bool mark_touched(struct page_state *s)
 	return !(old & PS_TOUCHED);
 }
 
+/*
+ * Brackets one access that may fault. Only readers overlap (writers and the balloon are exclusive); two
+ * overlapping accesses of a page not yet mapped are two fault messages for one page (see PS_DUP_FAULT).
+ * An access sets PS_MAPPED before it leaves, so a later one seeing PS_MAPPED cannot have faulted.
+ */
+static void access_begin(struct page_state *s)
+{
+	if (atomic_fetch_add(&s->accessing, 1) && !(atomic_load(&s->flags) & PS_MAPPED))
+		atomic_fetch_or(&s->flags, PS_DUP_FAULT);
+}
+
+static void access_end(struct page_state *s)
+{
+	atomic_fetch_or(&s->flags, PS_MAPPED);
+	atomic_fetch_sub(&s->accessing, 1);
+}
+
 static void record_latency(struct vcpu *v, double us)
 {
 	if (v->nlat == v->caplat) {
@@ -201,30 +228,40 @@ static void touch(struct vcpu *v, uint64_t page, bool write)
 {
 	struct page_state *s = &E.pages[page];
 	uint8_t *p = page_addr(page);
+	activity_set(&v->act, ACT_LOCK, page, 1);
 	if (write) {
 		uint64_t stamp = make_stamp(v, page);
 		lock_excl(s);
+		access_begin(s);
 		if (mark_touched(s)) {
 			/* The stamp store is the first access: the fault carries UFFD_PAGEFAULT_FLAG_WRITE. */
+			activity_set(&v->act, ACT_ACCESS, page, 1);
 			double t0 = now_us();
 			*(volatile uint64_t *)p = stamp;
 			record_latency(v, now_us() - t0);
+			activity_set(&v->act, ACT_VERIFY, page, 1);
 			check_page(v, page, p, 8, "write, first touch");
 		} else {
+			activity_set(&v->act, ACT_VERIFY, page, 1);
 			check_page(v, page, p, 0, "before write");
 			*(volatile uint64_t *)p = stamp;
 		}
+		access_end(s);
 		atomic_store(&s->stamp, stamp);
 		unlock_excl(s);
 		v->writes++;
 	} else {
 		lock_shared(s);
+		access_begin(s);
 		if (mark_touched(s)) {
+			activity_set(&v->act, ACT_ACCESS, page, 1);
 			double t0 = now_us();
 			(void)*(volatile uint8_t *)p;
 			record_latency(v, now_us() - t0);
 		}
+		activity_set(&v->act, ACT_VERIFY, page, 1);
 		check_page(v, page, p, 0, "read");
+		access_end(s);
 		unlock_shared(s);
 	}
 	v->touches++;
@@ -261,6 +298,7 @@ static bool kernel_write_guest(struct vcpu *v)
 			continue;
 		}
 		mark_touched(s);
+		access_begin(s);
 		uint64_t off = page * E.ps;
 		if (off < E.file_size) {
 			size_t len = E.file_size - off < E.ps ? (size_t)(E.file_size - off) : (size_t)E.ps;
@@ -271,6 +309,7 @@ static bool kernel_write_guest(struct vcpu *v)
 		} else {
 			(void)*(volatile uint8_t *)p;
 		}
+		access_end(s);
 		check_page(v, page, p, 0, "kernel pread() into guest page");
 		unlock_excl(s);
 		return true;
@@ -285,7 +324,9 @@ static void kernel_read_guest(struct vcpu *v)
 	struct page_state *s = &E.pages[page];
 	lock_shared(s);
 	mark_touched(s);
+	access_begin(s);
 	ssize_t n = pwrite(v->kfd, page_addr(page), E.ps, 0);
+	access_end(s);
 	if (n != (ssize_t)E.ps) {
 		set_error("write() of guest page at file offset %llu to a memfd: %s", (unsigned long long)(page * E.ps),
 			  n < 0 ? strerror(errno) : "short write");
@@ -330,6 +371,7 @@ void *vcpu_host_main(void *arg)
 		if (!E.o.balloon_cycles || atomic_load(&E.balloon_done) || !v->n)
 			break;
 	}
+	activity_set(&v->act, ACT_DONE, 0, 0);
 	worker_finished();
 	return NULL;
 }
@@ -354,9 +396,11 @@ void *balloon_main(void *arg)
 		if (locked < n) {
 			while (locked)
 				unlock_excl(&E.pages[first + --locked]);
+			activity_set(&E.balloon_act, ACT_YIELD, first, n);
 			sched_yield();
 			continue;
 		}
+		activity_set(&E.balloon_act, ACT_MADVISE, first, n);
 		if (madvise(page_addr(first), n * E.ps, MADV_DONTNEED) < 0) {
 			set_error("madvise(MADV_DONTNEED) of %llu pages at file offset %llu: %s", (unsigned long long)n,
 				  (unsigned long long)(first * E.ps), strerror(errno));
@@ -366,17 +410,36 @@ void *balloon_main(void *arg)
 		}
 		for (uint64_t i = 0; i < n; i++) {
 			struct page_state *s = &E.pages[first + i];
+			uint32_t old = atomic_load(&s->flags);
+			/* Racy: a duplicate fault since the last removal, or still racy from it and untouched since. */
+			bool racy = (old & PS_DUP_FAULT) || (old & (PS_REMOVED | PS_RACY)) == (PS_REMOVED | PS_RACY);
+			E.balloon_racy_removals += racy;
 			atomic_store(&s->stamp, 0);
-			atomic_store(&s->flags, PS_ZERO | PS_REMOVED);
+			atomic_store(&s->flags, PS_ZERO | PS_REMOVED | (racy ? PS_RACY : 0));
 			unlock_excl(s); /* deflate: the guest may use the page again */
 		}
 		E.balloon_pages_removed += n;
 		E.balloon_cycles_done++;
+		activity_set(&E.balloon_act, ACT_YIELD, first, n);
 		sched_yield();
 	}
+	activity_set(&E.balloon_act, ACT_DONE, 0, 0);
 	atomic_store(&E.balloon_done, true);
 	worker_finished();
 	return NULL;
+}
+
+/* JSON array: file offsets of the pages removed and untouched at the end whose last removal was racy. */
+void write_racy_removed_json(FILE *f)
+{
+	const char *sep = "";
+	fputc('[', f);
+	for (uint64_t p = 0; p < E.npages; p++)
+		if ((atomic_load(&E.pages[p].flags) & (PS_REMOVED | PS_RACY)) == (PS_REMOVED | PS_RACY)) {
+			fprintf(f, "%s%llu", sep, (unsigned long long)(p * E.ps));
+			sep = ",";
+		}
+	fputc(']', f);
 }
 
 int write_removed_out(const char *path)
