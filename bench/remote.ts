@@ -20,8 +20,10 @@ import { DirStore } from '../src/store/dir.js';
 import { openStore } from '../src/store/open.js';
 import { pack } from '../src/snapshot/pack.js';
 import { summarizeManifest } from '../src/snapshot/manifest.js';
+import type { FrameTiming } from '../src/snapshot/frame-load.js';
 import { realGuest } from './lib/data.js';
-import { median, quantile, RESULTS_DIR, writeResults } from './lib/results.js';
+import { RESULTS_DIR, writeResults } from './lib/results.js';
+import { quantile, spread } from './lib/stats.js';
 import type { RemoteServeConfig } from './lib/remote-serve.js';
 
 const MiB = 1024 * 1024;
@@ -62,6 +64,7 @@ interface Trial {
   touchP50Us: number;
   touchP99Us: number;
   frameFetchMs: number[];
+  frameTimings: FrameTiming[];
 }
 
 /** One restore: our library server on `store`, the emulator replaying the trace. */
@@ -100,8 +103,8 @@ async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace:
       if (Date.now() - t1 > 10_000) throw new Error('server printed no VM end');
       await sleep(5);
     }
-    const ended = JSON.parse(out.split('\n').find((l) => l.includes('vmEnded'))!) as { frameFetchMs: number[] };
-    return { doneMs: report.handshakeToDoneMs, touchP50Us: report.touchLatencyUs.p50, touchP99Us: report.touchLatencyUs.p99, frameFetchMs: ended.frameFetchMs };
+    const ended = JSON.parse(out.split('\n').find((l) => l.includes('vmEnded'))!) as { frameFetchMs: number[]; frameTimings: FrameTiming[] };
+    return { frameTimings: ended.frameTimings, doneMs: report.handshakeToDoneMs, touchP50Us: report.touchLatencyUs.p50, touchP99Us: report.touchLatencyUs.p99, frameFetchMs: ended.frameFetchMs };
   } finally {
     server.kill('SIGTERM');
     await exited;
@@ -122,6 +125,10 @@ interface Row {
   frameFetchMsP50: number | null;
   frameFetchMsP99: number | null;
   frameFetches: number;
+  /** Uncached frames: want to bytes, bytes to decoded (medians), and how many store reads were ahead of the median one. */
+  frameFetchPartMsP50: number | null;
+  frameDecodeMsP50: number | null;
+  readsAheadP50: number | null;
   floorMs: number | null;
   loadAvg: [number, number];
 }
@@ -186,13 +193,16 @@ async function main(): Promise<void> {
       link: l?.name ?? null,
       mode,
       runs: RUNS,
-      doneMsMedian: median(trials.map((t) => t.doneMs)),
+      doneMsMedian: spread(trials.map((t) => t.doneMs))!.median,
       doneMsRuns: trials.map((t) => Math.round(t.doneMs * 10) / 10),
-      touchP50UsMedian: median(trials.map((t) => t.touchP50Us)),
-      touchP99UsMedian: median(trials.map((t) => t.touchP99Us)),
-      frameFetchMsP50: frames.length ? median(frames) : null,
-      frameFetchMsP99: frames.length ? quantile(frames, 0.99) : null,
+      touchP50UsMedian: spread(trials.map((t) => t.touchP50Us))!.median,
+      touchP99UsMedian: spread(trials.map((t) => t.touchP99Us))!.median,
+      frameFetchMsP50: frames.length ? spread(frames)!.median : null,
+      frameFetchMsP99: frames.length ? quantile([...frames].sort((a, b) => a - b), 0.99) : null,
       frameFetches: frames.length,
+      frameFetchPartMsP50: spread(trials.flatMap((t) => t.frameTimings.map((x) => x.fetchMs)))?.median ?? null,
+      frameDecodeMsP50: spread(trials.flatMap((t) => t.frameTimings.map((x) => x.decodeMs)))?.median ?? null,
+      readsAheadP50: spread(trials.flatMap((t) => t.frameTimings.map((x) => x.readsAhead)))?.median ?? null,
       floorMs: l ? (neededBytes / l.bytesPerSecond) * 1000 + l.rttMs : null,
       loadAvg: [la0, os.loadavg()[0]!],
     };
@@ -261,7 +271,7 @@ async function main(): Promise<void> {
     rows,
     targets,
   };
-  writeResults('remote', result, (j) => render(j as typeof result));
+  writeResults('remote', result, render(result));
 }
 
 function render(r: {

@@ -36,8 +36,8 @@ const server = await UffdServer.start({
   ...(c.prefetch ? { prefetch: readWorkingSet(c.prefetch) } : {}),
   ...(c.recordWs ? { recordWorkingSetPath: c.recordWs } : {}),
 });
-server.on('vm-end', (vm: { stats: unknown }) => {
-  process.stdout.write(`${JSON.stringify({ vmEnded: vm.stats, frameFetchMs: snapshot.frameFetchMs, stats: snapshot.stats })}\n`);
+server.on('vm-ended', (_vm, info) => {
+  process.stdout.write(`${JSON.stringify({ vmEnded: info, frameFetchMs: snapshot.frameFetchMs, frameTimings: snapshot.frameTimings, stats: snapshot.stats })}\n`);
 });
 process.stdout.write('ready\n');
 await new Promise<void>((resolve) => process.once('SIGTERM', resolve));

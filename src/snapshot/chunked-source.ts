@@ -24,8 +24,9 @@ import { isZeroPage, pageCount } from './chunk-format.js';
 import { ChunkCache, sharedChunkCache } from './chunk-cache.js';
 import { ChunkCodecPool } from './chunk-pool.js';
 import { chunkLength, chunkZeroBitmap, frameOffsets, type Manifest } from './manifest.js';
-import { FramedChunkLoad } from './frame-load.js';
-import { fetchChunk, loadManifest, type LoadedManifest } from './pack.js';
+import { FramedChunkLoad, type FrameTiming } from './frame-load.js';
+import { fetchChunk, loadManifest, throwIfAborted, type LoadedManifest } from './pack.js';
+import { Limiter } from '../store/resilient.js';
 import { FETCH_CACHE, FETCH_EMPTY, FETCH_IN_FLIGHT, FETCH_STORE } from '../trace/format.js';
 
 /** What a VM worker needs to serve from a chunked snapshot (structured-clonable). */
@@ -65,6 +66,10 @@ export interface ChunkedSnapshotOptions {
   pool?: ChunkCodecPool;
   /** Chunks fetched ahead of the one a VM asked for, in offset order (default 2; 0 disables). */
   prefetchChunks?: number;
+  /** Whole-chunk reads at once (default 6): kept below the store's limit so a fault's frame read never queues behind them. */
+  backgroundReads?: number;
+  /** Stops open() (ABORTED) and aborts its manifest read. */
+  signal?: AbortSignal;
   logger?: Logger;
 }
 
@@ -84,6 +89,12 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
   readonly stats: ChunkedServeStats = { requests: 0, servedFromCache: 0, fetched: 0, prefetched: 0, errors: 0, framesServed: 0 };
   /** Want-to-post time of frames fetched from the store (ms; the latest 10,000), for benchmarks. */
   readonly frameFetchMs: number[] = [];
+  /** Frames fetched by a ranged read: where the time went (the last 10 000). */
+  readonly frameTimings: FrameTiming[] = [];
+  /** Store reads of this snapshot under way. */
+  private readonly reads = { active: 0 };
+  /** Whole-chunk reads (prefetch, the rest of a chunk behind its frame) at once; faults' frame reads bypass it. */
+  private readonly backgroundGate: Limiter;
   private readonly listeners = new Map<VmChannel, (m: ChunkWant) => void>();
   private readonly detached = new Set<VmChannel>();
   /** Per VM: aborted when it detaches, so its waits for chunks end with it. */
@@ -102,7 +113,9 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
     private readonly ownPool: boolean,
     private readonly prefetchChunks: number,
     private readonly logger: Logger | undefined,
+    backgroundGate: Limiter,
   ) {
+    this.backgroundGate = backgroundGate;
     const m = loaded.manifest;
     this.classes = PageClassMap.forSize(m.memorySizeBytes);
     for (let i = 0; i < m.chunks.length; i++) {
@@ -115,8 +128,12 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
   }
 
   static async open(o: ChunkedSnapshotOptions): Promise<ServedChunkedSnapshot> {
-    const loaded = typeof o.manifest === 'string' ? await loadManifest(o.manifest, o.store) : o.manifest;
-    return new ServedChunkedSnapshot(loaded, o.store, o.cache ?? sharedChunkCache(), o.pool ?? new ChunkCodecPool(), o.pool === undefined, o.prefetchChunks ?? 2, o.logger);
+    throwIfAborted(o.signal, 'opening the snapshot');
+    const loaded = typeof o.manifest === 'string' ? await loadManifest(o.manifest, o.signal ? withSignal(o.store, o.signal) : o.store) : o.manifest;
+    throwIfAborted(o.signal, 'opening the snapshot');
+    const backgroundReads = o.backgroundReads ?? 6;
+    if (!Number.isSafeInteger(backgroundReads) || backgroundReads < 1) throw new FcUffdError('CONFIG', `backgroundReads must be a positive integer, not ${backgroundReads}`);
+    return new ServedChunkedSnapshot(loaded, o.store, o.cache ?? sharedChunkCache(), o.pool ?? new ChunkCodecPool(), o.pool === undefined, o.prefetchChunks ?? 2, o.logger, new Limiter(backgroundReads));
   }
 
   get manifest(): Manifest {
@@ -176,7 +193,11 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
     const len = chunkLength(m, i);
     if (e === undefined) return Promise.reject(new FcUffdError('VM_FAULT_OUTSIDE_REGIONS', `chunk ${i} is beyond the snapshot`));
     if (e === null) return Promise.resolve(new SharedArrayBuffer(len));
-    if (e.frameBytes && !this.cache.has(e.digest)) return waitUnlessAborted(this.framedLoad(i).whole(), signal, `chunk ${i}`);
+    if (e.frameBytes && !this.cache.has(e.digest)) {
+      const load = this.framedLoad(i);
+      load.join(signal);
+      return waitUnlessAborted(load.whole(), signal, `chunk ${i}`);
+    }
     let shared = this.fetchSignals.get(e.digest);
     if (!shared || shared.signal.aborted) this.fetchSignals.set(e.digest, (shared = new SharedSignal()));
     shared.join(signal);
@@ -193,7 +214,7 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
   }
 
   /** The framed load of chunk `i` (shared by every VM and snapshot of this cache); starts it when new. */
-  framedLoad(i: number, firstFrame?: number): FramedChunkLoad {
+  framedLoad(i: number, firstFrame?: number, signal?: AbortSignal): FramedChunkLoad {
     const m = this.loaded.manifest;
     const e = m.chunks[i]!;
     const len = chunkLength(m, i);
@@ -212,9 +233,16 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
           offsets: frameOffsets(e, len, frameSize),
           frameSha256: e.frameSha256!,
           where: `chunk ${i} of manifest ${this.loaded.id}`,
+          backgroundGate: this.backgroundGate,
+          reads: this.reads,
+          onFrameTiming: (t) => {
+            if (this.frameTimings.length >= 10_000) this.frameTimings.shift();
+            this.frameTimings.push(t);
+          },
         });
       },
       firstFrame,
+      signal,
     );
   }
 
@@ -233,10 +261,11 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
       this.reply(channel, { type: 'chunk', chunk: i, buffer: cached, from: FETCH_CACHE });
     } else if (e && e.frameBytes && frame !== undefined && frame < e.frameBytes.length) {
       // The frame first; its load's whole read (started with it) brings the rest into the cache.
-      const load = this.framedLoad(i, frame);
+      const vmSignal = this.vmAborts.get(channel)?.signal;
+      const load = this.framedLoad(i, frame, vmSignal);
       const from = load.claimed(frame) ? FETCH_IN_FLIGHT : FETCH_STORE;
       const t0 = performance.now();
-      load.frame(frame).then(
+      load.frame(frame, vmSignal).then(
         () => {
           this.stats.framesServed++;
           if (from === FETCH_STORE) {
@@ -245,7 +274,7 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
           }
           this.reply(channel, { type: 'frame', chunk: i, frame, buffer: load.buffer, from });
         },
-        (err: unknown) => this.failVm(channel, i, err, this.vmAborts.get(channel)?.signal),
+        (err: unknown) => this.failVm(channel, i, err, vmSignal),
       );
     } else {
       const from = e === null ? FETCH_EMPTY : e && this.cache.isLoading(e.digest) ? FETCH_IN_FLIGHT : FETCH_STORE;
