@@ -19,11 +19,11 @@ import { EMULATOR_PATH, emulatorArgs, type EmulatorReport } from '../tools/emula
 import { DirStore } from '../src/store/dir.js';
 import { openStore } from '../src/store/open.js';
 import { pack } from '../src/snapshot/pack.js';
-import { summarizeManifest } from '../src/snapshot/manifest.js';
+import { chunkLength, frameOffsets, summarizeManifest, type Manifest } from '../src/snapshot/manifest.js';
 import type { FrameTiming } from '../src/snapshot/frame-load.js';
 import { realGuest } from './lib/data.js';
-import { RESULTS_DIR, writeResults } from './lib/results.js';
-import { quantile, spread } from './lib/stats.js';
+import { mdTable, RESULTS_DIR, writeResults } from './lib/results.js';
+import { fmt, quantile, spread } from './lib/stats.js';
 import type { RemoteServeConfig } from './lib/remote-serve.js';
 
 const MiB = 1024 * 1024;
@@ -112,6 +112,41 @@ async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace:
   }
 }
 
+/**
+ * The link's floor as this machine delivers it: sequential ranged GETs of real frames, one at a
+ * time, from a bare store client through the same proxy (no server, no VM, no codec). What the
+ * handler adds to an uncached fault is its frame time minus this.
+ */
+async function bareFrameGetMs(spec: { store: string; s3Endpoint?: string }, m: Manifest, count: number): Promise<number[]> {
+  const store = await openStore(spec.store, { checkBucket: false, ...(spec.s3Endpoint ? { s3: { endpoint: spec.s3Endpoint } } : {}) });
+  const out: number[] = [];
+  try {
+    const frames = m.chunks.flatMap((c, i) => {
+      if (!c?.frameBytes) return [];
+      const offsets = frameOffsets(c, chunkLength(m, i), m.frameSizeBytes!);
+      return c.frameBytes.flatMap((b, k) => (b > 0 ? [{ digest: c.digest, offset: offsets[k]!, length: b }] : []));
+    });
+    for (let n = 0; n < count; n++) {
+      const f = frames[Math.floor((n * frames.length) / count)]!;
+      const t0 = performance.now();
+      await store.getChunk(f.digest, { range: { offset: f.offset, length: f.length } });
+      out.push(performance.now() - t0);
+    }
+  } finally {
+    await store.close();
+  }
+  return out;
+}
+
+interface Target {
+  store: string;
+  link: string | null;
+  what: string;
+  valueMs: number;
+  boundMs: number;
+  met: boolean;
+}
+
 interface Row {
   store: StoreKind;
   link: string | null;
@@ -130,6 +165,8 @@ interface Row {
   frameDecodeMsP50: number | null;
   readsAheadP50: number | null;
   floorMs: number | null;
+  /** On demand, remote: a bare ranged frame GET through the same proxy (bareFrameGetMs), p50 over the run. */
+  bareGetMsP50: number | null;
   loadAvg: [number, number];
 }
 
@@ -179,11 +216,13 @@ async function main(): Promise<void> {
   }
 
   const rows: Row[] = [];
-  const run = async (store: StoreKind, link: LinkKey | null, mode: Mode, cfg: (i: number) => Omit<RemoteServeConfig, 'socket'>, before?: (i: number) => Promise<void>): Promise<void> => {
+  const run = async (store: StoreKind, link: LinkKey | null, mode: Mode, cfg: (i: number) => Omit<RemoteServeConfig, 'socket'>, bare?: () => Promise<number[]>): Promise<void> => {
     const la0 = os.loadavg()[0]!;
     const trials: Trial[] = [];
+    const bareMs: number[] = [];
     for (let i = 0; i < RUNS; i++) {
-      await before?.(i);
+      // Interleaved with the trials, so both see the same load.
+      if (bare) bareMs.push(...(await bare()));
       trials.push(await trial(cfg(i), real.image.path, real.trace));
     }
     const frames = trials.flatMap((t) => t.frameFetchMs);
@@ -204,6 +243,7 @@ async function main(): Promise<void> {
       frameDecodeMsP50: spread(trials.flatMap((t) => t.frameTimings.map((x) => x.decodeMs)))?.median ?? null,
       readsAheadP50: spread(trials.flatMap((t) => t.frameTimings.map((x) => x.readsAhead)))?.median ?? null,
       floorMs: l ? (neededBytes / l.bytesPerSecond) * 1000 + l.rttMs : null,
+      bareGetMsP50: spread(bareMs)?.median ?? null,
       loadAvg: [la0, os.loadavg()[0]!],
     };
     rows.push(row);
@@ -229,7 +269,7 @@ async function main(): Promise<void> {
       for (const lk of LINK_KEYS) {
         const l = LINKS[lk];
         proxy.set({ latencyMs: l.rttMs / 2, bytesPerSecond: l.bytesPerSecond });
-        await run(kind, lk, 'on-demand', () => ({ ...proxied(), manifest }));
+        await run(kind, lk, 'on-demand', () => ({ ...proxied(), manifest }), () => bareFrameGetMs(proxied(), packed.manifest, 8));
         await run(kind, lk, 'ws-cold-cache', (i) => ({ ...proxied(), manifest, prefetch: ws, cacheDir: path.join(work, `cold-${kind}-${lk}-${i}`) }));
         const warm = path.join(work, `warm-${kind}-${lk}`);
         await trial({ ...proxied(), manifest, cacheDir: warm }, real.image.path, real.trace); // fills the disk cache
@@ -242,7 +282,7 @@ async function main(): Promise<void> {
 
   const localDone = rows.find((r) => r.store === 'dir' && r.mode === 'on-demand')?.doneMsMedian ?? NaN;
   const localWs = rows.find((r) => r.store === 'dir' && r.mode === 'ws-cold-cache')?.doneMsMedian ?? NaN;
-  const targets = rows
+  const targets: Target[] = rows
     .filter((r) => r.store !== 'dir')
     .map((r) => {
       const l = Object.values(LINKS).find((x) => x.name === r.link)!;
@@ -259,47 +299,44 @@ async function main(): Promise<void> {
       return { store: r.store, link: r.link, what: 'warm disk cache: done <= 1.1 x local dir (on demand)', valueMs: r.doneMsMedian, boundMs: bound, met: r.doneMsMedian <= bound };
     });
   const result = {
-    suite: 'remote',
-    date: new Date().toISOString(),
-    command: `node dist/bench/remote.js --runs ${RUNS} --only ${KINDS.join(',')} --links ${LINK_KEYS.join(',')}`,
     elapsedS: (Date.now() - t0) / 1000,
-    host: { cpus: os.cpus().length, node: process.version, kernel: os.release() },
     image: real.image.origin,
     storedMiB: sum.storedBytes / MiB,
     frameSizeBytes: packed.manifest.frameSizeBytes,
+    runs: RUNS,
     proxy: 'tools/fault-proxy.ts: one-way delay RTT/2 each way; the bandwidth cap is per direction and connection (the stores use up to 16 connections, so the aggregate can exceed it)',
     rows,
     targets,
   };
-  writeResults('remote', result, render(result));
+  const md = render(result);
+  writeResults('remote', result, md.all, { targets: md.targets });
 }
 
-function render(r: {
-  date: string;
-  command: string;
-  elapsedS: number;
-  storedMiB: number;
-  frameSizeBytes?: number;
-  proxy: string;
-  rows: Row[];
-  targets: Array<{ store: string; link: string | null; what: string; valueMs: number; boundMs: number; met: boolean }>;
-}): string {
-  const f = (x: number | null, d = 1): string => (x === null || !Number.isFinite(x) ? '-' : x.toFixed(d));
-  return [
-    `Real 128 MiB guest, its restore trace replayed by the emulator (1 vCPU), ${f(r.storedMiB)} MiB stored, ${(r.frameSizeBytes ?? 0) / 1024} KiB frames; medians of ${r.rows[0]?.runs ?? 0} runs; ${r.date.slice(0, 10)}; \`${r.command}\` (${f(r.elapsedS, 0)} s). ${r.proxy}.`,
-    '',
-    '| store | link | mode | restore-to-done ms (median) | runs | touch p50 / p99 µs | uncached frame want→post p50 / p99 ms (n) | transfer floor ms | load avg start→end |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-    ...r.rows.map(
-      (x) =>
-        `| ${x.store} | ${x.link ?? 'local'} | ${x.mode === 'ws-cold-cache' && x.store === 'dir' ? 'working set' : x.mode} | ${f(x.doneMsMedian)} | ${x.doneMsRuns.join(', ')} | ${f(x.touchP50UsMedian, 0)} / ${f(x.touchP99UsMedian, 0)} | ${f(x.frameFetchMsP50, 2)} / ${f(x.frameFetchMsP99, 2)} (${x.frameFetches}) | ${f(x.floorMs)} | ${x.loadAvg.map((v) => v.toFixed(2)).join(' → ')} |`,
-    ),
-    '',
-    '| target | store | link | measured ms | bound ms | met |',
-    '| --- | --- | --- | --- | --- | --- |',
-    ...r.targets.map((t) => `| ${t.what} | ${t.store} | ${t.link ?? ''} | ${f(t.valueMs, 2)} | ${f(t.boundMs, 2)} | ${t.met ? 'yes' : '**no**'} |`),
-    '',
-  ].join('\n');
+function render(r: { elapsedS: number; storedMiB: number; frameSizeBytes?: number; runs: number; proxy: string; rows: Row[]; targets: Target[] }): { all: string; targets: string } {
+  const ms = (x: number | null): string => fmt(x);
+  const targets = mdTable(
+    ['target', 'store', 'link', 'measured ms', 'bound ms', 'measured / bound', 'met'],
+    r.targets.map((t) => [t.what, t.store, t.link ?? '', ms(t.valueMs), ms(t.boundMs), fmt(t.valueMs / t.boundMs), t.met ? 'met' : '**missed**']),
+  );
+  const rows = mdTable(
+    ['store', 'link', 'mode', 'restore-to-done ms (median)', 'runs', 'touch p50 / p99 µs', 'uncached frame want→post p50 / p99 ms (n)', 'of which want→bytes / decode p50 ms', 'bare ranged GET p50 ms', 'store reads ahead (p50)', 'transfer floor ms', 'load avg start→end'],
+    r.rows.map((x) => [
+      x.store,
+      x.link ?? 'local',
+      x.mode === 'ws-cold-cache' && x.store === 'dir' ? 'working set' : x.mode,
+      ms(x.doneMsMedian),
+      x.doneMsRuns.join(', '),
+      `${fmt(x.touchP50UsMedian)} / ${fmt(x.touchP99UsMedian)}`,
+      `${ms(x.frameFetchMsP50)} / ${ms(x.frameFetchMsP99)} (${x.frameFetches})`,
+      `${ms(x.frameFetchPartMsP50)} / ${ms(x.frameDecodeMsP50)}`,
+      ms(x.bareGetMsP50),
+      fmt(x.readsAheadP50),
+      ms(x.floorMs),
+      x.loadAvg.map((v) => v.toFixed(1)).join(' → '),
+    ]),
+  );
+  const head = `Real 128 MiB guest, its restore trace replayed by the emulator (1 vCPU), ${fmt(r.storedMiB)} MiB stored, ${(r.frameSizeBytes ?? 0) / 1024} KiB frames; medians of ${r.runs} runs (${fmt(r.elapsedS)} s in all). ${r.proxy}. "Bare ranged GET": real frames read one at a time by a store client through the same proxy, interleaved with the on-demand runs: the link as this machine delivers it, so the handler's own share of a fault is the frame time minus it.`;
+  return { all: [head, '', rows, '', targets].join('\n'), targets };
 }
 
 try {

@@ -201,7 +201,7 @@ export class FramedChunkLoad {
       }
     }
     try {
-      if (failed.length) await s.pool.decodeFrames(blob!, this.buffer, s.lengthBytes, s.zeroBitmap, s.frameSizeBytes, failed);
+      if (failed.length) await s.pool.decodeFrames(blob, this.buffer, s.lengthBytes, s.zeroBitmap, s.frameSizeBytes, failed);
       settleLate();
     } catch (err) {
       const e = err instanceof ChunkFormatError ? corruptChunkError(err, s.store, s.digest, s.where) : (err as Error);
