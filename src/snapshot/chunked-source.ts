@@ -129,7 +129,13 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
 
   static async open(o: ChunkedSnapshotOptions): Promise<ServedChunkedSnapshot> {
     throwIfAborted(o.signal, 'opening the snapshot');
-    const loaded = typeof o.manifest === 'string' ? await loadManifest(o.manifest, o.signal ? withSignal(o.store, o.signal) : o.store) : o.manifest;
+    let loaded: LoadedManifest;
+    try {
+      loaded = typeof o.manifest === 'string' ? await loadManifest(o.manifest, o.signal ? withSignal(o.store, o.signal) : o.store) : o.manifest;
+    } catch (err) {
+      throwIfAborted(o.signal, 'opening the snapshot'); // the read failed because it was aborted
+      throw err;
+    }
     throwIfAborted(o.signal, 'opening the snapshot');
     const backgroundReads = o.backgroundReads ?? 6;
     if (!Number.isSafeInteger(backgroundReads) || backgroundReads < 1) throw new FcUffdError('CONFIG', `backgroundReads must be a positive integer, not ${backgroundReads}`);
