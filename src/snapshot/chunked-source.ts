@@ -11,6 +11,7 @@
 // a ranged get, verified and decoded first and posted as soon as it is in the chunk's buffer; the
 // whole blob follows behind it and fills the other frames (FramedChunkLoad). The worker serves a
 // range once every frame under it has arrived.
+import { setMaxListeners } from 'node:events';
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { native } from '../kernel/native.js';
@@ -173,7 +174,11 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
       this.want(channel, m.chunk, m.frame);
     };
     this.listeners.set(channel, listener);
-    this.vmAborts.set(channel, new AbortController());
+    const abort = new AbortController();
+    // Each framed load a VM waits on listens for its end (until then): one listener per chunk and
+    // frame it wanted, bounded by the snapshot's size, not a leak.
+    setMaxListeners(0, abort.signal);
+    this.vmAborts.set(channel, abort);
     channel.port.on('message', listener);
     const m = this.loaded.manifest;
     return { kind: 'chunked', manifestId: this.loaded.id, sizeBytes: m.memorySizeBytes, chunkSizeBytes: m.chunkSizeBytes, frameSizeBytes: m.frameSizeBytes ?? 0, classMap: this.classes.buffer };

@@ -54,6 +54,7 @@ export class FramedChunkLoad {
   private wholePromise: Promise<SharedArrayBuffer> | undefined;
   /** Aborts the whole read once every VM that joined has ended (a load nobody joined runs on). */
   private readonly interest = new SharedSignal();
+  private readonly joined = new WeakSet<AbortSignal>();
   /** Ranged reads made (for tests and stats). */
   rangedReads = 0;
 
@@ -70,6 +71,8 @@ export class FramedChunkLoad {
 
   /** A waiter for this chunk (until `signal` fires); without a signal the load is never abandoned. */
   join(signal?: AbortSignal): void {
+    if (signal && this.joined.has(signal)) return;
+    if (signal) this.joined.add(signal);
     this.interest.join(signal);
   }
 
@@ -90,7 +93,7 @@ export class FramedChunkLoad {
   frame(k: number, signal?: AbortSignal): Promise<void> {
     // An all-zero frame: the buffer's zeros are its bytes (no decode ever writes there).
     if (this.s.frameSha256[k] === '') return Promise.resolve();
-    this.interest.join(signal);
+    this.join(signal);
     let p = this.frames[k];
     // A ranged read every earlier waiter abandoned was aborted: this waiter starts another (if
     // the aborted one had its bytes already, both write the same verified bytes).
