@@ -54,14 +54,17 @@ export class ChunkCache {
       return inflight;
     }
     this.stats.misses++;
-    const p = loader().then(
+    const forget = (): void => {
+      if (this.loading.get(digest) === p) this.loading.delete(digest);
+    };
+    const p: Promise<SharedArrayBuffer> = loader().then(
       (buf) => {
-        this.loading.delete(digest);
+        forget();
         this.put(digest, buf);
         return buf;
       },
       (err: unknown) => {
-        this.loading.delete(digest);
+        forget();
         throw err;
       },
     );
@@ -72,13 +75,16 @@ export class ChunkCache {
   /**
    * The framed load of `digest` under way, or a new one from `create`: one ranged read per frame
    * however many VMs want it. A new load's ranged read of `firstFrame` goes out before its whole
-   * read. It is forgotten once its whole chunk is cached or failed.
+   * read (`signal`: the wanting VM's, see FramedChunkLoad.frame). It is forgotten once its whole
+   * chunk is cached or failed.
    */
-  framedLoad(digest: string, create: () => FramedChunkLoad, firstFrame?: number): FramedChunkLoad {
+  framedLoad(digest: string, create: () => FramedChunkLoad, firstFrame?: number, signal?: AbortSignal): FramedChunkLoad {
     let f = this.framed.get(digest);
-    if (f === undefined) {
+    // An abandoned load (every VM that joined it ended) is being aborted: a new want starts afresh.
+    if (f === undefined || f.abandoned) {
+      if (f) this.loading.delete(digest);
       const created = create();
-      if (firstFrame !== undefined) void created.frame(firstFrame).catch(() => undefined);
+      if (firstFrame !== undefined) void created.frame(firstFrame, signal).catch(() => undefined);
       f = created;
       this.framed.set(digest, created);
       const forget = (): void => {

@@ -51,6 +51,8 @@ export class ChunkCodecPool {
   private readonly pending = new Map<number, { resolve: (r: CodecResponse) => void; reject: (e: Error) => void; slot: Slot }>();
   private nextId = 1;
   private closed = false;
+  /** Background tasks waiting for an idle thread (they never queue ahead of a fault's task). */
+  private readonly backlog: Array<() => void> = [];
 
   constructor(readonly threads = Math.max(1, Math.min(2, os.availableParallelism()))) {
     for (let i = 0; i < threads; i++) {
@@ -68,7 +70,11 @@ export class ChunkCodecPool {
     const p = this.pending.get(res.id);
     if (!p) return;
     this.pending.delete(res.id);
-    if (--p.slot.busy === 0) p.slot.worker.unref();
+    if (--p.slot.busy === 0) {
+      const next = this.backlog.shift();
+      if (next) next();
+      else p.slot.worker.unref();
+    }
     if (res.op === 'error') p.reject(res.corrupt ? new ChunkFormatError(res.message) : new Error(res.message));
     else p.resolve(res);
   }
@@ -129,6 +135,22 @@ export class ChunkCodecPool {
    */
   async decodeFrames(src: Uint8Array, out: SharedArrayBuffer, length: number, zeroBitmap: Uint8Array, frameBytes: number, jobs: FrameJob[]): Promise<void> {
     await this.run({ op: 'frames', src, out, length, zeroBitmap, frameBytes, jobs }, []);
+  }
+
+  /**
+   * decodeFrames as background work: each frame is its own task, started only on an idle thread,
+   * so a fault's frame waits behind at most one frame of a whole chunk, never behind all of it.
+   */
+  async decodeFramesInBackground(src: Uint8Array, out: SharedArrayBuffer, length: number, zeroBitmap: Uint8Array, frameBytes: number, jobs: FrameJob[]): Promise<void> {
+    await Promise.all(
+      jobs.map(async (job) => {
+        if (!this.slots.some((s) => s.busy === 0)) await new Promise<void>((resolve) => this.backlog.push(resolve));
+        const idle = this.slots.find((s) => s.busy === 0);
+        // Only the frame's bytes cross to the thread (a view would clone its whole buffer).
+        const own = new Uint8Array(src.subarray(job.srcOffset, job.srcOffset + job.srcLength)); // a copy (Buffer#slice would share)
+        await this.run({ op: 'frames', src: own, out, length, zeroBitmap, frameBytes, jobs: [{ ...job, srcOffset: 0 }] }, [own.buffer], idle);
+      }),
+    );
   }
 
   async close(): Promise<void> {

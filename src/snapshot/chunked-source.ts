@@ -11,6 +11,7 @@
 // a ranged get, verified and decoded first and posted as soon as it is in the chunk's buffer; the
 // whole blob follows behind it and fills the other frames (FramedChunkLoad). The worker serves a
 // range once every frame under it has arrived.
+import { setMaxListeners } from 'node:events';
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { native } from '../kernel/native.js';
@@ -24,8 +25,9 @@ import { isZeroPage, pageCount } from './chunk-format.js';
 import { ChunkCache, sharedChunkCache } from './chunk-cache.js';
 import { ChunkCodecPool } from './chunk-pool.js';
 import { chunkLength, chunkZeroBitmap, frameOffsets, type Manifest } from './manifest.js';
-import { FramedChunkLoad } from './frame-load.js';
-import { fetchChunk, loadManifest, type LoadedManifest } from './pack.js';
+import { FramedChunkLoad, type FrameTiming } from './frame-load.js';
+import { fetchChunk, loadManifest, throwIfAborted, type LoadedManifest } from './pack.js';
+import { Limiter } from '../store/resilient.js';
 import { FETCH_CACHE, FETCH_EMPTY, FETCH_IN_FLIGHT, FETCH_STORE } from '../trace/format.js';
 
 /** What a VM worker needs to serve from a chunked snapshot (structured-clonable). */
@@ -65,6 +67,10 @@ export interface ChunkedSnapshotOptions {
   pool?: ChunkCodecPool;
   /** Chunks fetched ahead of the one a VM asked for, in offset order (default 2; 0 disables). */
   prefetchChunks?: number;
+  /** Whole-chunk reads at once (default 6): kept below the store's limit so a fault's frame read never queues behind them. */
+  backgroundReads?: number;
+  /** Stops open() (ABORTED) and aborts its manifest read. */
+  signal?: AbortSignal;
   logger?: Logger;
 }
 
@@ -82,6 +88,14 @@ export interface ChunkedServeStats {
 export class ServedChunkedSnapshot implements ServedSnapshot {
   readonly classes: PageClassMap;
   readonly stats: ChunkedServeStats = { requests: 0, servedFromCache: 0, fetched: 0, prefetched: 0, errors: 0, framesServed: 0 };
+  /** Want-to-post time of frames fetched from the store (ms; the latest 10,000), for benchmarks. */
+  readonly frameFetchMs: number[] = [];
+  /** Frames fetched by a ranged read: where the time went (the last 10 000). */
+  readonly frameTimings: FrameTiming[] = [];
+  /** Store reads of this snapshot under way. */
+  private readonly reads = { active: 0 };
+  /** Whole-chunk reads (prefetch, the rest of a chunk behind its frame) at once; faults' frame reads bypass it. */
+  private readonly backgroundGate: Limiter;
   private readonly listeners = new Map<VmChannel, (m: ChunkWant) => void>();
   private readonly detached = new Set<VmChannel>();
   /** Per VM: aborted when it detaches, so its waits for chunks end with it. */
@@ -100,7 +114,9 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
     private readonly ownPool: boolean,
     private readonly prefetchChunks: number,
     private readonly logger: Logger | undefined,
+    backgroundGate: Limiter,
   ) {
+    this.backgroundGate = backgroundGate;
     const m = loaded.manifest;
     this.classes = PageClassMap.forSize(m.memorySizeBytes);
     for (let i = 0; i < m.chunks.length; i++) {
@@ -113,8 +129,18 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
   }
 
   static async open(o: ChunkedSnapshotOptions): Promise<ServedChunkedSnapshot> {
-    const loaded = typeof o.manifest === 'string' ? await loadManifest(o.manifest, o.store) : o.manifest;
-    return new ServedChunkedSnapshot(loaded, o.store, o.cache ?? sharedChunkCache(), o.pool ?? new ChunkCodecPool(), o.pool === undefined, o.prefetchChunks ?? 2, o.logger);
+    throwIfAborted(o.signal, 'opening the snapshot');
+    let loaded: LoadedManifest;
+    try {
+      loaded = typeof o.manifest === 'string' ? await loadManifest(o.manifest, o.signal ? withSignal(o.store, o.signal) : o.store) : o.manifest;
+    } catch (err) {
+      throwIfAborted(o.signal, 'opening the snapshot'); // the read failed because it was aborted
+      throw err;
+    }
+    throwIfAborted(o.signal, 'opening the snapshot');
+    const backgroundReads = o.backgroundReads ?? 6;
+    if (!Number.isSafeInteger(backgroundReads) || backgroundReads < 1) throw new FcUffdError('CONFIG', `backgroundReads must be a positive integer, not ${backgroundReads}`);
+    return new ServedChunkedSnapshot(loaded, o.store, o.cache ?? sharedChunkCache(), o.pool ?? new ChunkCodecPool(), o.pool === undefined, o.prefetchChunks ?? 2, o.logger, new Limiter(backgroundReads));
   }
 
   get manifest(): Manifest {
@@ -148,7 +174,11 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
       this.want(channel, m.chunk, m.frame);
     };
     this.listeners.set(channel, listener);
-    this.vmAborts.set(channel, new AbortController());
+    const abort = new AbortController();
+    // Each framed load a VM waits on listens for its end (until then): one listener per chunk and
+    // frame it wanted, bounded by the snapshot's size, not a leak.
+    setMaxListeners(0, abort.signal);
+    this.vmAborts.set(channel, abort);
     channel.port.on('message', listener);
     const m = this.loaded.manifest;
     return { kind: 'chunked', manifestId: this.loaded.id, sizeBytes: m.memorySizeBytes, chunkSizeBytes: m.chunkSizeBytes, frameSizeBytes: m.frameSizeBytes ?? 0, classMap: this.classes.buffer };
@@ -174,7 +204,11 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
     const len = chunkLength(m, i);
     if (e === undefined) return Promise.reject(new FcUffdError('VM_FAULT_OUTSIDE_REGIONS', `chunk ${i} is beyond the snapshot`));
     if (e === null) return Promise.resolve(new SharedArrayBuffer(len));
-    if (e.frameBytes && !this.cache.has(e.digest)) return waitUnlessAborted(this.framedLoad(i).whole(), signal, `chunk ${i}`);
+    if (e.frameBytes && !this.cache.has(e.digest)) {
+      const load = this.framedLoad(i);
+      load.join(signal);
+      return waitUnlessAborted(load.whole(), signal, `chunk ${i}`);
+    }
     let shared = this.fetchSignals.get(e.digest);
     if (!shared || shared.signal.aborted) this.fetchSignals.set(e.digest, (shared = new SharedSignal()));
     shared.join(signal);
@@ -191,7 +225,7 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
   }
 
   /** The framed load of chunk `i` (shared by every VM and snapshot of this cache); starts it when new. */
-  framedLoad(i: number, firstFrame?: number): FramedChunkLoad {
+  framedLoad(i: number, firstFrame?: number, signal?: AbortSignal): FramedChunkLoad {
     const m = this.loaded.manifest;
     const e = m.chunks[i]!;
     const len = chunkLength(m, i);
@@ -210,9 +244,16 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
           offsets: frameOffsets(e, len, frameSize),
           frameSha256: e.frameSha256!,
           where: `chunk ${i} of manifest ${this.loaded.id}`,
+          backgroundGate: this.backgroundGate,
+          reads: this.reads,
+          onFrameTiming: (t) => {
+            if (this.frameTimings.length >= 10_000) this.frameTimings.shift();
+            this.frameTimings.push(t);
+          },
         });
       },
       firstFrame,
+      signal,
     );
   }
 
@@ -231,14 +272,20 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
       this.reply(channel, { type: 'chunk', chunk: i, buffer: cached, from: FETCH_CACHE });
     } else if (e && e.frameBytes && frame !== undefined && frame < e.frameBytes.length) {
       // The frame first; its load's whole read (started with it) brings the rest into the cache.
-      const load = this.framedLoad(i, frame);
+      const vmSignal = this.vmAborts.get(channel)?.signal;
+      const load = this.framedLoad(i, frame, vmSignal);
       const from = load.claimed(frame) ? FETCH_IN_FLIGHT : FETCH_STORE;
-      load.frame(frame).then(
+      const t0 = performance.now();
+      load.frame(frame, vmSignal).then(
         () => {
           this.stats.framesServed++;
+          if (from === FETCH_STORE) {
+            if (this.frameFetchMs.length >= 10_000) this.frameFetchMs.shift();
+            this.frameFetchMs.push(performance.now() - t0);
+          }
           this.reply(channel, { type: 'frame', chunk: i, frame, buffer: load.buffer, from });
         },
-        (err: unknown) => this.failVm(channel, i, err, this.vmAborts.get(channel)?.signal),
+        (err: unknown) => this.failVm(channel, i, err, vmSignal),
       );
     } else {
       const from = e === null ? FETCH_EMPTY : e && this.cache.isLoading(e.digest) ? FETCH_IN_FLIGHT : FETCH_STORE;

@@ -2,7 +2,12 @@
 // with a ranged read, verified against its hash and decoded into its place in the chunk's buffer;
 // the whole blob follows behind it, and its other frames are decoded into the same buffer. Each
 // frame is decoded exactly once (claimed by its ranged read or by the whole blob), so a byte a VM
-// may already be copying is never written again.
+// may already be copying is never written again (a frame whose ranged read failed or was aborted
+// was never handed to a VM: the whole blob decodes it then).
+// Cancellation: VMs join the load with their signal; a frame's ranged read is aborted once every
+// VM waiting for that frame ended, the whole read once every VM that joined the load ended.
+import { SharedSignal, waitUnlessAborted } from '../store/abort.js';
+import type { Limiter } from '../store/resilient.js';
 import type { ChunkStore } from '../store/types.js';
 import { ChunkFormatError, type FrameJob } from './chunk-format.js';
 import type { ChunkCodecPool } from './chunk-pool.js';
@@ -20,19 +25,55 @@ export interface FramedChunkSpec {
   frameSha256: string[];
   /** For errors: which chunk of which manifest. */
   where: string;
+  /**
+   * Whole-blob reads pass this gate, ranged frame reads do not: the store's concurrency limit is
+   * first come first served, so background reads kept below it leave room for a fault's frame.
+   */
+  backgroundGate?: Limiter;
+  /** Store reads of this snapshot under way (shared by its loads; for the fault-path breakdown). */
+  reads?: { active: number };
+  /** Called once per frame fetched by a ranged read: where its time went. */
+  onFrameTiming?: (t: FrameTiming) => void;
+}
+
+/** One ranged frame read, from the want to the verified bytes in the buffer (ms). */
+export interface FrameTiming {
+  /** Store reads of the snapshot already under way when this one was asked for. */
+  readsAhead: number;
+  /** Want to bytes received (queueing in the store's limiter, the round trip and the transfer). */
+  fetchMs: number;
+  /** Bytes received to verified and decoded in place (codec thread queue + work). */
+  decodeMs: number;
 }
 
 export class FramedChunkLoad {
   readonly buffer: SharedArrayBuffer;
   /** Per frame: settles once its bytes in `buffer` are verified (undefined: nobody claimed it yet). */
   private readonly frames: Array<Promise<void> | undefined>;
+  private readonly frameInterest: Array<SharedSignal | undefined>;
   private wholePromise: Promise<SharedArrayBuffer> | undefined;
+  /** Aborts the whole read once every VM that joined has ended (a load nobody joined runs on). */
+  private readonly interest = new SharedSignal();
+  private readonly joined = new WeakSet<AbortSignal>();
   /** Ranged reads made (for tests and stats). */
   rangedReads = 0;
 
   constructor(private readonly s: FramedChunkSpec) {
     this.buffer = new SharedArrayBuffer(s.lengthBytes);
     this.frames = new Array<Promise<void> | undefined>(s.frameSha256.length);
+    this.frameInterest = new Array<SharedSignal | undefined>(s.frameSha256.length);
+  }
+
+  /** Every VM that joined ended: the whole read was aborted; a new want needs a new load. */
+  get abandoned(): boolean {
+    return this.interest.signal.aborted;
+  }
+
+  /** A waiter for this chunk (until `signal` fires); without a signal the load is never abandoned. */
+  join(signal?: AbortSignal): void {
+    if (signal && this.joined.has(signal)) return;
+    if (signal) this.joined.add(signal);
+    this.interest.join(signal);
   }
 
   get frameCount(): number {
@@ -44,17 +85,27 @@ export class FramedChunkLoad {
     return this.frames[k] !== undefined;
   }
 
-  /** Resolves once frame `k` is verified in the buffer; the first want of it starts its ranged read. */
-  frame(k: number): Promise<void> {
+  /**
+   * Resolves once frame `k` is verified in the buffer; the first want of it starts its ranged read.
+   * `signal`: this waiter leaves when it fires (an 'aborted' StoreError); the ranged read is aborted
+   * once every waiter of the frame left.
+   */
+  frame(k: number, signal?: AbortSignal): Promise<void> {
     // An all-zero frame: the buffer's zeros are its bytes (no decode ever writes there).
     if (this.s.frameSha256[k] === '') return Promise.resolve();
+    this.join(signal);
     let p = this.frames[k];
-    if (p === undefined) {
-      p = this.fetchFrame(k);
+    // A ranged read every earlier waiter abandoned was aborted: this waiter starts another (if
+    // the aborted one had its bytes already, both write the same verified bytes).
+    if (p === undefined || this.frameInterest[k]?.signal.aborted === true) {
+      const interest = new SharedSignal();
+      this.frameInterest[k] = interest;
+      p = this.fetchFrame(k, interest.signal);
       this.frames[k] = p;
       p.catch(() => undefined); // waiters handle it; a failed frame is not retried by this load
     }
-    return p;
+    this.frameInterest[k]?.join(signal);
+    return waitUnlessAborted(p, signal, `frame ${k} of ${this.s.where}`);
   }
 
   /** The whole chunk, verified frame by frame (started once; the caller caches the result). */
@@ -68,21 +119,25 @@ export class FramedChunkLoad {
   }
 
   /** A frame that fails verification is read once more (damage on the way), then SNAPSHOT_CORRUPT_CHUNK. */
-  private async fetchFrame(k: number): Promise<void> {
+  private async fetchFrame(k: number, signal: AbortSignal): Promise<void> {
     const s = this.s;
     const offset = s.offsets[k]!;
     const length = s.offsets[k + 1]! - offset;
     for (let attempt = 1; ; attempt++) {
       let bytes: Uint8Array;
+      const t0 = performance.now();
+      const readsAhead = s.reads?.active ?? 0;
       try {
         this.rangedReads++;
-        bytes = await s.store.getChunk(s.digest, { range: { offset, length } });
+        bytes = await this.read({ range: { offset, length }, signal });
       } catch (err) {
         throw chunkReadError(err, s.store, s.digest, s.where);
       }
       try {
         if (bytes.length !== length) throw new ChunkFormatError(`frame ${k}: ${bytes.length} bytes read, ${length} asked for`);
+        const t1 = performance.now();
         await s.pool.decodeFrames(bytes, this.buffer, s.lengthBytes, s.zeroBitmap, s.frameSizeBytes, [this.job(k, 0)]);
+        s.onFrameTiming?.({ readsAhead, fetchMs: t1 - t0, decodeMs: performance.now() - t1 });
         return;
       } catch (err) {
         if (!(err instanceof ChunkFormatError)) throw err;
@@ -98,11 +153,12 @@ export class FramedChunkLoad {
     const mine = new Promise<void>((resolve, reject) => (settle = (err) => (err ? reject(err) : resolve())));
     mine.catch(() => undefined);
     let jobs: FrameJob[] | undefined;
+    let blob: Uint8Array | undefined;
     try {
       for (let attempt = 1; ; attempt++) {
-        let blob: Uint8Array;
         try {
-          blob = await s.store.getChunk(s.digest);
+          const read = (): Promise<Uint8Array> => this.read({ signal: this.interest.signal });
+          blob = await (s.backgroundGate ? s.backgroundGate.run(read) : read());
         } catch (err) {
           throw chunkReadError(err, s.store, s.digest, s.where);
         }
@@ -114,11 +170,12 @@ export class FramedChunkLoad {
             if (this.frames[k] !== undefined || s.frameSha256[k] === '') continue;
             jobs.push(this.job(k, s.offsets[k]!));
             this.frames[k] = mine;
+            this.frameInterest[k] = undefined;
           }
         }
         try {
           if (blob.length !== s.offsets[s.offsets.length - 1]) throw new ChunkFormatError(`blob of ${blob.length} bytes, the manifest says ${s.offsets[s.offsets.length - 1]}`);
-          if (jobs.length) await s.pool.decodeFrames(blob, this.buffer, s.lengthBytes, s.zeroBitmap, s.frameSizeBytes, jobs);
+          if (jobs.length) await s.pool.decodeFramesInBackground(blob, this.buffer, s.lengthBytes, s.zeroBitmap, s.frameSizeBytes, jobs);
           break;
         } catch (err) {
           if (!(err instanceof ChunkFormatError)) throw err;
@@ -130,7 +187,40 @@ export class FramedChunkLoad {
       settle(err as Error);
       throw err;
     }
-    await Promise.all(this.frames.filter((p): p is Promise<void> => p !== undefined));
+    // A frame whose ranged read failed (or was aborted) was never handed out: decode it from the blob.
+    let settleLate!: (err?: Error) => void;
+    const late = new Promise<void>((resolve, reject) => (settleLate = (err) => (err ? reject(err) : resolve())));
+    late.catch(() => undefined);
+    const failed: FrameJob[] = [];
+    for (let k = 0; k < this.frames.length; k++) {
+      for (;;) {
+        const p = this.frames[k];
+        if (p === undefined || p === mine || p === late || (await p.then(() => true, () => false))) break;
+        if (this.frames[k] !== p) continue; // a new waiter started another ranged read meanwhile
+        failed.push(this.job(k, s.offsets[k]!));
+        this.frames[k] = late;
+        this.frameInterest[k] = undefined;
+        break;
+      }
+    }
+    try {
+      if (failed.length) await s.pool.decodeFrames(blob, this.buffer, s.lengthBytes, s.zeroBitmap, s.frameSizeBytes, failed);
+      settleLate();
+    } catch (err) {
+      const e = err instanceof ChunkFormatError ? corruptChunkError(err, s.store, s.digest, s.where) : (err as Error);
+      settleLate(e);
+      throw e;
+    }
     return this.buffer;
+  }
+
+  private async read(options: { range?: { offset: number; length: number }; signal: AbortSignal }): Promise<Uint8Array> {
+    const reads = this.s.reads;
+    if (reads) reads.active++;
+    try {
+      return await this.s.store.getChunk(this.s.digest, options);
+    } finally {
+      if (reads) reads.active--;
+    }
   }
 }

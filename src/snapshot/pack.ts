@@ -8,6 +8,7 @@ import { native } from '../kernel/native.js';
 import { writeFileAtomicAsync } from '../atomic-write.js';
 import { FcUffdError } from '../errors.js';
 import { IntervalSet } from '../memory/intervals.js';
+import { withSignal } from '../store/abort.js';
 import { StoreError, type ChunkStore } from '../store/types.js';
 import {
   BLOB_VERSION_FRAMED,
@@ -152,6 +153,8 @@ export interface PackOptions {
   maxUploads?: number;
   pool?: ChunkCodecPool;
   onProgress?: (doneBytes: number, totalBytes: number) => void;
+  /** Stops the pack (ABORTED): no more chunks read, store requests aborted, no manifest written. */
+  signal?: AbortSignal;
 }
 
 export interface PackResult {
@@ -283,8 +286,11 @@ async function storedEntry(store: ChunkStore, digest: string, len: number, frame
   return { ...base, storedBytes: blob.length };
 }
 
-export async function pack(o: PackOptions): Promise<PackResult> {
+export async function pack(options: PackOptions): Promise<PackResult> {
   const t0 = performance.now();
+  const signal = options.signal;
+  throwIfAborted(signal, 'pack');
+  const o: PackOptions = signal ? { ...options, store: withSignal(options.store, signal) } : options;
   if (o.diff && !o.base) throw new FcUffdError('CONFIG', 'a diff snapshot can only be packed onto a base (--base)');
   let fd: number;
   try {
@@ -430,6 +436,7 @@ export async function pack(o: PackOptions): Promise<PackResult> {
     let next = 0;
     const lanes = Array.from({ length: Math.min(window, n) }, async () => {
       while (next < n && uploadError === undefined) {
+        throwIfAborted(signal, 'pack');
         const i = next++;
         await processChunk(i);
         done += chunkLength({ memorySizeBytes: size, chunkSizeBytes: chunkSize }, i);
@@ -462,6 +469,7 @@ export async function pack(o: PackOptions): Promise<PackResult> {
     };
     const manifestBytes = encodeManifest(manifest);
     const id = manifestId(manifestBytes);
+    throwIfAborted(signal, 'pack');
     await o.store.putManifest(id, manifestBytes);
     const distinct = new Map<string, number>();
     for (const e of entries) if (e) distinct.set(e.digest, e.storedBytes);
@@ -490,6 +498,8 @@ export interface UnpackOptions {
   outPath: string;
   pool?: ChunkCodecPool;
   onProgress?: (doneBytes: number, totalBytes: number) => void;
+  /** Stops the unpack (ABORTED): store requests aborted, no output file left behind. */
+  signal?: AbortSignal;
 }
 
 export interface UnpackResult {
@@ -505,8 +515,11 @@ export interface UnpackResult {
  * Writes the memory a manifest describes to `outPath` (via a temporary file renamed into place).
  * Zero pages and zero chunks are left as holes. Every chunk is verified before it is written.
  */
-export async function unpack(o: UnpackOptions): Promise<UnpackResult> {
+export async function unpack(options: UnpackOptions): Promise<UnpackResult> {
   const t0 = performance.now();
+  const signal = options.signal;
+  throwIfAborted(signal, 'unpack');
+  const o: UnpackOptions = signal ? { ...options, store: withSignal(options.store, signal) } : options;
   const m = o.loaded.manifest;
   const ownPool = o.pool === undefined;
   const pool = o.pool ?? new ChunkCodecPool();
@@ -521,6 +534,7 @@ export async function unpack(o: UnpackOptions): Promise<UnpackResult> {
       let done = 0;
       const lanes = Array.from({ length: Math.min(pool.threads + 2, n) }, async () => {
         while (next < n) {
+          throwIfAborted(signal, 'unpack');
           const i = next++;
           const e = m.chunks[i] as ChunkEntry;
           const len = chunkLength(m, i);
@@ -553,9 +567,15 @@ export async function unpack(o: UnpackOptions): Promise<UnpackResult> {
         }
       });
       await Promise.all(lanes);
+      throwIfAborted(signal, 'unpack');
     });
   } finally {
     if (ownPool) await pool.close();
   }
   return { memorySizeBytes: m.memorySizeBytes, ...res, durationMs: performance.now() - t0 };
+}
+
+/** ABORTED when `signal` fired (a store read it cut short fails with the store's own 'aborted' error). */
+export function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
+  if (signal?.aborted) throw new FcUffdError('ABORTED', `${what} aborted: ${signal.reason instanceof Error ? signal.reason.message : String(signal.reason)}`);
 }

@@ -343,4 +343,49 @@ describe('packing to a (remote) store', () => {
     await unpack({ loaded: await loadManifest(r.id, store), store, outPath: out, pool });
     assert.ok(fs.readFileSync(out).equals(data));
   });
+
+  test('a pack whose signal fires stops reading chunks, writes no manifest (ABORTED); a rerun finishes it', async () => {
+    const storeDir = file('store');
+    const store = new FlakyStore(storeDir);
+    const mem = file('mem');
+    const data = makeImage(mem, 64 * MiB, 13);
+    const ac = new AbortController();
+    await assert.rejects(
+      pack({ memPath: mem, store, pool, signal: ac.signal, onProgress: (done) => {
+        if (done >= 8 * MiB) ac.abort(new Error('Ctrl-C'));
+      } }),
+      (err: unknown) => err instanceof FcUffdError && err.code === 'ABORTED' && /Ctrl-C/.test(err.message),
+    );
+    assert.equal(store.manifestPuts, 0);
+    assert.ok(store.puts < 16, `stopped early: ${store.puts} of 16 chunks uploaded`);
+    await assert.rejects(pack({ memPath: mem, store, pool, signal: AbortSignal.abort() }), (err: unknown) => err instanceof FcUffdError && err.code === 'ABORTED');
+    const r = await pack({ memPath: mem, store, pool });
+    const out = file('out');
+    await unpack({ loaded: await loadManifest(r.id, store), store, outPath: out, pool });
+    assert.ok(fs.readFileSync(out).equals(data));
+  });
+
+  test('an unpack whose signal fires aborts its store reads and leaves no output file (ABORTED)', async () => {
+    const storeDir = file('store');
+    const store = DirStore.open(storeDir, { fsync: false });
+    const mem = file('mem');
+    makeImage(mem, 64 * MiB, 14);
+    const r = await pack({ memPath: mem, store, pool });
+    const ac = new AbortController();
+    const signals: Array<AbortSignal | undefined> = [];
+    const watched: ChunkStore = Object.assign(Object.create(store) as DirStore, {
+      getChunk: (d: string, o?: GetOptions) => {
+        signals.push(o?.signal);
+        return store.getChunk(d, o);
+      },
+    });
+    const out = file('out');
+    await assert.rejects(
+      unpack({ loaded: await loadManifest(r.id, store), store: watched, outPath: out, pool, signal: ac.signal, onProgress: () => ac.abort(new Error('Ctrl-C')) }),
+      (err: unknown) => err instanceof FcUffdError && err.code === 'ABORTED',
+    );
+    assert.equal(fs.existsSync(out), false, 'no output file');
+    assert.ok(signals.length > 0 && signals.every((s) => s !== undefined), 'every store read carried the signal');
+    assert.ok(signals.length < r.chunks, `stopped early: ${signals.length} reads`);
+  });
 });

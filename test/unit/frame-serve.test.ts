@@ -9,7 +9,8 @@ import path from 'node:path';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { native } from '../../src/kernel/native.js';
 import { DirStore } from '../../src/store/dir.js';
-import type { ChunkStore, GetOptions } from '../../src/store/types.js';
+import { StoreError, type ChunkStore, type GetOptions } from '../../src/store/types.js';
+import { FcUffdError } from '../../src/errors.js';
 import { ChunkCodecPool } from '../../src/snapshot/chunk-pool.js';
 import { ChunkCache } from '../../src/snapshot/chunk-cache.js';
 import { ServedChunkedSnapshot, type ChunkReply, type ChunkWant } from '../../src/snapshot/chunked-source.js';
@@ -91,6 +92,55 @@ class GateStore implements ChunkStore {
   }
 }
 
+/** Wraps a store: every read hangs until its signal fires (counted) or `release()`; then it is served. */
+class HangStore implements ChunkStore {
+  readonly reads: Array<{ range: boolean; signal: AbortSignal | undefined; aborted: boolean }> = [];
+  private open!: () => void;
+  private readonly gate = new Promise<void>((r) => (this.open = r));
+  constructor(readonly inner: ChunkStore) {}
+  get description(): string {
+    return `hang(${this.inner.description})`;
+  }
+  release(): void {
+    this.open();
+  }
+  async getChunk(digest: string, o?: GetOptions): Promise<Uint8Array> {
+    const read = { range: o?.range !== undefined, signal: o?.signal, aborted: false };
+    this.reads.push(read);
+    await new Promise<void>((resolve, reject) => {
+      void this.gate.then(resolve);
+      o?.signal?.addEventListener('abort', () => {
+        read.aborted = true;
+        reject(new StoreError('aborted', 'read aborted', false));
+      });
+    });
+    return this.inner.getChunk(digest, o?.range ? { range: o.range } : {});
+  }
+  hasChunk(d: string): Promise<boolean> {
+    return this.inner.hasChunk(d);
+  }
+  putChunk(d: string, b: Uint8Array): Promise<void> {
+    return this.inner.putChunk(d, b);
+  }
+  hasManifest(id: string): Promise<boolean> {
+    return this.inner.hasManifest(id);
+  }
+  /** Manifest reads hang too (and are counted in `reads`) when set. */
+  hangManifest = false;
+  async getManifest(id: string, o?: GetOptions): Promise<Uint8Array> {
+    if (this.hangManifest) await this.getChunk('', o?.signal ? { signal: o.signal } : {});
+    return this.inner.getManifest(id);
+  }
+  putManifest(id: string, b: Uint8Array): Promise<void> {
+    return this.inner.putManifest(id, b);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
+
 let seq = 0;
 async function packed(): Promise<{ data: Buffer; store: DirStore; id: string }> {
   const data = image();
@@ -102,7 +152,7 @@ async function packed(): Promise<{ data: Buffer; store: DirStore; id: string }> 
 }
 
 /** A VM's end: sends wants, collects replies. */
-function vm(snap: ServedChunkedSnapshot): { want: (m: Omit<ChunkWant, 'type'>) => void; next: (pred: (r: ChunkReply) => boolean) => Promise<ChunkReply> } {
+function vm(snap: ServedChunkedSnapshot): { want: (m: Omit<ChunkWant, 'type'>) => void; next: (pred: (r: ChunkReply) => boolean) => Promise<ChunkReply>; end: () => void; replies: ChunkReply[] } {
   const { port1, port2 } = new MessageChannel();
   const wakeFd = native.eventfdCreate();
   fds.push(wakeFd);
@@ -117,6 +167,8 @@ function vm(snap: ServedChunkedSnapshot): { want: (m: Omit<ChunkWant, 'type'>) =
   });
   port2.unref();
   return {
+    replies,
+    end: () => snap.detachVm(channel),
     want: (m) => port2.postMessage({ type: 'want', ...m }),
     next: async (pred) => {
       for (;;) {
@@ -201,5 +253,67 @@ describe('framed serving', () => {
     assert.equal(r.type, 'chunk');
     assert.deepEqual(Buffer.from(new Uint8Array((r as { buffer: SharedArrayBuffer }).buffer)), data.subarray(4 * MiB));
     snap.close();
+  });
+});
+
+describe('cancellation', () => {
+  test('a VM that ends stops waiting; its frame read and the whole read, wanted by nobody else, are aborted; a later VM starts afresh and gets the right bytes', async () => {
+    const { data, store, id } = await packed();
+    const hang = new HangStore(store);
+    const snap = await ServedChunkedSnapshot.open({ manifest: id, store: hang, cache: new ChunkCache(), pool, prefetchChunks: 0 });
+    const a = vm(snap);
+    a.want({ chunk: 1, frame: 5 });
+    await tick();
+    assert.deepEqual(hang.reads.map((r) => r.range).sort(), [false, true], 'a ranged and a whole read under way');
+    assert.ok(hang.reads.every((r) => r.signal !== undefined && !r.aborted));
+    a.end();
+    await tick();
+    assert.deepEqual(hang.reads.map((r) => r.aborted), [true, true], 'both reads aborted once the only VM waiting ended');
+    assert.equal(a.replies.length, 0, 'nothing posted to the ended VM');
+    hang.release();
+    const b = vm(snap);
+    b.want({ chunk: 1, frame: 5 });
+    const r = await b.next(() => true);
+    assert.equal(r.type, 'frame');
+    const off = 4 * MiB + 5 * FRAME;
+    assert.deepEqual(Buffer.from(new Uint8Array((r as { buffer: SharedArrayBuffer }).buffer, 5 * FRAME, FRAME)), data.subarray(off, off + FRAME));
+    b.want({ chunk: 1 });
+    const whole = await b.next((x) => x.type === 'chunk');
+    assert.deepEqual(Buffer.from(new Uint8Array((whole as { buffer: SharedArrayBuffer }).buffer)), data.subarray(4 * MiB, 8 * MiB));
+    assert.equal(hang.reads.filter((x) => x.range).length, 2, 'the new VM read its frame again');
+    snap.close();
+  });
+
+  test('while another VM still waits for a frame, one VM ending aborts nothing', async () => {
+    const { data, store, id } = await packed();
+    const hang = new HangStore(store);
+    const snap = await ServedChunkedSnapshot.open({ manifest: id, store: hang, cache: new ChunkCache(), pool, prefetchChunks: 0 });
+    const a = vm(snap);
+    const b = vm(snap);
+    a.want({ chunk: 0, frame: 2 });
+    b.want({ chunk: 0, frame: 2 });
+    await tick();
+    a.end();
+    await tick();
+    assert.ok(hang.reads.length === 2 && hang.reads.every((r) => !r.aborted), 'the reads go on for the VM still waiting');
+    hang.release();
+    const r = await b.next(() => true);
+    assert.equal(r.type, 'frame');
+    assert.deepEqual(Buffer.from(new Uint8Array((r as { buffer: SharedArrayBuffer }).buffer, 2 * FRAME, FRAME)), data.subarray(2 * FRAME, 3 * FRAME));
+    assert.equal(a.replies.length, 0);
+    snap.close();
+  });
+
+  test('open() takes a signal: aborted before, or during a manifest read that hangs, it rejects with ABORTED', async () => {
+    const { store, id } = await packed();
+    await assert.rejects(ServedChunkedSnapshot.open({ manifest: id, store, pool, signal: AbortSignal.abort() }), (err: unknown) => err instanceof FcUffdError && err.code === 'ABORTED');
+    const hang = new HangStore(store);
+    hang.hangManifest = true;
+    const ac = new AbortController();
+    const opening = ServedChunkedSnapshot.open({ manifest: id, store: hang, pool, signal: ac.signal });
+    await tick();
+    ac.abort(new Error('Ctrl-C'));
+    await assert.rejects(opening, (err: unknown) => err instanceof FcUffdError && err.code === 'ABORTED' && /Ctrl-C/.test(err.message));
+    assert.equal(hang.reads[0]?.aborted, true, 'the manifest read was aborted');
   });
 });

@@ -1,0 +1,353 @@
+// Suite `remote`: the real 128 MiB guest restored by the emulator's replay of its real restore trace
+// from a chunked snapshot in a local directory, in Ceph RGW (S3) and in nginx (HTTP), the remote
+// ones through tools/fault-proxy.ts at (a) 1 ms RTT + 500 MB/s and (b) 20 ms RTT + 100 MB/s; on
+// demand, with a recorded working set and a cold disk cache, and with a warm disk cache. Reports
+// restore-to-done and touch latency (medians of the runs), the want-to-post time of frames fetched
+// from the store, and the transfer floor (compressed bytes the restore needs / bandwidth + 1 RTT).
+//   node dist/bench/remote.js [--runs N] [--only dir,http,s3] [--links a,b]
+// Servers: FC_UFFD_TEST_HTTP_URL / FC_UFFD_TEST_S3_ENDPOINT (S3 keys from AWS_*), or started here
+// with tools/services/*.sh and stopped by pid. Skips (printing why) without the real guest fixture.
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { FaultProxy } from '../tools/fault-proxy.js';
+import { EMULATOR_PATH, emulatorArgs, type EmulatorReport } from '../tools/emulator/run.js';
+import { DirStore } from '../src/store/dir.js';
+import { openStore } from '../src/store/open.js';
+import { pack } from '../src/snapshot/pack.js';
+import { chunkLength, frameOffsets, summarizeManifest, type Manifest } from '../src/snapshot/manifest.js';
+import type { FrameTiming } from '../src/snapshot/frame-load.js';
+import { realGuest } from './lib/data.js';
+import { mdTable, RESULTS_DIR, writeResults } from './lib/results.js';
+import { fmt, quantile, spread } from './lib/stats.js';
+import type { RemoteServeConfig } from './lib/remote-serve.js';
+
+const MiB = 1024 * 1024;
+const ROOT = path.resolve(RESULTS_DIR, '..', '..');
+const SERVICES = path.join(ROOT, 'tools/services');
+const SERVE = path.join(ROOT, 'dist/bench/lib/remote-serve.js');
+const LINKS = { a: { name: '1 ms RTT + 500 MB/s', rttMs: 1, bytesPerSecond: 500e6 }, b: { name: '20 ms RTT + 100 MB/s', rttMs: 20, bytesPerSecond: 100e6 } } as const;
+type LinkKey = keyof typeof LINKS;
+type StoreKind = 'dir' | 'http' | 's3';
+type Mode = 'on-demand' | 'ws-cold-cache' | 'warm-cache';
+
+const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, only: { type: 'string', default: 'dir,http,s3' }, links: { type: 'string', default: 'a,b' } } });
+const RUNS = Number(values.runs);
+const KINDS = values.only.split(',') as StoreKind[];
+const LINK_KEYS = values.links.split(',') as LinkKey[];
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-uffd-bench-remote-'));
+const stops: Array<() => void> = [];
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+function startService(script: string, args: string[], env: NodeJS.ProcessEnv = {}): string {
+  const dir = fs.mkdtempSync(path.join(work, 'svc-'));
+  stops.push(() => execFileSync('bash', [path.join(SERVICES, 'stop.sh'), path.join(dir, 'pids')], { stdio: 'inherit' }));
+  const out = execFileSync('bash', [path.join(SERVICES, script), dir, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  return out.toString().trim().split('\n').pop()!;
+}
+
+interface Trial {
+  doneMs: number;
+  touchP50Us: number;
+  touchP99Us: number;
+  frameFetchMs: number[];
+  frameTimings: FrameTiming[];
+}
+
+/** One restore: our library server on `store`, the emulator replaying the trace. */
+async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace: string): Promise<Trial> {
+  const socket = path.join(work, `s-${Date.now()}-${Math.random().toString(36).slice(2)}.sock`);
+  const server = spawn(process.execPath, [SERVE, JSON.stringify({ ...cfg, socket })], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  server.stdout.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
+  server.stderr.setEncoding('utf8').on('data', (d: string) => {
+    err += d;
+  });
+  const exited = new Promise<number | null>((r) => server.on('close', r));
+  try {
+    const t0 = Date.now();
+    while (!out.includes('ready\n')) {
+      if (server.exitCode !== null || Date.now() - t0 > 30_000) throw new Error(`server did not start: ${err.slice(-500)}`);
+      await sleep(5);
+    }
+    const emu = spawn(EMULATOR_PATH, emulatorArgs({ socket, mem, pageSize: '4k', vcpus: 1, pattern: `trace:${trace}`, deadlineMs: 120_000 }), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let eout = '';
+    let eerr = '';
+    emu.stdout.setEncoding('utf8').on('data', (d: string) => {
+      eout += d;
+    });
+    emu.stderr.setEncoding('utf8').on('data', (d: string) => {
+      eerr += d;
+    });
+    const code = await new Promise<number | null>((r) => emu.on('close', r));
+    if (code !== 0) throw new Error(`emulator exit ${code}: ${eerr.slice(-500)} / server: ${err.slice(-500)}`);
+    const report = JSON.parse(eout.trim().split('\n').filter((l) => l.startsWith('{')).pop()!) as EmulatorReport;
+    const t1 = Date.now();
+    while (!out.includes('vmEnded')) {
+      if (Date.now() - t1 > 10_000) throw new Error('server printed no VM end');
+      await sleep(5);
+    }
+    const ended = JSON.parse(out.split('\n').find((l) => l.includes('vmEnded'))!) as { frameFetchMs: number[]; frameTimings: FrameTiming[] };
+    return { frameTimings: ended.frameTimings, doneMs: report.handshakeToDoneMs, touchP50Us: report.touchLatencyUs.p50, touchP99Us: report.touchLatencyUs.p99, frameFetchMs: ended.frameFetchMs };
+  } finally {
+    server.kill('SIGTERM');
+    await exited;
+    fs.rmSync(socket, { force: true });
+  }
+}
+
+/**
+ * The link's floor as this machine delivers it: sequential ranged GETs of real frames, one at a
+ * time, from a bare store client through the same proxy (no server, no VM, no codec). What the
+ * handler adds to an uncached fault is its frame time minus this.
+ */
+async function bareFrameGetMs(spec: { store: string; s3Endpoint?: string }, m: Manifest, count: number): Promise<number[]> {
+  const store = await openStore(spec.store, { checkBucket: false, ...(spec.s3Endpoint ? { s3: { endpoint: spec.s3Endpoint } } : {}) });
+  const out: number[] = [];
+  try {
+    const frames = m.chunks.flatMap((c, i) => {
+      if (!c?.frameBytes) return [];
+      const offsets = frameOffsets(c, chunkLength(m, i), m.frameSizeBytes!);
+      return c.frameBytes.flatMap((b, k) => (b > 0 ? [{ digest: c.digest, offset: offsets[k]!, length: b }] : []));
+    });
+    for (let n = 0; n < count; n++) {
+      const f = frames[Math.floor((n * frames.length) / count)]!;
+      const t0 = performance.now();
+      await store.getChunk(f.digest, { range: { offset: f.offset, length: f.length } });
+      out.push(performance.now() - t0);
+    }
+  } finally {
+    await store.close();
+  }
+  return out;
+}
+
+interface Target {
+  store: string;
+  link: string | null;
+  what: string;
+  valueMs: number;
+  boundMs: number;
+  met: boolean;
+}
+
+interface Row {
+  store: StoreKind;
+  link: string | null;
+  mode: Mode;
+  runs: number;
+  doneMsMedian: number;
+  doneMsRuns: number[];
+  touchP50UsMedian: number;
+  touchP99UsMedian: number;
+  /** Frames fetched from the store: want-to-post time over all runs. */
+  frameFetchMsP50: number | null;
+  frameFetchMsP99: number | null;
+  frameFetches: number;
+  /** Uncached frames: want to bytes, bytes to decoded (medians), and how many store reads were ahead of the median one. */
+  frameFetchPartMsP50: number | null;
+  frameDecodeMsP50: number | null;
+  readsAheadP50: number | null;
+  floorMs: number | null;
+  /** On demand, remote: a bare ranged frame GET through the same proxy (bareFrameGetMs), p50 over the run. */
+  bareGetMsP50: number | null;
+  loadAvg: [number, number];
+}
+
+async function main(): Promise<void> {
+  const real = realGuest(path.join(os.tmpdir(), 'fc-uffd-bench'), path.resolve(ROOT, '../shared/fixtures/real-guest-128m'));
+  if (typeof real === 'string') {
+    process.stdout.write(`skipped: ${real}\n`);
+    return;
+  }
+  const t0 = Date.now();
+  const dirStore = path.join(work, 'dir-store');
+  const packed = await pack({ memPath: real.image.path, store: DirStore.open(dirStore, { fsync: false }) });
+  const manifest = packed.id;
+  const sum = summarizeManifest(packed.manifest);
+  const neededBytes = sum.storedBytes; // the trace touches every data chunk (docs/chunked-format.md)
+  process.stdout.write(`packed ${real.image.origin}: ${(sum.storedBytes / MiB).toFixed(1)} MiB stored, manifest ${manifest.slice(0, 12)}\n`);
+
+  // The working set, recorded once from the local directory (it is in snapshot pages: any store).
+  const ws = path.join(work, 'guest.ws');
+  await trial({ store: dirStore, manifest, recordWs: ws }, real.image.path, real.trace);
+
+  const endpoints: Partial<Record<StoreKind, { spec: string; host: string; port: number; s3Endpoint?: string }>> = {};
+  if (KINDS.includes('http')) {
+    const url = process.env.FC_UFFD_TEST_HTTP_URL ?? startService('nginx-start.sh', [String(await freePort())]);
+    const u = new URL(url);
+    endpoints.http = { spec: `${url.replace(/\/$/, '')}/remote-bench`, host: u.hostname, port: Number(u.port) };
+  }
+  if (KINDS.includes('s3')) {
+    process.env.AWS_ACCESS_KEY_ID ??= 'testkey';
+    process.env.AWS_SECRET_ACCESS_KEY ??= 'testsecret';
+    const url = process.env.FC_UFFD_TEST_S3_ENDPOINT ?? startService('ceph-start.sh', [String(await freePort())], { FC_UFFD_CEPH_MON_PORT: String(await freePort()), FC_UFFD_CEPH_MON_V1_PORT: String(await freePort()) });
+    const bucket = `fc-uffd-remote-bench-${Date.now()}`;
+    const admin = new S3Client({ endpoint: url, region: 'us-east-1', forcePathStyle: true });
+    await admin.send(new CreateBucketCommand({ Bucket: bucket }));
+    admin.destroy();
+    const u = new URL(url);
+    endpoints.s3 = { spec: `s3://${bucket}/p`, host: u.hostname, port: Number(u.port), s3Endpoint: url };
+  }
+  // Pack into each remote store (streaming uploads, manifest last), straight to the server.
+  for (const [kind, e] of Object.entries(endpoints)) {
+    const store = await openStore(e.spec, e.s3Endpoint ? { s3: { endpoint: e.s3Endpoint } } : {});
+    const tp = Date.now();
+    const r = await pack({ memPath: real.image.path, store });
+    await store.close();
+    if (r.id !== manifest) throw new Error(`${kind}: packed to another manifest id`);
+    process.stdout.write(`packed into ${kind} in ${Date.now() - tp} ms (${r.newChunks} chunks uploaded)\n`);
+  }
+
+  const rows: Row[] = [];
+  const run = async (store: StoreKind, link: LinkKey | null, mode: Mode, cfg: (i: number) => Omit<RemoteServeConfig, 'socket'>, bare?: () => Promise<number[]>): Promise<void> => {
+    const la0 = os.loadavg()[0]!;
+    const trials: Trial[] = [];
+    const bareMs: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      // Interleaved with the trials, so both see the same load.
+      if (bare) bareMs.push(...(await bare()));
+      trials.push(await trial(cfg(i), real.image.path, real.trace));
+    }
+    const frames = trials.flatMap((t) => t.frameFetchMs);
+    const l = link ? LINKS[link] : null;
+    const row: Row = {
+      store,
+      link: l?.name ?? null,
+      mode,
+      runs: RUNS,
+      doneMsMedian: spread(trials.map((t) => t.doneMs))!.median,
+      doneMsRuns: trials.map((t) => Math.round(t.doneMs * 10) / 10),
+      touchP50UsMedian: spread(trials.map((t) => t.touchP50Us))!.median,
+      touchP99UsMedian: spread(trials.map((t) => t.touchP99Us))!.median,
+      frameFetchMsP50: frames.length ? spread(frames)!.median : null,
+      frameFetchMsP99: frames.length ? quantile([...frames].sort((a, b) => a - b), 0.99) : null,
+      frameFetches: frames.length,
+      frameFetchPartMsP50: spread(trials.flatMap((t) => t.frameTimings.map((x) => x.fetchMs)))?.median ?? null,
+      frameDecodeMsP50: spread(trials.flatMap((t) => t.frameTimings.map((x) => x.decodeMs)))?.median ?? null,
+      readsAheadP50: spread(trials.flatMap((t) => t.frameTimings.map((x) => x.readsAhead)))?.median ?? null,
+      floorMs: l ? (neededBytes / l.bytesPerSecond) * 1000 + l.rttMs : null,
+      bareGetMsP50: spread(bareMs)?.median ?? null,
+      loadAvg: [la0, os.loadavg()[0]!],
+    };
+    rows.push(row);
+    process.stdout.write(`${store} ${row.link ?? 'local'} ${mode}: done ${row.doneMsMedian.toFixed(1)} ms (runs ${row.doneMsRuns.join(', ')}), frames p50 ${row.frameFetchMsP50?.toFixed(2) ?? '-'} ms\n`);
+  };
+
+  if (KINDS.includes('dir')) {
+    await run('dir', null, 'on-demand', () => ({ store: dirStore, manifest }));
+    await run('dir', null, 'ws-cold-cache', () => ({ store: dirStore, manifest, prefetch: ws }));
+  }
+  const proxies: FaultProxy[] = [];
+  try {
+    for (const [kind, e] of Object.entries(endpoints) as Array<[StoreKind, NonNullable<(typeof endpoints)[StoreKind]>]>) {
+      const proxy = await FaultProxy.start({ host: e.host, port: e.port });
+      proxies.push(proxy);
+      const proxied = (): { store: string; s3Endpoint?: string } => {
+        const pu = new URL(proxy.url);
+        if (e.s3Endpoint) return { store: e.spec, s3Endpoint: proxy.url };
+        const u = new URL(e.spec);
+        u.host = pu.host;
+        return { store: u.toString().replace(/\/$/, '') };
+      };
+      for (const lk of LINK_KEYS) {
+        const l = LINKS[lk];
+        proxy.set({ latencyMs: l.rttMs / 2, bytesPerSecond: l.bytesPerSecond });
+        await run(kind, lk, 'on-demand', () => ({ ...proxied(), manifest }), () => bareFrameGetMs(proxied(), packed.manifest, 8));
+        await run(kind, lk, 'ws-cold-cache', (i) => ({ ...proxied(), manifest, prefetch: ws, cacheDir: path.join(work, `cold-${kind}-${lk}-${i}`) }));
+        const warm = path.join(work, `warm-${kind}-${lk}`);
+        await trial({ ...proxied(), manifest, cacheDir: warm }, real.image.path, real.trace); // fills the disk cache
+        await run(kind, lk, 'warm-cache', () => ({ ...proxied(), manifest, cacheDir: warm }));
+      }
+    }
+  } finally {
+    for (const p of proxies) await p.close();
+  }
+
+  const localDone = rows.find((r) => r.store === 'dir' && r.mode === 'on-demand')?.doneMsMedian ?? NaN;
+  const localWs = rows.find((r) => r.store === 'dir' && r.mode === 'ws-cold-cache')?.doneMsMedian ?? NaN;
+  const targets: Target[] = rows
+    .filter((r) => r.store !== 'dir')
+    .map((r) => {
+      const l = Object.values(LINKS).find((x) => x.name === r.link)!;
+      if (r.mode === 'ws-cold-cache') {
+        const bound = 1.25 * Math.max(localWs, r.floorMs!);
+        return { store: r.store, link: r.link, what: 'working set + cold disk cache: done <= 1.25 x max(local dir (ws), transfer floor)', valueMs: r.doneMsMedian, boundMs: bound, met: r.doneMsMedian <= bound };
+      }
+      if (r.mode === 'on-demand') {
+        const meanFrame = sum.storedBytes / packed.manifest.chunks.reduce((n, c) => n + (c?.frameSha256?.filter((h) => h !== '').length ?? 0), 0);
+        const bound = l.rttMs + (meanFrame / l.bytesPerSecond) * 1000 + 2;
+        return { store: r.store, link: r.link, what: 'on demand: uncached frame p50 <= 1 RTT + mean frame transfer + 2 ms', valueMs: r.frameFetchMsP50 ?? NaN, boundMs: bound, met: (r.frameFetchMsP50 ?? Infinity) <= bound };
+      }
+      const bound = 1.1 * localDone;
+      return { store: r.store, link: r.link, what: 'warm disk cache: done <= 1.1 x local dir (on demand)', valueMs: r.doneMsMedian, boundMs: bound, met: r.doneMsMedian <= bound };
+    });
+  const result = {
+    elapsedS: (Date.now() - t0) / 1000,
+    image: real.image.origin,
+    storedMiB: sum.storedBytes / MiB,
+    frameSizeBytes: packed.manifest.frameSizeBytes,
+    runs: RUNS,
+    proxy: 'tools/fault-proxy.ts: one-way delay RTT/2 each way; the bandwidth cap is per direction and connection (the stores use up to 16 connections, so the aggregate can exceed it)',
+    rows,
+    targets,
+  };
+  const md = render(result);
+  writeResults('remote', result, md.all, { targets: md.targets });
+}
+
+function render(r: { elapsedS: number; storedMiB: number; frameSizeBytes?: number; runs: number; proxy: string; rows: Row[]; targets: Target[] }): { all: string; targets: string } {
+  const ms = (x: number | null): string => fmt(x);
+  const targets = mdTable(
+    ['target', 'store', 'link', 'measured ms', 'bound ms', 'measured / bound', 'met'],
+    r.targets.map((t) => [t.what, t.store, t.link ?? '', ms(t.valueMs), ms(t.boundMs), fmt(t.valueMs / t.boundMs), t.met ? 'met' : '**missed**']),
+  );
+  const rows = mdTable(
+    ['store', 'link', 'mode', 'restore-to-done ms (median)', 'runs', 'touch p50 / p99 µs', 'uncached frame want→post p50 / p99 ms (n)', 'of which want→bytes / decode p50 ms', 'bare ranged GET p50 ms', 'store reads ahead (p50)', 'transfer floor ms', 'load avg start→end'],
+    r.rows.map((x) => [
+      x.store,
+      x.link ?? 'local',
+      x.mode === 'ws-cold-cache' && x.store === 'dir' ? 'working set' : x.mode,
+      ms(x.doneMsMedian),
+      x.doneMsRuns.join(', '),
+      `${fmt(x.touchP50UsMedian)} / ${fmt(x.touchP99UsMedian)}`,
+      `${ms(x.frameFetchMsP50)} / ${ms(x.frameFetchMsP99)} (${x.frameFetches})`,
+      `${ms(x.frameFetchPartMsP50)} / ${ms(x.frameDecodeMsP50)}`,
+      ms(x.bareGetMsP50),
+      fmt(x.readsAheadP50),
+      ms(x.floorMs),
+      x.loadAvg.map((v) => v.toFixed(1)).join(' → '),
+    ]),
+  );
+  const head = `Real 128 MiB guest, its restore trace replayed by the emulator (1 vCPU), ${fmt(r.storedMiB)} MiB stored, ${(r.frameSizeBytes ?? 0) / 1024} KiB frames; medians of ${r.runs} runs (${fmt(r.elapsedS)} s in all). ${r.proxy}. "Bare ranged GET": real frames read one at a time by a store client through the same proxy, interleaved with the on-demand runs: the link as this machine delivers it, so the handler's own share of a fault is the frame time minus it.`;
+  return { all: [head, '', rows, '', targets].join('\n'), targets };
+}
+
+try {
+  await main();
+} finally {
+  for (const stop of stops.reverse()) {
+    try {
+      stop();
+    } catch (err) {
+      process.stderr.write(`stopping a service: ${(err as Error).message}\n`);
+    }
+  }
+  fs.rmSync(work, { recursive: true, force: true });
+}
