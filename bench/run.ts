@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_FAULT_AROUND_BYTES } from '../src/server/server.js';
 import { EMULATOR_PATH } from '../tools/emulator/run.js';
+import { reserveHugePages, type HugePageReservation } from '../tools/hugepages.js';
 import { clusteredTrace, demoImage, realGuest, warmPageCache, type Image } from './lib/data.js';
 import { fmt, spread, type Spread } from './lib/stats.js';
 import { renderFragment, type SuiteDoc } from './lib/fragment.js';
@@ -289,50 +290,6 @@ function parseArgs(argv: string[]): { runs: number; quick: boolean; full: boolea
   return a;
 }
 
-let hugePagesBefore: string | undefined;
-
-function restoreHugePages(): void {
-  if (hugePagesBefore === undefined) return;
-  try {
-    fs.writeFileSync('/proc/sys/vm/nr_hugepages', hugePagesBefore);
-  } catch {
-    /* left as is */
-  }
-  hugePagesBefore = undefined;
-}
-
-function reserveHugePages(n: number): { restore(): void } | string {
-  const knob = '/proc/sys/vm/nr_hugepages';
-  const free = (): number => Number(/^HugePages_Free:\s+(\d+)/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0);
-  let before: string;
-  try {
-    before = fs.readFileSync(knob, 'utf8').trim();
-  } catch (e) {
-    return `cannot read ${knob}: ${(e as Error).message}`;
-  }
-  const have = free();
-  if (have >= n) return { restore: () => {} };
-  hugePagesBefore ??= before;
-  before = hugePagesBefore;
-  try {
-    fs.writeFileSync(knob, String(Number(fs.readFileSync(knob, 'utf8')) + n + 8 - have));
-  } catch (e) {
-    return `cannot reserve ${n} huge pages (${knob}; needs root): ${(e as Error).message}`;
-  }
-  const restore = (): void => {
-    try {
-      fs.writeFileSync(knob, before);
-    } catch {
-      /* left as is */
-    }
-  };
-  if (free() < n) {
-    restore();
-    return `the kernel reserved only ${free()} of ${n} free 2 MiB huge pages (memory fragmented?)`;
-  }
-  return { restore };
-}
-
 /**
  * Why variants asking for `--fault-around adaptive` cannot run (undefined: they can): the adaptive
  * window lands in the CLI after its policy (issue 11, phase 2), and until then `serve --help`
@@ -361,7 +318,7 @@ async function runScenario(s: Scenario, runs: number, ctx: Ctx, workDir: string)
     return res;
   }
   res.workload = { ...w, memOrigin: ctx.origins.get(w.mem) ?? w.mem };
-  let huge: { restore(): void } | undefined;
+  let huge: HugePageReservation | undefined;
   if (s.hugePages) {
     const r = reserveHugePages(s.hugePages);
     if (typeof r === 'string') {
@@ -380,12 +337,10 @@ async function runScenario(s: Scenario, runs: number, ctx: Ctx, workDir: string)
       const order = s.variants.map((_, i) => s.variants[(i + r) % s.variants.length]!);
       for (const v of order) {
         // Other processes on the machine may take or un-reserve huge pages meanwhile: top up before each trial.
-        if (s.hugePages) {
-          const again = reserveHugePages(s.hugePages);
-          if (typeof again === 'string') {
-            trials.get(v.name)!.push({ ...failedTrial(), error: again });
-            continue;
-          }
+        const short = huge?.topUp();
+        if (short !== undefined) {
+          trials.get(v.name)!.push({ ...failedTrial(), error: short });
+          continue;
         }
         if (cold && v.cache === 'warm') warmPageCache(w.mem);
         cold = v.cache === 'cold';
@@ -409,7 +364,8 @@ async function runScenario(s: Scenario, runs: number, ctx: Ctx, workDir: string)
       });
     }
   } finally {
-    if (huge) restoreHugePages();
+    // By what this run added, from the pool as it is now: another run's reservation survives.
+    huge?.release();
   }
   return res;
 }

@@ -18,12 +18,91 @@ function tempPath(file: string): string {
   return tmp;
 }
 
-/** The temp file cannot be created: say which output and why, not the temp file's name. */
+/**
+ * Why a write failed, in words that name neither a temp file nor any other internal path (Node's own
+ * messages end in the syscall's path): the directory at fault is the nearest existing one above the
+ * path the syscall was given, or `dir` when the error carries no path (write, fsync).
+ */
+export function writeFailureReason(err: unknown, dir: string): string {
+  const e = err as NodeJS.ErrnoException;
+  const parent = e.path === undefined ? dir : path.dirname(path.resolve(e.path));
+  switch (e.code) {
+    case 'EROFS':
+      return `directory ${nearestExisting(parent)} is on a read-only filesystem`;
+    case 'EACCES':
+    case 'EPERM':
+      return `permission denied: directory ${nearestExisting(parent)} is not writable`;
+    case 'ENOENT':
+      return `directory ${parent} does not exist`;
+    case 'ENOSPC':
+      return `no space left on the filesystem of ${dir}`;
+    case 'EDQUOT':
+      return `disk quota exceeded on the filesystem of ${dir}`;
+    default:
+      return e.code === undefined ? e.message : e.message.replace(/ '[^']*'( -> '[^']*')?$/, '');
+  }
+}
+
+function nearestExisting(dir: string): string {
+  while (!fs.existsSync(dir) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+}
+
+const WRITE_SYSCALLS = new Set(['write', 'fsync', 'fdatasync', 'close', 'ftruncate', 'rename']);
+
+/** A failed write, fsync or rename of the output (a full disk, say), not an error of the caller's own making. */
+function isWriteError(err: unknown): err is NodeJS.ErrnoException {
+  return err instanceof Error && !(err instanceof FcUffdError) && WRITE_SYSCALLS.has((err as NodeJS.ErrnoException).syscall ?? '');
+}
+
+/** A write of `file` failed: say which output and why, never the temp file's name. */
 function cannotWrite(file: string, err: unknown): FcUffdError {
   const e = err as NodeJS.ErrnoException;
   const dir = path.dirname(path.resolve(file));
-  const why = e.code === 'EACCES' || e.code === 'EROFS' ? `directory ${dir} is not writable` : e.code === 'ENOENT' ? `directory ${dir} does not exist` : e.message;
-  return new FcUffdError('CONFIG_INVALID', `cannot write ${file}: ${why}`, { errno: e.code });
+  const replacing = (e.syscall === 'rename' || e.syscall === 'link') && (e.code === 'EPERM' || e.code === 'EACCES');
+  const why = replacing
+    ? `permission denied replacing it (it belongs to another user in a sticky directory, or directory ${dir} is not writable)`
+    : e.code === 'EISDIR'
+      ? 'it is a directory'
+      : writeFailureReason(err, dir);
+  const code = e.code === 'ENOSPC' || e.code === 'EDQUOT' || e.code === 'EIO' ? 'OUTPUT_WRITE' : 'CONFIG_INVALID';
+  return new FcUffdError(code, `cannot write ${file}: ${why}`, { errno: e.code });
+}
+
+/**
+ * `mkdir -p` that reports the real reason it failed. Node's recursive mkdir answers ENOENT when a
+ * missing directory cannot be created on a read-only filesystem; one level at a time, the kernel's
+ * own answer (EROFS) comes through.
+ */
+export function makeDirs(dir: string): void {
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    makeDirsOneByOne(path.resolve(dir));
+  }
+}
+
+function makeDirsOneByOne(dir: string): void {
+  try {
+    fs.mkdirSync(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' && fs.statSync(dir).isDirectory()) return;
+    if (code !== 'ENOENT' || path.dirname(dir) === dir) throw err;
+    makeDirsOneByOne(path.dirname(dir));
+    makeDirsOneByOne(dir);
+  }
+}
+
+/** makeDirs for an async caller: the common case (it exists, or can be made) does not block. */
+export async function makeDirsAsync(dir: string): Promise<void> {
+  try {
+    await fsp.mkdir(dir, { recursive: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    makeDirsOneByOne(path.resolve(dir));
+  }
 }
 
 /**
@@ -50,7 +129,7 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, options
     fs.renameSync(tmp, file);
   } catch (err) {
     fs.rmSync(tmp, { force: true });
-    throw err;
+    throw isWriteError(err) ? cannotWrite(file, err) : err;
   } finally {
     untrackTemp(tmp);
   }
@@ -77,7 +156,9 @@ export async function writeFileAtomicAsync(file: string, options: { durable?: bo
   } catch (err) {
     await fh.close().catch(() => undefined);
     await fsp.rm(tmp, { force: true });
-    throw err;
+    // The bytes `fill` writes go to the temp file: a full disk is this output's failure. Its own
+    // errors (a store that failed, an abort) pass through as they are.
+    throw isWriteError(err) ? cannotWrite(file, err) : err;
   } finally {
     untrackTemp(tmp);
   }
@@ -98,7 +179,8 @@ export function linkWithoutClobber(tmp: string, file: string, tag: string): stri
         fs.linkSync(tmp, candidate);
         return candidate;
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || n > 1000) throw err;
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw cannotWrite(file, err);
+        if (n > 1000) throw err;
       }
     }
   } finally {

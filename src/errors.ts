@@ -66,6 +66,8 @@ export type ErrorCode =
   | 'CONTROL_STOPPING'
   | 'CONFIG_INVALID'
   | 'CONFIG_OUTPUT_EXISTS'
+  /** An output file could not be written for want of space or by an I/O error (ENOSPC, EDQUOT, EIO). */
+  | 'OUTPUT_WRITE'
   | 'ABORTED'
   | 'EMULATOR_MISSING'
   | 'INTERNAL';

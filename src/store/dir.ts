@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import crypto from 'node:crypto';
+import { makeDirs, makeDirsAsync, writeFailureReason } from '../atomic-write.js';
 import { removeStaleTemps, trackTemp, untrackTemp } from '../temp-files.js';
 import { checkDigestName, StoreError, type ChunkStore, type GetOptions } from './types.js';
 
@@ -40,9 +41,9 @@ export class DirStore implements ChunkStore {
     if (options.create === false && !fs.existsSync(path.join(root, 'manifests')))
       throw new StoreError('config', `no chunk store at ${root} (it has no manifests/ directory; \`fc-uffd pack --store ${root}\` creates one)`, false);
     try {
-      for (const sub of ['chunks', 'manifests', 'tmp']) fs.mkdirSync(path.join(root, sub), { recursive: true });
+      for (const sub of ['chunks', 'manifests', 'tmp']) makeDirs(path.join(root, sub));
     } catch (err) {
-      throw ioError(`cannot create store directory ${root}`, err);
+      throw writeError(`cannot create store directory ${root}`, err, root);
     }
     // Objects a writer killed mid-write left behind (named NAME.PID.RANDOM, see writeObject).
     removeStaleTemps(path.join(root, 'tmp'), (name) => {
@@ -101,7 +102,7 @@ export class DirStore implements ChunkStore {
     if (await exists(target)) return;
     const tmp = path.join(this.root, 'tmp', `${path.basename(target)}.${process.pid}.${crypto.randomBytes(6).toString('hex')}`);
     try {
-      await fsp.mkdir(path.dirname(target), { recursive: true });
+      await makeDirsAsync(path.dirname(target));
       trackTemp(tmp);
       const fh = await fsp.open(tmp, 'wx', 0o444);
       try {
@@ -114,7 +115,8 @@ export class DirStore implements ChunkStore {
       await fsp.rename(tmp, target);
     } catch (err) {
       await fsp.rm(tmp, { force: true }).catch(() => undefined);
-      throw ioError(`cannot write ${target}`, err);
+      // The object's name, not the temp file's: that one is gone and means nothing to an operator.
+      throw writeError(`cannot write ${target}`, err, this.root);
     } finally {
       untrackTemp(tmp);
     }
@@ -147,6 +149,12 @@ async function readObject(p: string, what: string, options?: GetOptions): Promis
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new StoreError('not-found', `${what} is not in the store (${p})`, false, err);
     throw ioError(`cannot read ${what} (${p})`, err);
   }
+}
+
+/** A failed write in the store at `root`, said as a reason (read-only, permission, space) that names no temp file. */
+function writeError(message: string, err: unknown, root: string): StoreError {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  return new StoreError('io', `${message}: ${writeFailureReason(err, root)}${code ? ` (${code})` : ''}`, TRANSIENT.has(code), err);
 }
 
 function ioError(message: string, err: unknown): StoreError {

@@ -1,6 +1,7 @@
 import { Pool, type Dispatcher } from 'undici';
-import { chunkKey, checkContentRange, checkRange, manifestKey, rangeHeader } from './layout.js';
-import { StoreError, type ChunkStore, type GetOptions } from './types.js';
+import { rangeHeader } from './layout.js';
+import { ObjectStore, rangedAnswerLength, sliceOfWhole, type ByteRange } from './object-store.js';
+import { StoreError } from './types.js';
 
 export interface HttpStoreOptions {
   /**
@@ -30,7 +31,7 @@ const NETWORK_CODES = new Set(['UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'ECONNRESET',
  * `BASE/chunks/ab/<digest>` and `BASE/manifests/<id>.json` (DirStore's layout). One keep-alive
  * connection pool per store.
  */
-export class HttpStore implements ChunkStore {
+export class HttpStore extends ObjectStore {
   readonly description: string;
   private readonly pool: Pool;
   private readonly basePath: string;
@@ -40,6 +41,7 @@ export class HttpStore implements ChunkStore {
   readonly #authorization: string | undefined;
 
   constructor(baseUrl: string, options: HttpStoreOptions = {}) {
+    super();
     let url: URL;
     try {
       url = new URL(baseUrl);
@@ -68,24 +70,6 @@ export class HttpStore implements ChunkStore {
     });
   }
 
-  hasChunk(digest: string, options?: GetOptions): Promise<boolean> {
-    return this.head(chunkKey(digest), options?.signal);
-  }
-  getChunk(digest: string, options?: GetOptions): Promise<Uint8Array> {
-    return this.get(chunkKey(digest), `chunk ${digest}`, options);
-  }
-  putChunk(digest: string, data: Uint8Array): Promise<void> {
-    return this.put(chunkKey(digest), data);
-  }
-  hasManifest(id: string): Promise<boolean> {
-    return this.head(manifestKey(id));
-  }
-  getManifest(id: string, options?: GetOptions): Promise<Uint8Array> {
-    return this.get(manifestKey(id), `manifest ${id}`, options);
-  }
-  putManifest(id: string, data: Uint8Array): Promise<void> {
-    return this.put(manifestKey(id), data);
-  }
   async close(): Promise<void> {
     await this.pool.close();
   }
@@ -111,7 +95,7 @@ export class HttpStore implements ChunkStore {
     }
   }
 
-  private async head(key: string, signal?: AbortSignal): Promise<boolean> {
+  protected async headObject(key: string, signal?: AbortSignal): Promise<boolean> {
     const res = await this.request('HEAD', key, {}, signal);
     await res.body.dump();
     if (res.statusCode === 200) return true;
@@ -119,48 +103,37 @@ export class HttpStore implements ChunkStore {
     throw this.statusError('HEAD', key, res.statusCode);
   }
 
-  private async get(key: string, what: string, options?: GetOptions): Promise<Uint8Array> {
-    const range = options?.range;
-    if (range) checkRange(range);
-    if (range?.length === 0) {
-      // No HTTP range means zero bytes; still say whether the object is there.
-      if (!(await this.head(key, options?.signal))) throw this.statusError('GET', key, 404, what);
-      return new Uint8Array(0);
-    }
-    const res = await this.request('GET', key, range ? { range: rangeHeader(range) } : {}, options?.signal);
+  protected notFound(key: string, what: string): StoreError {
+    return this.statusError('GET', key, 404, what);
+  }
+
+  protected async getObject(key: string, what: string, range: ByteRange | undefined, signal?: AbortSignal): Promise<Uint8Array> {
+    const res = await this.request('GET', key, range ? { range: rangeHeader(range) } : {}, signal);
     const bodyBytes = async (expected: number | undefined): Promise<Buffer> => {
       try {
         return await readBody(res.body, expected);
       } catch (err) {
         if (err instanceof StoreError) throw new StoreError(err.kind, `GET ${this.description}${key}: ${err.message}`, err.retryable);
-        throw this.networkError(`GET ${this.description}${key} (reading the body)`, err, options?.signal);
+        throw this.networkError(`GET ${this.description}${key} (reading the body)`, err, signal);
       }
     };
     if (res.statusCode === 206 && range) {
-      const want = checkContentRange(header(res.headers, 'content-range'), range);
+      const want = rangedAnswerLength(header(res.headers, 'content-range'), contentLength(res.headers), range);
       if (typeof want === 'string') {
         await res.body.dump();
         throw new StoreError('integrity', `GET ${this.description}${key}: ${want}`, true);
       }
-      const declared = contentLength(res.headers);
-      if (declared !== undefined && declared !== want) {
-        await res.body.dump();
-        throw new StoreError('integrity', `GET ${this.description}${key}: Content-Length ${declared} disagrees with Content-Range ${header(res.headers, 'content-range')}`, true);
-      }
       return bodyBytes(want);
     }
-    if (res.statusCode === 200) {
-      // A server (or a cache in front of it) that ignores Range sends the whole object.
-      const whole = await bodyBytes(contentLength(res.headers));
-      return range ? whole.subarray(Math.min(range.offset, whole.length), Math.min(range.offset + range.length, whole.length)) : whole;
-    }
+    // A server (or a cache in front of it) that ignores Range sends the whole object.
+    if (res.statusCode === 200) return sliceOfWhole(await bodyBytes(contentLength(res.headers)), range);
     await res.body.dump();
     // Range starts at or past the end: an empty read, as a file read there is.
     if (res.statusCode === 416 && range) return new Uint8Array(0);
     throw this.statusError('GET', key, res.statusCode, what);
   }
 
-  private async put(key: string, data: Uint8Array): Promise<void> {
+  protected async putObject(key: string, data: Uint8Array): Promise<void> {
     // If-None-Match: * lets a server that honours it skip the write (412); nginx ignores it and
     // overwrites with the same bytes, which is as good.
     const res = await this.request('PUT', key, { 'content-type': 'application/octet-stream', 'content-length': String(data.byteLength), 'if-none-match': '*' }, undefined, data);

@@ -1,8 +1,9 @@
 // Runs `fc-uffd daemon` as its own process, as an operator (or systemd) runs it.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { ControlClient } from '../../src/client/control-client.js';
 import { CLI_PATH } from './cli.js';
+import { spawnNode } from './node-process.js';
 
 export interface DaemonProcess {
   child: ChildProcess;
@@ -19,40 +20,22 @@ export interface DaemonProcess {
 
 export async function startDaemon(dir: string, args: string[] = []): Promise<DaemonProcess> {
   const control = path.join(dir, 'control.sock');
-  const child = spawn(process.execPath, [CLI_PATH, 'daemon', '--control', control, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const logs = (): Array<Record<string, unknown>> =>
-    err
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-  const waitForLog = async (pred: (l: Record<string, unknown>) => boolean, timeoutMs = 15000): Promise<Record<string, unknown>> => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const hit = logs().find(pred);
-      if (hit) return hit;
-      if (child.exitCode !== null) throw new Error(`fc-uffd daemon exited (${child.exitCode}) before the awaited log line:\n${err}`);
-      if (Date.now() > deadline) throw new Error(`timed out waiting for a log line; stderr so far:\n${err}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  };
+  const p = spawnNode('fc-uffd daemon', CLI_PATH, ['daemon', '--control', control, ...args]);
+  const waitForLog = (pred: (l: Record<string, unknown>) => boolean, timeoutMs = 15000): Promise<Record<string, unknown>> => p.waitForLog(pred, 0, timeoutMs);
   await waitForLog((l) => l.msg === 'daemon listening');
   const client = new ControlClient(control);
+  const exited = p.exited.then((s) => s.code);
   return {
-    child,
+    child: p.child,
     control,
     client,
-    stdout: () => out,
-    logs,
+    stdout: p.stdout,
+    logs: p.logs,
     waitForLog,
     exited,
     async stop() {
       await client.close();
-      if (child.exitCode === null) child.kill('SIGTERM');
+      if (p.child.exitCode === null) p.child.kill('SIGTERM');
       return exited;
     },
   };

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AdaptiveFaultAround, ADAPTIVE_MAX_BYTES } from '../../src/serve/adaptive-window.js';
 import { FcUffdError } from '../../src/errors.js';
+import { xorshift32 as rng } from '../../tools/prng.js';
 
 const PS = 4096;
 const MiB = 1024 * 1024;
@@ -16,17 +17,6 @@ interface Win {
 function win(p: AdaptiveFaultAround, f: number, rs: number, re: number): Win {
   const w = p.window(f, rs, re);
   return { lo: w.startOffset, hi: w.startOffset + w.lenBytes };
-}
-
-/** Deterministic xorshift32 in [0, 1). */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x1_0000_0000;
-  };
 }
 
 test('a sequential stream grows to the cap, then stays there on aligned blocks', () => {

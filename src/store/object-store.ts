@@ -1,0 +1,77 @@
+import { chunkKey, checkContentRange, checkRange, manifestKey } from './layout.js';
+import type { ChunkStore, GetOptions, StoreError } from './types.js';
+
+/** A ranged read: bytes [offset, offset + length), length > 0 by the time a backend sees it. */
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+/**
+ * The ChunkStore part of every store over named objects (HTTP, S3): chunks and manifests are
+ * objects at layout.ts's keys, and a ranged read's rules (checked, an empty range still says
+ * whether the object is there) are the same everywhere. A backend supplies only what differs: how
+ * to head, get and put one key, and its own wording for a missing object.
+ */
+export abstract class ObjectStore implements ChunkStore {
+  abstract readonly description: string;
+
+  /** Whether the object at `key` exists. */
+  protected abstract headObject(key: string, signal?: AbortSignal): Promise<boolean>;
+  /**
+   * The object's bytes, or `range` of them (never empty; a range past the end reads as empty).
+   * `what` names the object for a not-found message ("chunk <digest>").
+   */
+  protected abstract getObject(key: string, what: string, range: ByteRange | undefined, signal?: AbortSignal): Promise<Uint8Array>;
+  /** Stores `data` at `key`; an existing object (same name, same bytes) is left alone. */
+  protected abstract putObject(key: string, data: Uint8Array): Promise<void>;
+  /** The error for a missing object found by a HEAD (an empty ranged read of it). */
+  protected abstract notFound(key: string, what: string): StoreError;
+  abstract close(): Promise<void>;
+
+  hasChunk(digest: string, options?: GetOptions): Promise<boolean> {
+    return this.headObject(chunkKey(digest), options?.signal);
+  }
+  getChunk(digest: string, options?: GetOptions): Promise<Uint8Array> {
+    return this.get(chunkKey(digest), `chunk ${digest}`, options);
+  }
+  putChunk(digest: string, data: Uint8Array): Promise<void> {
+    return this.putObject(chunkKey(digest), data);
+  }
+  hasManifest(id: string): Promise<boolean> {
+    return this.headObject(manifestKey(id));
+  }
+  getManifest(id: string, options?: GetOptions): Promise<Uint8Array> {
+    return this.get(manifestKey(id), `manifest ${id}`, options);
+  }
+  putManifest(id: string, data: Uint8Array): Promise<void> {
+    return this.putObject(manifestKey(id), data);
+  }
+
+  private async get(key: string, what: string, options?: GetOptions): Promise<Uint8Array> {
+    const range = options?.range;
+    if (range) checkRange(range);
+    if (range?.length === 0) {
+      // No HTTP range means zero bytes; still say whether the object is there.
+      if (!(await this.headObject(key, options?.signal))) throw this.notFound(key, what);
+      return new Uint8Array(0);
+    }
+    return this.getObject(key, what, range, options?.signal);
+  }
+}
+
+/**
+ * Checks a 206 answer's Content-Range and Content-Length against the range asked for. Returns the
+ * byte count the body must have, or an error text for the backend to prefix with its operation.
+ */
+export function rangedAnswerLength(contentRange: string | undefined, contentLength: number | undefined, range: ByteRange): number | string {
+  const want = checkContentRange(contentRange, range);
+  if (typeof want === 'string') return want;
+  if (contentLength !== undefined && contentLength !== want) return `Content-Length ${contentLength} disagrees with Content-Range ${contentRange}`;
+  return want;
+}
+
+/** The asked-for part of a whole object: what a server (or a cache before it) that ignores Range sent. */
+export function sliceOfWhole(whole: Uint8Array, range: ByteRange | undefined): Uint8Array {
+  return range ? whole.subarray(Math.min(range.offset, whole.length), Math.min(range.offset + range.length, whole.length)) : whole;
+}
