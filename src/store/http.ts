@@ -1,3 +1,4 @@
+import { redactUrl } from './redact.js';
 import { Pool, type Dispatcher } from 'undici';
 import { rangeHeader } from './layout.js';
 import { ObjectStore, rangedAnswerLength, sliceOfWhole, type ByteRange } from './object-store.js';
@@ -188,14 +189,4 @@ async function readBody(body: Dispatcher.ResponseData['body'], expected: number 
   }
   if (got !== expected) throw new StoreError('integrity', `body truncated: ${got} of ${expected} bytes`, true);
   return out;
-}
-
-/** A URL fit for a log line: no user, password or query (where presigned signatures live). */
-export function redactUrl(raw: string): string {
-  try {
-    const u = new URL(raw);
-    return `${u.protocol}//${u.host}${u.pathname}`;
-  } catch {
-    return raw.replace(/\/\/[^/@]*@/, '//').replace(/[?#].*$/, '');
-  }
 }

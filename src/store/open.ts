@@ -1,10 +1,11 @@
 import path from 'node:path';
 import { DirStore } from './dir.js';
 import { DiskCacheStore, type DiskCacheOptions } from './disk-cache.js';
-import { HttpStore, redactUrl, type HttpStoreOptions } from './http.js';
+import type { HttpStoreOptions } from './http.js';
 import { InflightStore } from './inflight.js';
 import { ResilientStore, type ResilienceOptions } from './resilient.js';
-import { S3Store, type S3StoreOptions } from './s3.js';
+import { redactUrl } from './redact.js';
+import type { S3StoreOptions } from './s3.js';
 import { StoreError, type ChunkStore } from './types.js';
 
 export interface OpenStoreOptions {
@@ -57,9 +58,13 @@ export async function openStore(spec: string, options: OpenStoreOptions = {}): P
   const parsed = parseStoreSpec(spec);
   if (parsed.kind === 'dir') return new InflightStore(new ResilientStore(DirStore.open(parsed.path, { create: options.createDir ?? true }), options.resilience));
   let raw: ChunkStore;
+  // The clients load only when a remote store is named: undici and the AWS SDK add ~20-35 MiB of
+  // RSS to a handler serving a local snapshot.
   if (parsed.kind === 'http') {
+    const { HttpStore } = await import('./http.js');
     raw = new HttpStore(parsed.url, options.http);
   } else {
+    const { S3Store } = await import('./s3.js');
     const s3 = new S3Store({ ...options.s3, bucket: parsed.bucket, prefix: parsed.prefix });
     if (options.checkBucket ?? true) {
       try {

@@ -8,7 +8,7 @@ import {
   S3Client,
   S3ServiceException,
 } from '@aws-sdk/client-s3';
-import { redactUrl } from './http.js';
+import { redactUrl } from './redact.js';
 import { rangeHeader } from './layout.js';
 import { ObjectStore, rangedAnswerLength, sliceOfWhole, type ByteRange } from './object-store.js';
 import { StoreError } from './types.js';
