@@ -10,7 +10,13 @@ import { runEmulator } from '../tools/emulator/run.js';
 import { writeDemoImage } from '../tools/demo-image.js';
 import { startServe } from '../test/helpers/cli.js';
 
-const { values } = parseArgs({ options: { rounds: { type: 'string', default: '20' }, cycles: { type: 'string', default: '5000' }, 'size-mib': { type: 'string', default: '128' } } });
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '20' },
+    cycles: { type: 'string', default: '5000' },
+    'size-mib': { type: 'string', default: '128' },
+  },
+});
 const rounds = Number(values.rounds);
 const cycles = Number(values.cycles);
 const sizeBytes = Number(values['size-mib']) * 1024 * 1024;
@@ -23,7 +29,19 @@ let failures = 0;
 const t0 = performance.now();
 try {
   for (let i = 0; i < rounds; i++) {
-    const r = await runEmulator({ socket: serve.socket, mem, vcpus: 4, share: i % 2 ? 'same' : 'split', pattern: 'random', writePercent: 25, kernelAccess: 16, balloonCycles: cycles, balloonMaxPages: 64, seed: i + 1, deadlineMs: 120000 });
+    const r = await runEmulator({
+      socket: serve.socket,
+      mem,
+      vcpus: 4,
+      share: i % 2 ? 'same' : 'split',
+      pattern: 'random',
+      writePercent: 25,
+      kernelAccess: 16,
+      balloonCycles: cycles,
+      balloonMaxPages: 64,
+      seed: i + 1,
+      deadlineMs: 120000,
+    });
     const ended = await serve.waitForLog((l) => l.msg === 'VM ended' && l.vm === `vm-${i + 1}`);
     const ok = r.code === 0 && r.report?.mismatches === 0;
     if (!ok) failures++;
@@ -35,5 +53,7 @@ try {
   await serve.stop();
   fs.rmSync(dir, { recursive: true, force: true });
 }
-process.stdout.write(`${rounds} rounds × ${cycles} balloon cycles in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${failures} failed\n`);
+process.stdout.write(
+  `${rounds} rounds × ${cycles} balloon cycles in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${failures} failed\n`,
+);
 process.exitCode = failures > 0 ? 1 : 0;

@@ -38,7 +38,12 @@ interface Usage {
 function procStatus(pid: number): Usage {
   const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(s)![1]) * 1024;
-  return { rssBytes: kb('VmRSS'), anonBytes: kb('RssAnon'), fileBytes: kb('RssFile') + kb('RssShmem'), threads: Number(/Threads:\s+(\d+)/.exec(s)![1]) };
+  return {
+    rssBytes: kb('VmRSS'),
+    anonBytes: kb('RssAnon'),
+    fileBytes: kb('RssFile') + kb('RssShmem'),
+    threads: Number(/Threads:\s+(\d+)/.exec(s)![1]),
+  };
 }
 
 function start(args: string[], readyMsg: string): Promise<ChildProcess> {
@@ -59,9 +64,18 @@ async function stopAll(children: ChildProcess[]): Promise<void> {
 
 /** All VMs connected and held while memory is sampled; returns the sum over the handler processes. */
 async function measureLoad(sockets: string[], mems: string[], pids: number[]): Promise<Usage> {
-  const vms = sockets.flatMap((s, i) => Array.from({ length: VMS }, () => runEmulator({ socket: s, mem: mems[i]!, pattern: 'seq', touchPages: 1024, holdMs: 4000, deadlineMs: 60000 })));
+  const vms = sockets.flatMap((s, i) =>
+    Array.from({ length: VMS }, () =>
+      runEmulator({ socket: s, mem: mems[i]!, pattern: 'seq', touchPages: 1024, holdMs: 4000, deadlineMs: 60000 }),
+    ),
+  );
   await new Promise((r) => setTimeout(r, 2500));
-  const sample = pids.map(procStatus).reduce((a, b) => ({ rssBytes: a.rssBytes + b.rssBytes, anonBytes: a.anonBytes + b.anonBytes, fileBytes: a.fileBytes + b.fileBytes, threads: a.threads + b.threads }));
+  const sample = pids.map(procStatus).reduce((a, b) => ({
+    rssBytes: a.rssBytes + b.rssBytes,
+    anonBytes: a.anonBytes + b.anonBytes,
+    fileBytes: a.fileBytes + b.fileBytes,
+    threads: a.threads + b.threads,
+  }));
   const results = await Promise.all(vms);
   for (const r of results) if (r.code !== 0 || r.report!.mismatches !== 0) throw new Error(`a VM failed: ${r.stderr}`);
   return sample;
@@ -101,8 +115,15 @@ async function main(): Promise<void> {
       // One serve process per snapshot.
       const serves: ChildProcess[] = [];
       const sSockets = mems.map((_, i) => path.join(dir, `serve-${round}-${i}.sock`));
-      for (let i = 0; i < SNAPSHOTS; i++) serves.push(await start(['serve', '--socket', sSockets[i]!, '--mem', mems[i]!], 'listening for Firecracker'));
-      loads.serve.push(await measureLoad(sSockets, mems, serves.map((c) => c.pid!)));
+      for (let i = 0; i < SNAPSHOTS; i++)
+        serves.push(await start(['serve', '--socket', sSockets[i]!, '--mem', mems[i]!], 'listening for Firecracker'));
+      loads.serve.push(
+        await measureLoad(
+          sSockets,
+          mems,
+          serves.map((c) => c.pid!),
+        ),
+      );
       for (let k = 0; k < RUNS; k++) latency.serve.push(await firstFaultUs(sSockets[k % SNAPSHOTS]!, mems[k % SNAPSHOTS]!));
       await stopAll(serves);
     }
@@ -118,7 +139,14 @@ async function main(): Promise<void> {
     const dFirst = spread(latency.daemon)!;
     const sFirst = spread(latency.serve)!;
     const result = {
-      setup: { snapshots: SNAPSHOTS, vmsPerSnapshot: VMS, snapshotSizeBytes: SIZE, rounds: ROUNDS, firstFaultRunsPerRound: RUNS, loopThreads: 'default (CPUs, at most 4) in each process' },
+      setup: {
+        snapshots: SNAPSHOTS,
+        vmsPerSnapshot: VMS,
+        snapshotSizeBytes: SIZE,
+        rounds: ROUNDS,
+        firstFaultRunsPerRound: RUNS,
+        loopThreads: 'default (CPUs, at most 4) in each process',
+      },
       daemon: { samples: loads.daemon, ...dl, firstFaultUs: dFirst },
       serve: { processes: SNAPSHOTS, samples: loads.serve, ...sl, firstFaultUs: sFirst },
       ratios: {

@@ -33,7 +33,6 @@ class FixedFaultAround implements FaultAroundPolicy {
   }
 }
 
-
 interface SimResult {
   faults: number;
   touched: number;
@@ -57,7 +56,7 @@ function simulate(t: Trace, policy: FaultAroundPolicy, zeroGapPages = 0): SimRes
   const present = new Uint8Array(t.zero.length);
   const r: SimResult = { faults: 0, touched: 0, touchedZero: 0, copied: 0, zeroed: 0, ioctls: 0, windows: new Map() };
   const seen = new Uint8Array(t.zero.length);
-  const kinds = new Uint8Array(SPAN_BOUNDARY_BYTES / PS * 2);
+  const kinds = new Uint8Array((SPAN_BOUNDARY_BYTES / PS) * 2);
   for (const page of t.pages) {
     if (!seen[page]) {
       seen[page] = 1;
@@ -70,13 +69,14 @@ function simulate(t: Trace, policy: FaultAroundPolicy, zeroGapPages = 0): SimRes
     const w = policy.window(f, 0, t.sizeBytes);
     const lo = w.startOffset / PS;
     const hi = lo + w.lenBytes / PS;
-    if (w.startOffset % PS || w.lenBytes % PS || page < lo || page >= hi || lo < 0 || hi * PS > t.sizeBytes) throw new Error(`bad window ${w.startOffset}+${w.lenBytes} for fault ${f}`);
+    if (w.startOffset % PS || w.lenBytes % PS || page < lo || page >= hi || lo < 0 || hi * PS > t.sizeBytes)
+      throw new Error(`bad window ${w.startOffset}+${w.lenBytes} for fault ${f}`);
     const bucket = 2 ** Math.ceil(Math.log2(hi - lo));
     r.windows.set(bucket, (r.windows.get(bucket) ?? 0) + 1);
     // Effective kind per page of the window: 0 data, 1 zero, 2 installed already.
     for (let p = lo; p < hi; p++) kinds[p - lo] = present[p] ? 2 : t.zero[p] ? 1 : 0;
     if (zeroGapPages > 0) {
-      for (let i = 0; i < hi - lo; ) {
+      for (let i = 0; i < hi - lo;) {
         if (kinds[i] !== 1) {
           i++;
           continue;
@@ -103,7 +103,7 @@ function simulate(t: Trace, policy: FaultAroundPolicy, zeroGapPages = 0): SimRes
     let runEnd = page + 1;
     while (runEnd < hi && kinds[runEnd - lo] === kind) runEnd++;
     install(page, runEnd, kind);
-    for (let p = lo; p < hi; ) {
+    for (let p = lo; p < hi;) {
       if ((p >= page && p < runEnd) || kinds[p - lo] === 2) {
         p++;
         continue;
@@ -126,7 +126,8 @@ function simulate(t: Trace, policy: FaultAroundPolicy, zeroGapPages = 0): SimRes
  * an ioctl ~2 µs, a copied page ~1.5 µs, a zero page ~0.3 µs.
  */
 const COST_US = { fault: 40, ioctl: 2, copied: 1.5, zeroed: 0.3 };
-const estMs = (r: SimResult): number => (r.faults * COST_US.fault + r.ioctls * COST_US.ioctl + r.copied * COST_US.copied + r.zeroed * COST_US.zeroed) / 1000;
+const estMs = (r: SimResult): number =>
+  (r.faults * COST_US.fault + r.ioctls * COST_US.ioctl + r.copied * COST_US.copied + r.zeroed * COST_US.zeroed) / 1000;
 
 // ---- main ----
 
@@ -135,10 +136,18 @@ interface Policy {
   make(t: Trace): FaultAroundPolicy;
 }
 
-const fixed = (bytes: number): Policy => ({ name: `fixed-${bytes >= MiB ? `${bytes / MiB}m` : `${bytes / 1024}k`}`, make: () => new FixedFaultAround(bytes) });
+const fixed = (bytes: number): Policy => ({
+  name: `fixed-${bytes >= MiB ? `${bytes / MiB}m` : `${bytes / 1024}k`}`,
+  make: () => new FixedFaultAround(bytes),
+});
 const adaptive = (name: string, o: Partial<AdaptiveFaultAroundOptions> = {}, zeroAware = false): Policy => ({
   name,
-  make: (t) => new AdaptiveFaultAround({ pageSizeBytes: PS, ...o, ...(zeroAware ? { isZero: (off: number, len: number) => zeroRange(t.zero, off, len) } : {}) }),
+  make: (t) =>
+    new AdaptiveFaultAround({
+      pageSizeBytes: PS,
+      ...o,
+      ...(zeroAware ? { isZero: (off: number, len: number) => zeroRange(t.zero, off, len) } : {}),
+    }),
 });
 
 function zeroRange(zero: Uint8Array, off: number, len: number): boolean {
@@ -185,14 +194,26 @@ function main(): void {
   const all: Record<string, string | number>[] = [];
 
   // 1. Every policy on every trace.
-  const policies: Policy[] = [fixed(4096), fixed(64 * 1024), fixed(256 * 1024), fixed(2 * MiB), adaptive('adaptive'), adaptive('adaptive+zero-aware', {}, true)];
+  const policies: Policy[] = [
+    fixed(4096),
+    fixed(64 * 1024),
+    fixed(256 * 1024),
+    fixed(2 * MiB),
+    adaptive('adaptive'),
+    adaptive('adaptive+zero-aware', {}, true),
+  ];
   const rows1: Record<string, string | number>[] = [];
   for (const t of ts)
     for (const p of policies) {
       const r = simulate(t, p.make(t));
       rows1.push(row(p.name, t, r));
       if (p.name === 'adaptive')
-        process.stdout.write(`window sizes (${t.name}, adaptive): ${[...r.windows.entries()].sort((a, b) => a[0] - b[0]).map(([k, v]) => `${k * 4}k:${v}`).join(' ')}\n`);
+        process.stdout.write(
+          `window sizes (${t.name}, adaptive): ${[...r.windows.entries()]
+            .sort((a, b) => a[0] - b[0])
+            .map(([k, v]) => `${k * 4}k:${v}`)
+            .join(' ')}\n`,
+        );
     }
   printTable('policies x traces (installed/touched counts zero pages; copied/touched-data: guest memory per data page touched)', rows1);
   all.push(...rows1);

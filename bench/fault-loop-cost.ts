@@ -102,7 +102,14 @@ function replay(t: Trace, v: Variant, lat: Float64Array): Replay {
   const present = new Uint8Array(t.zero.length);
   const memory = new GuestMemory([{ hostAddr: HOST, sizeBytes: t.sizeBytes, fileOffset: 0 }], PS);
   const trace = v.trace ? new TraceRecorder(sink, PS) : undefined;
-  const loop = new FaultLoop({ memory, source: new MapSource(t.zero), uffd: new NullUffd(present), stats: new VmStats(), faultAround: faultAroundPolicyFor({ faultAround: v.faultAround }, PS), trace });
+  const loop = new FaultLoop({
+    memory,
+    source: new MapSource(t.zero),
+    uffd: new NullUffd(present),
+    stats: new VmStats(),
+    faultAround: faultAroundPolicyFor({ faultAround: v.faultAround }, PS),
+    trace,
+  });
   const buf = Buffer.alloc(UFFD_MSG_SIZE);
   buf.writeUInt8(UFFD_EVENT_PAGEFAULT, 0);
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -152,22 +159,33 @@ function main(): void {
   const loadAvg1 = os.loadavg()[0]!;
   const ts = traces(dataDir, fixtureDir);
   const lat = new Float64Array(Math.max(...ts.map((t) => t.pages.length)));
-  const results: Array<{ trace: string; what: string; variants: Array<{ name: string; faults: number; meanNs: Spread; p50Ns: Spread; p99Ns: Spread }> }> = [];
+  const results: Array<{
+    trace: string;
+    what: string;
+    variants: Array<{ name: string; faults: number; meanNs: Spread; p50Ns: Spread; p99Ns: Spread }>;
+  }> = [];
   for (const t of ts) {
     // One untimed pass per variant first: the JIT compiles the paths each variant takes.
     for (const v of VARIANTS) replay(t, v, lat);
     const per = new Map<string, Replay[]>(VARIANTS.map((v) => [v.name, []]));
-    for (let r = 0; r < runs; r++) for (let i = 0; i < VARIANTS.length; i++) {
-      // Rotated order: no variant always runs first after a GC-heavy one.
-      const v = VARIANTS[(i + r) % VARIANTS.length]!;
-      per.get(v.name)!.push(replay(t, v, lat));
-    }
+    for (let r = 0; r < runs; r++)
+      for (let i = 0; i < VARIANTS.length; i++) {
+        // Rotated order: no variant always runs first after a GC-heavy one.
+        const v = VARIANTS[(i + r) % VARIANTS.length]!;
+        per.get(v.name)!.push(replay(t, v, lat));
+      }
     results.push({
       trace: t.name,
       what: t.what,
       variants: VARIANTS.map((v) => {
         const rs = per.get(v.name)!;
-        return { name: v.name, faults: rs[0]!.faults, meanNs: spread(rs.map((x) => x.meanNs)), p50Ns: spread(rs.map((x) => x.p50Ns)), p99Ns: spread(rs.map((x) => x.p99Ns)) };
+        return {
+          name: v.name,
+          faults: rs[0]!.faults,
+          meanNs: spread(rs.map((x) => x.meanNs)),
+          p50Ns: spread(rs.map((x) => x.p50Ns)),
+          p99Ns: spread(rs.map((x) => x.p99Ns)),
+        };
       }),
     });
   }
@@ -182,10 +200,17 @@ function main(): void {
     '',
   ];
   for (const r of results) {
-    lines.push(`**${r.trace}**: ${r.what}`, '', '| variant | faults | mean ns / fault | p50 ns | p99 ns | traced / untraced |', '| --- | --- | --- | --- | --- | --- |');
+    lines.push(
+      `**${r.trace}**: ${r.what}`,
+      '',
+      '| variant | faults | mean ns / fault | p50 ns | p99 ns | traced / untraced |',
+      '| --- | --- | --- | --- | --- | --- |',
+    );
     for (const v of r.variants) {
       const base = v.name.endsWith('-trace') ? r.variants.find((b) => b.name === v.name.slice(0, -'-trace'.length)) : undefined;
-      lines.push(`| ${v.name} | ${v.faults} | ${f(v.meanNs)} | ${f(v.p50Ns)} | ${f(v.p99Ns)} | ${base ? `${v.meanNs.min >= base.meanNs.min ? '+' : ''}${(v.meanNs.min - base.meanNs.min).toFixed(0)} ns (${(v.meanNs.min / base.meanNs.min).toFixed(2)}x)` : ''} |`);
+      lines.push(
+        `| ${v.name} | ${v.faults} | ${f(v.meanNs)} | ${f(v.p50Ns)} | ${f(v.p99Ns)} | ${base ? `${v.meanNs.min >= base.meanNs.min ? '+' : ''}${(v.meanNs.min - base.meanNs.min).toFixed(0)} ns (${(v.meanNs.min / base.meanNs.min).toFixed(2)}x)` : ''} |`,
+      );
     }
     lines.push('');
   }
@@ -193,7 +218,10 @@ function main(): void {
   process.stdout.write(md);
   if (suite) {
     const out = path.join(ROOT, 'bench/results', `${suite}.json`);
-    fs.writeFileSync(out, `${JSON.stringify({ version: 1, startedAt: started.toISOString(), command, loadAvg1, runs, host: { cpus: os.cpus().length, node: process.version, kernel: os.release() }, results }, null, 1)}\n`);
+    fs.writeFileSync(
+      out,
+      `${JSON.stringify({ version: 1, startedAt: started.toISOString(), command, loadAvg1, runs, host: { cpus: os.cpus().length, node: process.version, kernel: os.release() }, results }, null, 1)}\n`,
+    );
     fs.writeFileSync(out.replace(/\.json$/, '.md'), md);
     process.stdout.write(`results: ${out} and ${out.replace(/\.json$/, '.md')}\n`);
   }

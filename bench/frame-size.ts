@@ -85,7 +85,9 @@ for (const F of SIZES) {
       const f = encodeChunkBlobFramed(chunk, a, F);
       const out = new Uint8Array(CHUNK);
       const t1 = performance.now();
-      decodeFrames(f.blob, out, a.zeroBitmap, F, [{ frame: 0, srcOffset: f.blob.length - f.frameBytes[0]!, srcLength: f.frameBytes[0]!, sha256: f.frameSha256[0]! }]);
+      decodeFrames(f.blob, out, a.zeroBitmap, F, [
+        { frame: 0, srcOffset: f.blob.length - f.frameBytes[0]!, srcLength: f.frameBytes[0]!, sha256: f.frameSha256[0]! },
+      ]);
       decodeUs.push((performance.now() - t1) * 1000);
       frameLens.push(blob.length);
       if ([...touched].some((p) => p >= c * 1024 && p < (c + 1) * 1024 && !isZeroPage(a.zeroBitmap, p - c * 1024))) {
@@ -96,7 +98,13 @@ for (const F of SIZES) {
     }
     const f = encodeChunkBlobFramed(chunk, a, F);
     stored += f.blob.length;
-    entries.push({ digest: 'f'.repeat(64), storedBytes: f.blob.length, ...zeroPages, frameBytes: f.frameBytes, frameSha256: f.frameSha256 });
+    entries.push({
+      digest: 'f'.repeat(64),
+      storedBytes: f.blob.length,
+      ...zeroPages,
+      frameBytes: f.frameBytes,
+      frameSha256: f.frameSha256,
+    });
     const out = new Uint8Array(CHUNK);
     let off = f.blob.length - f.frameBytes.reduce((x, y) => x + y, 0);
     const framePages = F / 4096;
@@ -108,7 +116,8 @@ for (const F of SIZES) {
         decodeUs.push((performance.now() - t1) * 1000);
         frameLens.push(len);
         let need = false;
-        for (let p = k * framePages; p < (k + 1) * framePages && p < pageCount(chunk.length) && !need; p++) need = touched.has(c * 1024 + p) && !isZeroPage(a.zeroBitmap, p);
+        for (let p = k * framePages; p < (k + 1) * framePages && p < pageCount(chunk.length) && !need; p++)
+          need = touched.has(c * 1024 + p) && !isZeroPage(a.zeroBitmap, p);
         if (need) {
           restoreFrames++;
           restoreBytes += len;
@@ -122,7 +131,8 @@ for (const F of SIZES) {
   const decodeMs = quantile(decodeUs, 0.5) / 1000;
   const manifestKiB = (copies: number): number => {
     const chunks: ChunkEntry[] = [];
-    for (let i = 0; i < copies; i++) for (const e of entries) chunks.push(e ? { ...e, digest: (i.toString(16) + e.digest).slice(0, 64) } : null);
+    for (let i = 0; i < copies; i++)
+      for (const e of entries) chunks.push(e ? { ...e, digest: (i.toString(16) + e.digest).slice(0, 64) } : null);
     const m: Manifest = {
       format: 'fc-uffd-chunked-snapshot',
       version: F === CHUNK ? 1 : 2,
@@ -173,7 +183,13 @@ function fragment(r: typeof result): string {
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...r.rows.map(
       (x) =>
-        `| ${x.frameKiB === 4096 ? '4 MiB (v1, one frame)' : `${x.frameKiB} KiB`} | ${x.storedMiB.toFixed(2)} | ${x.ratio.toFixed(3)} | ${x.decodeUsP50.toFixed(0)} / ${x.decodeUsP99.toFixed(0)} µs | ${x.meanFrameKiB.toFixed(0)} KiB | ${x.restoreFrames} | ${x.restoreMiB.toFixed(1)} | ${Object.values(x.firstFaultMs).map((v) => `${v.toFixed(2)} ms`).join(' / ')} | ${x.manifestKiB['128MiB'].toFixed(0)} / ${x.manifestKiB['1GiB'].toFixed(0)} / ${x.manifestKiB['8GiB'].toFixed(0)} KiB |`,
+        `| ${x.frameKiB === 4096 ? '4 MiB (v1, one frame)' : `${x.frameKiB} KiB`} | ${x.storedMiB.toFixed(2)} | ${x.ratio.toFixed(3)} | ${x.decodeUsP50.toFixed(0)} / ${x.decodeUsP99.toFixed(0)} µs | ${x.meanFrameKiB.toFixed(0)} KiB | ${x.restoreFrames} | ${x.restoreMiB.toFixed(1)} | ${Object.values(
+          x.firstFaultMs,
+        )
+          .map((v) => `${v.toFixed(2)} ms`)
+          .join(
+            ' / ',
+          )} | ${x.manifestKiB['128MiB'].toFixed(0)} / ${x.manifestKiB['1GiB'].toFixed(0)} / ${x.manifestKiB['8GiB'].toFixed(0)} KiB |`,
     ),
     '',
   ];

@@ -52,20 +52,32 @@ function packMarkdown(out: Record<string, unknown>): string {
     ['figure', 'value'],
     [
       ['zero pages', `${(pk.zeroPageFraction! * 100).toFixed(1)} % (${pk.zeroChunks} of ${pk.chunks} chunks all zero)`],
-      ['stored', `${(pk.storedBytes! / MiB).toFixed(1)} MiB in ${pk.storedChunks} chunks: ratio ${pk.ratioWholeFile} on the file, ${pk.ratioDataPages} on non-zero pages`],
+      [
+        'stored',
+        `${(pk.storedBytes! / MiB).toFixed(1)} MiB in ${pk.storedChunks} chunks: ratio ${pk.ratioWholeFile} on the file, ${pk.ratioDataPages} on non-zero pages`,
+      ],
       ['pack', `${pk.mbPerS} MB/s (re-pack into the same store: ${(out.repackSameStore as Record<string, number>).mbPerS} MB/s)`],
       ['zstd -T2 -3, same file', typeof z === 'string' ? z : `${z.mbPerS} MB/s, ratio ${z.ratio}; zstd -d ${z.decompressMbPerS} MB/s`],
       ['unpack (verify + write data pages)', `${(out.unpack as Record<string, number>).mbPerS} MB/s`],
-      ['decompress + verify', `${dv.chunkMbPerS1Thread} MB/s on one thread (${dv.perChunkMs1Thread} ms per chunk), ${dv.chunkMbPerSPool} MB/s on the codec pool`],
+      [
+        'decompress + verify',
+        `${dv.chunkMbPerS1Thread} MB/s on one thread (${dv.perChunkMs1Thread} ms per chunk), ${dv.chunkMbPerSPool} MB/s on the codec pool`,
+      ],
       ['first fault on a chunk (get + verify + decompress)', `p50 ${cm.p50} ms, max ${cm.max} ms; cached: ${cm.cachedHitUs} µs`],
     ],
   );
   const bySize = mdTable(
     ['chunk size', 'pack MB/s', 'stored chunks', 'stored MiB', ...(traced ? ['restore: chunks fetched', 'restore: MiB fetched'] : [])],
-    sizes.map((r) => [`${r.chunkMiB} MiB`, String(r.packMbPerS), String(r.storedChunks), String(r.storedMiB), ...(traced ? [String(r.restoreChunksFetched), String(r.restoreFetchedMiB)] : [])]),
+    sizes.map((r) => [
+      `${r.chunkMiB} MiB`,
+      String(r.packMbPerS),
+      String(r.storedChunks),
+      String(r.storedMiB),
+      ...(traced ? [String(r.restoreChunksFetched), String(r.restoreFetchedMiB)] : []),
+    ]),
   );
   const head = `Chunked snapshots: ${out.source as string}, ${((out.sizeBytes as number) / MiB).toFixed(0)} MiB, ${out.cpus as number} CPUs, ${out.threads as number} codec threads; 4 MiB chunks, zstd level 3, sha256; best of 3 runs.`;
-  return [head, figures, `Chunk size against ${traced ? 'a real restore\'s fault trace' : 'stored size (no trace)'}:`, bySize].join('\n\n');
+  return [head, figures, `Chunk size against ${traced ? "a real restore's fault trace" : 'stored size (no trace)'}:`, bySize].join('\n\n');
 }
 
 async function main(): Promise<void> {
@@ -137,18 +149,28 @@ async function main(): Promise<void> {
         execFileSync('zstd', ['-T2', '-d', '-q', '-f', path.join(work, 'z.zst'), '-o', path.join(work, 'z.out')]);
         druns.push({ ms: performance.now() - t });
       }
-      out.zstdT2 = { mbPerS: mbps(size, z.ms), ms: Math.round(z.ms), ratio: +(size / zsize).toFixed(2), decompressMbPerS: mbps(size, best(druns).ms) };
+      out.zstdT2 = {
+        mbPerS: mbps(size, z.ms),
+        ms: Math.round(z.ms),
+        ratio: +(size / zsize).toFixed(2),
+        decompressMbPerS: mbps(size, best(druns).ms),
+      };
     } else out.zstdT2 = 'zstd not installed (apt-get install -y zstd)';
 
     // unpack (verify every chunk, write data pages), best of 3.
     const store = DirStore.open(p.storeDir);
     const loaded = await loadManifest(pr.id, store);
     const unpacks = [];
-    for (let i = 0; i < 3; i++) unpacks.push({ ms: (await unpack({ loaded, store, outPath: path.join(work, 'unpacked.bin'), pool })).durationMs });
+    for (let i = 0; i < 3; i++)
+      unpacks.push({ ms: (await unpack({ loaded, store, outPath: path.join(work, 'unpacked.bin'), pool })).durationMs });
     out.unpack = { mbPerS: mbps(size, best(unpacks).ms) };
 
     // Decompress + verify, in memory: one thread, and the pool (what serving uses).
-    const blobs = loaded.manifest.chunks.map((c, i) => (c ? { blob: fs.readFileSync(store.chunkPath(c.digest)), digest: c.digest, len: chunkLength(loaded.manifest, i) } : undefined)).filter((b) => b !== undefined);
+    const blobs = loaded.manifest.chunks
+      .map((c, i) =>
+        c ? { blob: fs.readFileSync(store.chunkPath(c.digest)), digest: c.digest, len: chunkLength(loaded.manifest, i) } : undefined,
+      )
+      .filter((b) => b !== undefined);
     const logical = blobs.reduce((a, b) => a + b.len, 0);
     const buf = new Uint8Array(loaded.manifest.chunkSizeBytes);
     let t = performance.now();
@@ -157,10 +179,20 @@ async function main(): Promise<void> {
     t = performance.now();
     await Promise.all(blobs.map((b) => pool.decode(Uint8Array.from(b.blob), b.digest, new SharedArrayBuffer(b.len), b.len)));
     const poolMs = performance.now() - t;
-    out.decompressVerify = { chunkMbPerS1Thread: mbps(logical, oneThreadMs), chunkMbPerSPool: mbps(logical, poolMs), perChunkMs1Thread: +(oneThreadMs / blobs.length).toFixed(2) };
+    out.decompressVerify = {
+      chunkMbPerS1Thread: mbps(logical, oneThreadMs),
+      chunkMbPerSPool: mbps(logical, poolMs),
+      perChunkMs1Thread: +(oneThreadMs / blobs.length).toFixed(2),
+    };
 
     // First fault on a chunk as serving sees it: store get + verify + decompress, cold cache.
-    const served = await ServedChunkedSnapshot.open({ manifest: loaded, store, cache: new ChunkCache(1024 * MiB), pool, prefetchChunks: 0 });
+    const served = await ServedChunkedSnapshot.open({
+      manifest: loaded,
+      store,
+      cache: new ChunkCache(1024 * MiB),
+      pool,
+      prefetchChunks: 0,
+    });
     const lat: number[] = [];
     for (let i = 0; i < loaded.manifest.chunks.length; i++) {
       if (!loaded.manifest.chunks[i]) continue;
@@ -170,7 +202,11 @@ async function main(): Promise<void> {
     }
     const t1 = performance.now();
     for (let i = 0; i < loaded.manifest.chunks.length; i++) if (loaded.manifest.chunks[i]) await served.loadChunk(i);
-    out.chunkMissMs = { p50: +percentile(lat, 50).toFixed(2), max: +Math.max(...lat).toFixed(2), cachedHitUs: +(((performance.now() - t1) * 1000) / lat.length).toFixed(1) };
+    out.chunkMissMs = {
+      p50: +percentile(lat, 50).toFixed(2),
+      max: +Math.max(...lat).toFixed(2),
+      cachedHitUs: +(((performance.now() - t1) * 1000) / lat.length).toFixed(1),
+    };
     served.close();
 
     // Chunk size trade-off: stored bytes, objects, and what a real restore would fetch.
@@ -178,13 +214,21 @@ async function main(): Promise<void> {
     if (tracePath && fs.existsSync(tracePath)) {
       const raw = fs.readFileSync(tracePath);
       const text = (tracePath.endsWith('.gz') ? zlib.gunzipSync(raw) : raw).toString('utf8');
-      trace = text.split('\n').filter(Boolean).map((l) => Number(l.split(' ')[1]));
+      trace = text
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => Number(l.split(' ')[1]));
     }
     const sizes = [];
     for (const cs of [2 * MiB, 4 * MiB, 8 * MiB, 16 * MiB]) {
       const sdir = path.join(work, `cs-${cs}`);
       const r = await pack({ memPath: mem, store: DirStore.open(sdir, { fsync: false }), pool, chunkSizeBytes: cs });
-      const row: Record<string, unknown> = { chunkMiB: cs / MiB, packMbPerS: mbps(size, r.durationMs), storedChunks: r.newChunks, storedMiB: +(r.totalStoredBytes / MiB).toFixed(1) };
+      const row: Record<string, unknown> = {
+        chunkMiB: cs / MiB,
+        packMbPerS: mbps(size, r.durationMs),
+        storedChunks: r.newChunks,
+        storedMiB: +(r.totalStoredBytes / MiB).toFixed(1),
+      };
       if (trace) {
         const touched = new Set<number>();
         for (const off of trace) {
@@ -217,7 +261,9 @@ async function main(): Promise<void> {
       `  zero pages          ${(pk.zeroPageFraction! * 100).toFixed(1)}% (${pk.zeroChunks} of ${pk.chunks} chunks all zero)`,
       `  stored              ${(pk.storedBytes! / MiB).toFixed(1)} MiB in ${pk.storedChunks} chunks: ratio ${pk.ratioWholeFile} on the file, ${pk.ratioDataPages} on non-zero pages`,
       `  pack                ${pk.mbPerS} MB/s  (re-pack into the same store: ${(out.repackSameStore as Record<string, number>).mbPerS} MB/s)`,
-      typeof z === 'string' ? `  zstd -T2 -3         ${z}` : `  zstd -T2 -3         ${z.mbPerS} MB/s, ratio ${z.ratio}; zstd -d ${z.decompressMbPerS} MB/s`,
+      typeof z === 'string'
+        ? `  zstd -T2 -3         ${z}`
+        : `  zstd -T2 -3         ${z.mbPerS} MB/s, ratio ${z.ratio}; zstd -d ${z.decompressMbPerS} MB/s`,
       `  unpack              ${(out.unpack as Record<string, number>).mbPerS} MB/s (verify + write data pages)`,
       `  decompress+verify   ${dv.chunkMbPerS1Thread} MB/s one thread (${dv.perChunkMs1Thread} ms per chunk), ${dv.chunkMbPerSPool} MB/s on the pool`,
       `  first fault on a chunk: get+verify+decompress p50 ${cm.p50} ms, max ${cm.max} ms; cached ${cm.cachedHitUs} µs`,

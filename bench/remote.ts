@@ -30,12 +30,21 @@ const MiB = 1024 * 1024;
 const ROOT = path.resolve(RESULTS_DIR, '..', '..');
 const SERVICES = path.join(ROOT, 'tools/services');
 const SERVE = path.join(ROOT, 'dist/bench/lib/remote-serve.js');
-const LINKS = { a: { name: '1 ms RTT + 500 MB/s', rttMs: 1, bytesPerSecond: 500e6 }, b: { name: '20 ms RTT + 100 MB/s', rttMs: 20, bytesPerSecond: 100e6 } } as const;
+const LINKS = {
+  a: { name: '1 ms RTT + 500 MB/s', rttMs: 1, bytesPerSecond: 500e6 },
+  b: { name: '20 ms RTT + 100 MB/s', rttMs: 20, bytesPerSecond: 100e6 },
+} as const;
 type LinkKey = keyof typeof LINKS;
 type StoreKind = 'dir' | 'http' | 's3';
 type Mode = 'on-demand' | 'ws-cold-cache' | 'warm-cache';
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, only: { type: 'string', default: 'dir,http,s3' }, links: { type: 'string', default: 'a,b' } } });
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '5' },
+    only: { type: 'string', default: 'dir,http,s3' },
+    links: { type: 'string', default: 'a,b' },
+  },
+});
 const RUNS = Number(values.runs);
 const KINDS = values.only.split(',') as StoreKind[];
 const LINK_KEYS = values.links.split(',') as LinkKey[];
@@ -55,7 +64,10 @@ async function freePort(): Promise<number> {
 function startService(script: string, args: string[], env: NodeJS.ProcessEnv = {}): string {
   const dir = fs.mkdtempSync(path.join(work, 'svc-'));
   stops.push(() => execFileSync('bash', [path.join(SERVICES, 'stop.sh'), path.join(dir, 'pids')], { stdio: 'inherit' }));
-  const out = execFileSync('bash', [path.join(SERVICES, script), dir, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const out = execFileSync('bash', [path.join(SERVICES, script), dir, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   return out.toString().trim().split('\n').pop()!;
 }
 
@@ -86,7 +98,11 @@ async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace:
       if (server.exitCode !== null || Date.now() - t0 > 30_000) throw new Error(`server did not start: ${err.slice(-500)}`);
       await sleep(5);
     }
-    const emu = spawn(EMULATOR_PATH, emulatorArgs({ socket, mem, pageSize: '4k', vcpus: 1, pattern: `trace:${trace}`, deadlineMs: 120_000 }), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const emu = spawn(
+      EMULATOR_PATH,
+      emulatorArgs({ socket, mem, pageSize: '4k', vcpus: 1, pattern: `trace:${trace}`, deadlineMs: 120_000 }),
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let eout = '';
     let eerr = '';
     emu.stdout.setEncoding('utf8').on('data', (d: string) => {
@@ -97,14 +113,29 @@ async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace:
     });
     const code = await new Promise<number | null>((r) => emu.on('close', r));
     if (code !== 0) throw new Error(`emulator exit ${code}: ${eerr.slice(-500)} / server: ${err.slice(-500)}`);
-    const report = JSON.parse(eout.trim().split('\n').filter((l) => l.startsWith('{')).pop()!) as EmulatorReport;
+    const report = JSON.parse(
+      eout
+        .trim()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .pop()!,
+    ) as EmulatorReport;
     const t1 = Date.now();
     while (!out.includes('vmEnded')) {
       if (Date.now() - t1 > 10_000) throw new Error('server printed no VM end');
       await sleep(5);
     }
-    const ended = JSON.parse(out.split('\n').find((l) => l.includes('vmEnded'))!) as { frameFetchMs: number[]; frameTimings: FrameTiming[] };
-    return { frameTimings: ended.frameTimings, doneMs: report.handshakeToDoneMs, touchP50Us: report.touchLatencyUs.p50, touchP99Us: report.touchLatencyUs.p99, frameFetchMs: ended.frameFetchMs };
+    const ended = JSON.parse(out.split('\n').find((l) => l.includes('vmEnded'))!) as {
+      frameFetchMs: number[];
+      frameTimings: FrameTiming[];
+    };
+    return {
+      frameTimings: ended.frameTimings,
+      doneMs: report.handshakeToDoneMs,
+      touchP50Us: report.touchLatencyUs.p50,
+      touchP99Us: report.touchLatencyUs.p99,
+      frameFetchMs: ended.frameFetchMs,
+    };
   } finally {
     server.kill('SIGTERM');
     await exited;
@@ -182,7 +213,9 @@ async function main(): Promise<void> {
   const manifest = packed.id;
   const sum = summarizeManifest(packed.manifest);
   const neededBytes = sum.storedBytes; // the trace touches every data chunk (docs/chunked-format.md)
-  process.stdout.write(`packed ${real.image.origin}: ${(sum.storedBytes / MiB).toFixed(1)} MiB stored, manifest ${manifest.slice(0, 12)}\n`);
+  process.stdout.write(
+    `packed ${real.image.origin}: ${(sum.storedBytes / MiB).toFixed(1)} MiB stored, manifest ${manifest.slice(0, 12)}\n`,
+  );
 
   // The working set, recorded once from the local directory (it is in snapshot pages: any store).
   const ws = path.join(work, 'guest.ws');
@@ -197,7 +230,12 @@ async function main(): Promise<void> {
   if (KINDS.includes('s3')) {
     process.env.AWS_ACCESS_KEY_ID ??= 'testkey';
     process.env.AWS_SECRET_ACCESS_KEY ??= 'testsecret';
-    const url = process.env.FC_UFFD_TEST_S3_ENDPOINT ?? startService('ceph-start.sh', [String(await freePort())], { FC_UFFD_CEPH_MON_PORT: String(await freePort()), FC_UFFD_CEPH_MON_V1_PORT: String(await freePort()) });
+    const url =
+      process.env.FC_UFFD_TEST_S3_ENDPOINT ??
+      startService('ceph-start.sh', [String(await freePort())], {
+        FC_UFFD_CEPH_MON_PORT: String(await freePort()),
+        FC_UFFD_CEPH_MON_V1_PORT: String(await freePort()),
+      });
     const bucket = `fc-uffd-remote-bench-${Date.now()}`;
     const admin = new S3Client({ endpoint: url, region: 'us-east-1', forcePathStyle: true });
     await admin.send(new CreateBucketCommand({ Bucket: bucket }));
@@ -216,7 +254,13 @@ async function main(): Promise<void> {
   }
 
   const rows: Row[] = [];
-  const run = async (store: StoreKind, link: LinkKey | null, mode: Mode, cfg: (i: number) => Omit<RemoteServeConfig, 'socket'>, bare?: () => Promise<number[]>): Promise<void> => {
+  const run = async (
+    store: StoreKind,
+    link: LinkKey | null,
+    mode: Mode,
+    cfg: (i: number) => Omit<RemoteServeConfig, 'socket'>,
+    bare?: () => Promise<number[]>,
+  ): Promise<void> => {
     const la0 = os.loadavg()[0]!;
     const trials: Trial[] = [];
     const bareMs: number[] = [];
@@ -237,7 +281,12 @@ async function main(): Promise<void> {
       touchP50UsMedian: spread(trials.map((t) => t.touchP50Us))!.median,
       touchP99UsMedian: spread(trials.map((t) => t.touchP99Us))!.median,
       frameFetchMsP50: frames.length ? spread(frames)!.median : null,
-      frameFetchMsP99: frames.length ? quantile([...frames].sort((a, b) => a - b), 0.99) : null,
+      frameFetchMsP99: frames.length
+        ? quantile(
+            [...frames].sort((a, b) => a - b),
+            0.99,
+          )
+        : null,
       frameFetches: frames.length,
       frameFetchPartMsP50: spread(trials.flatMap((t) => t.frameTimings.map((x) => x.fetchMs)))?.median ?? null,
       frameDecodeMsP50: spread(trials.flatMap((t) => t.frameTimings.map((x) => x.decodeMs)))?.median ?? null,
@@ -247,7 +296,9 @@ async function main(): Promise<void> {
       loadAvg: [la0, os.loadavg()[0]!],
     };
     rows.push(row);
-    process.stdout.write(`${store} ${row.link ?? 'local'} ${mode}: done ${row.doneMsMedian.toFixed(1)} ms (runs ${row.doneMsRuns.join(', ')}), frames p50 ${row.frameFetchMsP50?.toFixed(2) ?? '-'} ms\n`);
+    process.stdout.write(
+      `${store} ${row.link ?? 'local'} ${mode}: done ${row.doneMsMedian.toFixed(1)} ms (runs ${row.doneMsRuns.join(', ')}), frames p50 ${row.frameFetchMsP50?.toFixed(2) ?? '-'} ms\n`,
+    );
   };
 
   if (KINDS.includes('dir')) {
@@ -269,8 +320,19 @@ async function main(): Promise<void> {
       for (const lk of LINK_KEYS) {
         const l = LINKS[lk];
         proxy.set({ latencyMs: l.rttMs / 2, bytesPerSecond: l.bytesPerSecond });
-        await run(kind, lk, 'on-demand', () => ({ ...proxied(), manifest }), () => bareFrameGetMs(proxied(), packed.manifest, 8));
-        await run(kind, lk, 'ws-cold-cache', (i) => ({ ...proxied(), manifest, prefetch: ws, cacheDir: path.join(work, `cold-${kind}-${lk}-${i}`) }));
+        await run(
+          kind,
+          lk,
+          'on-demand',
+          () => ({ ...proxied(), manifest }),
+          () => bareFrameGetMs(proxied(), packed.manifest, 8),
+        );
+        await run(kind, lk, 'ws-cold-cache', (i) => ({
+          ...proxied(),
+          manifest,
+          prefetch: ws,
+          cacheDir: path.join(work, `cold-${kind}-${lk}-${i}`),
+        }));
         const warm = path.join(work, `warm-${kind}-${lk}`);
         await trial({ ...proxied(), manifest, cacheDir: warm }, real.image.path, real.trace); // fills the disk cache
         await run(kind, lk, 'warm-cache', () => ({ ...proxied(), manifest, cacheDir: warm }));
@@ -288,15 +350,37 @@ async function main(): Promise<void> {
       const l = Object.values(LINKS).find((x) => x.name === r.link)!;
       if (r.mode === 'ws-cold-cache') {
         const bound = 1.25 * Math.max(localWs, r.floorMs!);
-        return { store: r.store, link: r.link, what: 'working set + cold disk cache: done <= 1.25 x max(local dir (ws), transfer floor)', valueMs: r.doneMsMedian, boundMs: bound, met: r.doneMsMedian <= bound };
+        return {
+          store: r.store,
+          link: r.link,
+          what: 'working set + cold disk cache: done <= 1.25 x max(local dir (ws), transfer floor)',
+          valueMs: r.doneMsMedian,
+          boundMs: bound,
+          met: r.doneMsMedian <= bound,
+        };
       }
       if (r.mode === 'on-demand') {
-        const meanFrame = sum.storedBytes / packed.manifest.chunks.reduce((n, c) => n + (c?.frameSha256?.filter((h) => h !== '').length ?? 0), 0);
+        const meanFrame =
+          sum.storedBytes / packed.manifest.chunks.reduce((n, c) => n + (c?.frameSha256?.filter((h) => h !== '').length ?? 0), 0);
         const bound = l.rttMs + (meanFrame / l.bytesPerSecond) * 1000 + 2;
-        return { store: r.store, link: r.link, what: 'on demand: uncached frame p50 <= 1 RTT + mean frame transfer + 2 ms', valueMs: r.frameFetchMsP50 ?? NaN, boundMs: bound, met: (r.frameFetchMsP50 ?? Infinity) <= bound };
+        return {
+          store: r.store,
+          link: r.link,
+          what: 'on demand: uncached frame p50 <= 1 RTT + mean frame transfer + 2 ms',
+          valueMs: r.frameFetchMsP50 ?? NaN,
+          boundMs: bound,
+          met: (r.frameFetchMsP50 ?? Infinity) <= bound,
+        };
       }
       const bound = 1.1 * localDone;
-      return { store: r.store, link: r.link, what: 'warm disk cache: done <= 1.1 x local dir (on demand)', valueMs: r.doneMsMedian, boundMs: bound, met: r.doneMsMedian <= bound };
+      return {
+        store: r.store,
+        link: r.link,
+        what: 'warm disk cache: done <= 1.1 x local dir (on demand)',
+        valueMs: r.doneMsMedian,
+        boundMs: bound,
+        met: r.doneMsMedian <= bound,
+      };
     });
   const result = {
     elapsedS: (Date.now() - t0) / 1000,
@@ -304,7 +388,8 @@ async function main(): Promise<void> {
     storedMiB: sum.storedBytes / MiB,
     frameSizeBytes: packed.manifest.frameSizeBytes,
     runs: RUNS,
-    proxy: 'tools/fault-proxy.ts: one-way delay RTT/2 each way; the bandwidth cap is per direction and connection (the stores use up to 16 connections, so the aggregate can exceed it)',
+    proxy:
+      'tools/fault-proxy.ts: one-way delay RTT/2 each way; the bandwidth cap is per direction and connection (the stores use up to 16 connections, so the aggregate can exceed it)',
     rows,
     targets,
   };
@@ -312,14 +397,43 @@ async function main(): Promise<void> {
   writeResults('remote', result, md.all, { targets: md.targets });
 }
 
-function render(r: { elapsedS: number; storedMiB: number; frameSizeBytes?: number; runs: number; proxy: string; rows: Row[]; targets: Target[] }): { all: string; targets: string } {
+function render(r: {
+  elapsedS: number;
+  storedMiB: number;
+  frameSizeBytes?: number;
+  runs: number;
+  proxy: string;
+  rows: Row[];
+  targets: Target[];
+}): { all: string; targets: string } {
   const ms = (x: number | null): string => fmt(x);
   const targets = mdTable(
     ['target', 'store', 'link', 'measured ms', 'bound ms', 'measured / bound', 'met'],
-    r.targets.map((t) => [t.what, t.store, t.link ?? '', ms(t.valueMs), ms(t.boundMs), fmt(t.valueMs / t.boundMs), t.met ? 'met' : '**missed**']),
+    r.targets.map((t) => [
+      t.what,
+      t.store,
+      t.link ?? '',
+      ms(t.valueMs),
+      ms(t.boundMs),
+      fmt(t.valueMs / t.boundMs),
+      t.met ? 'met' : '**missed**',
+    ]),
   );
   const rows = mdTable(
-    ['store', 'link', 'mode', 'restore-to-done ms (median)', 'runs', 'touch p50 / p99 µs', 'uncached frame want→post p50 / p99 ms (n)', 'of which want→bytes / decode p50 ms', 'bare ranged GET p50 ms', 'store reads ahead (p50)', 'transfer floor ms', 'load avg start→end'],
+    [
+      'store',
+      'link',
+      'mode',
+      'restore-to-done ms (median)',
+      'runs',
+      'touch p50 / p99 µs',
+      'uncached frame want→post p50 / p99 ms (n)',
+      'of which want→bytes / decode p50 ms',
+      'bare ranged GET p50 ms',
+      'store reads ahead (p50)',
+      'transfer floor ms',
+      'load avg start→end',
+    ],
     r.rows.map((x) => [
       x.store,
       x.link ?? 'local',

@@ -44,7 +44,7 @@ const CHUNK = 4 * 2 ** 20;
 export function syntheticTrace(): Buffer {
   const rb = new RecordBuffer(faults * 4 + 20_000);
   let x = 12345;
-  const rnd = (): number => ((x = (x * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const rnd = (): number => (x = (x * 1103515245 + 12345) >>> 0) / 2 ** 32;
   const pages = sizeBytes / PS;
   const fetched = new Set<number>();
   let t = 0;
@@ -71,8 +71,15 @@ export function syntheticTrace(): Buffer {
   for (let i = 0; i < 10_000; i++) rb.put(T_INSTALL, K_DATA, FLAG_PREFETCH, 0, i * 30, Math.floor(rnd() * (pages - 64)) * PS, 64 * PS);
   for (let i = 0; i < 500; i++) rb.put(T_REMOVE, 0, 0, 0, t * rnd(), Math.floor(rnd() * (pages - 256)) * PS, 256 * PS);
   const header = encodeHeader({
-    vmId: 'vm-synthetic', pid: 1, snapshot: `memfile:${sizeBytes}:synthetic`, snapshotSizeBytes: sizeBytes, pageSizeBytes: PS,
-    faultAroundBytes: PS, regions: [{ hostAddr: 0x7f0000000000, sizeBytes, fileOffset: 0 }], startEpochMs: Date.now(), prefetchPages: 640_000,
+    vmId: 'vm-synthetic',
+    pid: 1,
+    snapshot: `memfile:${sizeBytes}:synthetic`,
+    snapshotSizeBytes: sizeBytes,
+    pageSizeBytes: PS,
+    faultAroundBytes: PS,
+    regions: [{ hostAddr: 0x7f0000000000, sizeBytes, fileOffset: 0 }],
+    startEpochMs: Date.now(),
+    prefetchPages: 640_000,
   });
   return Buffer.concat([header, Buffer.from(rb.buffer, 0, rb.count * 32)]);
 }
@@ -102,7 +109,19 @@ if (which.status === 0) {
   // Browser time: a load that draws the charts and one that does not run scripts, both fresh processes.
   const run = (extra: string[]): number => {
     const t0 = performance.now();
-    const r = spawnSync('chromium', ['--headless', '--no-sandbox', '--disable-gpu', `--user-data-dir=${path.join(dir, 'profile')}`, ...extra, '--dump-dom', pathToFileURL(page).href], { encoding: 'utf8', timeout: 120000 });
+    const r = spawnSync(
+      'chromium',
+      [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        `--user-data-dir=${path.join(dir, 'profile')}`,
+        ...extra,
+        '--dump-dom',
+        pathToFileURL(page).href,
+      ],
+      { encoding: 'utf8', timeout: 120000 },
+    );
     if (!/data-rendered="1"/.test(r.stdout) && !extra.length) throw new Error(`the page did not render: ${r.stderr.slice(-500)}`);
     return performance.now() - t0;
   };
@@ -112,6 +131,8 @@ if (which.status === 0) {
     withJs.push(run([]));
     without.push(run(['--blink-settings=scriptEnabled=false']));
   }
-  process.stdout.write(`chromium load + draw, median of 5: ${median(withJs).toFixed(0)} ms; the same without scripts: ${median(without).toFixed(0)} ms; drawing costs ~${(median(withJs) - median(without)).toFixed(0)} ms\n`);
+  process.stdout.write(
+    `chromium load + draw, median of 5: ${median(withJs).toFixed(0)} ms; the same without scripts: ${median(without).toFixed(0)} ms; drawing costs ~${(median(withJs) - median(without)).toFixed(0)} ms\n`,
+  );
 } else process.stdout.write('chromium not installed: browser time not measured\n');
 if (!keep) fs.rmSync(dir, { recursive: true, force: true });

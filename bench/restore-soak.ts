@@ -48,7 +48,17 @@ let failures = 0;
 const t0 = performance.now();
 try {
   for (let i = 1; i <= restores; i++) {
-    const r = await runEmulator({ socket: serve.socket, mem, vcpus: 2, share: 'split', pattern: 'random', touchPages: 256, writePercent: 20, seed: i, deadlineMs: 30000 });
+    const r = await runEmulator({
+      socket: serve.socket,
+      mem,
+      vcpus: 2,
+      share: 'split',
+      pattern: 'random',
+      touchPages: 256,
+      writePercent: 20,
+      seed: i,
+      deadlineMs: 30000,
+    });
     if (r.code !== 0 || r.report?.mismatches !== 0) {
       failures++;
       process.stdout.write(`restore ${i} FAILED (exit ${r.code ?? r.signal}): ${r.stderr.trim().slice(0, 300)}\n`);
@@ -58,7 +68,9 @@ try {
       await serve.waitForLog((l) => (l.msg === 'VM ended' || String(l.msg).startsWith('VM stopped')) && l.vm === `vm-${i}`);
       const s = sample(pid, i);
       samples.push(s);
-      process.stdout.write(`${String(s.restores).padStart(6)} restores  fds ${s.fds}  threads ${s.threads}  rss ${s.rssMiB.toFixed(1)} MiB  (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
+      process.stdout.write(
+        `${String(s.restores).padStart(6)} restores  fds ${s.fds}  threads ${s.threads}  rss ${s.rssMiB.toFixed(1)} MiB  (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`,
+      );
     }
   }
 } finally {
@@ -71,14 +83,24 @@ const rssGrowth = last.rssMiB - first.rssMiB;
 process.stdout.write(
   `\n${restores} restores, ${failures} failed; from ${first.restores} to ${last.restores} restores: RSS ${rssGrowth >= 0 ? '+' : ''}${rssGrowth.toFixed(1)} MiB, fds ${last.fds - first.fds >= 0 ? '+' : ''}${last.fds - first.fds}, threads ${last.threads - first.threads >= 0 ? '+' : ''}${last.threads - first.threads}\n`,
 );
-const soak = { restores, every, sizeBytes, failures, samples, growth: { rssMiB: rssGrowth, fds: last.fds - first.fds, threads: last.threads - first.threads } };
+const soak = {
+  restores,
+  every,
+  sizeBytes,
+  failures,
+  samples,
+  growth: { rssMiB: rssGrowth, fds: last.fds - first.fds, threads: last.threads - first.threads },
+};
 const sign = (x: number, digits = 0): string => `${x >= 0 ? '+' : ''}${x.toFixed(digits)}`;
 writeResults(
   'restore-soak',
   soak,
   [
     `Restore soak: ${restores} sequential restores (${sizeBytes / 2 ** 20} MiB, 2 vCPUs, 256 random touches each) against one \`fc-uffd serve\`; ${failures} failed. From restore ${first.restores} to ${last.restores}: RSS ${sign(rssGrowth, 1)} MiB, fds ${sign(soak.growth.fds)}, threads ${sign(soak.growth.threads)}.`,
-    mdTable(['restores', 'fds', 'threads', 'RSS MiB'], samples.map((x) => [String(x.restores), String(x.fds), String(x.threads), x.rssMiB.toFixed(1)])),
+    mdTable(
+      ['restores', 'fds', 'threads', 'RSS MiB'],
+      samples.map((x) => [String(x.restores), String(x.fds), String(x.threads), x.rssMiB.toFixed(1)]),
+    ),
   ].join('\n\n'),
 );
 if (failures > 0 || rssGrowth >= maxRssGrowthMiB || last.fds > first.fds || last.threads > first.threads) process.exitCode = 1;

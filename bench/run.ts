@@ -46,7 +46,13 @@ const W = {
   adaptive: { name: 'adaptive', handler: 'ours', faultAroundFlag: 'adaptive', backend: 'uffd', cache: 'warm' },
 } satisfies Record<string, Variant>;
 const ADAPTIVE_VARIANTS = [W.fixed256k, W.fixed4k, W.fixed2m, W.c4k, W.adaptive];
-const faVariant = (bytes: number): Variant => ({ name: `ours-fa-${bytes >= MiB ? `${bytes / MiB}m` : `${bytes / 1024}k`}`, handler: 'ours', faultAroundBytes: bytes, backend: 'uffd', cache: 'warm' });
+const faVariant = (bytes: number): Variant => ({
+  name: `ours-fa-${bytes >= MiB ? `${bytes / MiB}m` : `${bytes / 1024}k`}`,
+  handler: 'ours',
+  faultAroundBytes: bytes,
+  backend: 'uffd',
+  cache: 'warm',
+});
 
 interface Scenario {
   name: string;
@@ -107,7 +113,20 @@ const SCENARIOS: Scenario[] = [
     name: 'sparse-real',
     what: 'sparse clustered working set: the real restore trace (12,201 faults, 37 % of 128 MiB), 1 vCPU',
     tier: 'default',
-    variants: [V.ours, V.ours4k, V.c4k, V.cFa, V.cPop, V.fileWarm, V.fileCold, V.oursCold, V.oursPrefetch, V.oursPrefetchCold, V.oursChunked, V.oursChunkedPrefetch],
+    variants: [
+      V.ours,
+      V.ours4k,
+      V.c4k,
+      V.cFa,
+      V.cPop,
+      V.fileWarm,
+      V.fileCold,
+      V.oursCold,
+      V.oursPrefetch,
+      V.oursPrefetchCold,
+      V.oursChunked,
+      V.oursChunkedPrefetch,
+    ],
     prepare: sparseReal,
   },
   {
@@ -129,7 +148,13 @@ const SCENARIOS: Scenario[] = [
     what: 'single-page fault latency: 16,384 random touches over 256 MiB, 1 vCPU',
     tier: 'default',
     variants: [V.ours4k, V.c4k, V.ours, V.cFa, V.fileWarm, V.fileCold],
-    prepare: (ctx) => ({ mem: image(ctx, 256 * MiB).path, pageSize: '4k', vcpus: 1, pattern: 'random', touchPages: ctx.quick ? 4096 : 16384 }),
+    prepare: (ctx) => ({
+      mem: image(ctx, 256 * MiB).path,
+      pageSize: '4k',
+      vcpus: 1,
+      pattern: 'random',
+      touchPages: ctx.quick ? 4096 : 16384,
+    }),
   },
   {
     name: 'random-5pct-512m',
@@ -252,8 +277,26 @@ interface Ratio {
   target?: string;
 }
 
-function parseArgs(argv: string[]): { runs: number; quick: boolean; full: boolean; smoke: boolean; only?: string[]; out?: string; suite?: string; dataDir: string } {
-  const a = { runs: 5, quick: false, full: false, smoke: false, only: undefined as string[] | undefined, out: undefined as string | undefined, suite: undefined as string | undefined, dataDir: path.join(os.tmpdir(), 'fc-uffd-bench') };
+function parseArgs(argv: string[]): {
+  runs: number;
+  quick: boolean;
+  full: boolean;
+  smoke: boolean;
+  only?: string[];
+  out?: string;
+  suite?: string;
+  dataDir: string;
+} {
+  const a = {
+    runs: 5,
+    quick: false,
+    full: false,
+    smoke: false,
+    only: undefined as string[] | undefined,
+    out: undefined as string | undefined,
+    suite: undefined as string | undefined,
+    dataDir: path.join(os.tmpdir(), 'fc-uffd-bench'),
+  };
   let runsSet = false;
   for (let i = 0; i < argv.length; i++) {
     const f = argv[i]!;
@@ -274,8 +317,7 @@ function parseArgs(argv: string[]): { runs: number; quick: boolean; full: boolea
     else if (f === '--suite') {
       a.suite = val();
       if (!/^[a-z0-9-]+$/.test(a.suite)) throw new Error('--suite must be a name of [a-z0-9-]');
-    }
-    else if (f === '--data-dir') a.dataDir = val();
+    } else if (f === '--data-dir') a.dataDir = val();
     else if (f === '--help') {
       process.stdout.write(
         'usage: node dist/bench/run.js [--runs N (5)] [--quick] [--full] [--smoke] [--only s1,s2] [--out FILE | --suite NAME] [--data-dir DIR]\n' +
@@ -349,17 +391,25 @@ async function runScenario(s: Scenario, runs: number, ctx: Ctx, workDir: string)
         if (!t.ok) process.stdout.write(`  ${s.name}/${v.name} run ${r + 1}: FAILED ${t.error ?? '(verification)'}\n`);
       }
     }
-    process.stdout.write(`  ${s.name}: ${s.variants.length} variants x ${s.runs ?? runs} runs in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+    process.stdout.write(
+      `  ${s.name}: ${s.variants.length} variants x ${s.runs ?? runs} runs in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`,
+    );
     for (const v of s.variants) {
       const ts = trials.get(v.name)!;
       const good = ts.filter((t) => t.ok);
-      const figures = Object.fromEntries(FIGURES.map(([k]) => [k, spread(good.map((t) => t[k] ?? NaN))])) as Record<FigureKey, Spread | null>;
+      const figures = Object.fromEntries(FIGURES.map(([k]) => [k, spread(good.map((t) => t[k] ?? NaN))])) as Record<
+        FigureKey,
+        Spread | null
+      >;
       res.variants.push({
         variant: v,
         runs: ts.length,
         failures: ts.filter((t) => !t.ok).map((t) => t.error ?? 'verification failed'),
         figures,
-        fileCachedPagesAfterDrop: Math.max(...good.map((t) => t.fileCachedPagesAfterDrop ?? -1)) >= 0 ? Math.max(...good.map((t) => t.fileCachedPagesAfterDrop ?? -1)) : null,
+        fileCachedPagesAfterDrop:
+          Math.max(...good.map((t) => t.fileCachedPagesAfterDrop ?? -1)) >= 0
+            ? Math.max(...good.map((t) => t.fileCachedPagesAfterDrop ?? -1))
+            : null,
         trials: ts,
       });
     }
@@ -377,8 +427,10 @@ function printScenario(r: ScenarioResult): void {
     return;
   }
   const w = r.workload!;
-  process.stdout.write(`   image: ${w.memOrigin}; pattern ${w.pattern.startsWith('trace:') ? `trace ${path.basename(w.pattern.slice(6))}` : w.pattern}, ${w.pageSize} pages, ${w.vcpus} vCPU${w.kvm ? ', KVM guest' : ''}\n`);
-  process.stdout.write('   cells: median [min-max] over runs; lat p99 is each run\'s p99, summarised the same way\n');
+  process.stdout.write(
+    `   image: ${w.memOrigin}; pattern ${w.pattern.startsWith('trace:') ? `trace ${path.basename(w.pattern.slice(6))}` : w.pattern}, ${w.pageSize} pages, ${w.vcpus} vCPU${w.kvm ? ', KVM guest' : ''}\n`,
+  );
+  process.stdout.write("   cells: median [min-max] over runs; lat p99 is each run's p99, summarised the same way\n");
   const cols = FIGURES.filter(([k]) => r.variants.some((v) => v.figures[k] !== null));
   const head = ['variant', ...cols.map(([, h]) => h)];
   const rows = r.variants.map((v) => [
@@ -392,7 +444,9 @@ function printScenario(r: ScenarioResult): void {
   const line = (cells: string[]): string => `   ${cells.map((c, i) => c.padEnd(width[i]!)).join('  ')}\n`;
   process.stdout.write(line(head));
   for (const row of rows) process.stdout.write(line(row));
-  for (const v of r.variants) if (v.fileCachedPagesAfterDrop !== null) process.stdout.write(`   ${v.variant.name}: at most ${v.fileCachedPagesAfterDrop} file pages still cached after the drop\n`);
+  for (const v of r.variants)
+    if (v.fileCachedPagesAfterDrop !== null)
+      process.stdout.write(`   ${v.variant.name}: at most ${v.fileCachedPagesAfterDrop} file pages still cached after the drop\n`);
 }
 
 function ratios(results: ScenarioResult[]): Ratio[] {
@@ -402,37 +456,116 @@ function ratios(results: ScenarioResult[]): Ratio[] {
     const a = get(r, ours)?.figures[figure];
     const b = get(r, base)?.figures[figure];
     if (!a || !b || !(b.median > 0)) return;
-    out.push({ name, scenario: r.name, figure, ours, base, ratio: a.median / b.median, range: [a.min / b.max, a.max / b.min], ...(target ? { target } : {}) });
+    out.push({
+      name,
+      scenario: r.name,
+      figure,
+      ours,
+      base,
+      ratio: a.median / b.median,
+      range: [a.min / b.max, a.max / b.min],
+      ...(target ? { target } : {}),
+    });
   };
   for (const r of results) {
     if (r.skipped) continue;
-    add(r, 'latency p50: ours (4k) / C handler (4k)', 'touchP50Us', 'ours-4k', 'c-4k', r.name.startsWith('latency') ? '<= 1.05' : undefined);
+    add(
+      r,
+      'latency p50: ours (4k) / C handler (4k)',
+      'touchP50Us',
+      'ours-4k',
+      'c-4k',
+      r.name.startsWith('latency') ? '<= 1.05' : undefined,
+    );
     add(r, 'latency p99: ours (4k) / C handler (4k)', 'touchP99Us', 'ours-4k', 'c-4k', r.name.startsWith('latency') ? '<= 1.3' : undefined);
     add(r, 'workload time: ours / C handler, same fault-around', 'handshakeToDoneMs', 'ours', 'c-fa');
     add(r, 'workload time: ours / File backend, warm cache', 'handshakeToDoneMs', 'ours', 'file-warm');
-    add(r, 'workload time: ours / File backend, cold cache', 'handshakeToDoneMs', 'ours', 'file-cold', r.name.startsWith('sparse') ? '<= 1.0' : undefined);
-    add(r, 'workload time: ours, cold / File backend, cold', 'handshakeToDoneMs', 'ours-cold', 'file-cold', r.name.startsWith('sparse') ? '<= 1.0' : undefined);
+    add(
+      r,
+      'workload time: ours / File backend, cold cache',
+      'handshakeToDoneMs',
+      'ours',
+      'file-cold',
+      r.name.startsWith('sparse') ? '<= 1.0' : undefined,
+    );
+    add(
+      r,
+      'workload time: ours, cold / File backend, cold',
+      'handshakeToDoneMs',
+      'ours-cold',
+      'file-cold',
+      r.name.startsWith('sparse') ? '<= 1.0' : undefined,
+    );
     add(r, 'workload time: ours / populate everything (C)', 'handshakeToDoneMs', 'ours', 'c-populate');
     // Working-set prefetch (issue 6): recorded on one restore, replayed on these.
     const sparse = r.name.startsWith('sparse');
     add(r, 'prefetch: workload time, ours-prefetch / ours on demand (default fault-around)', 'handshakeToDoneMs', 'ours-prefetch', 'ours');
-    add(r, 'prefetch: workload time, ours-prefetch / ours page by page (4k; REAP: 3.7x)', 'handshakeToDoneMs', 'ours-prefetch', 'ours-4k', sparse ? '<= 0.27' : undefined);
-    add(r, 'prefetch: workload time, ours-prefetch / File backend, warm', 'handshakeToDoneMs', 'ours-prefetch', 'file-warm', sparse ? '<= 1.5' : undefined);
-    add(r, 'prefetch: workload time, ours-prefetch cold / File backend, cold', 'handshakeToDoneMs', 'ours-prefetch-cold', 'file-cold', sparse ? '<= 1.0' : undefined);
+    add(
+      r,
+      'prefetch: workload time, ours-prefetch / ours page by page (4k; REAP: 3.7x)',
+      'handshakeToDoneMs',
+      'ours-prefetch',
+      'ours-4k',
+      sparse ? '<= 0.27' : undefined,
+    );
+    add(
+      r,
+      'prefetch: workload time, ours-prefetch / File backend, warm',
+      'handshakeToDoneMs',
+      'ours-prefetch',
+      'file-warm',
+      sparse ? '<= 1.5' : undefined,
+    );
+    add(
+      r,
+      'prefetch: workload time, ours-prefetch cold / File backend, cold',
+      'handshakeToDoneMs',
+      'ours-prefetch-cold',
+      'file-cold',
+      sparse ? '<= 1.0' : undefined,
+    );
     add(r, 'prefetch: faults, ours-prefetch / ours on demand', 'faults', 'ours-prefetch', 'ours', sparse ? '<= 0.1' : undefined);
     add(r, 'prefetch: faults, ours-prefetch / ours page by page', 'faults', 'ours-prefetch', 'ours-4k');
     // Restore timeline (issue 13): must be cheap enough to leave on.
-    add(r, 'trace: workload time, ours --trace / ours', 'handshakeToDoneMs', 'ours-trace', 'ours', r.name === 'trace-cost' ? '<= 1.03' : undefined);
-    add(r, 'trace: workload time, ours-4k --trace / ours-4k', 'handshakeToDoneMs', 'ours-4k-trace', 'ours-4k', r.name === 'trace-cost' ? '<= 1.03' : undefined);
+    add(
+      r,
+      'trace: workload time, ours --trace / ours',
+      'handshakeToDoneMs',
+      'ours-trace',
+      'ours',
+      r.name === 'trace-cost' ? '<= 1.03' : undefined,
+    );
+    add(
+      r,
+      'trace: workload time, ours-4k --trace / ours-4k',
+      'handshakeToDoneMs',
+      'ours-4k-trace',
+      'ours-4k',
+      r.name === 'trace-cost' ? '<= 1.03' : undefined,
+    );
     add(r, 'trace: handler CPU per fault, ours-4k --trace / ours-4k', 'cpuUsPerFault', 'ours-4k-trace', 'ours-4k');
     add(r, 'chunked: workload time, ours-chunked / ours (memory file)', 'handshakeToDoneMs', 'ours-chunked', 'ours');
     add(r, 'chunked: workload time, ours-chunked-prefetch / ours-chunked', 'handshakeToDoneMs', 'ours-chunked-prefetch', 'ours-chunked');
     // Issue 11: the adaptive window against fixed ones (targets on the scenarios they are judged on).
     const rnd = r.name === 'random-5pct-512m';
-    add(r, 'adaptive: installed per touch / page by page (= touched)', 'installedPerTouch', 'adaptive', 'fixed-4k', rnd ? '<= 1.5' : undefined);
+    add(
+      r,
+      'adaptive: installed per touch / page by page (= touched)',
+      'installedPerTouch',
+      'adaptive',
+      'fixed-4k',
+      rnd ? '<= 1.5' : undefined,
+    );
     add(r, 'adaptive: latency p99 / C handler (4k)', 'touchP99Us', 'adaptive', 'c-handler-4k', rnd ? '<= 1.3' : undefined);
     add(r, 'adaptive: workload time / page by page (fixed-4k)', 'handshakeToDoneMs', 'adaptive', 'fixed-4k', rnd ? '<= 1.0' : undefined);
-    add(r, 'adaptive: workload time / fixed-2m', 'handshakeToDoneMs', 'adaptive', 'fixed-2m', r.name === 'dense-seq-128m' ? '<= 1.0' : undefined);
+    add(
+      r,
+      'adaptive: workload time / fixed-2m',
+      'handshakeToDoneMs',
+      'adaptive',
+      'fixed-2m',
+      r.name === 'dense-seq-128m' ? '<= 1.0' : undefined,
+    );
     add(r, 'adaptive: workload time / fixed-256k', 'handshakeToDoneMs', 'adaptive', 'fixed-256k');
     add(r, 'adaptive: workload time / fixed 256k', 'handshakeToDoneMs', 'ours-fa-adaptive', 'ours-fa-256k', '<= 1.05');
     add(r, 'adaptive: installed per touch / page by page (= touched)', 'installedPerTouch', 'ours-fa-adaptive', 'ours-fa-4k', '<= 1.15');
@@ -453,7 +586,11 @@ function memoryVerdict(results: ScenarioResult[]): { perProcessAnonMiB: number |
   const eight = mv?.variants.find((v) => v.variant.name === 'ours-8vm')?.figures.handlerPeakAnonKiB?.median;
   // The target excludes caches: the chunked variants' anonymous memory is mostly decompressed chunks.
   const all = results
-    .flatMap((r) => r.variants.filter((v) => v.variant.handler === 'ours' && (v.variant.vms ?? 1) === 1 && !v.variant.chunked).map((v) => v.figures.handlerPeakAnonKiB?.median ?? NaN))
+    .flatMap((r) =>
+      r.variants
+        .filter((v) => v.variant.handler === 'ours' && (v.variant.vms ?? 1) === 1 && !v.variant.chunked)
+        .map((v) => v.figures.handlerPeakAnonKiB?.median ?? NaN),
+    )
     .filter(Number.isFinite);
   return {
     perProcessAnonMiB: all.length ? Math.max(...all) / 1024 : null,
@@ -463,11 +600,20 @@ function memoryVerdict(results: ScenarioResult[]): { perProcessAnonMiB: number |
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
-  for (const [what, p] of [['our CLI (npm run build)', OUR_CLI], ['the emulator (make -C tools)', EMULATOR_PATH], ['the C handler (make -C tools)', C_HANDLER]] as const)
+  for (const [what, p] of [
+    ['our CLI (npm run build)', OUR_CLI],
+    ['the emulator (make -C tools)', EMULATOR_PATH],
+    ['the C handler (make -C tools)', C_HANDLER],
+  ] as const)
     if (!fs.existsSync(p)) throw new Error(`${what} is missing: ${p}`);
   fs.mkdirSync(args.dataDir, { recursive: true });
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-uffd-bench-run-'));
-  const ctx: Ctx = { dataDir: args.dataDir, fixtureDir: path.resolve(ROOT, '../shared/fixtures/real-guest-128m'), quick: args.quick, origins: new Map() };
+  const ctx: Ctx = {
+    dataDir: args.dataDir,
+    fixtureDir: path.resolve(ROOT, '../shared/fixtures/real-guest-128m'),
+    quick: args.quick,
+    origins: new Map(),
+  };
   const chosen = SCENARIOS.filter((s) =>
     args.only ? args.only.includes(s.name) : args.smoke ? s.tier === 'smoke' : s.tier === 'default' || (args.full && s.tier === 'full'),
   );
@@ -475,7 +621,9 @@ async function main(): Promise<void> {
   const started = Date.now();
   const command = `node dist/bench/run.js ${process.argv.slice(2).join(' ')}`.trim();
   const loadAvg1 = os.loadavg()[0]!;
-  process.stdout.write(`fc-uffd bench: ${chosen.length} scenarios, ${args.runs} runs each, fresh processes per trial; default fault-around ${FA / 1024} KiB; ${os.cpus().length} CPUs\n`);
+  process.stdout.write(
+    `fc-uffd bench: ${chosen.length} scenarios, ${args.runs} runs each, fresh processes per trial; default fault-around ${FA / 1024} KiB; ${os.cpus().length} CPUs\n`,
+  );
   const results: ScenarioResult[] = [];
   try {
     for (const s of chosen) {
@@ -490,26 +638,43 @@ async function main(): Promise<void> {
   const mem = memoryVerdict(results);
   process.stdout.write('\n== ratios (median of ours / median of baseline; [range] = best..worst pairing of runs)\n');
   for (const q of rs)
-    process.stdout.write(`   ${q.scenario.padEnd(20)} ${q.name.padEnd(52)} ${q.ratio.toFixed(2)}x [${q.range[0].toFixed(2)}-${q.range[1].toFixed(2)}]${q.target ? `  target ${q.target}: ${evalTarget(q) ? 'met' : 'MISSED'}` : ''}\n`);
-  if (mem.perProcessAnonMiB !== null) process.stdout.write(`   handler anonymous RSS, largest median over scenarios: ${mem.perProcessAnonMiB.toFixed(1)} MiB per process (target < 64)\n`);
-  if (mem.perVmAnonMiB !== null) process.stdout.write(`   handler anonymous RSS per extra VM (8 VMs vs 1): ${mem.perVmAnonMiB.toFixed(2)} MiB (target < 1)\n`);
+    process.stdout.write(
+      `   ${q.scenario.padEnd(20)} ${q.name.padEnd(52)} ${q.ratio.toFixed(2)}x [${q.range[0].toFixed(2)}-${q.range[1].toFixed(2)}]${q.target ? `  target ${q.target}: ${evalTarget(q) ? 'met' : 'MISSED'}` : ''}\n`,
+    );
+  if (mem.perProcessAnonMiB !== null)
+    process.stdout.write(
+      `   handler anonymous RSS, largest median over scenarios: ${mem.perProcessAnonMiB.toFixed(1)} MiB per process (target < 64)\n`,
+    );
+  if (mem.perVmAnonMiB !== null)
+    process.stdout.write(`   handler anonymous RSS per extra VM (8 VMs vs 1): ${mem.perVmAnonMiB.toFixed(2)} MiB (target < 1)\n`);
   const elapsedS = (Date.now() - started) / 1000;
   const doc = {
     version: 1,
     startedAt: new Date(started).toISOString(),
     elapsedS,
     host: { cpus: os.cpus().length, model: os.cpus()[0]?.model, kernel: os.release(), node: process.version, memTotalBytes: os.totalmem() },
-    settings: { runs: args.runs, quick: args.quick, full: args.full, smoke: args.smoke, only: args.only ?? null, defaultFaultAroundBytes: FA },
+    settings: {
+      runs: args.runs,
+      quick: args.quick,
+      full: args.full,
+      smoke: args.smoke,
+      only: args.only ?? null,
+      defaultFaultAroundBytes: FA,
+    },
     scenarios: results,
     ratios: rs.map((q) => ({ ...q, met: q.target ? evalTarget(q) : null })),
     memory: mem,
   };
-  const out = args.suite ? path.join(ROOT, 'bench/results', `${args.suite}.json`) : (args.out ?? path.join(ROOT, 'bench/results', `${new Date(started).toISOString().replace(/[:.]/g, '-')}.json`));
+  const out = args.suite
+    ? path.join(ROOT, 'bench/results', `${args.suite}.json`)
+    : (args.out ?? path.join(ROOT, 'bench/results', `${new Date(started).toISOString().replace(/[:.]/g, '-')}.json`));
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const suite: SuiteDoc & typeof doc = { ...doc, command, loadAvg1, ...(args.suite ? { earlier: earlierRuns(out, command) } : {}) };
   fs.writeFileSync(out, `${JSON.stringify(suite, null, 1)}\n`);
   if (args.suite) fs.writeFileSync(out.replace(/\.json$/, '.md'), renderFragment(suite));
-  if (args.suite) for (const [part, text] of Object.entries(faultPathParts(args.suite, suite))) fs.writeFileSync(out.replace(/\.json$/, `.${part}.md`), `${text}\n`);
+  if (args.suite)
+    for (const [part, text] of Object.entries(faultPathParts(args.suite, suite)))
+      fs.writeFileSync(out.replace(/\.json$/, `.${part}.md`), `${text}\n`);
   process.stdout.write(`\nresults: ${out}${args.suite ? ` and ${out.replace(/\.json$/, '.md')}` : ''} (${elapsedS.toFixed(0)} s)\n`);
   if (results.some((r) => r.variants.some((v) => v.failures.length > 0))) process.exitCode = 1;
 }
@@ -522,7 +687,10 @@ function earlierRuns(file: string, command: string): NonNullable<SuiteDoc['earli
   if (!fs.existsSync(file)) return [];
   const prev = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<SuiteDoc>;
   if (prev.command !== command || !prev.ratios || !prev.startedAt) return [];
-  return [...(prev.earlier ?? []), { startedAt: prev.startedAt, ...(prev.loadAvg1 !== undefined ? { loadAvg1: prev.loadAvg1 } : {}), ratios: prev.ratios }].slice(-2);
+  return [
+    ...(prev.earlier ?? []),
+    { startedAt: prev.startedAt, ...(prev.loadAvg1 !== undefined ? { loadAvg1: prev.loadAvg1 } : {}), ratios: prev.ratios },
+  ].slice(-2);
 }
 
 function evalTarget(q: Ratio): boolean {

@@ -12,7 +12,15 @@ import { HttpStore } from '../src/store/http.js';
 import { S3Store } from '../src/store/s3.js';
 import type { ChunkStore } from '../src/store/types.js';
 
-const { values } = parseArgs({ options: { http: { type: 'string' }, s3: { type: 'string' }, bucket: { type: 'string' }, objects: { type: 'string', default: '200' }, runs: { type: 'string', default: '3' } } });
+const { values } = parseArgs({
+  options: {
+    http: { type: 'string' },
+    s3: { type: 'string' },
+    bucket: { type: 'string' },
+    objects: { type: 'string', default: '200' },
+    runs: { type: 'string', default: '3' },
+  },
+});
 const OBJECTS = Number(values.objects);
 const RUNS = Number(values.runs);
 const OBJECT_BYTES = 256 * 1024;
@@ -34,9 +42,11 @@ async function measure(name: string, store: ChunkStore): Promise<void> {
   for (let r = 0; r < RUNS; r++) {
     let next = 0;
     const t0 = performance.now();
-    await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
-      while (next < digests.length) await store.getChunk(digests[next++]!);
-    }));
+    await Promise.all(
+      Array.from({ length: IN_FLIGHT }, async () => {
+        while (next < digests.length) await store.getChunk(digests[next++]!);
+      }),
+    );
     rates.push((OBJECTS * OBJECT_BYTES) / 2 ** 20 / ((performance.now() - t0) / 1000));
   }
   // One request at a time: a 4 KiB ranged read (what a frame-first fault fetch looks like) and a whole object.
@@ -63,7 +73,8 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-uffd-bench-store-'));
 try {
   await measure('dir', DirStore.open(dir, { fsync: false }));
   if (values.http) await measure('http', new HttpStore(`${values.http}/bench-${Date.now()}`));
-  if (values.s3 && values.bucket) await measure('s3', new S3Store({ bucket: values.bucket, prefix: `bench-${Date.now()}`, endpoint: values.s3 }));
+  if (values.s3 && values.bucket)
+    await measure('s3', new S3Store({ bucket: values.bucket, prefix: `bench-${Date.now()}`, endpoint: values.s3 }));
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });
 }

@@ -36,7 +36,7 @@ function traceOf(k: number): string {
   const a = fs.readFileSync(core, 'utf8').trim().split('\n');
   const b = fs.readFileSync(own, 'utf8').trim().split('\n');
   const mixed: string[] = [];
-  for (let i = 0, j = 0; i < a.length || j < b.length; ) {
+  for (let i = 0, j = 0; i < a.length || j < b.length;) {
     mixed.push(...a.slice(i, i + 400));
     i += 400;
     mixed.push(...b.slice(j, j + 100));
@@ -98,7 +98,16 @@ try {
     const p = comparePrediction(merged, actual);
     const replays = [];
     for (let i = 0; i < 5; i++) replays.push(await restore(target, ['--prefetch', file]));
-    merges.push({ name, minRuns, pages: p.predicted, used: p.used, unused: p.unused, missed: p.missed, replayFaults: median(replays.map((r) => r.faults)), replayMs: median(replays.map((r) => r.doneMs)) });
+    merges.push({
+      name,
+      minRuns,
+      pages: p.predicted,
+      used: p.used,
+      unused: p.unused,
+      missed: p.missed,
+      replayFaults: median(replays.map((r) => r.faults)),
+      replayMs: median(replays.map((r) => r.doneMs)),
+    });
   }
   const result = { runs, sizeBytes, faultAroundBytes: 65536, replays: 5, onDemand, merges };
   const title = `Working-set merges: ${runs - 1} recorded runs predicting run ${runs} (${sizeBytes / 2 ** 20} MiB generated image, 64 KiB fault-around; replays: median of 5).`;
@@ -106,7 +115,15 @@ try {
     ['merge', 'pages', 'used', 'unused', 'missed', 'replay faults', 'replay ms'],
     [
       ['on demand (no prefetch)', '-', '-', '-', '-', String(onDemand.faults), onDemand.doneMs.toFixed(1)],
-      ...merges.map((m) => [m.name, String(m.pages), String(m.used), String(m.unused), String(m.missed), String(m.replayFaults), m.replayMs.toFixed(1)]),
+      ...merges.map((m) => [
+        m.name,
+        String(m.pages),
+        String(m.used),
+        String(m.unused),
+        String(m.missed),
+        String(m.replayFaults),
+        m.replayMs.toFixed(1),
+      ]),
     ],
   );
   const [union, frequency, intersection] = merges as [Merge, Merge, Merge];

@@ -16,5 +16,14 @@ export type { ChunkStore, GetOptions, StoreErrorKind } from './store/types.js';
 export type { DirStoreOptions } from './store/dir.js';
 export type { ResilienceOptions } from './store/resilient.js';
 export type { WorkingSet, Prediction } from './serve/working-set.js';
-export type { ControlClientOptions, ErrorBody, HealthInfo, RestoreDetail, RestoreInfo, RestoreRequest, RestoreState, VmSummary } from './client/control-client.js';
+export type {
+  ControlClientOptions,
+  ErrorBody,
+  HealthInfo,
+  RestoreDetail,
+  RestoreInfo,
+  RestoreRequest,
+  RestoreState,
+  VmSummary,
+} from './client/control-client.js';
 export type { DaemonOptions } from './daemon/daemon.js';

@@ -12,7 +12,9 @@ import { removeStaleTemps, trackTemp, untrackTemp } from './temp-files.js';
 function tempPath(file: string): string {
   const dir = path.dirname(path.resolve(file));
   const prefix = `.${path.basename(file)}.tmp-`;
-  removeStaleTemps(dir, (name) => (name.startsWith(prefix) && /^\d+$/.test(name.slice(prefix.length)) ? Number(name.slice(prefix.length)) : undefined));
+  removeStaleTemps(dir, (name) =>
+    name.startsWith(prefix) && /^\d+$/.test(name.slice(prefix.length)) ? Number(name.slice(prefix.length)) : undefined,
+  );
   const tmp = path.join(dir, `${prefix}${process.pid}`);
   trackTemp(tmp);
   return tmp;
@@ -139,7 +141,11 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, options
  * The same for a file written piece by piece: `fill` writes into the open temp file handle; then
  * fsync (when `durable`) and rename into place.
  */
-export async function writeFileAtomicAsync(file: string, options: { durable?: boolean }, fill: (fh: fsp.FileHandle) => Promise<void>): Promise<void> {
+export async function writeFileAtomicAsync(
+  file: string,
+  options: { durable?: boolean },
+  fill: (fh: fsp.FileHandle) => Promise<void>,
+): Promise<void> {
   const tmp = tempPath(file);
   let fh: fsp.FileHandle;
   try {

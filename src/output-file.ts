@@ -28,5 +28,9 @@ export function checkOutputPath(flag: string, output: string, o: { force: boolea
       throw new FcUffdError('CONFIG_OUTPUT_EXISTS', `${flag} ${output} is one of the inputs (${input}); write the result to another file`);
   }
   if (st.isDirectory()) throw new FcUffdError('CONFIG_INVALID', `${flag} ${output} is a directory; give a file path`);
-  if (!o.force) throw new FcUffdError('CONFIG_OUTPUT_EXISTS', `${flag} ${output} exists; remove it, choose another path, or pass --force to replace it`);
+  if (!o.force)
+    throw new FcUffdError(
+      'CONFIG_OUTPUT_EXISTS',
+      `${flag} ${output} exists; remove it, choose another path, or pass --force to replace it`,
+    );
 }

@@ -19,7 +19,10 @@ export function untrackTemp(file: string): void {
 
 /** CLI only: on SIGINT/SIGTERM remove the registered temporary files, then exit 128 + signal. */
 export function removeTempsOnSignal(): void {
-  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+  for (const [signal, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const) {
     process.on(signal, () => {
       // A command with its own shutdown (serve) handles the signal itself and registers no temp file.
       if (process.listenerCount(signal) > 1 && inProgress.size === 0) return;

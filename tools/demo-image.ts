@@ -1,7 +1,6 @@
 import fs from 'node:fs';
 import { xorshift32 as rng } from './prng.js';
 
-
 const WORDS = 'kernel page fault guest memory snapshot restore vcpu balloon region offset zero copy firecracker microvm handler'.split(' ');
 
 export interface DemoImageStats {

@@ -33,7 +33,10 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
   validateVcpus(flags.vcpus);
   validateFaultAround(flags.faultAround);
   if (flags.size < 1024 * 1024 || flags.size % 4096 !== 0)
-    throw new FcUffdError('CONFIG_INVALID', `--size must be a whole number of 4 KiB pages, at least 1m, got ${flags.size}; e.g. 64m, 256m (default)`);
+    throw new FcUffdError(
+      'CONFIG_INVALID',
+      `--size must be a whole number of 4 KiB pages, at least 1m, got ${flags.size}; e.g. 64m, 256m (default)`,
+    );
   const dir = flags.dir ?? path.join(os.tmpdir(), 'fc-uffd-demo');
   fs.mkdirSync(dir, { recursive: true });
   const mem = path.join(dir, `memory-${flags.size}.bin`);
@@ -62,7 +65,9 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
     // A restored guest touches a sparse, clustered part of its memory: 15 % here, in runs.
     const trace = path.join(dir, `restore-trace-${flags.size}.txt`);
     if (!fs.existsSync(trace)) writeClusteredTrace(trace, flags.size, { fraction: 0.15 });
-    process.stdout.write(`restoring ${mem} through the Firecracker emulator (${flags.vcpus} vCPUs${flags.kvm ? ', KVM guest' : ''}; 15 % of the pages touched in clusters, as restores do)...\n`);
+    process.stdout.write(
+      `restoring ${mem} through the Firecracker emulator (${flags.vcpus} vCPUs${flags.kvm ? ', KVM guest' : ''}; 15 % of the pages touched in clusters, as restores do)...\n`,
+    );
     const result = await runEmulator({
       socket,
       mem,
@@ -74,7 +79,10 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
     });
     // An emulator that failed before connecting (bad arguments, no userfaultfd) never ends a VM.
     if (server.vms().length === 0)
-      throw new FcUffdError('INTERNAL', `the emulator failed before it connected (exit ${result.code ?? result.signal}): ${result.stderr.trim()}`);
+      throw new FcUffdError(
+        'INTERNAL',
+        `the emulator failed before it connected (exit ${result.code ?? result.signal}): ${result.stderr.trim()}`,
+      );
     const [, vm] = await ended;
     const r = result.report;
     if (!r) throw new Error(`the emulator printed no report (exit ${result.code ?? result.signal}): ${result.stderr.trim()}`);

@@ -44,7 +44,10 @@ export function reserveHugePages(count: number): HugePageReservation | string {
     if (freeHugePages() < count) return `cannot reserve huge pages via ${NR} (needs root): ${(err as Error).message}`;
     return {
       addedPages: 0,
-      topUp: () => (freeHugePages() >= count ? undefined : `only ${freeHugePages()} of ${count} huge pages are free and ${NR} is not writable (needs root)`),
+      topUp: () =>
+        freeHugePages() >= count
+          ? undefined
+          : `only ${freeHugePages()} of ${count} huge pages are free and ${NR} is not writable (needs root)`,
       release: () => undefined,
     };
   }
@@ -77,7 +80,9 @@ export function reserveHugePages(count: number): HugePageReservation | string {
         return `cannot top up huge pages via ${NR}: ${(err as Error).message}`;
       }
       added += Math.max(0, poolSize() - pool);
-      return freeHugePages() >= count ? undefined : `only ${freeHugePages()} of ${count} huge pages free after topping up (memory too fragmented?)`;
+      return freeHugePages() >= count
+        ? undefined
+        : `only ${freeHugePages()} of ${count} huge pages free after topping up (memory too fragmented?)`;
     },
     release,
   };

@@ -11,7 +11,12 @@ const RESULTS = 'bench/results';
 const OPEN = /<!-- bench:([a-z0-9][a-z0-9.-]*) -->/g;
 
 function docFiles(): string[] {
-  const docs = fs.existsSync(path.join(ROOT, 'docs')) ? fs.readdirSync(path.join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`) : [];
+  const docs = fs.existsSync(path.join(ROOT, 'docs'))
+    ? fs
+        .readdirSync(path.join(ROOT, 'docs'))
+        .filter((f) => f.endsWith('.md'))
+        .map((f) => `docs/${f}`)
+    : [];
   return ['README.md', 'bench/README.md', ...docs.sort()].filter((f) => fs.existsSync(path.join(ROOT, f)));
 }
 

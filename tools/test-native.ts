@@ -24,11 +24,17 @@ export interface TestAddon {
 
 function load(): TestAddon {
   const require = createRequire(import.meta.url);
-  const candidate = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../tools/test-addon/build/Release/uffd_test_native.node');
+  const candidate = path.resolve(
+    path.dirname(fileURLToPath(import.meta.url)),
+    '../../tools/test-addon/build/Release/uffd_test_native.node',
+  );
   try {
     return require(candidate) as TestAddon;
   } catch (err) {
-    throw new FcUffdError('FC_UFFD_ADDON_MISSING', `cannot load the test-only addon ${candidate} (run \`npm run build:tools\`): ${(err as Error).message.split('\n')[0]}`);
+    throw new FcUffdError(
+      'FC_UFFD_ADDON_MISSING',
+      `cannot load the test-only addon ${candidate} (run \`npm run build:tools\`): ${(err as Error).message.split('\n')[0]}`,
+    );
   }
 }
 

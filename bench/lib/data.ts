@@ -50,7 +50,8 @@ export function realGuest(dataDir: string, fixtureDir: string): RealGuest | stri
   const trace = path.join(dataDir, 'real-guest-128m.trace.txt');
   if (!fs.existsSync(mem)) {
     const r = spawnSync('zstd', ['-d', '-q', '-f', zst, '-o', `${mem}.tmp`], { stdio: ['ignore', 'ignore', 'pipe'] });
-    if (r.error || r.status !== 0) return `cannot decompress ${zst} (needs the zstd command): ${r.error?.message ?? r.stderr.toString().trim()}`;
+    if (r.error || r.status !== 0)
+      return `cannot decompress ${zst} (needs the zstd command): ${r.error?.message ?? r.stderr.toString().trim()}`;
     fs.renameSync(`${mem}.tmp`, mem);
   }
   if (!fs.existsSync(trace)) fs.writeFileSync(trace, zlib.gunzipSync(fs.readFileSync(gz)));

@@ -52,7 +52,9 @@ function row(cells: string[]): string {
 export function renderFragment(doc: SuiteDoc): string {
   const out: string[] = [];
   const date = doc.startedAt.slice(0, 16).replace('T', ' ');
-  out.push(`Measured ${date} UTC with \`${doc.command}\` (${doc.settings.runs} runs per variant, medians [min-max]; ${doc.host.cpus} CPUs, shared${doc.loadAvg1 !== undefined ? `, load ${doc.loadAvg1.toFixed(1)} at start` : ''}; Node ${doc.host.node}, Linux ${doc.host.kernel}).`);
+  out.push(
+    `Measured ${date} UTC with \`${doc.command}\` (${doc.settings.runs} runs per variant, medians [min-max]; ${doc.host.cpus} CPUs, shared${doc.loadAvg1 !== undefined ? `, load ${doc.loadAvg1.toFixed(1)} at start` : ''}; Node ${doc.host.node}, Linux ${doc.host.kernel}).`,
+  );
   for (const s of doc.scenarios) {
     out.push('', `**${s.name}**: ${s.what}`, '');
     if (s.skipped) {
@@ -60,12 +62,21 @@ export function renderFragment(doc: SuiteDoc): string {
       continue;
     }
     out.push(row(['variant', ...COLUMNS.map(([, h]) => h)]), row(['---', ...COLUMNS.map(() => '---')]));
-    for (const v of s.variants) out.push(row([`${v.variant.name}${v.failures.length ? ` (${v.failures.length} of ${v.runs} failed)` : ''}`, ...COLUMNS.map(([k]) => cell(v.figures[k]))]));
+    for (const v of s.variants)
+      out.push(
+        row([
+          `${v.variant.name}${v.failures.length ? ` (${v.failures.length} of ${v.runs} failed)` : ''}`,
+          ...COLUMNS.map(([k]) => cell(v.figures[k])),
+        ]),
+      );
   }
   const targeted = doc.ratios.filter((r) => r.target !== undefined);
   const runs = [...(doc.earlier ?? []), { startedAt: doc.startedAt, loadAvg1: doc.loadAvg1, ratios: doc.ratios }];
   out.push('', 'Targets (median ratio [best-worst pairing of runs]):', '');
-  out.push(row(['scenario', 'ratio', 'target', ...runs.map((r, i) => `run ${i + 1} (${r.startedAt.slice(11, 16)})`)]), row(['---', '---', '---', ...runs.map(() => '---')]));
+  out.push(
+    row(['scenario', 'ratio', 'target', ...runs.map((r, i) => `run ${i + 1} (${r.startedAt.slice(11, 16)})`)]),
+    row(['---', '---', '---', ...runs.map(() => '---')]),
+  );
   for (const t of targeted) {
     const cells = runs.map((r) => {
       const q = r.ratios.find((x) => x.scenario === t.scenario && x.name === t.name && x.ours === t.ours && x.base === t.base);

@@ -37,7 +37,9 @@ const server = await UffdServer.start({
   ...(c.recordWs ? { recordWorkingSetPath: c.recordWs } : {}),
 });
 server.on('vm-ended', (_vm, info) => {
-  process.stdout.write(`${JSON.stringify({ vmEnded: info, frameFetchMs: snapshot.frameFetchMs, frameTimings: snapshot.frameTimings, stats: snapshot.stats })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ vmEnded: info, frameFetchMs: snapshot.frameFetchMs, frameTimings: snapshot.frameTimings, stats: snapshot.stats })}\n`,
+  );
 });
 process.stdout.write('ready\n');
 await new Promise<void>((resolve) => process.once('SIGTERM', resolve));

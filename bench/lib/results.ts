@@ -40,7 +40,8 @@ export interface WrittenResults {
  */
 export function writeResults(suite: string, json: object, markdown: string, parts: Record<string, string> = {}): WrittenResults {
   if (!SUITE_NAME.test(suite)) throw new Error(`suite name '${suite}' must be lower-case letters, digits and dashes`);
-  for (const part of Object.keys(parts)) if (!SUITE_NAME.test(part)) throw new Error(`fragment part '${part}' must be lower-case letters, digits and dashes`);
+  for (const part of Object.keys(parts))
+    if (!SUITE_NAME.test(part)) throw new Error(`fragment part '${part}' must be lower-case letters, digits and dashes`);
   const command = benchCommand();
   const generatedAt = new Date().toISOString();
   fs.mkdirSync(RESULTS_DIR, { recursive: true });
@@ -48,7 +49,10 @@ export function writeResults(suite: string, json: object, markdown: string, part
   writeFileAtomic(jsonPath, `${JSON.stringify({ suite, command, generatedAt, host: hostInfo(), results: json }, null, 1)}\n`);
   const footer = `\n\n<sub>From \`bench/results/${suite}.json\`, made by \`${command}\` on ${generatedAt.slice(0, 10)} (${hostInfo().cpus} CPUs, load ${LOAD_AVG_1_AT_START.toFixed(1)} at start, Linux ${os.release()}, Node ${process.version}).</sub>\n`;
   const markdownPaths: string[] = [];
-  for (const [name, text] of [[suite, markdown], ...Object.entries(parts).map(([part, text]) => [`${suite}.${part}`, text] as const)] as const) {
+  for (const [name, text] of [
+    [suite, markdown],
+    ...Object.entries(parts).map(([part, text]) => [`${suite}.${part}`, text] as const),
+  ] as const) {
     const file = path.join(RESULTS_DIR, `${name}.md`);
     writeFileAtomic(file, `${text.trim()}${footer}`);
     markdownPaths.push(file);
@@ -57,5 +61,11 @@ export function writeResults(suite: string, json: object, markdown: string, part
 }
 
 function hostInfo(): { cpus: number; model: string | undefined; kernel: string; node: string; loadAvg1AtStart: number } {
-  return { cpus: os.availableParallelism(), model: os.cpus()[0]?.model, kernel: os.release(), node: process.version, loadAvg1AtStart: LOAD_AVG_1_AT_START };
+  return {
+    cpus: os.availableParallelism(),
+    model: os.cpus()[0]?.model,
+    kernel: os.release(),
+    node: process.version,
+    loadAvg1AtStart: LOAD_AVG_1_AT_START,
+  };
 }

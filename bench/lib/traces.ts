@@ -28,10 +28,11 @@ function zeroMap(file: string): Uint8Array {
       const n = fs.readSync(fd, buf, 0, buf.length, off);
       for (let p = 0; p + PS <= n; p += PS) {
         let z = true;
-        for (let i = p; i < p + PS; i += 8) if (buf.readBigUInt64LE(i) !== 0n) {
-          z = false;
-          break;
-        }
+        for (let i = p; i < p + PS; i += 8)
+          if (buf.readBigUInt64LE(i) !== 0n) {
+            z = false;
+            break;
+          }
         if (z) zero[(off + p) / PS] = 1;
       }
     }
@@ -75,15 +76,35 @@ export function traces(dataDir: string, fixtureDir: string): Trace[] {
   const real = realGuest(dataDir, fixtureDir);
   if (typeof real === 'string') process.stdout.write(`note: ${real}: the real trace is skipped\n`);
   else {
-    const lines = fs.readFileSync(real.trace, 'utf8').split('\n').filter((l) => l.trim());
-    out.push({ name: 'real', what: `real restore trace, ${lines.length} faults over 128 MiB`, pages: Uint32Array.from(lines, (l) => Number(l.split(' ')[1]) / PS), zero: zeroMap(real.image.path), sizeBytes: real.image.sizeBytes });
+    const lines = fs
+      .readFileSync(real.trace, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim());
+    out.push({
+      name: 'real',
+      what: `real restore trace, ${lines.length} faults over 128 MiB`,
+      pages: Uint32Array.from(lines, (l) => Number(l.split(' ')[1]) / PS),
+      zero: zeroMap(real.image.path),
+      sizeBytes: real.image.sizeBytes,
+    });
   }
   const r = demoImage(dataDir, 512 * MiB);
   const rz = zeroMap(r.path);
-  out.push({ name: 'random', what: 'random 5 % of 512 MiB (6,553 pages, fc-emu seed 1)', pages: emulatorRandomPages(rz.length, 6553, 1), zero: rz, sizeBytes: r.sizeBytes });
+  out.push({
+    name: 'random',
+    what: 'random 5 % of 512 MiB (6,553 pages, fc-emu seed 1)',
+    pages: emulatorRandomPages(rz.length, 6553, 1),
+    zero: rz,
+    sizeBytes: r.sizeBytes,
+  });
   const d = demoImage(dataDir, 128 * MiB);
   const dz = zeroMap(d.path);
-  out.push({ name: 'dense', what: 'every page of 128 MiB in order', pages: Uint32Array.from({ length: dz.length }, (_, i) => i), zero: dz, sizeBytes: d.sizeBytes });
+  out.push({
+    name: 'dense',
+    what: 'every page of 128 MiB in order',
+    pages: Uint32Array.from({ length: dz.length }, (_, i) => i),
+    zero: dz,
+    sizeBytes: d.sizeBytes,
+  });
   return out;
 }
-

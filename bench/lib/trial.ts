@@ -132,7 +132,10 @@ interface Proc {
 function start(cmd: string, args: string[], onLine?: (line: string, stream: 'out' | 'err') => void): Proc {
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const p: Proc = { child, stdout: '', stderr: '', exited: new Promise((r) => child.on('close', (code) => r(code))) };
-  for (const [stream, key] of [[child.stdout, 'stdout'], [child.stderr, 'stderr']] as const) {
+  for (const [stream, key] of [
+    [child.stdout, 'stdout'],
+    [child.stderr, 'stderr'],
+  ] as const) {
     let partial = '';
     stream.setEncoding('utf8').on('data', (d: string) => {
       p[key] += d;
@@ -148,7 +151,8 @@ function start(cmd: string, args: string[], onLine?: (line: string, stream: 'out
 async function waitFor(what: string, cond: () => boolean, timeoutMs: number, proc?: Proc): Promise<void> {
   const t0 = Date.now();
   while (!cond()) {
-    if (proc && proc.child.exitCode !== null) throw new Error(`${what}: the process exited (${proc.child.exitCode}): ${proc.stderr.slice(-500)}`);
+    if (proc && proc.child.exitCode !== null)
+      throw new Error(`${what}: the process exited (${proc.child.exitCode}): ${proc.stderr.slice(-500)}`);
     if (Date.now() - t0 > timeoutMs) throw new Error(`${what}: timed out after ${timeoutMs} ms`);
     await sleep(5);
   }
@@ -195,7 +199,23 @@ async function workingSet(w: Workload, chunked: boolean, dir: string, deadlineMs
   const handler = start(process.execPath, [OUR_CLI, 'serve', '--socket', socket, ...snapshotArgs(w, chunked), '--record-ws', file]);
   try {
     await waitFor('recording handler socket', () => fs.existsSync(socket), 15000, handler);
-    const emu = start(EMULATOR_PATH, emulatorArgs({ socket, mem: w.mem, pageSize: w.pageSize, vcpus: w.vcpus, pattern: w.pattern, touchPages: w.touchPages, share: w.share, writePercent: w.writePercent, kvm: w.kvm, memSizeBytes: w.memSizeBytes, deadlineMs, seed: 1 }));
+    const emu = start(
+      EMULATOR_PATH,
+      emulatorArgs({
+        socket,
+        mem: w.mem,
+        pageSize: w.pageSize,
+        vcpus: w.vcpus,
+        pattern: w.pattern,
+        touchPages: w.touchPages,
+        share: w.share,
+        writePercent: w.writePercent,
+        kvm: w.kvm,
+        memSizeBytes: w.memSizeBytes,
+        deadlineMs,
+        seed: 1,
+      }),
+    );
     if ((await emu.exited) !== 0) throw new Error(`recording restore failed: ${emu.stderr.slice(-400)}`);
     await waitFor('working set written', () => fs.existsSync(file), 10000, handler);
     return file;
@@ -311,7 +331,11 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
       if (vmSummaries.every((s) => s.installIoctls !== undefined)) ioctls = vmSummaries.reduce((a, s) => a + s.installIoctls!, 0);
     } else if (v.handler === 'c') {
       await Promise.race([handler!.exited, sleep(10000)]);
-      const line = handler!.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+      const line = handler!.stdout
+        .trim()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .pop();
       if (!line) throw new Error(`c-handler printed no statistics: ${handler!.stderr.slice(-300)}`);
       const j = JSON.parse(line) as { faults: number; bytes: number; cpuUserUs: number; cpuSysUs: number; maxRssKiB: number };
       faults = j.faults;
@@ -334,7 +358,15 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
       faults,
       bytesInstalled,
       bytesPerFault: faults ? (bytesInstalled ?? 0) / faults : null,
-      installedPerTouch: bytesInstalled !== null ? bytesInstalled / pageBytes / Math.max(1, reports.reduce((a, r) => a + r.touchLatencyUs.count, 0)) : null,
+      installedPerTouch:
+        bytesInstalled !== null
+          ? bytesInstalled /
+            pageBytes /
+            Math.max(
+              1,
+              reports.reduce((a, r) => a + r.touchLatencyUs.count, 0),
+            )
+          : null,
       ioctlsPerFault: faults && ioctls !== null ? ioctls / faults : null,
       faultsPerSec: faults !== null ? faults / (doneMs / 1e3) : null,
       handlerCpuUs,
@@ -344,7 +376,10 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
       fileCachedPagesAfterDrop: (reports[0]!.fileCachedPagesAfterDrop as number | null | undefined) ?? null,
     };
   } catch (err) {
-    const logged = handler?.stderr.split('\n').filter((l) => /"level":(50|60)/.test(l)).pop();
+    const logged = handler?.stderr
+      .split('\n')
+      .filter((l) => /"level":(50|60)/.test(l))
+      .pop();
     return failedTrial(`${(err as Error).message}${logged ? ` | handler: ${logged.slice(0, 400)}` : ''}`);
   } finally {
     sampler?.stop();

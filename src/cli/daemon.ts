@@ -26,7 +26,9 @@ export interface DaemonFlags extends StoreFlags {
 function notifyReady(logger: ReturnType<typeof createLogger>): void {
   if (!process.env.NOTIFY_SOCKET) return;
   const child = spawn('systemd-notify', ['--ready', `--pid=${process.pid}`], { stdio: 'ignore' });
-  child.on('error', (err) => logger.warn({ err: err.message }, 'NOTIFY_SOCKET is set but systemd-notify could not be run: systemd will not see this daemon ready'));
+  child.on('error', (err) =>
+    logger.warn({ err: err.message }, 'NOTIFY_SOCKET is set but systemd-notify could not be run: systemd will not see this daemon ready'),
+  );
   child.on('exit', (code) => code !== 0 && logger.warn({ code }, 'systemd-notify --ready failed'));
 }
 
@@ -53,14 +55,27 @@ export async function daemonCommand(flags: DaemonFlags): Promise<void> {
   let server: ControlServer;
   let metrics: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   try {
-    server = await ControlServer.listen({ path: control, daemon, registry, allowUids: flags.allowUid ?? [], allowGids: flags.allowGid ?? [], logger });
+    server = await ControlServer.listen({
+      path: control,
+      daemon,
+      registry,
+      allowUids: flags.allowUid ?? [],
+      allowGids: flags.allowGid ?? [],
+      logger,
+    });
     if (metricsAddr) metrics = await serveMetrics(registry, metricsAddr.host, metricsAddr.port);
   } catch (err) {
     await daemon.stop(0);
     throw err;
   }
   logger.info(
-    { control, socketsDir: daemon.socketsDir, loopThreads: daemon.loopThreads, cacheSizeBytes: flags.cacheSize, ...(metrics ? { metrics: `http://${metrics.address.address}:${metrics.address.port}/metrics` } : {}) },
+    {
+      control,
+      socketsDir: daemon.socketsDir,
+      loopThreads: daemon.loopThreads,
+      cacheSizeBytes: flags.cacheSize,
+      ...(metrics ? { metrics: `http://${metrics.address.address}:${metrics.address.port}/metrics` } : {}),
+    },
     'daemon listening',
   );
   notifyReady(logger);
@@ -68,7 +83,10 @@ export async function daemonCommand(flags: DaemonFlags): Promise<void> {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));
   });
-  logger.info({ signal, stopTimeoutMs: flags.stopTimeoutMs, liveVms: daemon.health().vms_live }, 'stopping: no new restores or VMs; waiting for live VMs');
+  logger.info(
+    { signal, stopTimeoutMs: flags.stopTimeoutMs, liveVms: daemon.health().vms_live },
+    'stopping: no new restores or VMs; waiting for live VMs',
+  );
   // A second signal stops at once.
   const again = (): void => {
     logger.warn('second signal: stopping now');

@@ -9,7 +9,9 @@ export function mib(bytes: number): string {
 /** Window histogram as `4k:12 256k:40`, empty buckets left out. */
 function formatWindows(counts: number[]): string {
   const label = (b: number): string => (b >= 1024 * 1024 ? `${b / (1024 * 1024)}m` : `${b / 1024}k`);
-  const parts = counts.flatMap((n, i) => (n > 0 ? [`${i < WINDOW_BUCKET_BYTES.length ? label(WINDOW_BUCKET_BYTES[i]!) : `>${label(WINDOW_BUCKET_BYTES.at(-1)!)}`}:${n}`] : []));
+  const parts = counts.flatMap((n, i) =>
+    n > 0 ? [`${i < WINDOW_BUCKET_BYTES.length ? label(WINDOW_BUCKET_BYTES[i]!) : `>${label(WINDOW_BUCKET_BYTES.at(-1)!)}`}:${n}`] : [],
+  );
   return parts.length > 0 ? parts.join(' ') : 'none';
 }
 
@@ -24,6 +26,8 @@ export function formatVmSummary(vm: VmInfo): string {
     `  races           ${s.eexist} EEXIST, ${s.eagain} EAGAIN, ${s.deferrals} deferred (max ${s.maxDeferralUs.toFixed(0)} µs)`,
   ];
   if (s.removeEvents > 0)
-    lines.push(`  balloon         ${s.removeEvents} REMOVE events, ${mib(s.bytesRemoved)} removed, ${s.zeroPagesForRemoved} zero pages served for removed ranges`);
+    lines.push(
+      `  balloon         ${s.removeEvents} REMOVE events, ${mib(s.bytesRemoved)} removed, ${s.zeroPagesForRemoved} zero pages served for removed ranges`,
+    );
   return lines.join('\n');
 }

@@ -36,7 +36,9 @@ async function inspectIn(manifest: string, flags: InspectFlags, store: ChunkStor
   }
   if (missing.length > 0 || corrupt.length > 0) process.exitCode = 1;
   if (flags.json) {
-    process.stdout.write(`${JSON.stringify({ id, ...m, chunks: flags.chunks ? m.chunks : undefined, summary: s, ...(flags.verify ? { missingChunks: missing, corruptChunks: corrupt.map((c) => c.index) } : {}) })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ id, ...m, chunks: flags.chunks ? m.chunks : undefined, summary: s, ...(flags.verify ? { missingChunks: missing, corruptChunks: corrupt.map((c) => c.index) } : {}) })}\n`,
+    );
     return;
   }
   const lines = [
@@ -50,17 +52,25 @@ async function inspectIn(manifest: string, flags: InspectFlags, store: ChunkStor
     `base        ${m.base ?? '-'}`,
   ];
   if (flags.verify) {
-    if (missing.length === 0 && corrupt.length === 0) lines.push(`store       all ${s.distinctChunks} chunks present and verified (every byte hashed) in ${store!.description}`);
+    if (missing.length === 0 && corrupt.length === 0)
+      lines.push(`store       all ${s.distinctChunks} chunks present and verified (every byte hashed) in ${store!.description}`);
     if (missing.length > 0) lines.push(`store       MISSING chunks ${missing.join(', ')}`);
     for (const c of corrupt) lines.push(`store       CORRUPT chunk ${c.index} sha256:${c.digest}: ${c.why}`);
   }
   if (flags.chunks)
-    m.chunks.forEach((c, i) => lines.push(`  ${String(i).padStart(5)} ${c ? `${c.digest} ${String(c.storedBytes).padStart(9)} B${c.zeroPages ? ' (has zero pages)' : ''}` : 'zero'}`));
+    m.chunks.forEach((c, i) =>
+      lines.push(
+        `  ${String(i).padStart(5)} ${c ? `${c.digest} ${String(c.storedBytes).padStart(9)} B${c.zeroPages ? ' (has zero pages)' : ''}` : 'zero'}`,
+      ),
+    );
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
 /** Reads, decodes and hashes every distinct chunk once (one at a time: bounded memory). Indexes are the manifest's. */
-async function verifyChunks(m: Manifest, store: ChunkStore): Promise<{ missing: number[]; corrupt: Array<{ index: number; digest: string; why: string }> }> {
+async function verifyChunks(
+  m: Manifest,
+  store: ChunkStore,
+): Promise<{ missing: number[]; corrupt: Array<{ index: number; digest: string; why: string }> }> {
   const missing: number[] = [];
   const corrupt: Array<{ index: number; digest: string; why: string }> = [];
   const verdict = new Map<string, string>(); // 'ok', 'missing', or why the chunk is corrupt
@@ -85,7 +95,9 @@ async function verifyChunk(store: ChunkStore, digest: string, length: number): P
     blob = await store.getChunk(digest);
   } catch (err) {
     if (err instanceof StoreError && err.kind === 'not-found') return 'missing';
-    throw new FcUffdError('SNAPSHOT_STORE', `cannot read chunk sha256:${digest} from ${store.description}: ${(err as Error).message}`, { digest });
+    throw new FcUffdError('SNAPSHOT_STORE', `cannot read chunk sha256:${digest} from ${store.description}: ${(err as Error).message}`, {
+      digest,
+    });
   }
   try {
     decodeChunkBlob(blob, Buffer.allocUnsafe(length), digest);

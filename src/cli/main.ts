@@ -36,17 +36,37 @@ const serve = program
   .option('--store <store>', `the chunk store of --snapshot: ${STORE_HELP}`)
   .option('--cache-size <bytes>', 'decompressed chunks kept in memory, shared by all VMs', parseBytes, 1024 * 1024 * 1024)
   .option('--prefetch-chunks <n>', 'chunks fetched ahead of a requested one', parseInteger, 2)
-  .option('--fault-around <size|adaptive>', 'what to install per fault: an aligned block of this size, a power of two (4k disables), or adaptive (one page for scattered faults, a window growing to 2m for sequential ones)', parseFaultAround, DEFAULT_FAULT_AROUND)
+  .option(
+    '--fault-around <size|adaptive>',
+    'what to install per fault: an aligned block of this size, a power of two (4k disables), or adaptive (one page for scattered faults, a window growing to 2m for sequential ones)',
+    parseFaultAround,
+    DEFAULT_FAULT_AROUND,
+  )
   .addOption(new Option('--on-fatal <action>', 'when a VM cannot be served correctly').choices(['kill', 'hang']).default('kill'))
   .option('--handshake-timeout-ms <ms>', 'how long a connected VMM may take to send its handshake', parseInteger, 5000)
-  .addOption(new Option('--socket-mode <octal>', 'permission bits of the socket (0600..0777)').argParser(parseOctalMode).default(0o600, '0600'))
-  .option('--removed-out <path>', 'write each VM\'s balloon-removed ranges here when it ends ({vm}, {pid} are replaced; an existing file is kept and NAME.vm-N.EXT written instead)')
-  .option('--record-ws <path>', 'record each VM\'s first touches into a working-set file when it ends ({vm}, {pid} are replaced; an existing file is kept and NAME.vm-N.EXT written instead)')
-  .option('--trace <path>', 'record each VM\'s restore timeline (faults, installs, balloon, fetches) for `fc-uffd report` ({vm}, {pid} are replaced; an existing file is kept and NAME.vm-N.EXT written instead)')
+  .addOption(
+    new Option('--socket-mode <octal>', 'permission bits of the socket (0600..0777)').argParser(parseOctalMode).default(0o600, '0600'),
+  )
+  .option(
+    '--removed-out <path>',
+    "write each VM's balloon-removed ranges here when it ends ({vm}, {pid} are replaced; an existing file is kept and NAME.vm-N.EXT written instead)",
+  )
+  .option(
+    '--record-ws <path>',
+    "record each VM's first touches into a working-set file when it ends ({vm}, {pid} are replaced; an existing file is kept and NAME.vm-N.EXT written instead)",
+  )
+  .option(
+    '--trace <path>',
+    "record each VM's restore timeline (faults, installs, balloon, fetches) for `fc-uffd report` ({vm}, {pid} are replaced; an existing file is kept and NAME.vm-N.EXT written instead)",
+  )
   .option('--prefetch <file>', 'install this working set ahead of each guest (recorded with --record-ws on the same snapshot)')
   .option('--loop-threads <n>', 'fault-loop threads, each serving many VMs (default: CPU count, at most 4)', parseInteger)
   .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
-  .addOption(new Option('--log-level <level>', 'log level (logs are JSON lines on stderr)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
+  .addOption(
+    new Option('--log-level <level>', 'log level (logs are JSON lines on stderr)')
+      .choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+      .default('info'),
+  )
   .action(serveCommand);
 addStoreOptions(serve, { cache: true });
 requireOptions(serve, 'socket');
@@ -58,9 +78,22 @@ const daemon = program
   .option('--sockets-dir <dir>', "where restores' uffd sockets are created (must exist; default: the control socket's directory)")
   .option('--cache-size <bytes>', 'decompressed chunks kept in memory, shared by all restores', parseBytes, 1024 * 1024 * 1024)
   .option('--loop-threads <n>', 'fault-loop threads shared by all restores (default: CPU count, at most 4)', parseInteger)
-  .option('--metrics-listen <host:port>', 'also serve Prometheus metrics at http://HOST:PORT/metrics (always at /metrics on the control socket)')
-  .option('--allow-uid <uid>', 'peers allowed on the control socket (SO_PEERCRED; repeatable; with --allow-gid: either matches)', (v: string, acc: number[]) => [...acc, parseInteger(v)], [])
-  .option('--allow-gid <gid>', 'groups allowed on the control socket (repeatable)', (v: string, acc: number[]) => [...acc, parseInteger(v)], [])
+  .option(
+    '--metrics-listen <host:port>',
+    'also serve Prometheus metrics at http://HOST:PORT/metrics (always at /metrics on the control socket)',
+  )
+  .option(
+    '--allow-uid <uid>',
+    'peers allowed on the control socket (SO_PEERCRED; repeatable; with --allow-gid: either matches)',
+    (v: string, acc: number[]) => [...acc, parseInteger(v)],
+    [],
+  )
+  .option(
+    '--allow-gid <gid>',
+    'groups allowed on the control socket (repeatable)',
+    (v: string, acc: number[]) => [...acc, parseInteger(v)],
+    [],
+  )
   .option('--stop-timeout-ms <ms>', 'on SIGTERM/SIGINT, how long live VMs may run on before the daemon stops anyway', parseInteger, 30000)
   .option('--log-level <level>', 'pino log level (logs are JSON lines on stderr)', 'info')
   .action(daemonCommand);
@@ -77,7 +110,11 @@ ws.command('inspect <file>')
 ws.command('merge <files...>')
   .description('merge working sets of several runs: pages touched in at least --min-runs of them, by mean first-touch time')
   .requiredOption('-o, --output <file>', 'where to write the merged working set (never one of the inputs)')
-  .option('--min-runs <n>', 'keep pages seen in at least this many runs (1 = union; all = intersection; default: half, rounded up)', parseMinRuns)
+  .option(
+    '--min-runs <n>',
+    'keep pages seen in at least this many runs (1 = union; all = intersection; default: half, rounded up)',
+    parseMinRuns,
+  )
   .option('--force', 'replace --output if it exists', false)
   .action(wsMergeCommand);
 
@@ -96,9 +133,9 @@ const packCmd = program
   .argument('<memfile>', 'Firecracker memory file (full, or a diff snapshot with --base --diff)')
   .requiredOption('--store <store>', `where to put the snapshot: ${STORE_HELP} (a directory is created if missing)`)
   .option('--base <manifest>', "reuse this manifest's chunks (id in the store, or a manifest file)")
-  .option('--diff', 'MEMFILE is a diff snapshot: its holes keep the base\'s bytes', false)
+  .option('--diff', "MEMFILE is a diff snapshot: its holes keep the base's bytes", false)
   .option('--removed <file...>', 'balloon-removed ranges (lines "<start> <end>", file offsets, end exclusive): not stored')
-  .option('--chunk-size <bytes>', 'chunk size, a power of two >= 2 MiB (default 4 MiB, or the base\'s)', parseBytes)
+  .option('--chunk-size <bytes>', "chunk size, a power of two >= 2 MiB (default 4 MiB, or the base's)", parseBytes)
   .option('--level <n>', 'zstd compression level', parseInteger, 3)
   .option('--json', 'print the summary as one JSON line', false)
   .action(packCommand);

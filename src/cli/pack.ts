@@ -27,7 +27,10 @@ export async function packCommand(memfile: string, flags: PackFlags): Promise<vo
     const beyond = ranges.find(([, end]) => end > st.size);
     // A range past the end means the ranges belong to another (larger) snapshot: dropping pages by them would lose data.
     if (beyond)
-      throw new FcUffdError('CONFIG_INVALID', `--removed ${f}: range ${beyond[0]} ${beyond[1]} ends beyond the memory file's ${st.size} bytes; these ranges were not recorded for ${memfile}`);
+      throw new FcUffdError(
+        'CONFIG_INVALID',
+        `--removed ${f}: range ${beyond[0]} ${beyond[1]} ends beyond the memory file's ${st.size} bytes; these ranges were not recorded for ${memfile}`,
+      );
     return ranges;
   });
   const store = await openSnapshotStore(flags.store, storeOptions);

@@ -20,11 +20,12 @@ export class ProgressBar {
     const frac = total > 0 ? done / total : 1;
     const filled = Math.round(frac * width);
     const mbps = done / 1e6 / Math.max((now - this.t0) / 1000, 1e-3);
-    this.stream.write(`\r${this.label} [${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${(frac * 100).toFixed(0).padStart(3)}%  ${mbps.toFixed(0)} MB/s`);
+    this.stream.write(
+      `\r${this.label} [${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${(frac * 100).toFixed(0).padStart(3)}%  ${mbps.toFixed(0)} MB/s`,
+    );
   }
 
   done(): void {
     if (this.enabled) this.stream.write('\r\x1b[K');
   }
 }
-

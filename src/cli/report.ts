@@ -17,7 +17,8 @@ export function readTraceFile(file: string): Buffer {
     return fs.readFileSync(file);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    const why = e.code === 'ENOENT' ? 'no such file (serve --trace writes it when the VM ends; a running VM\'s is still <file>.partial)' : e.message;
+    const why =
+      e.code === 'ENOENT' ? "no such file (serve --trace writes it when the VM ends; a running VM's is still <file>.partial)" : e.message;
     throw new FcUffdError('TRACE_OPEN', `cannot read trace ${file}: ${why}`);
   }
 }
@@ -29,5 +30,7 @@ export function reportCommand(traceFile: string, flags: ReportFlags): void {
   const ws = flags.workingSet !== undefined ? readWorkingSet(flags.workingSet) : undefined;
   const html = renderReportHtml(buildTraceReport(trace, traceFile, ws));
   writeReportFile(flags.output, html, flags.workingSet !== undefined ? [traceFile, flags.workingSet] : [traceFile], flags.force);
-  process.stdout.write(`${flags.output}: report of ${trace.count} records (${(html.length / 1024).toFixed(0)} KiB) in ${((performance.now() - t0) / 1000).toFixed(2)} s\n`);
+  process.stdout.write(
+    `${flags.output}: report of ${trace.count} records (${(html.length / 1024).toFixed(0)} KiB) in ${((performance.now() - t0) / 1000).toFixed(2)} s\n`,
+  );
 }

@@ -49,7 +49,8 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     removedRangesPath: flags.removedOut ?? '',
     recordWorkingSetPath: flags.recordWs ?? '',
   });
-  if (flags.cacheSize < 1024 * 1024) throw new FcUffdError('CONFIG_INVALID', `--cache-size must be at least 1m (one chunk needs room), got ${flags.cacheSize}`);
+  if (flags.cacheSize < 1024 * 1024)
+    throw new FcUffdError('CONFIG_INVALID', `--cache-size must be at least 1m (one chunk needs room), got ${flags.cacheSize}`);
   const metricsAddress = flags.metricsListen !== undefined ? parseListenAddress(flags.metricsListen) : undefined;
   checkSnapshotFlags(flags);
   const storeOptions = flags.store !== undefined ? storeOptionsFor(flags.store, flags, false) : undefined;
@@ -61,7 +62,13 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     if (flags.mem !== undefined) snapshot = ServedMemoryFile.open(flags.mem);
     else {
       store = await openSnapshotStore(flags.store!, storeOptions);
-      snapshot = await ServedChunkedSnapshot.open({ manifest: flags.snapshot!, store, cache: new ChunkCache(flags.cacheSize), prefetchChunks: flags.prefetchChunks, logger });
+      snapshot = await ServedChunkedSnapshot.open({
+        manifest: flags.snapshot!,
+        store,
+        cache: new ChunkCache(flags.cacheSize),
+        prefetchChunks: flags.prefetchChunks,
+        logger,
+      });
     }
   } catch (err) {
     await store?.close();
@@ -71,8 +78,15 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   let metrics: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   try {
     // adaptive windows stop at 2 MiB, the smallest chunk size.
-    if (snapshot instanceof ServedChunkedSnapshot && flags.faultAround !== 'adaptive' && flags.faultAround > snapshot.manifest.chunkSizeBytes)
-      throw new FcUffdError('CONFIG_INVALID', `--fault-around ${flags.faultAround} exceeds the snapshot's chunk size ${snapshot.manifest.chunkSizeBytes}; use at most that`);
+    if (
+      snapshot instanceof ServedChunkedSnapshot &&
+      flags.faultAround !== 'adaptive' &&
+      flags.faultAround > snapshot.manifest.chunkSizeBytes
+    )
+      throw new FcUffdError(
+        'CONFIG_INVALID',
+        `--fault-around ${flags.faultAround} exceeds the snapshot's chunk size ${snapshot.manifest.chunkSizeBytes}; use at most that`,
+      );
     const prefetch = flags.prefetch !== undefined ? readWorkingSet(flags.prefetch) : undefined;
     // The metrics port is bound before the socket: a busy port stops startup before any VMM can connect.
     const registry = new Registry();
@@ -125,24 +139,34 @@ function parseListenAddress(text: string): { host: string; port: number } {
   return { host: m[1]!.replace(/^\[(.*)\]$/, '$1'), port };
 }
 
-async function listenMetrics(registry: Parameters<typeof serveMetrics>[0], text: string, a: { host: string; port: number }): Promise<Awaited<ReturnType<typeof serveMetrics>>> {
+async function listenMetrics(
+  registry: Parameters<typeof serveMetrics>[0],
+  text: string,
+  a: { host: string; port: number },
+): Promise<Awaited<ReturnType<typeof serveMetrics>>> {
   try {
     return await serveMetrics(registry, a.host, a.port);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const why =
-      code === 'EADDRINUSE' ? 'the port is in use by another process; pick another port'
-      : code === 'EADDRNOTAVAIL' ? 'no interface of this host has that address'
-      : code === 'EACCES' ? 'not allowed to listen there (ports below 1024 need privileges)'
-      : code === 'ENOTFOUND' ? 'the host name does not resolve'
-      : (err as Error).message;
+      code === 'EADDRINUSE'
+        ? 'the port is in use by another process; pick another port'
+        : code === 'EADDRNOTAVAIL'
+          ? 'no interface of this host has that address'
+          : code === 'EACCES'
+            ? 'not allowed to listen there (ports below 1024 need privileges)'
+            : code === 'ENOTFOUND'
+              ? 'the host name does not resolve'
+              : (err as Error).message;
     throw new FcUffdError('CONFIG_INVALID', `--metrics-listen ${text}: cannot listen: ${why}`);
   }
 }
 
 /** Exactly one of --mem FILE or --snapshot MANIFEST --store STORE. */
 function checkSnapshotFlags(flags: ServeFlags): void {
-  if ((flags.mem === undefined) === (flags.snapshot === undefined)) throw new FcUffdError('CONFIG', 'serve needs exactly one of --mem FILE or --snapshot MANIFEST --store STORE');
+  if ((flags.mem === undefined) === (flags.snapshot === undefined))
+    throw new FcUffdError('CONFIG', 'serve needs exactly one of --mem FILE or --snapshot MANIFEST --store STORE');
   if (flags.mem !== undefined && flags.store !== undefined) throw new FcUffdError('CONFIG', '--store goes with --snapshot, not --mem');
-  if (flags.snapshot !== undefined && flags.store === undefined) throw new FcUffdError('CONFIG', '--snapshot needs --store (a directory, s3://BUCKET/PREFIX or http(s)://HOST/PREFIX)');
+  if (flags.snapshot !== undefined && flags.store === undefined)
+    throw new FcUffdError('CONFIG', '--snapshot needs --store (a directory, s3://BUCKET/PREFIX or http(s)://HOST/PREFIX)');
 }

@@ -46,7 +46,10 @@ export function wsMergeCommand(files: string[], flags: { output: string; minRuns
   const runs = sets.reduce((n, s) => n + s.runs, 0);
   const minRuns = flags.minRuns === 'all' ? runs : (flags.minRuns ?? Math.ceil(runs / 2));
   if (minRuns > runs)
-    throw new FcUffdError('CONFIG_INVALID', `--min-runs ${minRuns} is more than the ${runs} runs in these files: no page could be kept; use at most ${runs} (or all)`);
+    throw new FcUffdError(
+      'CONFIG_INVALID',
+      `--min-runs ${minRuns} is more than the ${runs} runs in these files: no page could be kept; use at most ${runs} (or all)`,
+    );
   const merged = mergeWorkingSets(sets, minRuns);
   writeWorkingSet(flags.output, merged);
   process.stdout.write(`${flags.output}: ${merged.pages.length} pages touched in at least ${minRuns} of ${merged.runs} runs\n`);

@@ -62,7 +62,10 @@ export class Daemon extends EventEmitter {
     try {
       st = fs.statSync(options.socketsDir);
     } catch {
-      throw new FcUffdError('CONFIG', `sockets dir ${options.socketsDir} does not exist: create it (mode 0700) or pass another --sockets-dir`);
+      throw new FcUffdError(
+        'CONFIG',
+        `sockets dir ${options.socketsDir} does not exist: create it (mode 0700) or pass another --sockets-dir`,
+      );
     }
     if (!st.isDirectory()) throw new FcUffdError('CONFIG', `sockets dir ${options.socketsDir} is not a directory`);
     this.socketsDir = fs.realpathSync(options.socketsDir);
@@ -80,10 +83,15 @@ export class Daemon extends EventEmitter {
   async create(name: string, req: RestoreRequest): Promise<RestoreInfo> {
     checkName(name);
     if (this.stopping) throw new FcUffdError('CONTROL_STOPPING', 'the daemon is stopping: no new restores');
-    if (this.restores.has(name) || this.pending.has(name)) throw new FcUffdError('CONTROL_CONFLICT', `restore ${name} exists; DELETE it first (a draining restore keeps its name until its VMs end)`);
+    if (this.restores.has(name) || this.pending.has(name))
+      throw new FcUffdError(
+        'CONTROL_CONFLICT',
+        `restore ${name} exists; DELETE it first (a draining restore keeps its name until its VMs end)`,
+      );
     const socketPath = socketPathFor(this.socketsDir, name, req.socket);
     for (const r of this.restores.values())
-      if (r.server.socketPath === socketPath) throw new FcUffdError('CONTROL_CONFLICT', `socket ${socketPath} is used by restore ${r.name}`);
+      if (r.server.socketPath === socketPath)
+        throw new FcUffdError('CONTROL_CONFLICT', `socket ${socketPath} is used by restore ${r.name}`);
     this.pending.add(name);
     let snapshot: Snapshot | undefined;
     try {
@@ -107,7 +115,14 @@ export class Daemon extends EventEmitter {
         await server.stop();
         throw new FcUffdError('CONTROL_STOPPING', 'the daemon began stopping while this restore was being created');
       }
-      const restore: Restore = { name, state: 'serving', server, snapshot, kind: req.mem !== undefined ? 'memfile' : 'chunked', createdAtMs: Date.now() };
+      const restore: Restore = {
+        name,
+        state: 'serving',
+        server,
+        snapshot,
+        kind: req.mem !== undefined ? 'memfile' : 'chunked',
+        createdAtMs: Date.now(),
+      };
       server.on('vm-ended', (_vm, info) => {
         this.emit('vm-end', name, info);
         if (restore.state === 'draining' && liveVms(server) === 0) void this.remove(restore);
@@ -168,7 +183,14 @@ export class Daemon extends EventEmitter {
       restores: this.restores.size,
       vms_live: [...this.restores.values()].reduce((n, r) => n + liveVms(r.server), 0),
       loop_threads: this.loopThreads,
-      chunk_cache: { capacity_bytes: c.capacityBytes, size_bytes: c.sizeBytes, chunks: c.count, hits: c.stats.hits, misses: c.stats.misses, evictions: c.stats.evictions },
+      chunk_cache: {
+        capacity_bytes: c.capacityBytes,
+        size_bytes: c.sizeBytes,
+        chunks: c.count,
+        hits: c.stats.hits,
+        misses: c.stats.misses,
+        evictions: c.stats.evictions,
+      },
     };
   }
 

@@ -75,7 +75,9 @@ export class ControlServer {
     const umask = process.umask(0o177);
     try {
       await new Promise<void>((resolve, reject) => {
-        cs.server.once('error', (err: NodeJS.ErrnoException) => reject(new FcUffdError('CONFIG', `cannot listen on control socket ${o.path}: ${err.code ?? err.message}`)));
+        cs.server.once('error', (err: NodeJS.ErrnoException) =>
+          reject(new FcUffdError('CONFIG', `cannot listen on control socket ${o.path}: ${err.code ?? err.message}`)),
+        );
         cs.server.listen(o.path, resolve);
       });
     } finally {
@@ -104,16 +106,23 @@ export class ControlServer {
     const started = Date.now();
     try {
       if (!this.allowed(peer)) {
-        this.o.logger.warn({ peer: peer ?? 'unknown', method: req.method, url: req.url }, 'control API: peer not in --allow-uid/--allow-gid, refused');
+        this.o.logger.warn(
+          { peer: peer ?? 'unknown', method: req.method, url: req.url },
+          'control API: peer not in --allow-uid/--allow-gid, refused',
+        );
         throw new FcUffdError('CONTROL_FORBIDDEN', `uid ${peer?.uid ?? '?'} / gid ${peer?.gid ?? '?'} may not use this control socket`);
       }
       const { status, body, contentType } = await this.route(req);
-      res.writeHead(status, { 'content-type': contentType ?? 'application/json' }).end(typeof body === 'string' ? body : `${JSON.stringify(body)}\n`);
-      if (req.method !== 'GET') this.o.logger.info({ method: req.method, url: req.url, status, uid: peer?.uid, ms: Date.now() - started }, 'control API');
+      res
+        .writeHead(status, { 'content-type': contentType ?? 'application/json' })
+        .end(typeof body === 'string' ? body : `${JSON.stringify(body)}\n`);
+      if (req.method !== 'GET')
+        this.o.logger.info({ method: req.method, url: req.url, status, uid: peer?.uid, ms: Date.now() - started }, 'control API');
     } catch (err) {
       const e = err instanceof FcUffdError ? err : new FcUffdError('INTERNAL', (err as Error).stack ?? String(err));
       const status = statusOf(e.code);
-      if (status >= 500) this.o.logger.error({ method: req.method, url: req.url, code: e.code, err: e.message }, 'control API: internal failure');
+      if (status >= 500)
+        this.o.logger.error({ method: req.method, url: req.url, code: e.code, err: e.message }, 'control API: internal failure');
       else this.o.logger.info({ method: req.method, url: req.url, status, code: e.code, uid: peer?.uid }, `control API: ${e.message}`);
       const body: ErrorBody = { code: e.code, message: status >= 500 ? `internal error: ${e.message.split('\n')[0]}` : e.message };
       // A refused body is not read to its end: close the connection instead of draining it.
@@ -130,7 +139,8 @@ export class ControlServer {
     const method = req.method ?? 'GET';
     const d = this.o.daemon;
     const only = (allowed: string[]): void => {
-      if (!allowed.includes(method)) throw new FcUffdError('CONTROL_METHOD_NOT_ALLOWED', `${method} ${url.pathname}: use ${allowed.join(' or ')}`);
+      if (!allowed.includes(method))
+        throw new FcUffdError('CONTROL_METHOD_NOT_ALLOWED', `${method} ${url.pathname}: use ${allowed.join(' or ')}`);
     };
     if (url.pathname === '/health') {
       only(['GET']);
@@ -155,7 +165,8 @@ export class ControlServer {
       if (method === 'GET') return { status: 200, body: d.get(name) };
       if (method === 'DELETE') {
         const force = url.searchParams.get('force');
-        if (force !== null && force !== 'true' && force !== 'false') throw new FcUffdError('CONTROL_BAD_REQUEST', `force must be true or false, got ${force}`);
+        if (force !== null && force !== 'true' && force !== 'false')
+          throw new FcUffdError('CONTROL_BAD_REQUEST', `force must be true or false, got ${force}`);
         return { status: 200, body: await d.delete(name, force === 'true') };
       }
       const text = await readBody(req);
@@ -167,7 +178,8 @@ export class ControlServer {
 
 async function readBody(req: http.IncomingMessage): Promise<string> {
   const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > MAX_BODY_BYTES) throw new FcUffdError('CONTROL_BODY_TOO_LARGE', `the body is ${declared} bytes; at most ${MAX_BODY_BYTES}`);
+  if (declared > MAX_BODY_BYTES)
+    throw new FcUffdError('CONTROL_BODY_TOO_LARGE', `the body is ${declared} bytes; at most ${MAX_BODY_BYTES}`);
   const parts: Buffer[] = [];
   let n = 0;
   for await (const part of req as AsyncIterable<Buffer>) {

@@ -48,7 +48,11 @@ export function createDaemonMetrics(daemon: Daemon): Registry {
       registers: [registry],
       collect() {
         this.reset();
-        for (const r of daemon.vmsByRestore()) this.inc({ restore: r.name }, r.vms.reduce((n, vm) => n + of(vm), 0));
+        for (const r of daemon.vmsByRestore())
+          this.inc(
+            { restore: r.name },
+            r.vms.reduce((n, vm) => n + of(vm), 0),
+          );
       },
     });
   }

@@ -9,7 +9,10 @@ export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export function checkName(name: string): string {
   if (!NAME_PATTERN.test(name) || name.includes('..'))
-    throw new FcUffdError('CONTROL_BAD_REQUEST', `bad restore name ${JSON.stringify(name)}: use 1-64 of [A-Za-z0-9._-], starting with a letter or digit, without ".."`);
+    throw new FcUffdError(
+      'CONTROL_BAD_REQUEST',
+      `bad restore name ${JSON.stringify(name)}: use 1-64 of [A-Za-z0-9._-], starting with a letter or digit, without ".."`,
+    );
   return name;
 }
 
@@ -24,7 +27,8 @@ function bad(message: string): FcUffdError {
 function positiveInt(body: Record<string, unknown>, field: string, min: number, max: number): number | undefined {
   const v = body[field];
   if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) throw bad(`${field} must be an integer in ${min}..${max}, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max)
+    throw bad(`${field} must be an integer in ${min}..${max}, got ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -47,7 +51,8 @@ export function parseRestoreRequest(text: string): RestoreRequest {
     if (typeof v !== 'string' || v === '' || v.includes('\0')) throw bad(`${f} must be a non-empty string`);
     req[f] = v;
   }
-  if ((req.mem === undefined) === (req.snapshot === undefined)) throw bad('give exactly one of "mem" (a memory file) or "snapshot" (with "store")');
+  if ((req.mem === undefined) === (req.snapshot === undefined))
+    throw bad('give exactly one of "mem" (a memory file) or "snapshot" (with "store")');
   if (req.mem !== undefined && req.store !== undefined) throw bad('"store" goes with "snapshot", not "mem"');
   if (req.snapshot !== undefined && req.store === undefined) throw bad('"snapshot" needs "store" (a chunk store directory)');
   if (b.fault_around === 'adaptive') req.fault_around = 'adaptive';
@@ -74,7 +79,8 @@ export function parseRestoreRequest(text: string): RestoreRequest {
 /** The restore's uffd socket: `socket` (a name or path) or `{name}.sock`, directly inside `socketsDir`. */
 export function socketPathFor(socketsDir: string, name: string, socket: string | undefined): string {
   const resolved = path.resolve(socketsDir, socket ?? `${name}.sock`);
-  if (path.dirname(resolved) !== socketsDir) throw bad(`socket ${JSON.stringify(socket)} is not directly inside the sockets dir ${socketsDir}`);
+  if (path.dirname(resolved) !== socketsDir)
+    throw bad(`socket ${JSON.stringify(socket)} is not directly inside the sockets dir ${socketsDir}`);
   // sockaddr_un.sun_path holds 107 bytes and a NUL.
   if (Buffer.byteLength(resolved) > 107) throw bad(`socket path ${resolved} is longer than a unix socket path may be (107 bytes)`);
   return resolved;

@@ -50,6 +50,13 @@ export class StoreRegistry {
     const opening = [...this.stores.values()];
     this.stores.clear();
     // A store that failed to open has nothing to close.
-    await Promise.all(opening.map((p) => p.then((s) => s.close(), () => undefined)));
+    await Promise.all(
+      opening.map((p) =>
+        p.then(
+          (s) => s.close(),
+          () => undefined,
+        ),
+      ),
+    );
   }
 }

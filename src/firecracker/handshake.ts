@@ -73,23 +73,38 @@ export function parseHandshake(payload: string, snapshotSizeBytes: number): Hand
       generation = 'v1.12+';
       pageSize = wholeNumber(region, 'page_size', index);
       if (hasKib && wholeNumber(region, 'page_size_kib', index) !== pageSize)
-        fail('HANDSHAKE_PAGE_SIZE', `region ${index}: page_size ${pageSize} and page_size_kib ${String(region['page_size_kib'])} disagree (both hold bytes)`);
+        fail(
+          'HANDSHAKE_PAGE_SIZE',
+          `region ${index}: page_size ${pageSize} and page_size_kib ${String(region['page_size_kib'])} disagree (both hold bytes)`,
+        );
     } else if (hasKib) {
       if (generation === 'v1.1-v1.6') generation = 'v1.7-v1.11';
       pageSize = wholeNumber(region, 'page_size_kib', index);
     }
     if (!SUPPORTED_PAGE_SIZES.includes(pageSize))
-      fail('HANDSHAKE_PAGE_SIZE', `region ${index}: page size ${pageSize} bytes is not one Firecracker uses (4096 or 2097152; page_size_kib holds bytes)`, { pageSize });
+      fail(
+        'HANDSHAKE_PAGE_SIZE',
+        `region ${index}: page size ${pageSize} bytes is not one Firecracker uses (4096 or 2097152; page_size_kib holds bytes)`,
+        { pageSize },
+      );
     pageSizes.add(pageSize);
 
     if (sizeBytes === 0) fail('HANDSHAKE_SHAPE', `region ${index} has size 0`);
-    for (const [name, value] of [['base_host_virt_addr', hostAddr], ['size', sizeBytes], ['offset', fileOffset]] as const)
+    for (const [name, value] of [
+      ['base_host_virt_addr', hostAddr],
+      ['size', sizeBytes],
+      ['offset', fileOffset],
+    ] as const)
       if (value % pageSize !== 0)
         fail('HANDSHAKE_ALIGNMENT', `region ${index}: ${name} ${value} is not a multiple of the page size ${pageSize}`);
     if (hostAddr + sizeBytes > USER_SPACE_END)
       fail('HANDSHAKE_SHAPE', `region ${index}: host range ends at 0x${(hostAddr + sizeBytes).toString(16)}, beyond x86_64 user space`);
     if (fileOffset + sizeBytes > snapshotSizeBytes)
-      fail('HANDSHAKE_BEYOND_SNAPSHOT', `region ${index}: snapshot range [${fileOffset}, ${fileOffset + sizeBytes}) lies beyond the snapshot's ${snapshotSizeBytes} bytes — is this the right snapshot?`, { fileOffset, sizeBytes, snapshotSizeBytes });
+      fail(
+        'HANDSHAKE_BEYOND_SNAPSHOT',
+        `region ${index}: snapshot range [${fileOffset}, ${fileOffset + sizeBytes}) lies beyond the snapshot's ${snapshotSizeBytes} bytes — is this the right snapshot?`,
+        { fileOffset, sizeBytes, snapshotSizeBytes },
+      );
     regions.push({ hostAddr, sizeBytes, fileOffset });
   });
 

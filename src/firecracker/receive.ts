@@ -81,11 +81,17 @@ export class HandshakeReceiver {
         if (this.uffdFd >= 0 || fdCount > 1 || (flags & MSG_CTRUNC) !== 0) {
           for (const fd of received) native.close(fd);
           const total = this.uffdFd >= 0 ? fdCount + 1 : fdCount;
-          this.fail('HANDSHAKE_TOO_MANY_FDS', `expected exactly one fd (the userfaultfd) with the handshake, got ${total}${flags & MSG_CTRUNC ? ' (control data truncated)' : ''}`);
+          this.fail(
+            'HANDSHAKE_TOO_MANY_FDS',
+            `expected exactly one fd (the userfaultfd) with the handshake, got ${total}${flags & MSG_CTRUNC ? ' (control data truncated)' : ''}`,
+          );
         }
         this.uffdFd = received[0]!;
         if (kinds[0] !== UFFD_LINK)
-          this.fail('HANDSHAKE_NOT_UFFD', `the fd sent with the handshake is not a userfaultfd (it is ${kinds[0]}): the peer is not a VMM restoring a snapshot`);
+          this.fail(
+            'HANDSHAKE_NOT_UFFD',
+            `the fd sent with the handshake is not a userfaultfd (it is ${kinds[0]}): the peer is not a VMM restoring a snapshot`,
+          );
       }
       if (n === 0 && fdCount === 0) {
         if (this.chunks.length === 0) this.fail('HANDSHAKE_EOF', 'the VMM closed the connection without sending a handshake');
@@ -111,7 +117,8 @@ export class HandshakeReceiver {
 
   /** The deadline passed before the handshake was complete. */
   expire(timeoutMs: number): never {
-    if (this.chunks.length > 0) this.fail('HANDSHAKE_TRUNCATED', `handshake JSON still incomplete after ${timeoutMs} ms: ${this.excerpt()}`);
+    if (this.chunks.length > 0)
+      this.fail('HANDSHAKE_TRUNCATED', `handshake JSON still incomplete after ${timeoutMs} ms: ${this.excerpt()}`);
     this.fail('HANDSHAKE_TIMEOUT', `the VMM connected but sent no handshake within ${timeoutMs} ms`);
   }
 

@@ -1,9 +1,7 @@
 import { constants as osConstants } from 'node:os';
 import { FcUffdError } from '../errors.js';
 
-const errnoNames = new Map<number, string>(
-  Object.entries(osConstants.errno).map(([name, value]) => [value, name]),
-);
+const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([name, value]) => [value, name]));
 
 /** `EEXIST` for 17, or `E<n>` for an errno this platform does not name. */
 export function errnoName(errno: number): string {
@@ -20,7 +18,10 @@ export class SyscallError extends FcUffdError {
     readonly errno: number,
     detail?: string,
   ) {
-    super('SYSCALL', `${syscall} failed: ${errnoName(errno)} (errno ${errno})${detail ? `: ${detail}` : ''}`, { syscall, errno: errnoName(errno) });
+    super('SYSCALL', `${syscall} failed: ${errnoName(errno)} (errno ${errno})${detail ? `: ${detail}` : ''}`, {
+      syscall,
+      errno: errnoName(errno),
+    });
     this.errnoName = errnoName(errno);
   }
 }

@@ -24,7 +24,8 @@ export type UffdEvent =
 function u64(view: DataView, offset: number): number {
   const lo = view.getUint32(offset, true);
   const hi = view.getUint32(offset + 4, true);
-  if (hi >= 0x200000) throw new RangeError(`uffd_msg field at +${offset} exceeds 2^53: 0x${hi.toString(16)}${lo.toString(16).padStart(8, '0')}`);
+  if (hi >= 0x200000)
+    throw new RangeError(`uffd_msg field at +${offset} exceeds 2^53: 0x${hi.toString(16)}${lo.toString(16).padStart(8, '0')}`);
   return hi * 0x1_0000_0000 + lo;
 }
 

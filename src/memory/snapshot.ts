@@ -57,6 +57,10 @@ export function registerSnapshotKind<R extends SnapshotRef>(kind: R['kind'], fac
 /** The PageSource a VM's fault loop reads from. */
 export function openPageSource(ref: SnapshotRef, channel: VmChannel, trace?: FetchTrace): PageSource {
   const factory = factories.get(ref.kind);
-  if (!factory) throw new FcUffdError('INTERNAL', `no snapshot kind '${ref.kind}' is loaded in this thread (known: ${[...factories.keys()].join(', ') || 'none'})`);
+  if (!factory)
+    throw new FcUffdError(
+      'INTERNAL',
+      `no snapshot kind '${ref.kind}' is loaded in this thread (known: ${[...factories.keys()].join(', ') || 'none'})`,
+    );
   return factory(ref, channel, trace);
 }

@@ -154,8 +154,10 @@ export function buildTraceReport(trace: Trace, name: string, ws?: WorkingSet): R
   const ps = h.pageSizeBytes;
   if (!(ps > 0)) throw new FcUffdError('TRACE_FORMAT', `${name}: page size ${ps} in the header (the VM ended before its handshake?)`);
   if (ws) {
-    if (ws.pageSizeBytes !== ps) throw new FcUffdError('WORKING_SET_MISMATCH', `the working set has ${ws.pageSizeBytes}-byte pages, the trace ${ps}-byte pages`);
-    if (ws.snapshot !== h.snapshot) throw new FcUffdError('WORKING_SET_MISMATCH', `the working set was recorded on ${ws.snapshot}, the trace on ${h.snapshot}`);
+    if (ws.pageSizeBytes !== ps)
+      throw new FcUffdError('WORKING_SET_MISMATCH', `the working set has ${ws.pageSizeBytes}-byte pages, the trace ${ps}-byte pages`);
+    if (ws.snapshot !== h.snapshot)
+      throw new FcUffdError('WORKING_SET_MISMATCH', `the working set was recorded on ${ws.snapshot}, the trace on ${h.snapshot}`);
   }
   const pages = Math.ceil(h.snapshotSizeBytes / ps);
   const n = trace.count;
@@ -227,7 +229,8 @@ export function buildTraceReport(trace: Trace, name: string, ws?: WorkingSet): R
         bump(isLate ? heatLate : heatFaults, t, b, 1);
         const defer = pendingDefer.get(a);
         if (defer !== undefined) pendingDefer.delete(a);
-        const kindIndex = defer === DEFER_WAIT ? 3 : defer !== undefined ? 4 : trace.kind[i] === K_ZERO ? 1 : trace.kind[i] === K_REMOVED ? 2 : 0;
+        const kindIndex =
+          defer === DEFER_WAIT ? 3 : defer !== undefined ? 4 : trace.kind[i] === K_ZERO ? 1 : trace.kind[i] === K_REMOVED ? 2 : 0;
         if (defer === DEFER_WAIT) waited++;
         const bin = latencyBin(trace.word1[i]!);
         hist[kindIndex]![bin]!++;
@@ -306,14 +309,35 @@ export function buildTraceReport(trace: Trace, name: string, ws?: WorkingSet): R
   const summary: Array<[string, string]> = [
     ['faults', `${faults.toLocaleString('en')} (${writes.toLocaleString('en')} writes, ${(faults - writes).toLocaleString('en')} reads)`],
     ['pages faulted', `${pagesFaulted.toLocaleString('en')} (${fmtBytes(pagesFaulted * ps)})`],
-    ['pages installed', `${pagesInstalled.toLocaleString('en')} (${fmtBytes(pagesInstalled * ps)}: ${fmtBytes(bytesCopied)} copied, ${zeroPages.toLocaleString('en')} zero pages)`],
+    [
+      'pages installed',
+      `${pagesInstalled.toLocaleString('en')} (${fmtBytes(pagesInstalled * ps)}: ${fmtBytes(bytesCopied)} copied, ${zeroPages.toLocaleString('en')} zero pages)`,
+    ],
     ['amplification', pagesFaulted > 0 ? `${(pagesInstalled / pagesFaulted).toFixed(2)} pages installed per page faulted` : '-'],
     ['time to last fault', fmtMs(lastFaultUs)],
-    ['fault latency', total > 0 ? `p50 ${percentile(allHist, total, 0.5).toFixed(0)} µs, p99 ${percentile(allHist, total, 0.99).toFixed(0)} µs (bin upper bounds)` : '-'],
-    ['prefetched', h.prefetchPages > 0 ? `${pagesPrefetched.toLocaleString('en')} of ${h.prefetchPages.toLocaleString('en')} pages${lastPrefetchUs >= 0 ? `, last at ${fmtMs(lastPrefetchUs)}` : ''}; ${late.toLocaleString('en')} faults on pages prefetch had not reached` : 'no prefetch'],
+    [
+      'fault latency',
+      total > 0
+        ? `p50 ${percentile(allHist, total, 0.5).toFixed(0)} µs, p99 ${percentile(allHist, total, 0.99).toFixed(0)} µs (bin upper bounds)`
+        : '-',
+    ],
+    [
+      'prefetched',
+      h.prefetchPages > 0
+        ? `${pagesPrefetched.toLocaleString('en')} of ${h.prefetchPages.toLocaleString('en')} pages${lastPrefetchUs >= 0 ? `, last at ${fmtMs(lastPrefetchUs)}` : ''}; ${late.toLocaleString('en')} faults on pages prefetch had not reached`
+        : 'no prefetch',
+    ],
     ['balloon', `${removes.toLocaleString('en')} removes, ${fmtBytes(removedBytes)}`],
-    ['chunk fetches', fetches.length > 0 ? `${fetches.length.toLocaleString('en')} (${fmtBytes(fetchBytes)}), ${waited.toLocaleString('en')} faults waited on one` : 'none (memory file)'],
-    ['snapshot', `${h.snapshot} (${fmtBytes(h.snapshotSizeBytes)}, ${ps / 1024} KiB pages, fault-around ${h.faultAroundBytes === 0 ? 'adaptive' : fmtBytes(h.faultAroundBytes)})`],
+    [
+      'chunk fetches',
+      fetches.length > 0
+        ? `${fetches.length.toLocaleString('en')} (${fmtBytes(fetchBytes)}), ${waited.toLocaleString('en')} faults waited on one`
+        : 'none (memory file)',
+    ],
+    [
+      'snapshot',
+      `${h.snapshot} (${fmtBytes(h.snapshotSizeBytes)}, ${ps / 1024} KiB pages, fault-around ${h.faultAroundBytes === 0 ? 'adaptive' : fmtBytes(h.faultAroundBytes)})`,
+    ],
   ];
 
   const bins = mapBins(pages);
@@ -323,7 +347,15 @@ export function buildTraceReport(trace: Trace, name: string, ws?: WorkingSet): R
     return out;
   };
   const sections: Section[] = [
-    { kind: 'map', title: 'Memory map of the snapshot', sizeBytes: h.snapshotSizeBytes, pageSizeBytes: ps, bins, categories: [...TRACE_MAP_CATEGORIES], counts: binPages(state, TRACE_MAP_CATEGORIES.length, bins) },
+    {
+      kind: 'map',
+      title: 'Memory map of the snapshot',
+      sizeBytes: h.snapshotSizeBytes,
+      pageSizeBytes: ps,
+      bins,
+      categories: [...TRACE_MAP_CATEGORIES],
+      counts: binPages(state, TRACE_MAP_CATEGORIES.length, bins),
+    },
     {
       kind: 'heat',
       title: 'Fault offset over time, with prefetch progress',
@@ -355,7 +387,10 @@ export function buildTraceReport(trace: Trace, name: string, ws?: WorkingSet): R
     });
   const notes: string[] = [];
   if (trace.tornBytes > 0) notes.push(`the trace ends in a torn record (${trace.tornBytes} bytes ignored): the handler stopped mid-write`);
-  if (h.prefetchPages > 0 && !ws) notes.push('prefetched pages are shown without telling used from unused: pass --working-set with a recording of what the guest touches');
+  if (h.prefetchPages > 0 && !ws)
+    notes.push(
+      'prefetched pages are shown without telling used from unused: pass --working-set with a recording of what the guest touches',
+    );
   return {
     title: `Restore of ${h.vmId} (pid ${h.pid})`,
     subtitle: `${name}, started ${new Date(h.startEpochMs).toISOString()}, ${n.toLocaleString('en')} records`,

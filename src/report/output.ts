@@ -18,7 +18,8 @@ function sameFile(a: string, b: string): boolean {
  */
 export function writeReportFile(output: string, html: string, inputs: string[], force: boolean): void {
   for (const input of inputs)
-    if (sameFile(output, input)) throw new FcUffdError('CONFIG', `refusing to write the report over its input ${input}: choose another output file`);
+    if (sameFile(output, input))
+      throw new FcUffdError('CONFIG', `refusing to write the report over its input ${input}: choose another output file`);
   if (fs.existsSync(output) && !force) throw new FcUffdError('CONFIG', `${output} exists: pass --force to replace it`);
   const dir = path.dirname(path.resolve(output));
   if (!fs.existsSync(dir)) throw new FcUffdError('CONFIG', `cannot write ${output}: directory ${dir} does not exist`);

@@ -27,7 +27,10 @@ export function buildWorkingSetReport(ws: WorkingSet, name: string, against?: { 
   const state = new Uint8Array(pages);
   for (const p of ws.pages) if (p < pages) state[p] = 1;
   const summary: Array<[string, string]> = [
-    ['pages', `${ws.pages.length.toLocaleString('en')} of ${ps}-byte pages (${(ws.pages.length * ps / 2 ** 20).toFixed(1)} MiB, ${((100 * ws.pages.length) / pages).toFixed(1)} % of the snapshot)`],
+    [
+      'pages',
+      `${ws.pages.length.toLocaleString('en')} of ${ps}-byte pages (${((ws.pages.length * ps) / 2 ** 20).toFixed(1)} MiB, ${((100 * ws.pages.length) / pages).toFixed(1)} % of the snapshot)`,
+    ],
     ['runs merged', String(ws.runs)],
     ['snapshot', ws.snapshot],
   ];
@@ -56,8 +59,24 @@ export function buildWorkingSetReport(ws: WorkingSet, name: string, against?: { 
   const flat: number[] = [];
   for (const [key, n] of cells) flat.push(Math.floor(key / HEAT_OFFSET_BINS), key % HEAT_OFFSET_BINS, n);
   const sections: Section[] = [
-    { kind: 'map', title: 'Memory map of the working set', sizeBytes, pageSizeBytes: ps, bins, categories: CATEGORIES, counts: binPages(state, CATEGORIES.length, bins) },
-    { kind: 'heat', title: 'First touch: offset over time', timeMaxUs: timeMaxMs * 1000, sizeBytes, timeBins: HEAT_TIME_BINS, offsetBins: HEAT_OFFSET_BINS, layers: [{ name: 'pages first touched', color: '#4e79a7', cells: flat }] },
+    {
+      kind: 'map',
+      title: 'Memory map of the working set',
+      sizeBytes,
+      pageSizeBytes: ps,
+      bins,
+      categories: CATEGORIES,
+      counts: binPages(state, CATEGORIES.length, bins),
+    },
+    {
+      kind: 'heat',
+      title: 'First touch: offset over time',
+      timeMaxUs: timeMaxMs * 1000,
+      sizeBytes,
+      timeBins: HEAT_TIME_BINS,
+      offsetBins: HEAT_OFFSET_BINS,
+      layers: [{ name: 'pages first touched', color: '#4e79a7', cells: flat }],
+    },
   ];
   return { title: `Working set ${name}`, subtitle: `${ws.pages.length.toLocaleString('en')} pages`, summary, sections, notes: [] };
 }

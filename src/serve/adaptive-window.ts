@@ -149,8 +149,14 @@ export class AdaptiveFaultAround implements FaultAroundPolicy {
     this.sUsedAt = new Float64Array(n);
     this.sSlot = new Int32Array(n);
     this.sSlotGen = new Uint32Array(n);
-    for (const [what, v] of [['page size', this.ps], ['largest window', this.maxBytes], ['initial window', this.initialBytes], ['sequential initial window', this.seqInitialBytes]] as const)
-      if (!Number.isInteger(v) || v <= 0 || (v & (v - 1)) !== 0) throw new FcUffdError('CONFIG', `adaptive fault-around: the ${what} must be a power of two in bytes, got ${v}`);
+    for (const [what, v] of [
+      ['page size', this.ps],
+      ['largest window', this.maxBytes],
+      ['initial window', this.initialBytes],
+      ['sequential initial window', this.seqInitialBytes],
+    ] as const)
+      if (!Number.isInteger(v) || v <= 0 || (v & (v - 1)) !== 0)
+        throw new FcUffdError('CONFIG', `adaptive fault-around: the ${what} must be a power of two in bytes, got ${v}`);
   }
 
   window(faultOffset: number, regionStartOffset: number, regionEndOffset: number): { startOffset: number; lenBytes: number } {

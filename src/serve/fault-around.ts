@@ -14,7 +14,8 @@ export class FixedFaultAround implements FaultAroundPolicy {
 
   constructor(blockBytes: number, pageSizeBytes: number) {
     this.blockBytes = Math.max(blockBytes, pageSizeBytes);
-    if ((this.blockBytes & (this.blockBytes - 1)) !== 0) throw new FcUffdError('CONFIG', `fault-around must be a power of two, got ${blockBytes}`);
+    if ((this.blockBytes & (this.blockBytes - 1)) !== 0)
+      throw new FcUffdError('CONFIG', `fault-around must be a power of two, got ${blockBytes}`);
   }
 
   window(faultOffset: number, regionStartOffset: number, regionEndOffset: number): { startOffset: number; lenBytes: number } {

@@ -88,9 +88,25 @@ export class FaultLoop {
     this.readAhead = new ReadAhead(this.source, this.pages, this.pageSize);
     this.balloon = new BalloonRemoves(this.memory, this.pages, this.existsStreak, this.stats, this.trace);
     if (options.recordWorkingSet) this.recorder = new TouchRecorder(this.source.sizeBytes, this.pageSize, this.now);
-    this.installer = new Installer({ uffd: this.uffd, source: this.source, pages: this.pages, stats: this.stats, pageSizeBytes: this.pageSize, recorder: this.recorder, trace: this.trace });
+    this.installer = new Installer({
+      uffd: this.uffd,
+      source: this.source,
+      pages: this.pages,
+      stats: this.stats,
+      pageSizeBytes: this.pageSize,
+      recorder: this.recorder,
+      trace: this.trace,
+    });
     const prefetchPages = options.prefetchPages ?? new Uint32Array(0);
-    this.prefetcher = new Prefetcher({ memory: this.memory, source: this.source, uffd: this.uffd, pages: this.pages, installer: this.installer, stats: this.stats, prefetchPages });
+    this.prefetcher = new Prefetcher({
+      memory: this.memory,
+      source: this.source,
+      uffd: this.uffd,
+      pages: this.pages,
+      installer: this.installer,
+      stats: this.stats,
+      prefetchPages,
+    });
   }
 
   /** Handles `count` uffd_msg records read at `readAtMs`. Throws FcUffdError (fatal) or VmGoneError. */
@@ -194,7 +210,11 @@ export class FaultLoop {
     const page = address - (address % ps);
     const ri = this.memory.regionIndexOf(page);
     if (ri < 0)
-      throw new FcUffdError('VM_FAULT_OUTSIDE_REGIONS', `page fault at 0x${address.toString(16)} lies outside every region the VMM registered`, { address });
+      throw new FcUffdError(
+        'VM_FAULT_OUTSIDE_REGIONS',
+        `page fault at 0x${address.toString(16)} lies outside every region the VMM registered`,
+        { address },
+      );
     const region = this.memory.regions[ri]!;
     const offset = page - region.hostAddr + region.fileOffset;
     const regionEnd = region.fileOffset + region.sizeBytes;

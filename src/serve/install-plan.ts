@@ -34,7 +34,12 @@ export interface PageView {
  * after it), then the rest of the window in runs by kind, skipping installed pages. Pure: it reads
  * `pages` and decides, the Installer acts.
  */
-export function planFaultInstall(faultOffset: number, window: { startOffset: number; lenBytes: number }, pageSizeBytes: number, pages: PageView): InstallRun[] {
+export function planFaultInstall(
+  faultOffset: number,
+  window: { startOffset: number; lenBytes: number },
+  pageSizeBytes: number,
+  pages: PageView,
+): InstallRun[] {
   const ps = pageSizeBytes;
   const windowEnd = window.startOffset + window.lenBytes;
   const kind = pages.kindOf(faultOffset);

@@ -47,7 +47,10 @@ export class LoopThreadPool {
   /** Hands a VM to a thread; `transfer` lists the MessagePorts inside `init`. */
   start(init: VmInit, transfer: MessagePort[]): void {
     // A thread that died (its VMs were reported) is replaced on demand.
-    let thread = this.threads.reduce<LoopThread | undefined>((best, t) => (best === undefined || t.vms.size < best.vms.size ? t : best), undefined);
+    let thread = this.threads.reduce<LoopThread | undefined>(
+      (best, t) => (best === undefined || t.vms.size < best.vms.size ? t : best),
+      undefined,
+    );
     if (thread === undefined || this.threads.length < this.maxThreads) thread = this.spawn();
     thread.vms.add(init.vmId);
     this.threadOf.set(init.vmId, thread);

@@ -57,7 +57,14 @@ function drainControl(now: number): boolean {
         bySlot.set(slot, vm);
         slotOf.set(vm.id, slot);
       } catch (err) {
-        post({ type: 'end', vmId: m.init.vmId, reason: 'fatal', killed: false, removedRanges: [], error: { code: 'INTERNAL', message: (err as Error).stack ?? String(err) } });
+        post({
+          type: 'end',
+          vmId: m.init.vmId,
+          reason: 'fatal',
+          killed: false,
+          removedRanges: [],
+          error: { code: 'INTERNAL', message: (err as Error).stack ?? String(err) },
+        });
       }
     } else if (m.type === 'stop') {
       const slot = slotOf.get(m.vmId);
@@ -77,7 +84,7 @@ function forget(): void {
   }
 }
 
-for (let running = true; running; ) {
+for (let running = true; running;) {
   let timeoutUs = -1;
   const before = performance.now();
   for (const vm of bySlot.values()) {

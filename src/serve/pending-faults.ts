@@ -44,7 +44,10 @@ export class PendingFaults {
 
   /** One line per fault put off (address, why, for how long): for the log of a VM that ends with faults unserved. */
   describe(nowMs: number): string[] {
-    return this.list().map((f) => `0x${f.address.toString(16)} ${f.waiting ? 'waiting for the source' : `deferred after EAGAIN (retry backoff ${this.backoff} µs)`} for ${Math.round(nowMs - (f.deferredAtMs ?? f.readAtMs))} ms`);
+    return this.list().map(
+      (f) =>
+        `0x${f.address.toString(16)} ${f.waiting ? 'waiting for the source' : `deferred after EAGAIN (retry backoff ${this.backoff} µs)`} for ${Math.round(nowMs - (f.deferredAtMs ?? f.readAtMs))} ms`,
+    );
   }
 
   defer(f: PendingFault): void {

@@ -99,7 +99,8 @@ export class Prefetcher {
         const kind = pages.kindOf(offset);
         const regionEnd = region.fileOffset + region.sizeBytes;
         let n = 1;
-        while (n < count && offset + n * ps < regionEnd && !pages.isInstalled(offset + n * ps) && pages.kindOf(offset + n * ps) === kind) n++;
+        while (n < count && offset + n * ps < regionEnd && !pages.isInstalled(offset + n * ps) && pages.kindOf(offset + n * ps) === kind)
+          n++;
         const outcome = installer.install(region, { startOffset: offset, lenBytes: n * ps, kind, origin: 'prefetch', speculative: true });
         if (outcome.status === 'retry' || outcome.status === 'wait') {
           // The address space is changing (balloon), or the source is still fetching these bytes:

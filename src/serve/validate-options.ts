@@ -30,23 +30,31 @@ function isPowerOfTwo(n: number): boolean {
 export function validateFaultAround(value: FaultAround): void {
   if (value === 'adaptive') return;
   if (typeof value !== 'number' || !isPowerOfTwo(value) || value < MIN_PAGE_BYTES || value > MAX_FAULT_AROUND_BYTES)
-    invalid(`--fault-around must be adaptive or a power of two of at least 4096 (4k, which disables fault-around) and at most 1g, got ${String(value)}; e.g. 64k, 256k (default), 2m, adaptive`);
+    invalid(
+      `--fault-around must be adaptive or a power of two of at least 4096 (4k, which disables fault-around) and at most 1g, got ${String(value)}; e.g. 64k, 256k (default), 2m, adaptive`,
+    );
 }
 
 export function validateHandshakeTimeout(ms: number): void {
   if (!Number.isSafeInteger(ms) || ms < MIN_HANDSHAKE_TIMEOUT_MS || ms > MAX_HANDSHAKE_TIMEOUT_MS)
-    invalid(`--handshake-timeout-ms must be an integer of at least ${MIN_HANDSHAKE_TIMEOUT_MS} and at most ${MAX_HANDSHAKE_TIMEOUT_MS}, got ${ms} (default 5000)`);
+    invalid(
+      `--handshake-timeout-ms must be an integer of at least ${MIN_HANDSHAKE_TIMEOUT_MS} and at most ${MAX_HANDSHAKE_TIMEOUT_MS}, got ${ms} (default 5000)`,
+    );
 }
 
 export function validateLoopThreads(n: number): void {
   if (!Number.isSafeInteger(n) || n < 1 || n > MAX_LOOP_THREADS)
-    invalid(`--loop-threads must be an integer from 1 to at most ${MAX_LOOP_THREADS} (one thread serves many VMs; the default is the CPU count, at most 4), got ${n}`);
+    invalid(
+      `--loop-threads must be an integer from 1 to at most ${MAX_LOOP_THREADS} (one thread serves many VMs; the default is the CPU count, at most 4), got ${n}`,
+    );
 }
 
 /** Permission bits only: setuid/setgid/sticky mean nothing on a socket, and the owner must be able to use it. */
 export function validateSocketMode(mode: number): void {
   if (!Number.isSafeInteger(mode) || mode < 0 || mode > 0o777 || (mode & 0o600) !== 0o600)
-    invalid(`--socket-mode must be permission bits from 0600 to 0777 that include 0600 (owner read+write), got ${Number.isSafeInteger(mode) ? `0${mode.toString(8)}` : mode}; e.g. 0600 (default: only this user's VMMs), 0660 (the group's too)`);
+    invalid(
+      `--socket-mode must be permission bits from 0600 to 0777 that include 0600 (owner read+write), got ${Number.isSafeInteger(mode) ? `0${mode.toString(8)}` : mode}; e.g. 0600 (default: only this user's VMMs), 0660 (the group's too)`,
+    );
 }
 
 export function validateOnFatal(onFatal: string): void {

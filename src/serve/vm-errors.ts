@@ -13,12 +13,16 @@ export class VmGoneError extends FcUffdError {
 /** The error that ends a VM after a uffd ioctl failed on memory the guest needs: VmGoneError for ESRCH, else VM_IOCTL. */
 export function ioctlFailure(op: string, address: number, lenBytes: number, errno: number): FcUffdError {
   if (classifyErrno(errno) === 'gone') return new VmGoneError(op);
-  return new FcUffdError('VM_IOCTL', `${op} of ${lenBytes} bytes at 0x${address.toString(16)} failed: ${errnoName(errno)} (errno ${errno})`, {
-    op,
-    address,
-    len: lenBytes,
-    errno,
-  });
+  return new FcUffdError(
+    'VM_IOCTL',
+    `${op} of ${lenBytes} bytes at 0x${address.toString(16)} failed: ${errnoName(errno)} (errno ${errno})`,
+    {
+      op,
+      address,
+      len: lenBytes,
+      errno,
+    },
+  );
 }
 
 /**

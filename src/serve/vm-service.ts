@@ -146,7 +146,10 @@ export class VmService {
     // flag lives on the file it shares with us, so it is not ours to change.
     const flags = native.fdFlags(received.uffdFd);
     if (flags >= 0 && (flags & O_NONBLOCK) === 0)
-      throw new FcUffdError('HANDSHAKE_UFFD_BLOCKING', 'the userfaultfd was not created O_NONBLOCK (Firecracker always creates it so): it cannot be polled');
+      throw new FcUffdError(
+        'HANDSHAKE_UFFD_BLOCKING',
+        'the userfaultfd was not created O_NONBLOCK (Firecracker always creates it so): it cannot be polled',
+      );
     const handshake = parseHandshake(received.payload, this.init.snapshot.sizeBytes);
     this.hangupMeansExit = handshake.generation === 'v1.12+';
     this.post({
@@ -161,9 +164,18 @@ export class VmService {
     const prefetch = this.init.prefetch;
     if (prefetch) {
       if (prefetch.pageSizeBytes === handshake.memory.pageSizeBytes) prefetchPages = prefetch.pages;
-      else this.log('warn', `not prefetching: the working set has ${prefetch.pageSizeBytes}-byte pages, this VM ${handshake.memory.pageSizeBytes}`);
+      else
+        this.log(
+          'warn',
+          `not prefetching: the working set has ${prefetch.pageSizeBytes}-byte pages, this VM ${handshake.memory.pageSizeBytes}`,
+        );
     }
-    if (this.init.trace) this.trace = new TraceRecorder((b) => this.post({ type: 'trace', vmId: this.id, ...b }), handshake.memory.pageSizeBytes, prefetchPages);
+    if (this.init.trace)
+      this.trace = new TraceRecorder(
+        (b) => this.post({ type: 'trace', vmId: this.id, ...b }),
+        handshake.memory.pageSizeBytes,
+        prefetchPages,
+      );
     this.source = openPageSource(this.init.snapshot, { port: this.init.port, wakeFd: this.init.sourceWakeFd }, this.trace);
     this.loop = new FaultLoop({
       memory: handshake.memory,
@@ -221,10 +233,12 @@ export class VmService {
     if (this.ended) return;
     this.ended = true;
     const loop = this.loop;
-    const touches = this.init.recordWorkingSet && loop ? { ...loop.recordedTouches(), pageSizeBytes: loop.memory.pageSizeBytes } : undefined;
+    const touches =
+      this.init.recordWorkingSet && loop ? { ...loop.recordedTouches(), pageSizeBytes: loop.memory.pageSizeBytes } : undefined;
     // A VM that ends with faults unserved had vCPUs waiting on us (a VMM killed mid-fault, or a
     // hang): say which, so its VMM's report can be matched against ours.
-    if (loop && loop.pendingCount > 0) this.log('warn', `ended with ${loop.pendingCount} fault(s) unserved: ${loop.describePending(performance.now()).join('; ')}`);
+    if (loop && loop.pendingCount > 0)
+      this.log('warn', `ended with ${loop.pendingCount} fault(s) unserved: ${loop.describePending(performance.now()).join('; ')}`);
     for (const fd of [this.connFd, this.pidfd, this.uffd?.fd ?? -1, this.source?.wakeFd ?? -1]) if (fd >= 0) this.watcher.unwatch(fd);
     this.receiver.abandon();
     this.source?.close();

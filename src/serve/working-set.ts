@@ -41,7 +41,8 @@ function toBase64(a: Uint32Array): string {
 
 function fromBase64(s: string, count: number, what: string): Uint32Array {
   const b = Buffer.from(s, 'base64');
-  if (b.byteLength !== count * 4) throw new FcUffdError('WORKING_SET', `working set: ${what} holds ${b.byteLength} bytes, expected ${count * 4}`);
+  if (b.byteLength !== count * 4)
+    throw new FcUffdError('WORKING_SET', `working set: ${what} holds ${b.byteLength} bytes, expected ${count * 4}`);
   const out = new Uint32Array(count);
   Buffer.from(out.buffer).set(b);
   return out;
@@ -70,8 +71,15 @@ export function decodeWorkingSet(text: string): WorkingSet {
     throw new FcUffdError('WORKING_SET', `not a working-set file: ${(err as Error).message}`);
   }
   if (f.format !== FORMAT) throw new FcUffdError('WORKING_SET', `not a working-set file (format ${JSON.stringify(f.format)})`);
-  if (f.version !== VERSION) throw new FcUffdError('WORKING_SET', `working-set format version ${f.version} is not supported (this build reads version ${VERSION})`);
-  if (typeof f.snapshot !== 'string' || typeof f.count !== 'number' || typeof f.pageSizeBytes !== 'number' || typeof f.pages !== 'string' || typeof f.timesMs !== 'string')
+  if (f.version !== VERSION)
+    throw new FcUffdError('WORKING_SET', `working-set format version ${f.version} is not supported (this build reads version ${VERSION})`);
+  if (
+    typeof f.snapshot !== 'string' ||
+    typeof f.count !== 'number' ||
+    typeof f.pageSizeBytes !== 'number' ||
+    typeof f.pages !== 'string' ||
+    typeof f.timesMs !== 'string'
+  )
     throw new FcUffdError('WORKING_SET', 'working-set file is missing fields');
   return {
     snapshot: f.snapshot,
@@ -104,7 +112,10 @@ export function writeWorkingSet(file: string, ws: WorkingSet): void {
 /** Refuses a working set recorded against another snapshot or page size. */
 export function checkWorkingSetFits(ws: WorkingSet, snapshotIdentity: string, pageSizeBytes?: number): void {
   if (ws.snapshot !== snapshotIdentity)
-    throw new FcUffdError('WORKING_SET_MISMATCH', `the working set was recorded against snapshot ${ws.snapshot}, not the one served (${snapshotIdentity})`);
+    throw new FcUffdError(
+      'WORKING_SET_MISMATCH',
+      `the working set was recorded against snapshot ${ws.snapshot}, not the one served (${snapshotIdentity})`,
+    );
   if (pageSizeBytes !== undefined && ws.pageSizeBytes !== pageSizeBytes)
     throw new FcUffdError('WORKING_SET_MISMATCH', `the working set has ${ws.pageSizeBytes}-byte pages, the VM uses ${pageSizeBytes}`);
 }

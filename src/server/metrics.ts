@@ -19,7 +19,11 @@ const VM_COUNTERS: Array<[CounterName, string, string]> = [
   ['prefetchedPages', 'prefetched_pages_total', 'pages installed ahead of the guest from a working set'],
   ['installIoctls', 'install_ioctls_total', 'UFFDIO_COPY / UFFDIO_ZEROPAGE calls, prefetch included'],
   ['faultIoctls', 'fault_ioctls_total', 'install ioctls for faults and their fault-around windows (per fault: ioctls per fault)'],
-  ['faultPagesInstalled', 'fault_installed_pages_total', 'pages installed for faults and their fault-around windows (per fault: the amplification)'],
+  [
+    'faultPagesInstalled',
+    'fault_installed_pages_total',
+    'pages installed for faults and their fault-around windows (per fault: the amplification)',
+  ],
 ];
 
 /** Window bucket labels: the bucket's largest window in bytes, `+Inf` for the last. */
@@ -62,13 +66,14 @@ export function createMetrics(server: UffdServer, registry = new Registry()): Re
   }
   new Counter({
     name: 'fc_uffd_fault_windows_total',
-    help: 'faults served, by the size of their fault-around window: max_bytes is the bucket\'s largest window (not cumulative)',
+    help: "faults served, by the size of their fault-around window: max_bytes is the bucket's largest window (not cumulative)",
     labelNames: ['vm', 'max_bytes'],
     registers: [registry],
     collect() {
       this.reset();
       WINDOW_LABELS.forEach((max, i) => this.inc({ vm: '', max_bytes: max }, endedWindows[i]));
-      for (const vm of live()) vm.stats.faultAround.windowCounts.forEach((n, i) => this.inc({ vm: vm.id, max_bytes: WINDOW_LABELS[i]! }, n));
+      for (const vm of live())
+        vm.stats.faultAround.windowCounts.forEach((n, i) => this.inc({ vm: vm.id, max_bytes: WINDOW_LABELS[i]! }, n));
     },
   });
   new Gauge({

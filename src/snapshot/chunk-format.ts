@@ -157,7 +157,9 @@ export function framedHeaderBytes(chunkLength: number, frameBytes: number): numb
 }
 
 export function isValidFrameSize(frameBytes: number, chunkBytes: number): boolean {
-  return Number.isSafeInteger(frameBytes) && frameBytes >= MIN_FRAME_BYTES && frameBytes <= chunkBytes && (frameBytes & (frameBytes - 1)) === 0;
+  return (
+    Number.isSafeInteger(frameBytes) && frameBytes >= MIN_FRAME_BYTES && frameBytes <= chunkBytes && (frameBytes & (frameBytes - 1)) === 0
+  );
 }
 
 export interface FramedBlob {
@@ -169,7 +171,12 @@ export interface FramedBlob {
 }
 
 /** Builds the version 2 blob (independent frames of `frameBytes` of the chunk) of a chunk that has a data page. */
-export function encodeChunkBlobFramed(chunk: Uint8Array, analysis: ChunkAnalysis, frameBytes: number, level = DEFAULT_ZSTD_LEVEL): FramedBlob {
+export function encodeChunkBlobFramed(
+  chunk: Uint8Array,
+  analysis: ChunkAnalysis,
+  frameBytes: number,
+  level = DEFAULT_ZSTD_LEVEL,
+): FramedBlob {
   const pages = pageCount(chunk.length);
   const n = frameCount(chunk.length, frameBytes);
   const framePages = frameBytes / GRANULE_BYTES;
@@ -229,9 +236,12 @@ export function parseBlobHeader(blob: Uint8Array): BlobHeader {
   if (v.getUint32(0, true) !== BLOB_MAGIC) throw new ChunkFormatError('blob has no FCCK magic: not a chunk');
   const version = v.getUint8(4);
   if (version !== BLOB_VERSION && version !== BLOB_VERSION_FRAMED)
-    throw new ChunkFormatError(`chunk blob format version ${version} is not supported (this reader knows ${BLOB_VERSION} and ${BLOB_VERSION_FRAMED})`);
+    throw new ChunkFormatError(
+      `chunk blob format version ${version} is not supported (this reader knows ${BLOB_VERSION} and ${BLOB_VERSION_FRAMED})`,
+    );
   const compression = v.getUint8(5);
-  if (compression !== (version === BLOB_VERSION ? COMPRESSION_ZSTD : COMPRESSION_ZSTD_FRAMES)) throw new ChunkFormatError(`unknown chunk compression ${compression} for blob version ${version}`);
+  if (compression !== (version === BLOB_VERSION ? COMPRESSION_ZSTD : COMPRESSION_ZSTD_FRAMES))
+    throw new ChunkFormatError(`unknown chunk compression ${compression} for blob version ${version}`);
   const headerBytes = version === BLOB_VERSION ? BLOB_HEADER_BYTES : BLOB_HEADER_FRAMED_BYTES;
   if (blob.length < headerBytes) throw new ChunkFormatError(`blob of ${blob.length} bytes is shorter than its header`);
   const chunkLength = v.getUint32(8, true);
@@ -246,7 +256,15 @@ export function parseBlobHeader(blob: Uint8Array): BlobHeader {
   let zero = 0;
   for (let p = 0; p < pages; p++) if (isZeroPage(zeroBitmap, p)) zero++;
   if (pages - zero !== dataPages) throw new ChunkFormatError(`chunk header says ${dataPages} data pages, its bitmap ${pages - zero}`);
-  const h: BlobHeader = { version, compression, chunkLength, granuleBytes, dataPages, zeroBitmap, payload: blob.subarray(headerBytes + bitmapLen) };
+  const h: BlobHeader = {
+    version,
+    compression,
+    chunkLength,
+    granuleBytes,
+    dataPages,
+    zeroBitmap,
+    payload: blob.subarray(headerBytes + bitmapLen),
+  };
   if (version === BLOB_VERSION) return h;
   const frameSizeBytes = v.getUint32(24, true);
   const n = v.getUint32(28, true);
@@ -261,7 +279,8 @@ export function parseBlobHeader(blob: Uint8Array): BlobHeader {
     frameLengths.push(len);
     total += len;
   }
-  if (table + 4 * n + total !== blob.length) throw new ChunkFormatError(`chunk frames take ${total} bytes, the blob has ${blob.length - table - 4 * n} after its frame table`);
+  if (table + 4 * n + total !== blob.length)
+    throw new ChunkFormatError(`chunk frames take ${total} bytes, the blob has ${blob.length - table - 4 * n} after its frame table`);
   return { ...h, payload: blob.subarray(table + 4 * n), frameSizeBytes, frameLengths };
 }
 
@@ -310,7 +329,8 @@ function decodePages(compressed: Uint8Array, out: Uint8Array, bitmap: Uint8Array
  */
 export function decodeChunkBlob(blob: Uint8Array, out: Uint8Array, expectedDigest: string): void {
   const h = parseBlobHeader(blob);
-  if (h.chunkLength !== out.length) throw new ChunkFormatError(`chunk blob holds ${h.chunkLength} bytes, the manifest expects ${out.length}`);
+  if (h.chunkLength !== out.length)
+    throw new ChunkFormatError(`chunk blob holds ${h.chunkLength} bytes, the manifest expects ${out.length}`);
   const pages = pageCount(out.length);
   if (h.frameLengths === undefined) decodePages(h.payload, out, h.zeroBitmap, 0, pages);
   else {
@@ -322,7 +342,8 @@ export function decodeChunkBlob(blob: Uint8Array, out: Uint8Array, expectedDiges
     });
   }
   const digest = sha256Hex(out);
-  if (digest !== expectedDigest) throw new ChunkFormatError(`chunk content hashes to sha256:${digest}, its name is sha256:${expectedDigest}`);
+  if (digest !== expectedDigest)
+    throw new ChunkFormatError(`chunk content hashes to sha256:${digest}, its name is sha256:${expectedDigest}`);
 }
 
 /** One frame to decode: its compressed bytes at [srcOffset, srcOffset + srcLength) of the source. */
@@ -343,7 +364,8 @@ export function decodeFrames(src: Uint8Array, out: Uint8Array, zeroBitmap: Uint8
   const pages = pageCount(out.length);
   const framePages = frameBytes / GRANULE_BYTES;
   for (const j of jobs) {
-    if (j.srcOffset + j.srcLength > src.length) throw new ChunkFormatError(`frame ${j.frame} at ${j.srcOffset}+${j.srcLength} is past the ${src.length} bytes read`);
+    if (j.srcOffset + j.srcLength > src.length)
+      throw new ChunkFormatError(`frame ${j.frame} at ${j.srcOffset}+${j.srcLength} is past the ${src.length} bytes read`);
     const first = j.frame * framePages;
     if (first >= pages) throw new ChunkFormatError(`frame ${j.frame} is beyond a ${out.length}-byte chunk`);
     decodePages(src.subarray(j.srcOffset, j.srcOffset + j.srcLength), out, zeroBitmap, first, Math.min(first + framePages, pages));

@@ -8,7 +8,16 @@ export type CodecRequest =
   /** frameBytes 0: a version 1 blob (one frame); otherwise a version 2 blob of frames of that size. */
   | { id: number; op: 'encode'; buffer: ArrayBuffer; length: number; level: number; frameBytes: number }
   | { id: number; op: 'decode'; blob: Uint8Array; digest: string; out: SharedArrayBuffer; length: number }
-  | { id: number; op: 'frames'; src: Uint8Array; out: SharedArrayBuffer; length: number; zeroBitmap: Uint8Array; frameBytes: number; jobs: FrameJob[] };
+  | {
+      id: number;
+      op: 'frames';
+      src: Uint8Array;
+      out: SharedArrayBuffer;
+      length: number;
+      zeroBitmap: Uint8Array;
+      frameBytes: number;
+      jobs: FrameJob[];
+    };
 
 export type CodecResponse =
   | { id: number; op: 'known' }
@@ -124,7 +133,10 @@ export class ChunkCodecPool {
    * Rejects with ChunkFormatError when the blob is damaged or its content does not match `digest`.
    */
   async decode(blob: Uint8Array, digest: string, out: SharedArrayBuffer, length: number): Promise<void> {
-    const transfer = blob.byteOffset === 0 && blob.byteLength === blob.buffer.byteLength && !(blob.buffer instanceof SharedArrayBuffer) ? [blob.buffer] : [];
+    const transfer =
+      blob.byteOffset === 0 && blob.byteLength === blob.buffer.byteLength && !(blob.buffer instanceof SharedArrayBuffer)
+        ? [blob.buffer]
+        : [];
     await this.run({ op: 'decode', blob, digest, out, length }, transfer);
   }
 
@@ -133,7 +145,14 @@ export class ChunkCodecPool {
    * their places in `out` (the chunk's buffer; nothing outside those frames is written), verifying
    * each against its hash. Rejects with ChunkFormatError on a mismatch.
    */
-  async decodeFrames(src: Uint8Array, out: SharedArrayBuffer, length: number, zeroBitmap: Uint8Array, frameBytes: number, jobs: FrameJob[]): Promise<void> {
+  async decodeFrames(
+    src: Uint8Array,
+    out: SharedArrayBuffer,
+    length: number,
+    zeroBitmap: Uint8Array,
+    frameBytes: number,
+    jobs: FrameJob[],
+  ): Promise<void> {
     await this.run({ op: 'frames', src, out, length, zeroBitmap, frameBytes, jobs }, []);
   }
 
@@ -141,14 +160,25 @@ export class ChunkCodecPool {
    * decodeFrames as background work: each frame is its own task, started only on an idle thread,
    * so a fault's frame waits behind at most one frame of a whole chunk, never behind all of it.
    */
-  async decodeFramesInBackground(src: Uint8Array, out: SharedArrayBuffer, length: number, zeroBitmap: Uint8Array, frameBytes: number, jobs: FrameJob[]): Promise<void> {
+  async decodeFramesInBackground(
+    src: Uint8Array,
+    out: SharedArrayBuffer,
+    length: number,
+    zeroBitmap: Uint8Array,
+    frameBytes: number,
+    jobs: FrameJob[],
+  ): Promise<void> {
     await Promise.all(
       jobs.map(async (job) => {
         if (!this.slots.some((s) => s.busy === 0)) await new Promise<void>((resolve) => this.backlog.push(resolve));
         const idle = this.slots.find((s) => s.busy === 0);
         // Only the frame's bytes cross to the thread (a view would clone its whole buffer).
         const own = new Uint8Array(src.subarray(job.srcOffset, job.srcOffset + job.srcLength)); // a copy (Buffer#slice would share)
-        await this.run({ op: 'frames', src: own, out, length, zeroBitmap, frameBytes, jobs: [{ ...job, srcOffset: 0 }] }, [own.buffer], idle);
+        await this.run(
+          { op: 'frames', src: own, out, length, zeroBitmap, frameBytes, jobs: [{ ...job, srcOffset: 0 }] },
+          [own.buffer],
+          idle,
+        );
       }),
     );
   }

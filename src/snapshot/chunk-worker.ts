@@ -1,7 +1,15 @@
 // A chunk codec thread: hashing, (de)compression and verification off the main event loop (which
 // routes every VM's chunk requests and must not stall for milliseconds on a 4 MiB chunk).
 import { parentPort } from 'node:worker_threads';
-import { analyzeChunk, ChunkFormatError, decodeChunkBlob, decodeFrames, encodeChunkBlob, encodeChunkBlobFramed, sha256Hex } from './chunk-format.js';
+import {
+  analyzeChunk,
+  ChunkFormatError,
+  decodeChunkBlob,
+  decodeFrames,
+  encodeChunkBlob,
+  encodeChunkBlobFramed,
+  sha256Hex,
+} from './chunk-format.js';
 import type { CodecRequest, CodecResponse } from './chunk-pool.js';
 
 let known = new Set<string>();
@@ -34,7 +42,17 @@ parentPort!.on('message', (req: CodecRequest) => {
           blob = new Uint8Array(b); // own buffer, transferable
           transfer.push(blob.buffer as ArrayBuffer);
         }
-        res = { id: req.id, op: 'encode', allZero: false, digest, zeroBitmap: a.zeroBitmap, zeroPages: a.zeroPages, blob, frames, buffer: req.buffer };
+        res = {
+          id: req.id,
+          op: 'encode',
+          allZero: false,
+          digest,
+          zeroBitmap: a.zeroBitmap,
+          zeroPages: a.zeroPages,
+          blob,
+          frames,
+          buffer: req.buffer,
+        };
       }
       transfer.push(req.buffer);
     } else if (req.op === 'frames') {

@@ -132,15 +132,26 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
     throwIfAborted(o.signal, 'opening the snapshot');
     let loaded: LoadedManifest;
     try {
-      loaded = typeof o.manifest === 'string' ? await loadManifest(o.manifest, o.signal ? withSignal(o.store, o.signal) : o.store) : o.manifest;
+      loaded =
+        typeof o.manifest === 'string' ? await loadManifest(o.manifest, o.signal ? withSignal(o.store, o.signal) : o.store) : o.manifest;
     } catch (err) {
       throwIfAborted(o.signal, 'opening the snapshot'); // the read failed because it was aborted
       throw err;
     }
     throwIfAborted(o.signal, 'opening the snapshot');
     const backgroundReads = o.backgroundReads ?? 6;
-    if (!Number.isSafeInteger(backgroundReads) || backgroundReads < 1) throw new FcUffdError('CONFIG', `backgroundReads must be a positive integer, not ${backgroundReads}`);
-    return new ServedChunkedSnapshot(loaded, o.store, o.cache ?? sharedChunkCache(), o.pool ?? new ChunkCodecPool(), o.pool === undefined, o.prefetchChunks ?? 2, o.logger, new Limiter(backgroundReads));
+    if (!Number.isSafeInteger(backgroundReads) || backgroundReads < 1)
+      throw new FcUffdError('CONFIG', `backgroundReads must be a positive integer, not ${backgroundReads}`);
+    return new ServedChunkedSnapshot(
+      loaded,
+      o.store,
+      o.cache ?? sharedChunkCache(),
+      o.pool ?? new ChunkCodecPool(),
+      o.pool === undefined,
+      o.prefetchChunks ?? 2,
+      o.logger,
+      new Limiter(backgroundReads),
+    );
   }
 
   get manifest(): Manifest {
@@ -181,7 +192,14 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
     this.vmAborts.set(channel, abort);
     channel.port.on('message', listener);
     const m = this.loaded.manifest;
-    return { kind: 'chunked', manifestId: this.loaded.id, sizeBytes: m.memorySizeBytes, chunkSizeBytes: m.chunkSizeBytes, frameSizeBytes: m.frameSizeBytes ?? 0, classMap: this.classes.buffer };
+    return {
+      kind: 'chunked',
+      manifestId: this.loaded.id,
+      sizeBytes: m.memorySizeBytes,
+      chunkSizeBytes: m.chunkSizeBytes,
+      frameSizeBytes: m.frameSizeBytes ?? 0,
+      classMap: this.classes.buffer,
+    };
   }
 
   detachVm(channel: VmChannel): void {
@@ -292,13 +310,15 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
       const vmSignal = this.vmAborts.get(channel)?.signal;
       const load = (): Promise<SharedArrayBuffer> => this.loadChunk(i, vmSignal);
       // A read aborted because every VM waiting for it ended, and joined by this VM just before: once more.
-      load().catch((err: unknown) => {
-        if (storeCause(err)?.kind === 'aborted' && !vmSignal?.aborted) return load();
-        throw err;
-      }).then(
-        (buffer) => this.reply(channel, { type: 'chunk', chunk: i, buffer, from }),
-        (err: unknown) => this.failVm(channel, i, err, vmSignal),
-      );
+      load()
+        .catch((err: unknown) => {
+          if (storeCause(err)?.kind === 'aborted' && !vmSignal?.aborted) return load();
+          throw err;
+        })
+        .then(
+          (buffer) => this.reply(channel, { type: 'chunk', chunk: i, buffer, from }),
+          (err: unknown) => this.failVm(channel, i, err, vmSignal),
+        );
     }
     this.prefetchAfter(i);
   }
@@ -328,7 +348,9 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
       this.prefetching++;
       this.stats.prefetched++;
       this.loadChunk(k)
-        .catch((err: unknown) => this.logger?.debug({ chunk: k, err: (err as Error).message }, 'prefetch failed (a fault on it will retry and report)'))
+        .catch((err: unknown) =>
+          this.logger?.debug({ chunk: k, err: (err as Error).message }, 'prefetch failed (a fault on it will retry and report)'),
+        )
         .finally(() => this.prefetching--);
     }
   }
@@ -368,7 +390,11 @@ export class ChunkedSource implements PageSource {
   private readonly handed: Uint8Array;
   private failure: FcUffdError | undefined;
 
-  constructor(ref: ChunkedSnapshotRef, channel: VmChannel, private readonly trace?: FetchTrace) {
+  constructor(
+    ref: ChunkedSnapshotRef,
+    channel: VmChannel,
+    private readonly trace?: FetchTrace,
+  ) {
     this.sizeBytes = ref.sizeBytes;
     this.chunkSize = ref.chunkSizeBytes;
     this.classes = new PageClassMap(ref.classMap);
@@ -394,7 +420,10 @@ export class ChunkedSource implements PageSource {
     const ci = Math.floor(fileOffset / this.chunkSize);
     const chunkStart = ci * this.chunkSize;
     if (fileOffset + len > chunkStart + this.chunkSize)
-      throw new FcUffdError('INTERNAL', `a span of ${len} bytes at ${fileOffset} crosses a ${this.chunkSize}-byte chunk boundary (callers split at SPAN_BOUNDARY_BYTES)`);
+      throw new FcUffdError(
+        'INTERNAL',
+        `a span of ${len} bytes at ${fileOffset} crosses a ${this.chunkSize}-byte chunk boundary (callers split at SPAN_BOUNDARY_BYTES)`,
+      );
     let buf = this.chunks[ci];
     // Framed: the frames under the range are enough, whether or not the whole chunk was asked for.
     if (buf === undefined && this.framesPerChunk > 0) buf = this.framesHere(ci, fileOffset - chunkStart, len);

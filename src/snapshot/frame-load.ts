@@ -174,7 +174,8 @@ export class FramedChunkLoad {
           }
         }
         try {
-          if (blob.length !== s.offsets[s.offsets.length - 1]) throw new ChunkFormatError(`blob of ${blob.length} bytes, the manifest says ${s.offsets[s.offsets.length - 1]}`);
+          if (blob.length !== s.offsets[s.offsets.length - 1])
+            throw new ChunkFormatError(`blob of ${blob.length} bytes, the manifest says ${s.offsets[s.offsets.length - 1]}`);
           if (jobs.length) await s.pool.decodeFramesInBackground(blob, this.buffer, s.lengthBytes, s.zeroBitmap, s.frameSizeBytes, jobs);
           break;
         } catch (err) {
@@ -195,7 +196,16 @@ export class FramedChunkLoad {
     for (let k = 0; k < this.frames.length; k++) {
       for (;;) {
         const p = this.frames[k];
-        if (p === undefined || p === mine || p === late || (await p.then(() => true, () => false))) break;
+        if (
+          p === undefined ||
+          p === mine ||
+          p === late ||
+          (await p.then(
+            () => true,
+            () => false,
+          ))
+        )
+          break;
         if (this.frames[k] !== p) continue; // a new waiter started another ranged read meanwhile
         failed.push(this.job(k, s.offsets[k]!));
         this.frames[k] = late;

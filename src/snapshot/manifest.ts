@@ -118,38 +118,51 @@ export function parseManifest(bytes: Uint8Array, expectedId?: string): { manifes
   const o = raw as Record<string, unknown>;
   if (o.format !== MANIFEST_FORMAT) throw invalid(`format is ${JSON.stringify(o.format)}, not ${JSON.stringify(MANIFEST_FORMAT)}`);
   if (!MANIFEST_VERSIONS.includes(o.version as ManifestVersion))
-    throw new FcUffdError('SNAPSHOT_MANIFEST_VERSION', `manifest version ${JSON.stringify(o.version)} is not supported: this fc-uffd reads versions ${MANIFEST_VERSIONS.join(' and ')}; upgrade fc-uffd`, {
-      version: o.version,
-    });
+    throw new FcUffdError(
+      'SNAPSHOT_MANIFEST_VERSION',
+      `manifest version ${JSON.stringify(o.version)} is not supported: this fc-uffd reads versions ${MANIFEST_VERSIONS.join(' and ')}; upgrade fc-uffd`,
+      {
+        version: o.version,
+      },
+    );
   const version = o.version as ManifestVersion;
   const size = o.memorySizeBytes;
-  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0) throw invalid(`memorySizeBytes ${JSON.stringify(size)} is not a positive integer`);
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0)
+    throw invalid(`memorySizeBytes ${JSON.stringify(size)} is not a positive integer`);
   const cs = o.chunkSizeBytes;
-  if (typeof cs !== 'number' || !isValidChunkSize(cs)) throw invalid(`chunkSizeBytes ${JSON.stringify(cs)} is not a power of two between 2 MiB and 1 GiB`);
+  if (typeof cs !== 'number' || !isValidChunkSize(cs))
+    throw invalid(`chunkSizeBytes ${JSON.stringify(cs)} is not a power of two between 2 MiB and 1 GiB`);
   if (o.pageSizeBytes !== GRANULE_BYTES) throw invalid(`pageSizeBytes ${JSON.stringify(o.pageSizeBytes)} is not ${GRANULE_BYTES}`);
   const fs = o.frameSizeBytes;
   if (version === 1 && fs !== undefined) throw invalid('frameSizeBytes in a version 1 manifest');
-  if (version >= 2 && (typeof fs !== 'number' || !isValidFrameSize(fs, cs))) throw invalid(`frameSizeBytes ${JSON.stringify(fs)} is not a power of two between 64 KiB and the chunk size`);
+  if (version >= 2 && (typeof fs !== 'number' || !isValidFrameSize(fs, cs)))
+    throw invalid(`frameSizeBytes ${JSON.stringify(fs)} is not a power of two between 64 KiB and the chunk size`);
   if (o.digestAlgorithm !== 'sha256') throw invalid(`digest algorithm ${JSON.stringify(o.digestAlgorithm)} is not sha256`);
   const comp = o.compression as Record<string, unknown> | null;
   if (typeof comp !== 'object' || comp === null || comp.algorithm !== 'zstd' || typeof comp.level !== 'number')
     throw invalid(`compression ${JSON.stringify(comp)} is not {"algorithm":"zstd","level":N}`);
-  if (o.base !== null && (typeof o.base !== 'string' || !DIGEST_HEX.test(o.base))) throw invalid(`base ${JSON.stringify(o.base)} is not a manifest id`);
+  if (o.base !== null && (typeof o.base !== 'string' || !DIGEST_HEX.test(o.base)))
+    throw invalid(`base ${JSON.stringify(o.base)} is not a manifest id`);
   if (!Array.isArray(o.chunks)) throw invalid('chunks is not an array');
   const expected = chunkCount(size, cs);
-  if (o.chunks.length !== expected) throw invalid(`${o.chunks.length} chunks listed, ${expected} expected for ${size} bytes in ${cs}-byte chunks`);
+  if (o.chunks.length !== expected)
+    throw invalid(`${o.chunks.length} chunks listed, ${expected} expected for ${size} bytes in ${cs}-byte chunks`);
   const chunks: ChunkEntry[] = o.chunks.map((c: unknown, i: number) => {
     if (c === null) return null;
     const e = c as Record<string, unknown>;
-    if (typeof e !== 'object' || typeof e.digest !== 'string' || !DIGEST_HEX.test(e.digest)) throw invalid(`chunk ${i} has no valid digest`);
-    if (typeof e.storedBytes !== 'number' || !Number.isSafeInteger(e.storedBytes) || e.storedBytes <= 0) throw invalid(`chunk ${i} has no valid storedBytes`);
+    if (typeof e !== 'object' || typeof e.digest !== 'string' || !DIGEST_HEX.test(e.digest))
+      throw invalid(`chunk ${i} has no valid digest`);
+    if (typeof e.storedBytes !== 'number' || !Number.isSafeInteger(e.storedBytes) || e.storedBytes <= 0)
+      throw invalid(`chunk ${i} has no valid storedBytes`);
     const entry: NonNullable<ChunkEntry> = { digest: e.digest, storedBytes: e.storedBytes };
     if (e.zeroPages !== undefined) {
       const bitmapLen = Math.ceil(pageCount(Math.min(cs, size - i * cs)) / 8);
-      if (typeof e.zeroPages !== 'string' || Buffer.from(e.zeroPages, 'base64').length !== bitmapLen) throw invalid(`chunk ${i} has a malformed zeroPages bitmap`);
+      if (typeof e.zeroPages !== 'string' || Buffer.from(e.zeroPages, 'base64').length !== bitmapLen)
+        throw invalid(`chunk ${i} has a malformed zeroPages bitmap`);
       entry.zeroPages = e.zeroPages;
     }
-    if (version === 1 && (e.frameBytes !== undefined || e.frameSha256 !== undefined)) throw invalid(`chunk ${i} has frames in a version 1 manifest`);
+    if (version === 1 && (e.frameBytes !== undefined || e.frameSha256 !== undefined))
+      throw invalid(`chunk ${i} has frames in a version 1 manifest`);
     if (e.frameBytes !== undefined || e.frameSha256 !== undefined) {
       Object.assign(entry, checkFrames(e, i, Math.min(cs, size - i * cs), fs as number, entry.zeroPages));
     }
@@ -173,11 +186,18 @@ export function parseManifest(bytes: Uint8Array, expectedId?: string): { manifes
 const HASH_OR_EMPTY = /^(?:[0-9a-f]{64})?$/;
 
 /** Checks a chunk entry's frame table against the chunk's length, zero pages and stored size. */
-function checkFrames(e: Record<string, unknown>, i: number, len: number, frameSize: number, zeroPages: string | undefined): { frameBytes: number[]; frameSha256: string[] } {
+function checkFrames(
+  e: Record<string, unknown>,
+  i: number,
+  len: number,
+  frameSize: number,
+  zeroPages: string | undefined,
+): { frameBytes: number[]; frameSha256: string[] } {
   const n = frameCount(len, frameSize);
   const fb = e.frameBytes;
   const fh = e.frameSha256;
-  if (!Array.isArray(fb) || !Array.isArray(fh) || fb.length !== n || fh.length !== n) throw invalid(`chunk ${i} does not list ${n} frames (frameBytes and frameSha256)`);
+  if (!Array.isArray(fb) || !Array.isArray(fh) || fb.length !== n || fh.length !== n)
+    throw invalid(`chunk ${i} does not list ${n} frames (frameBytes and frameSha256)`);
   const pages = pageCount(len);
   const bitmap = zeroPages ? Buffer.from(zeroPages, 'base64') : new Uint8Array(Math.ceil(pages / 8));
   const framePages = frameSize / GRANULE_BYTES;
@@ -185,13 +205,16 @@ function checkFrames(e: Record<string, unknown>, i: number, len: number, frameSi
   for (let k = 0; k < n; k++) {
     const b: unknown = fb[k];
     const h: unknown = fh[k];
-    if (typeof b !== 'number' || !Number.isSafeInteger(b) || b < 0 || typeof h !== 'string' || !HASH_OR_EMPTY.test(h)) throw invalid(`chunk ${i} frame ${k} has no valid length and sha256`);
+    if (typeof b !== 'number' || !Number.isSafeInteger(b) || b < 0 || typeof h !== 'string' || !HASH_OR_EMPTY.test(h))
+      throw invalid(`chunk ${i} frame ${k} has no valid length and sha256`);
     let data = false;
     for (let p = k * framePages; p < Math.min((k + 1) * framePages, pages) && !data; p++) data = !isZeroPage(bitmap, p);
-    if (data !== (b > 0) || data !== (h !== '')) throw invalid(`chunk ${i} frame ${k}: a frame has bytes and a hash exactly when it has a data page`);
+    if (data !== b > 0 || data !== (h !== ''))
+      throw invalid(`chunk ${i} frame ${k}: a frame has bytes and a hash exactly when it has a data page`);
     total += b;
   }
-  if (total !== e.storedBytes) throw invalid(`chunk ${i}: frames and header add up to ${total} bytes, storedBytes says ${JSON.stringify(e.storedBytes)}`);
+  if (total !== e.storedBytes)
+    throw invalid(`chunk ${i}: frames and header add up to ${total} bytes, storedBytes says ${JSON.stringify(e.storedBytes)}`);
   return { frameBytes: fb as number[], frameSha256: fh as string[] };
 }
 
@@ -240,7 +263,14 @@ export function summarizeManifest(m: Manifest): ManifestSummary {
     distinct.add(c.digest);
     if (c.zeroPages) for (const b of Buffer.from(c.zeroPages, 'base64')) zeroPages += popcount8(b);
   }
-  return { chunks: m.chunks.length, zeroChunks, distinctChunks: distinct.size, storedBytes, zeroPages, pages: pageCount(m.memorySizeBytes) };
+  return {
+    chunks: m.chunks.length,
+    zeroChunks,
+    distinctChunks: distinct.size,
+    storedBytes,
+    zeroPages,
+    pages: pageCount(m.memorySizeBytes),
+  };
 }
 
 function popcount8(b: number): number {

@@ -4,7 +4,15 @@ import { POSIX_FADV_WILLNEED, SEEK_DATA, SEEK_HOLE } from '../kernel/constants.j
 import { ERRNO, errnoName } from '../kernel/errors.js';
 import { native, type Mapping } from '../kernel/native.js';
 import { FcUffdError } from '../errors.js';
-import { CLASS_GRANULE_BYTES, PAGE_DATA, PAGE_UNKNOWN, PAGE_ZERO, PageClassMap, type PageSource, type SourceSpan } from '../memory/source.js';
+import {
+  CLASS_GRANULE_BYTES,
+  PAGE_DATA,
+  PAGE_UNKNOWN,
+  PAGE_ZERO,
+  PageClassMap,
+  type PageSource,
+  type SourceSpan,
+} from '../memory/source.js';
 import { registerSnapshotKind, type ServedSnapshot, type SnapshotRef } from '../memory/snapshot.js';
 
 /** What a VM worker needs to serve from a raw memory file (structured-clonable). */
@@ -50,7 +58,13 @@ export class MemoryFile {
     const page = Buffer.alloc(CLASS_GRANULE_BYTES);
     const pages = Math.floor(sizeBytes / CLASS_GRANULE_BYTES);
     for (let i = 0; i < IDENTITY_SAMPLES && i < pages; i++) {
-      const n = fs.readSync(fd, page, 0, CLASS_GRANULE_BYTES, Math.floor((i * pages) / Math.min(IDENTITY_SAMPLES, pages)) * CLASS_GRANULE_BYTES);
+      const n = fs.readSync(
+        fd,
+        page,
+        0,
+        CLASS_GRANULE_BYTES,
+        Math.floor((i * pages) / Math.min(IDENTITY_SAMPLES, pages)) * CLASS_GRANULE_BYTES,
+      );
       hash.update(page.subarray(0, n));
     }
     this.identity = `memfile:${sizeBytes}:${hash.digest('hex').slice(0, 32)}`;
@@ -59,7 +73,7 @@ export class MemoryFile {
   static open(path: string): MemoryFile {
     let fd: number;
     try {
-      fd = fs.openSync(path, fs.constants.O_RDONLY) // libuv opens with O_CLOEXEC;
+      fd = fs.openSync(path, fs.constants.O_RDONLY); // libuv opens with O_CLOEXEC;
     } catch (err) {
       throw new FcUffdError('SNAPSHOT_OPEN', `cannot open memory file ${path}: ${(err as Error).message}`);
     }

@@ -50,10 +50,13 @@ const SHORT_ID = /^(?:sha256:)?([0-9a-f]{6,63})$/;
 
 async function resolveShortId(prefix: string, store: ChunkStore | undefined): Promise<string> {
   if (!store) throw new FcUffdError('CONFIG', `manifest ${prefix} is named by id: say which store holds it (--store)`);
-  if (!store.manifestIdsWithPrefix) throw new FcUffdError('CONFIG_INVALID', `${store.description} cannot look up short ids: give the full 64-digit manifest id`);
+  if (!store.manifestIdsWithPrefix)
+    throw new FcUffdError('CONFIG_INVALID', `${store.description} cannot look up short ids: give the full 64-digit manifest id`);
   const ids = await store.manifestIdsWithPrefix(prefix);
-  if (ids.length === 0) throw new FcUffdError('SNAPSHOT_MANIFEST_MISSING', `no manifest id in ${store.description} starts with ${prefix}`, { prefix });
-  if (ids.length > 1) throw new FcUffdError('CONFIG_INVALID', `${prefix} is ambiguous in ${store.description}: ${ids.join(', ')}; give more digits`);
+  if (ids.length === 0)
+    throw new FcUffdError('SNAPSHOT_MANIFEST_MISSING', `no manifest id in ${store.description} starts with ${prefix}`, { prefix });
+  if (ids.length > 1)
+    throw new FcUffdError('CONFIG_INVALID', `${prefix} is ambiguous in ${store.description}: ${ids.join(', ')}; give more digits`);
   return ids[0]!;
 }
 
@@ -214,11 +217,17 @@ function popcountBitmap(bitmap: Uint8Array, pages: number): number {
 export function chunkReadError(err: unknown, store: ChunkStore, digest: string, where: string): FcUffdError {
   if (err instanceof StoreError && err.kind === 'not-found')
     return new FcUffdError('SNAPSHOT_MISSING_CHUNK', `chunk sha256:${digest} (${where}) is missing from ${store.description}`, { digest });
-  return new FcUffdError('SNAPSHOT_STORE', `cannot read chunk sha256:${digest} (${where}) from ${store.description}: ${(err as Error).message}`, { digest, cause: err });
+  return new FcUffdError(
+    'SNAPSHOT_STORE',
+    `cannot read chunk sha256:${digest} (${where}) from ${store.description}: ${(err as Error).message}`,
+    { digest, cause: err },
+  );
 }
 
 export function corruptChunkError(err: ChunkFormatError, store: ChunkStore, digest: string, where: string): FcUffdError {
-  return new FcUffdError('SNAPSHOT_CORRUPT_CHUNK', `chunk sha256:${digest} (${where}) in ${store.description} is corrupt: ${err.message}`, { digest });
+  return new FcUffdError('SNAPSHOT_CORRUPT_CHUNK', `chunk sha256:${digest} (${where}) in ${store.description} is corrupt: ${err.message}`, {
+    digest,
+  });
 }
 
 /**
@@ -226,7 +235,13 @@ export function corruptChunkError(err: ChunkFormatError, store: ChunkStore, dige
  * default). A blob that fails verification is fetched once more (bytes damaged on the way may
  * arrive whole), then SNAPSHOT_CORRUPT_CHUNK.
  */
-export async function fetchChunk(store: ChunkStore, pool: ChunkCodecPool, digest: string, length: number, where: string): Promise<SharedArrayBuffer> {
+export async function fetchChunk(
+  store: ChunkStore,
+  pool: ChunkCodecPool,
+  digest: string,
+  length: number,
+  where: string,
+): Promise<SharedArrayBuffer> {
   for (let attempt = 1; ; attempt++) {
     let blob: Uint8Array;
     try {
@@ -251,7 +266,13 @@ export async function fetchChunk(store: ChunkStore, pool: ChunkCodecPool, digest
  * must describe the stored bytes. One ranged read of the header and frame table in the usual case
  * (a framed blob of this frame size); otherwise the whole blob, listed without frames (served whole).
  */
-async function storedEntry(store: ChunkStore, digest: string, len: number, frameBytes: number, ours: NonNullable<ChunkEntry>): Promise<NonNullable<ChunkEntry>> {
+async function storedEntry(
+  store: ChunkStore,
+  digest: string,
+  len: number,
+  frameBytes: number,
+  ours: NonNullable<ChunkEntry>,
+): Promise<NonNullable<ChunkEntry>> {
   const base: NonNullable<ChunkEntry> = { digest, storedBytes: 0, ...(ours.zeroPages ? { zeroPages: ours.zeroPages } : {}) };
   if (frameBytes > 0 && ours.frameSha256) {
     const headLen = framedHeaderBytes(len, frameBytes);
@@ -281,7 +302,11 @@ async function storedEntry(store: ChunkStore, digest: string, len: number, frame
   try {
     parseBlobHeader(blob);
   } catch (err) {
-    throw new FcUffdError('SNAPSHOT_CORRUPT_CHUNK', `chunk sha256:${digest} in ${store.description} is damaged (${(err as Error).message}): remove it and pack again`, { digest });
+    throw new FcUffdError(
+      'SNAPSHOT_CORRUPT_CHUNK',
+      `chunk sha256:${digest} in ${store.description} is damaged (${(err as Error).message}): remove it and pack again`,
+      { digest },
+    );
   }
   return { ...base, storedBytes: blob.length };
 }
@@ -305,15 +330,21 @@ export async function pack(options: PackOptions): Promise<PackResult> {
     if (size === 0) throw new FcUffdError('SNAPSHOT_EMPTY', `memory file ${o.memPath} is empty`);
     const base = o.base?.manifest;
     const chunkSize = o.chunkSizeBytes ?? base?.chunkSizeBytes ?? DEFAULT_CHUNK_BYTES;
-    if (!isValidChunkSize(chunkSize)) throw new FcUffdError('CONFIG', `chunk size ${chunkSize} is not a power of two between 2 MiB and 1 GiB`);
+    if (!isValidChunkSize(chunkSize))
+      throw new FcUffdError('CONFIG', `chunk size ${chunkSize} is not a power of two between 2 MiB and 1 GiB`);
     if (o.diff && base) {
       if (base.memorySizeBytes !== size)
-        throw new FcUffdError('CONFIG', `diff snapshot ${o.memPath} has ${size} bytes, its base ${base.memorySizeBytes}: not a diff of that base`);
-      if (base.chunkSizeBytes !== chunkSize) throw new FcUffdError('CONFIG', `a diff is packed in its base's chunk size (${base.chunkSizeBytes})`);
+        throw new FcUffdError(
+          'CONFIG',
+          `diff snapshot ${o.memPath} has ${size} bytes, its base ${base.memorySizeBytes}: not a diff of that base`,
+        );
+      if (base.chunkSizeBytes !== chunkSize)
+        throw new FcUffdError('CONFIG', `a diff is packed in its base's chunk size (${base.chunkSizeBytes})`);
     }
     const level = o.zstdLevel ?? DEFAULT_ZSTD_LEVEL;
     const frameBytes = o.frameSizeBytes ?? Math.min(DEFAULT_FRAME_BYTES, chunkSize);
-    if (!isValidFrameSize(frameBytes, chunkSize)) throw new FcUffdError('CONFIG', `frame size ${frameBytes} is not a power of two between 64 KiB and the chunk size (${chunkSize})`);
+    if (!isValidFrameSize(frameBytes, chunkSize))
+      throw new FcUffdError('CONFIG', `frame size ${frameBytes} is not a power of two between 64 KiB and the chunk size (${chunkSize})`);
     // One entry per distinct digest: the base's (its blobs are in the store), then each new one once
     // its upload (or the check that the store has it) is done.
     const entryOf = new Map<string, Promise<NonNullable<ChunkEntry>>>();
@@ -424,10 +455,12 @@ export async function pack(options: PackOptions): Promise<PackResult> {
         return entry;
       })();
       entryOf.set(digest, upload);
-      const tracked: Promise<unknown> = upload.then(
-        (e) => void (entries[i] = e),
-        (err: unknown) => void (uploadError ??= err instanceof Error ? err : new Error(String(err))),
-      ).finally(() => uploads.delete(tracked));
+      const tracked: Promise<unknown> = upload
+        .then(
+          (e) => void (entries[i] = e),
+          (err: unknown) => void (uploadError ??= err instanceof Error ? err : new Error(String(err))),
+        )
+        .finally(() => uploads.delete(tracked));
       uploads.add(tracked);
     };
 
@@ -546,7 +579,7 @@ export async function unpack(options: UnpackOptions): Promise<UnpackResult> {
             const bitmap = chunkZeroBitmap(m, i);
             const pages = pageCount(len);
             // Write runs of data pages; zero pages stay holes.
-            for (let p = 0; p < pages; ) {
+            for (let p = 0; p < pages;) {
               if (isZeroPage(bitmap, p)) {
                 p++;
                 continue;
@@ -577,5 +610,6 @@ export async function unpack(options: UnpackOptions): Promise<UnpackResult> {
 
 /** ABORTED when `signal` fired (a store read it cut short fails with the store's own 'aborted' error). */
 export function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
-  if (signal?.aborted) throw new FcUffdError('ABORTED', `${what} aborted: ${signal.reason instanceof Error ? signal.reason.message : String(signal.reason)}`);
+  if (signal?.aborted)
+    throw new FcUffdError('ABORTED', `${what} aborted: ${signal.reason instanceof Error ? signal.reason.message : String(signal.reason)}`);
 }

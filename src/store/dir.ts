@@ -39,7 +39,11 @@ export class DirStore implements ChunkStore {
   /** Opens (creating if needed) a store rooted at `root`. */
   static open(root: string, options: DirStoreOptions = {}): DirStore {
     if (options.create === false && !fs.existsSync(path.join(root, 'manifests')))
-      throw new StoreError('config', `no chunk store at ${root} (it has no manifests/ directory; \`fc-uffd pack --store ${root}\` creates one)`, false);
+      throw new StoreError(
+        'config',
+        `no chunk store at ${root} (it has no manifests/ directory; \`fc-uffd pack --store ${root}\` creates one)`,
+        false,
+      );
     try {
       for (const sub of ['chunks', 'manifests', 'tmp']) makeDirs(path.join(root, sub));
     } catch (err) {
@@ -146,7 +150,8 @@ async function readObject(p: string, what: string, options?: GetOptions): Promis
       await fh.close();
     }
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new StoreError('not-found', `${what} is not in the store (${p})`, false, err);
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new StoreError('not-found', `${what} is not in the store (${p})`, false, err);
     throw ioError(`cannot read ${what} (${p})`, err);
   }
 }

@@ -139,7 +139,12 @@ export class DiskCacheStore implements ChunkStore {
       }
     } catch (err) {
       // Retryable: bytes damaged on the way may arrive whole the next time.
-      throw new StoreError('integrity', `${kind} ${name} from ${this.inner.description} is not what its name says (${(err as Error).message}); not cached`, true, err);
+      throw new StoreError(
+        'integrity',
+        `${kind} ${name} from ${this.inner.description} is not what its name says (${(err as Error).message}); not cached`,
+        true,
+        err,
+      );
     }
   }
 
@@ -153,7 +158,11 @@ export class DiskCacheStore implements ChunkStore {
       throw new StoreError('io', `cannot read cache entry ${file}: ${(err as Error).message}`, false, err);
     }
     const payload = raw.subarray(HEADER_BYTES);
-    if (raw.length >= HEADER_BYTES && raw.subarray(0, MAGIC.length).equals(MAGIC) && sha256(payload).equals(raw.subarray(MAGIC.length, HEADER_BYTES)))
+    if (
+      raw.length >= HEADER_BYTES &&
+      raw.subarray(0, MAGIC.length).equals(MAGIC) &&
+      sha256(payload).equals(raw.subarray(MAGIC.length, HEADER_BYTES))
+    )
       return payload;
     this.corruptEntries++;
     await fsp.rm(file, { force: true });
@@ -172,8 +181,7 @@ export class DiskCacheStore implements ChunkStore {
       return;
     }
     this.approxBytes += HEADER_BYTES + payload.byteLength;
-    if (this.approxBytes > this.o.maxBytes && !this.evicting)
-      this.evicting = this.evict().finally(() => (this.evicting = undefined));
+    if (this.approxBytes > this.o.maxBytes && !this.evicting) this.evicting = this.evict().finally(() => (this.evicting = undefined));
   }
 
   /** Removes least recently used entries until the cache is at EVICT_TO of its limit. */
@@ -202,7 +210,8 @@ export class DiskCacheStore implements ChunkStore {
       if (st?.isFile()) out.push({ path: file, sizeBytes: st.size, mtimeMs: st.mtimeMs });
     };
     const chunks = path.join(this.o.dir, 'chunks');
-    for (const fan of await fsp.readdir(chunks).catch(() => [])) for (const f of await fsp.readdir(path.join(chunks, fan)).catch(() => [])) await add(path.join(chunks, fan, f));
+    for (const fan of await fsp.readdir(chunks).catch(() => []))
+      for (const f of await fsp.readdir(path.join(chunks, fan)).catch(() => [])) await add(path.join(chunks, fan, f));
     for (const f of await fsp.readdir(path.join(this.o.dir, 'manifests')).catch(() => [])) await add(path.join(this.o.dir, 'manifests', f));
     const tmp = path.join(this.o.dir, 'tmp');
     for (const f of await fsp.readdir(tmp).catch(() => [])) {

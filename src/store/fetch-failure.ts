@@ -23,10 +23,14 @@ export function storeCause(err: unknown): StoreError | undefined {
 export function vmFetchError(err: unknown, object: string, storeDescription: string): FcUffdError {
   const cause = storeCause(err);
   if (cause && cause.kind !== 'not-found' && cause.kind !== 'invalid-name')
-    return new FcUffdError('STORE_FETCH_FAILED', `cannot fetch ${object} from ${storeDescription} (${cause.kind}, ${cause.retryable ? 'retries exhausted' : 'not retryable'}): ${cause.message}`, {
-      storeCode: cause.code,
-      retryable: cause.retryable,
-    });
+    return new FcUffdError(
+      'STORE_FETCH_FAILED',
+      `cannot fetch ${object} from ${storeDescription} (${cause.kind}, ${cause.retryable ? 'retries exhausted' : 'not retryable'}): ${cause.message}`,
+      {
+        storeCode: cause.code,
+        retryable: cause.retryable,
+      },
+    );
   if (err instanceof FcUffdError) return err;
   return new FcUffdError('SNAPSHOT_STORE', `cannot fetch ${object} from ${storeDescription}: ${(err as Error).message}`);
 }

@@ -24,7 +24,16 @@ export interface HttpStoreOptions {
 /** Statuses worth trying again: the server is busy, restarting or throttling. */
 const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT']);
-const NETWORK_CODES = new Set(['UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+const NETWORK_CODES = new Set([
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+]);
 
 /**
  * A store on any HTTP server that answers GET (with Range), HEAD and PUT: nginx with WebDAV PUT,
@@ -52,11 +61,21 @@ export class HttpStore extends ObjectStore {
     if (url.protocol !== 'http:' && url.protocol !== 'https:')
       throw new StoreError('config', `an HTTP store needs an http:// or https:// URL, not ${url.protocol}`, false);
     if (url.username || url.password)
-      throw new StoreError('config', `credentials in the store URL are refused (they would show in logs): put the Authorization value in an environment variable and name it with the auth option`, false);
-    if (url.search || url.hash) throw new StoreError('config', `the store URL must not have a query or fragment: ${url.origin}${url.pathname}`, false);
+      throw new StoreError(
+        'config',
+        `credentials in the store URL are refused (they would show in logs): put the Authorization value in an environment variable and name it with the auth option`,
+        false,
+      );
+    if (url.search || url.hash)
+      throw new StoreError('config', `the store URL must not have a query or fragment: ${url.origin}${url.pathname}`, false);
     if (options.authEnvVar !== undefined) {
       const value = process.env[options.authEnvVar];
-      if (!value) throw new StoreError('config', `environment variable ${options.authEnvVar} (the Authorization header for ${url.origin}) is not set or empty`, false);
+      if (!value)
+        throw new StoreError(
+          'config',
+          `environment variable ${options.authEnvVar} (the Authorization header for ${url.origin}) is not set or empty`,
+          false,
+        );
       this.#authorization = value;
     }
     this.basePath = url.pathname.replace(/\/+$/, '');
@@ -79,7 +98,13 @@ export class HttpStore extends ObjectStore {
     return this.#authorization === undefined ? extra : { ...extra, authorization: this.#authorization };
   }
 
-  private async request(method: 'GET' | 'HEAD' | 'PUT', key: string, headers: Record<string, string>, signal?: AbortSignal, body?: Uint8Array): Promise<Dispatcher.ResponseData> {
+  private async request(
+    method: 'GET' | 'HEAD' | 'PUT',
+    key: string,
+    headers: Record<string, string>,
+    signal?: AbortSignal,
+    body?: Uint8Array,
+  ): Promise<Dispatcher.ResponseData> {
     signal?.throwIfAborted();
     try {
       return await this.pool.request({
@@ -137,7 +162,13 @@ export class HttpStore extends ObjectStore {
   protected async putObject(key: string, data: Uint8Array): Promise<void> {
     // If-None-Match: * lets a server that honours it skip the write (412); nginx ignores it and
     // overwrites with the same bytes, which is as good.
-    const res = await this.request('PUT', key, { 'content-type': 'application/octet-stream', 'content-length': String(data.byteLength), 'if-none-match': '*' }, undefined, data);
+    const res = await this.request(
+      'PUT',
+      key,
+      { 'content-type': 'application/octet-stream', 'content-length': String(data.byteLength), 'if-none-match': '*' },
+      undefined,
+      data,
+    );
     await res.body.dump();
     if (res.statusCode === 200 || res.statusCode === 201 || res.statusCode === 204 || res.statusCode === 412) return;
     throw this.statusError('PUT', key, res.statusCode);
@@ -147,8 +178,13 @@ export class HttpStore extends ObjectStore {
     const where = `${method} ${this.description}${key}`;
     if (status === 404) return new StoreError('not-found', `${what ?? key} is not in ${this.description} (${where}: HTTP 404)`, false);
     if (status === 401 || status === 403)
-      return new StoreError('http-status', `${where}: HTTP ${status}, access denied: check the Authorization value (environment variable named by the auth option)`, false);
-    if (status === 405 && method === 'PUT') return new StoreError('http-status', `${where}: HTTP 405, the server does not accept PUT (nginx needs dav_methods PUT)`, false);
+      return new StoreError(
+        'http-status',
+        `${where}: HTTP ${status}, access denied: check the Authorization value (environment variable named by the auth option)`,
+        false,
+      );
+    if (status === 405 && method === 'PUT')
+      return new StoreError('http-status', `${where}: HTTP 405, the server does not accept PUT (nginx needs dav_methods PUT)`, false);
     return new StoreError('http-status', `${where}: HTTP ${status}`, RETRYABLE_STATUS.has(status));
   }
 
@@ -157,7 +193,8 @@ export class HttpStore extends ObjectStore {
     const code = (err as { code?: string }).code ?? '';
     const message = (err as Error).message;
     if (TIMEOUT_CODES.has(code)) return new StoreError('timeout', `${where}: ${message} (${code})`, true, err);
-    if (code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return new StoreError('integrity', `${where}: body length differs from Content-Length`, true, err);
+    if (code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH')
+      return new StoreError('integrity', `${where}: body length differs from Content-Length`, true, err);
     return new StoreError('io', `${where}: ${message}${code ? ` (${code})` : ''}`, NETWORK_CODES.has(code), err);
   }
 }

@@ -67,7 +67,8 @@ export abstract class ObjectStore implements ChunkStore {
 export function rangedAnswerLength(contentRange: string | undefined, contentLength: number | undefined, range: ByteRange): number | string {
   const want = checkContentRange(contentRange, range);
   if (typeof want === 'string') return want;
-  if (contentLength !== undefined && contentLength !== want) return `Content-Length ${contentLength} disagrees with Content-Range ${contentRange}`;
+  if (contentLength !== undefined && contentLength !== want)
+    return `Content-Length ${contentLength} disagrees with Content-Range ${contentRange}`;
   return want;
 }
 

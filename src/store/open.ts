@@ -21,14 +21,12 @@ export interface OpenStoreOptions {
   createDir?: boolean;
 }
 
-export type StoreSpec =
-  | { kind: 'dir'; path: string }
-  | { kind: 's3'; bucket: string; prefix: string }
-  | { kind: 'http'; url: string };
+export type StoreSpec = { kind: 'dir'; path: string } | { kind: 's3'; bucket: string; prefix: string } | { kind: 'http'; url: string };
 
 /** Parses `s3://BUCKET[/PREFIX]`, `http(s)://HOST[:PORT][/PREFIX]` or a directory path. */
 export function parseStoreSpec(spec: string): StoreSpec {
-  if (spec.trim() === '') throw new StoreError('config', 'empty store: give a directory, s3://BUCKET/PREFIX or http(s)://HOST/PREFIX', false);
+  if (spec.trim() === '')
+    throw new StoreError('config', 'empty store: give a directory, s3://BUCKET/PREFIX or http(s)://HOST/PREFIX', false);
   const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(spec)?.[1]?.toLowerCase();
   if (scheme === undefined) return { kind: 'dir', path: path.resolve(spec) };
   if (scheme === 'http' || scheme === 'https') return { kind: 'http', url: spec };
@@ -39,7 +37,11 @@ export function parseStoreSpec(spec: string): StoreSpec {
     return { kind: 's3', bucket, prefix: (m[2] ?? '').replace(/\/+$/, '') };
   }
   if (scheme === 'file') return { kind: 'dir', path: new URL(spec).pathname };
-  throw new StoreError('config', `unsupported store scheme ${scheme}:// in ${JSON.stringify(describeStoreSpec(spec))}: use a directory, s3://BUCKET/PREFIX or http(s)://HOST/PREFIX`, false);
+  throw new StoreError(
+    'config',
+    `unsupported store scheme ${scheme}:// in ${JSON.stringify(describeStoreSpec(spec))}: use a directory, s3://BUCKET/PREFIX or http(s)://HOST/PREFIX`,
+    false,
+  );
 }
 
 /** The store as it may be logged: no user, password or query string. */
@@ -56,7 +58,8 @@ export function describeStoreSpec(spec: string): string {
  */
 export async function openStore(spec: string, options: OpenStoreOptions = {}): Promise<ChunkStore> {
   const parsed = parseStoreSpec(spec);
-  if (parsed.kind === 'dir') return new InflightStore(new ResilientStore(DirStore.open(parsed.path, { create: options.createDir ?? true }), options.resilience));
+  if (parsed.kind === 'dir')
+    return new InflightStore(new ResilientStore(DirStore.open(parsed.path, { create: options.createDir ?? true }), options.resilience));
   let raw: ChunkStore;
   // The clients load only when a remote store is named: undici and the AWS SDK add ~20-35 MiB of
   // RSS to a handler serving a local snapshot.

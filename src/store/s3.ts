@@ -1,13 +1,6 @@
 import net from 'node:net';
 import crypto from 'node:crypto';
-import {
-  GetObjectCommand,
-  HeadBucketCommand,
-  HeadObjectCommand,
-  PutObjectCommand,
-  S3Client,
-  S3ServiceException,
-} from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { redactUrl } from './redact.js';
 import { rangeHeader } from './layout.js';
 import { ObjectStore, rangedAnswerLength, sliceOfWhole, type ByteRange } from './object-store.js';
@@ -33,8 +26,25 @@ export interface S3StoreOptions {
 }
 
 /** Error names S3 servers use for a transient refusal. */
-const RETRYABLE_NAMES = new Set(['SlowDown', 'ServiceUnavailable', 'InternalError', 'RequestTimeout', 'RequestTimeTooSkewed', 'TimeoutError', 'ThrottlingException']);
-const NETWORK_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ECONNABORTED']);
+const RETRYABLE_NAMES = new Set([
+  'SlowDown',
+  'ServiceUnavailable',
+  'InternalError',
+  'RequestTimeout',
+  'RequestTimeTooSkewed',
+  'TimeoutError',
+  'ThrottlingException',
+]);
+const NETWORK_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'ECONNABORTED',
+]);
 
 /** Endpoint resolution the way the AWS tools do it, so `aws s3` and fc-uffd agree on where a bucket is. */
 export function resolveS3Endpoint(explicit?: string): string | undefined {
@@ -72,8 +82,14 @@ export class S3Store extends ObjectStore {
       } catch {
         throw new StoreError('config', `S3 endpoint is not a URL: ${JSON.stringify(redactUrl(endpoint))}`, false);
       }
-      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new StoreError('config', `S3 endpoint must be http:// or https://, not ${u.protocol}`, false);
-      if (u.username || u.password) throw new StoreError('config', 'credentials in the S3 endpoint URL are refused: use AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY', false);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:')
+        throw new StoreError('config', `S3 endpoint must be http:// or https://, not ${u.protocol}`, false);
+      if (u.username || u.password)
+        throw new StoreError(
+          'config',
+          'credentials in the S3 endpoint URL are refused: use AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY',
+          false,
+        );
     }
     const region = options.region ?? (process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || (endpoint ? 'us-east-1' : undefined));
     const agent = { keepAlive: true, maxSockets: options.connections ?? 16 };
@@ -103,7 +119,13 @@ export class S3Store extends ObjectStore {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), signal ? { abortSignal: signal } : {});
     } catch (err) {
       const status = s3Failure(err).status;
-      if (status === 404) throw new StoreError('config', `bucket ${this.bucket} does not exist at ${this.description}: create it first (aws s3 mb s3://${this.bucket})`, false, err);
+      if (status === 404)
+        throw new StoreError(
+          'config',
+          `bucket ${this.bucket} does not exist at ${this.description}: create it first (aws s3 mb s3://${this.bucket})`,
+          false,
+          err,
+        );
       throw this.error('HeadBucket', '', err, signal);
     }
   }
@@ -192,15 +214,27 @@ export class S3Store extends ObjectStore {
     const where = `${op} s3://${this.bucket}/${this.key(rel)}`;
     if (signal?.aborted) return new StoreError('aborted', `${where}: aborted`, false, err);
     const { status, name, code } = s3Failure(err);
-    if (name === 'NoSuchBucket') return new StoreError('config', `${where}: bucket ${this.bucket} does not exist at ${this.description}`, false, err);
+    if (name === 'NoSuchBucket')
+      return new StoreError('config', `${where}: bucket ${this.bucket} does not exist at ${this.description}`, false, err);
     if (status === 403 || name === 'AccessDenied' || name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch')
-      return new StoreError('http-status', `${where}: access denied (${name || status}): check the AWS credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or profile)`, false, err);
+      return new StoreError(
+        'http-status',
+        `${where}: access denied (${name || status}): check the AWS credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or profile)`,
+        false,
+        err,
+      );
     // Before the timeout test: the SDK names a reset connection (ECONNRESET, EPIPE) a TimeoutError too,
     // which would report a server that hung up as one that was slow.
     if (code !== undefined && code !== 'ETIMEDOUT' && NETWORK_CODES.has(code)) return new StoreError('io', `${where}: ${code}`, true, err);
-    if (name === 'TimeoutError' || code === 'ETIMEDOUT' || name === 'RequestTimeout') return new StoreError('timeout', `${where}: timed out`, true, err);
+    if (name === 'TimeoutError' || code === 'ETIMEDOUT' || name === 'RequestTimeout')
+      return new StoreError('timeout', `${where}: timed out`, true, err);
     if (status !== undefined)
-      return new StoreError('http-status', `${where}: HTTP ${status}${name ? ` ${name}` : ''}`, status >= 500 || status === 429 || status === 408 || RETRYABLE_NAMES.has(name), err);
+      return new StoreError(
+        'http-status',
+        `${where}: HTTP ${status}${name ? ` ${name}` : ''}`,
+        status >= 500 || status === 429 || status === 408 || RETRYABLE_NAMES.has(name),
+        err,
+      );
     if (RETRYABLE_NAMES.has(name)) return new StoreError('io', `${where}: ${name}`, true, err);
     return new StoreError('io', `${where}: ${(err as Error).message}`, false, err);
   }

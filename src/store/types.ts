@@ -77,6 +77,9 @@ export function checkDigestName(name: string): void {
 
 /** A wrapper's pass-through of `manifestIdsWithPrefix`: short ids work through every layer of a store that can list. */
 export function listManifestIds(inner: ChunkStore, prefix: string): Promise<string[]> {
-  if (!inner.manifestIdsWithPrefix) return Promise.reject(new StoreError('config', `${inner.description} cannot look up short ids: give the full 64-digit manifest id`, false));
+  if (!inner.manifestIdsWithPrefix)
+    return Promise.reject(
+      new StoreError('config', `${inner.description} cannot look up short ids: give the full 64-digit manifest id`, false),
+    );
   return inner.manifestIdsWithPrefix(prefix);
 }

@@ -110,7 +110,8 @@ export function decodeTrace(file: Buffer, name = 'trace'): Trace {
   if (file.length < 16 || file.toString('latin1', 0, 8) !== TRACE_MAGIC)
     throw new FcUffdError('TRACE_FORMAT', `${name} is not an fc-uffd trace (written by fc-uffd serve --trace)`);
   const version = file.readUInt32LE(8);
-  if (version !== TRACE_VERSION) throw new FcUffdError('TRACE_FORMAT', `${name} is trace version ${version}; this fc-uffd reads version ${TRACE_VERSION}`);
+  if (version !== TRACE_VERSION)
+    throw new FcUffdError('TRACE_FORMAT', `${name} is trace version ${version}; this fc-uffd reads version ${TRACE_VERSION}`);
   const jsonLen = file.readUInt32LE(12);
   if (16 + jsonLen > file.length) throw new FcUffdError('TRACE_FORMAT', `${name} is truncated inside its header`);
   let header: TraceHeader;

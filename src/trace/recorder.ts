@@ -83,7 +83,8 @@ export class TraceRecorder {
    */
   served(address: number, fileOffset: number, kind: number, readAtMs: number, nowMs: number): void {
     const page = fileOffset / this.pageSizeBytes;
-    const late = this.prefetchSet !== undefined && (page >>> 3) < this.prefetchSet.length && (this.prefetchSet[page >>> 3]! & (1 << (page & 7))) !== 0;
+    const late =
+      this.prefetchSet !== undefined && page >>> 3 < this.prefetchSet.length && (this.prefetchSet[page >>> 3]! & (1 << (page & 7))) !== 0;
     this.put(T_SERVED, kind, late ? FLAG_PREFETCH_LATE : 0, Math.max(0, Math.round((nowMs - readAtMs) * 1000)), address, fileOffset, nowMs);
   }
 
@@ -93,7 +94,15 @@ export class TraceRecorder {
    * path); a prefetch install reads the clock.
    */
   install(fileOffset: number, len: number, kind: number, faulted: boolean, wake: boolean): void {
-    this.put(T_INSTALL, kind, (faulted ? FLAG_FAULTED : 0) | (wake ? 0 : FLAG_PREFETCH), 0, fileOffset, len, wake ? this.lastMs : performance.now());
+    this.put(
+      T_INSTALL,
+      kind,
+      (faulted ? FLAG_FAULTED : 0) | (wake ? 0 : FLAG_PREFETCH),
+      0,
+      fileOffset,
+      len,
+      wake ? this.lastMs : performance.now(),
+    );
   }
 
   remove(fileOffset: number, len: number): void {

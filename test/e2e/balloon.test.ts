@@ -36,17 +36,39 @@ describe('balloon: REMOVE events racing faults', () => {
         const mem = path.join(dir, 'memory.bin');
         const image = writeDemoImage(mem, 32 * MiB, 3);
         assert.ok(image.textPages + image.randomPages > 1000, 'the snapshot has non-zero content, so zeros after REMOVE are meaningful');
-        const serve = await startServe(path.join(dir, 'fc.sock'), ['--mem', mem, '--fault-around', faultAround, '--removed-out', path.join(dir, '{vm}.removed')]);
+        const serve = await startServe(path.join(dir, 'fc.sock'), [
+          '--mem',
+          mem,
+          '--fault-around',
+          faultAround,
+          '--removed-out',
+          path.join(dir, '{vm}.removed'),
+        ]);
         try {
           const emuRemoved = path.join(dir, 'emulator.removed');
           // The emulator's deadline is the hang detector: a vCPU left waiting fails the run.
-          const r = await runEmulator({ socket: serve.socket, mem, vcpus: 4, share: 'same', pattern: 'random', writePercent: 25, kernelAccess: 16, balloonCycles: 3000, balloonMaxPages: 32, removedOut: emuRemoved, deadlineMs: 30000 });
+          const r = await runEmulator({
+            socket: serve.socket,
+            mem,
+            vcpus: 4,
+            share: 'same',
+            pattern: 'random',
+            writePercent: 25,
+            kernelAccess: 16,
+            balloonCycles: 3000,
+            balloonMaxPages: 32,
+            removedOut: emuRemoved,
+            deadlineMs: 30000,
+          });
           assert.equal(r.code, 0, `exit ${r.code ?? r.signal}: ${r.stderr}`);
           assert.equal(r.report!.mismatches, 0);
           assert.equal(r.report!.balloon!.cycles, 3000);
           // Zeros read back from removed pages whose snapshot bytes are not zero: the handler served
           // zeros because of the REMOVE, not because the snapshot happened to hold zeros there.
-          assert.ok(r.report!.balloon!.rezeroNonzeroVerified > 0, `removed non-zero pages re-read as zeros: ${JSON.stringify(r.report!.balloon)}`);
+          assert.ok(
+            r.report!.balloon!.rezeroNonzeroVerified > 0,
+            `removed non-zero pages re-read as zeros: ${JSON.stringify(r.report!.balloon)}`,
+          );
           const ended = await serve.waitForLog((l) => l.msg === 'VM ended');
           assert.equal(ended.reason, 'vmm-exited');
           assert.ok((ended.removeEvents as number) >= 3000, `REMOVE events ${String(ended.removeEvents)}`);
@@ -64,17 +86,29 @@ describe('balloon: REMOVE events racing faults', () => {
             const emu = readPages(emuRemoved, 4096);
             const onlyOurs = [...ours].filter((o) => !emu.has(o));
             const onlyEmu = [...emu].filter((o) => !ours.has(o));
-            t.diagnostic(`removed pages: handler ${ours.size}, emulator ${emu.size}; racy ${racy.size} (${onlyEmu.length} dropped by the handler), racy removals ${balloon.racyRemovals}`);
+            t.diagnostic(
+              `removed pages: handler ${ours.size}, emulator ${emu.size}; racy ${racy.size} (${onlyEmu.length} dropped by the handler), racy removals ${balloon.racyRemovals}`,
+            );
             assert.deepEqual(onlyOurs, [], 'the handler exported pages the guest touched after their removal');
-            assert.deepEqual(onlyEmu.filter((o) => !racy.has(o)), [], 'pages missing from the handler export with no racing duplicate fault');
+            assert.deepEqual(
+              onlyEmu.filter((o) => !racy.has(o)),
+              [],
+              'pages missing from the handler export with no racing duplicate fault',
+            );
             assert.ok(emu.size > 100, `the comparison covers many removed pages (${emu.size})`);
-            assert.ok(racy.size * 20 <= emu.size, `racy pages are few: ${racy.size} of ${emu.size} removed (${balloon.racyRemovals} racy removals)`);
+            assert.ok(
+              racy.size * 20 <= emu.size,
+              `racy pages are few: ${racy.size} of ${emu.size} removed (${balloon.racyRemovals} racy removals)`,
+            );
           } else {
             // With fault-around the handler may install untouched neighbours: its export is a
             // subset of the emulator's (it never claims a page the guest may have written).
             const emu = readRanges(emuRemoved);
             for (const [s, e] of readRanges(path.join(dir, 'vm-1.removed')))
-              assert.ok(emu.some(([es, ee]) => es <= s && e <= ee), `[${s}, ${e}) not removed per the emulator`);
+              assert.ok(
+                emu.some(([es, ee]) => es <= s && e <= ee),
+                `[${s}, ${e}) not removed per the emulator`,
+              );
           }
         } finally {
           assert.equal(await serve.stop(), 0);
@@ -95,7 +129,18 @@ describe('balloon: REMOVE events racing faults', () => {
       writeDemoImage(mem, sizeBytes, 4);
       const serve = await startServe(path.join(dir, 'fc.sock'), ['--mem', mem]);
       try {
-        const r = await runEmulator({ socket: serve.socket, mem, pageSize: '2m', vcpus: 4, share: 'same', pattern: 'random', writePercent: 25, balloonCycles: 1000, balloonMaxPages: 4, deadlineMs: 30000 });
+        const r = await runEmulator({
+          socket: serve.socket,
+          mem,
+          pageSize: '2m',
+          vcpus: 4,
+          share: 'same',
+          pattern: 'random',
+          writePercent: 25,
+          balloonCycles: 1000,
+          balloonMaxPages: 4,
+          deadlineMs: 30000,
+        });
         assert.equal(r.code, 0, `exit ${r.code ?? r.signal}: ${r.stderr}`);
         assert.equal(r.report!.mismatches, 0);
         const ended = await serve.waitForLog((l) => l.msg === 'VM ended');

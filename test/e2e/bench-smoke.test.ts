@@ -19,7 +19,16 @@ test('npm run bench --smoke: every baseline runs, the JSON has medians, spreads 
     assert.match(r.stdout, /== ratios/);
     const doc = JSON.parse(fs.readFileSync(out, 'utf8')) as {
       version: number;
-      scenarios: { name: string; skipped?: string; variants: { variant: { name: string }; runs: number; failures: string[]; figures: Record<string, { median: number; p99: number; min: number; max: number; iqr: number } | null> }[] }[];
+      scenarios: {
+        name: string;
+        skipped?: string;
+        variants: {
+          variant: { name: string };
+          runs: number;
+          failures: string[];
+          figures: Record<string, { median: number; p99: number; min: number; max: number; iqr: number } | null>;
+        }[];
+      }[];
       ratios: { name: string; ratio: number; range: [number, number] }[];
     };
     assert.equal(doc.version, 1);
@@ -27,11 +36,15 @@ test('npm run bench --smoke: every baseline runs, the JSON has medians, spreads 
     const s = doc.scenarios[0]!;
     assert.equal(s.skipped, undefined);
     const names = s.variants.map((v) => v.variant.name);
-    for (const want of ['ours', 'ours-4k', 'c-4k', 'c-populate', 'file-warm', 'file-cold']) assert.ok(names.includes(want), `variant ${want} ran`);
+    for (const want of ['ours', 'ours-4k', 'c-4k', 'c-populate', 'file-warm', 'file-cold'])
+      assert.ok(names.includes(want), `variant ${want} ran`);
     for (const v of s.variants) {
       assert.deepEqual(v.failures, [], `${v.variant.name} ran cleanly`);
       const done = v.figures.handshakeToDoneMs;
-      assert.ok(done && done.median > 0 && done.min <= done.median && done.median <= done.max, `${v.variant.name}: workload time summarised`);
+      assert.ok(
+        done && done.median > 0 && done.min <= done.median && done.median <= done.max,
+        `${v.variant.name}: workload time summarised`,
+      );
       if (v.variant.name.startsWith('ours') || v.variant.name.startsWith('c-')) {
         assert.ok((v.figures.handlerPeakAnonKiB?.median ?? 0) > 0, `${v.variant.name}: handler RSS measured`);
         // Populate-everything can finish before the guest touches anything: zero faults is legitimate.
@@ -43,7 +56,10 @@ test('npm run bench --smoke: every baseline runs, the JSON has medians, spreads 
     }
     const kinds = doc.ratios.map((q) => q.name);
     for (const want of ['latency p50', 'latency p99', 'File backend, warm', 'File backend, cold', 'populate everything'])
-      assert.ok(kinds.some((k) => k.includes(want)), `ratio ${want} printed`);
+      assert.ok(
+        kinds.some((k) => k.includes(want)),
+        `ratio ${want} printed`,
+      );
     for (const q of doc.ratios) {
       assert.ok(Number.isFinite(q.ratio) && q.ratio > 0, `${q.name}: ${q.ratio}`);
       assert.ok(q.range[0] > 0 && Number.isFinite(q.range[1]), `${q.name}: range`);

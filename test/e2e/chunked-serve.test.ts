@@ -27,11 +27,28 @@ describe('serve a chunked snapshot through the emulator', () => {
       const packed = await pack({ memPath: mem, store });
       const cache = new ChunkCache(256 * MiB);
       const snapshot = await ServedChunkedSnapshot.open({ manifest: packed.id, store, cache, logger: log.logger });
-      const server = await UffdServer.start({ socketPath: path.join(dir, 'fc.sock'), snapshot, faultAround: 64 * 1024, logger: log.logger });
+      const server = await UffdServer.start({
+        socketPath: path.join(dir, 'fc.sock'),
+        snapshot,
+        faultAround: 64 * 1024,
+        logger: log.logger,
+      });
       const ends: VmInfo[] = [];
       server.on('vm-ended', (_vm, info) => ends.push(info));
       try {
-        const r1 = await runEmulator({ socket: server.socketPath, mem, vcpus: 2, share: 'same', pattern: 'random', touchPages: 4096, writePercent: 20, kernelAccess: 8, balloonCycles: 300, balloonMaxPages: 16, deadlineMs: 30000 });
+        const r1 = await runEmulator({
+          socket: server.socketPath,
+          mem,
+          vcpus: 2,
+          share: 'same',
+          pattern: 'random',
+          touchPages: 4096,
+          writePercent: 20,
+          kernelAccess: 8,
+          balloonCycles: 300,
+          balloonMaxPages: 16,
+          deadlineMs: 30000,
+        });
         assert.equal(r1.code, 0, `exit ${r1.code ?? r1.signal}: ${r1.stderr}\n${log.text()}`);
         assert.equal(r1.report!.mismatches, 0);
         assert.ok(r1.report!.pagesVerified > 4000, `verified ${r1.report!.pagesVerified}`);
@@ -73,7 +90,13 @@ describe('serve a chunked snapshot through the emulator', () => {
       for (let i = BLOB_HEADER_BYTES + 200; i < blob.length; i += 997) blob[i]! ^= 0x5a;
       fs.writeFileSync(blobPath, blob);
 
-      const snapshot = await ServedChunkedSnapshot.open({ manifest: packed.id, store, cache: new ChunkCache(64 * MiB), prefetchChunks: 0, logger: log.logger });
+      const snapshot = await ServedChunkedSnapshot.open({
+        manifest: packed.id,
+        store,
+        cache: new ChunkCache(64 * MiB),
+        prefetchChunks: 0,
+        logger: log.logger,
+      });
       const server = await UffdServer.start({ socketPath: path.join(dir, 'fc.sock'), snapshot, onFatal: 'kill', logger: log.logger });
       try {
         // VM A touches only the first MiB (chunk 0) and stays alive while VM B runs into chunk 3.
@@ -88,7 +111,12 @@ describe('serve a chunked snapshot through the emulator', () => {
         assert.equal(bInfo.endReason, 'fatal');
         assert.equal(bInfo.error?.code, 'SNAPSHOT_CORRUPT_CHUNK');
         assert.equal(bInfo.killed, true);
-        assert.ok(log.lines.some((l) => l.code === 'SNAPSHOT_CORRUPT_CHUNK' || (l.error as { code?: string } | undefined)?.code === 'SNAPSHOT_CORRUPT_CHUNK'), 'the server logged the error code');
+        assert.ok(
+          log.lines.some(
+            (l) => l.code === 'SNAPSHOT_CORRUPT_CHUNK' || (l.error as { code?: string } | undefined)?.code === 'SNAPSHOT_CORRUPT_CHUNK',
+          ),
+          'the server logged the error code',
+        );
         // B verified every page it read before the bad chunk: nothing wrong was served.
         assert.equal(b.report?.mismatches ?? 0, 0);
 
@@ -112,7 +140,12 @@ describe('serve a chunked snapshot through the emulator', () => {
       const store = DirStore.open(path.join(dir, 'store'));
       const packed = await pack({ memPath: mem, store, chunkSizeBytes: 2 * MiB });
       for (const c of packed.manifest.chunks) if (c) fs.rmSync(store.chunkPath(c.digest));
-      const snapshot = await ServedChunkedSnapshot.open({ manifest: packed.id, store, cache: new ChunkCache(64 * MiB), logger: log.logger });
+      const snapshot = await ServedChunkedSnapshot.open({
+        manifest: packed.id,
+        store,
+        cache: new ChunkCache(64 * MiB),
+        logger: log.logger,
+      });
       const server = await UffdServer.start({ socketPath: path.join(dir, 'fc.sock'), snapshot, logger: log.logger });
       try {
         const ended = once(server, 'vm-ended') as Promise<[unknown, VmInfo]>;
@@ -137,10 +170,31 @@ describe('serve a chunked snapshot through the emulator', () => {
         writeDemoImage(mem, sizeBytes, 10);
         const store = DirStore.open(path.join(dir, 'store'));
         const packed = await pack({ memPath: mem, store, chunkSizeBytes: 2 * MiB });
-        const snapshot = await ServedChunkedSnapshot.open({ manifest: packed.id, store, cache: new ChunkCache(64 * MiB), logger: log.logger });
-        const server = await UffdServer.start({ socketPath: path.join(dir, 'fc.sock'), snapshot, faultAround: 2 * MiB, logger: log.logger });
+        const snapshot = await ServedChunkedSnapshot.open({
+          manifest: packed.id,
+          store,
+          cache: new ChunkCache(64 * MiB),
+          logger: log.logger,
+        });
+        const server = await UffdServer.start({
+          socketPath: path.join(dir, 'fc.sock'),
+          snapshot,
+          faultAround: 2 * MiB,
+          logger: log.logger,
+        });
         try {
-          const r = await runEmulator({ socket: server.socketPath, mem, pageSize: '2m', vcpus: 2, share: 'same', pattern: 'random', writePercent: 20, balloonCycles: 100, balloonMaxPages: 2, deadlineMs: 30000 });
+          const r = await runEmulator({
+            socket: server.socketPath,
+            mem,
+            pageSize: '2m',
+            vcpus: 2,
+            share: 'same',
+            pattern: 'random',
+            writePercent: 20,
+            balloonCycles: 100,
+            balloonMaxPages: 2,
+            deadlineMs: 30000,
+          });
           assert.equal(r.code, 0, `exit ${r.code ?? r.signal}: ${r.stderr}\n${log.text().slice(-3000)}`);
           assert.equal(r.report!.mismatches, 0);
           assert.ok(r.report!.pagesVerified > 0);

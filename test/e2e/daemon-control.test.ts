@@ -15,13 +15,26 @@ import { startDaemon, until } from '../helpers/daemon.js';
 const MiB = 1024 * 1024;
 
 /** A raw request on the control socket (what curl --unix-socket sends), for inputs the typed client cannot produce. */
-function raw(socketPath: string, method: string, urlPath: string, body?: string | Buffer): Promise<{ status: number; json: { code?: string; message?: string } }> {
+function raw(
+  socketPath: string,
+  method: string,
+  urlPath: string,
+  body?: string | Buffer,
+): Promise<{ status: number; json: { code?: string; message?: string } }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath, method, path: urlPath, headers: body !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {} }, (res) => {
-      let text = '';
-      res.setEncoding('utf8').on('data', (d: string) => (text += d));
-      res.on('end', () => resolve({ status: res.statusCode!, json: JSON.parse(text) as { code?: string } }));
-    });
+    const req = http.request(
+      {
+        socketPath,
+        method,
+        path: urlPath,
+        headers: body !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {},
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (d: string) => (text += d));
+        res.on('end', () => resolve({ status: res.statusCode!, json: JSON.parse(text) as { code?: string } }));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -74,10 +87,18 @@ describe('fc-uffd daemon control API', () => {
 
         // Snapshots that cannot be opened: 422 with the snapshot's own code, no socket file.
         await refused(c.createRestore('nofile', { mem: path.join(dir, 'absent.bin') }), 'SNAPSHOT_OPEN', 422);
-        await refused(c.createRestore('nostore', { snapshot: 'a'.repeat(64), store: path.join(dir, 'absent-store') }), 'SNAPSHOT_STORE', 422);
+        await refused(
+          c.createRestore('nostore', { snapshot: 'a'.repeat(64), store: path.join(dir, 'absent-store') }),
+          'SNAPSHOT_STORE',
+          422,
+        );
         // A directory that is not a chunk store (no manifests/) is refused, not turned into an empty store.
         fs.mkdirSync(path.join(dir, 'empty-store'));
-        await refused(c.createRestore('nomanifest', { snapshot: 'a'.repeat(64), store: path.join(dir, 'empty-store') }), 'STORE_CONFIG', 422);
+        await refused(
+          c.createRestore('nomanifest', { snapshot: 'a'.repeat(64), store: path.join(dir, 'empty-store') }),
+          'STORE_CONFIG',
+          422,
+        );
         // A remote store that cannot be reached: the manifest read fails, 422, nothing left behind.
         await refused(c.createRestore('remote', { snapshot: 'a'.repeat(64), store: 'http://127.0.0.1:1/store' }), 'SNAPSHOT_STORE', 422);
         await refused(c.createRestore('badws', { mem, prefetch: path.join(dir, 'absent.ws') }), 'WORKING_SET', 422);
@@ -129,7 +150,10 @@ describe('fc-uffd daemon control API', () => {
         await refused(c.getRestore('web'), 'CONTROL_NOT_FOUND', 404);
         const h = await held;
         assert.equal(h.report?.mismatches ?? 0, 0);
-        assert.ok(d.logs().some((l) => l.restore === 'web' && l.reason === 'stopped'), 'the forced VM ended as stopped');
+        assert.ok(
+          d.logs().some((l) => l.restore === 'web' && l.reason === 'stopped'),
+          'the forced VM ended as stopped',
+        );
       } finally {
         assert.equal(await d.stop(), 0);
       }
@@ -154,7 +178,10 @@ describe('fc-uffd daemon control API', () => {
       assert.ok(elapsedMs >= 700 && elapsedMs < 5000, `stopped after ${elapsedMs} ms (timeout 800)`);
       const report = d.logs().find((l) => Array.isArray(l.left));
       assert.ok(report, 'the VMs left are reported');
-      assert.deepEqual((report.left as Array<{ restore: string; vm: string }>).map((x) => `${x.restore}/${x.vm}`), ['long/vm-1']);
+      assert.deepEqual(
+        (report.left as Array<{ restore: string; vm: string }>).map((x) => `${x.restore}/${x.vm}`),
+        ['long/vm-1'],
+      );
       assert.equal(fs.existsSync(r.socket), false);
       assert.equal(fs.existsSync(d.control), false);
       await d.client.close();
@@ -167,7 +194,9 @@ describe('fc-uffd daemon control API', () => {
       const other = await startDaemon(dir, ['--loop-threads', '1', '--allow-uid', '4242', '--allow-gid', '4243']);
       try {
         await refused(other.client.health(), 'CONTROL_FORBIDDEN', 403);
-        await other.waitForLog((l) => typeof l.msg === 'string' && l.msg.includes('refused') && (l.peer as { uid?: number }).uid === process.getuid!());
+        await other.waitForLog(
+          (l) => typeof l.msg === 'string' && l.msg.includes('refused') && (l.peer as { uid?: number }).uid === process.getuid!(),
+        );
       } finally {
         assert.equal(await other.stop(), 0);
       }

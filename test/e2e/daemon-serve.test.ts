@@ -55,7 +55,11 @@ describe('fc-uffd daemon serves many snapshots from one process', () => {
       try {
         const mem = await d.client.createRestore('mem', { mem: base });
         const chunked = await d.client.createRestore('chunked', { snapshot: packedBase.id, store: path.join(dir, 'store') });
-        const layered = await d.client.createRestore('diff', { snapshot: packedDiff.id, store: path.join(dir, 'store'), fault_around: 64 * 1024 });
+        const layered = await d.client.createRestore('diff', {
+          snapshot: packedDiff.id,
+          store: path.join(dir, 'store'),
+          fault_around: 64 * 1024,
+        });
         assert.equal(mem.socket, path.join(fs.realpathSync(sockets), 'mem.sock'));
         assert.deepEqual((await d.client.listRestores()).map((r) => r.name).sort(), ['chunked', 'diff', 'mem']);
 
@@ -72,7 +76,15 @@ describe('fc-uffd daemon serves many snapshots from one process', () => {
         })();
         const results: EmulatorResult[] = await Promise.all(
           plan.map((r, i) =>
-            runEmulator({ socket: r.socket, mem: r.name === 'diff' ? full2 : base, vcpus: 1, pattern: i % 2 ? 'seq' : 'random', seed: i + 1, holdMs: 2500, deadlineMs: 60000 }),
+            runEmulator({
+              socket: r.socket,
+              mem: r.name === 'diff' ? full2 : base,
+              vcpus: 1,
+              pattern: i % 2 ? 'seq' : 'random',
+              seed: i + 1,
+              holdMs: 2500,
+              deadlineMs: 60000,
+            }),
           ),
         );
         sampling = false;

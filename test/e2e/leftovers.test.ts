@@ -19,7 +19,7 @@ function leave(file: string): void {
   fs.utimesSync(file, HOUR_AGO, HOUR_AGO);
 }
 
-test('pack and unpack remove what a killed pack or unpack left; a live writer\'s temp file is kept', async () => {
+test("pack and unpack remove what a killed pack or unpack left; a live writer's temp file is kept", async () => {
   const dir = tempDir();
   try {
     const mem = path.join(dir, 'memory.bin');
@@ -32,15 +32,18 @@ test('pack and unpack remove what a killed pack or unpack left; a live writer\'s
     leave(liveChunk);
     const packed = await runCli(['pack', mem, '--store', store, '--chunk-size', '2m'], 30000);
     assert.equal(packed.code, 0, packed.stderr);
-    assert.equal(fs.existsSync(staleChunk), false, 'a dead writer\'s temp object is removed');
-    assert.equal(fs.existsSync(liveChunk), true, 'a live writer\'s temp object is kept');
+    assert.equal(fs.existsSync(staleChunk), false, "a dead writer's temp object is removed");
+    assert.equal(fs.existsSync(liveChunk), true, "a live writer's temp object is kept");
     const id = packed.stdout.split('\n')[0]!.trim();
     const staleUnpack = path.join(dir, `.out.bin.tmp-${DEAD_PID}`);
     leave(staleUnpack);
     const r = await runCli(['unpack', id, '--store', store, '-o', path.join(dir, 'out.bin')], 30000);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(fs.existsSync(staleUnpack), false);
-    assert.deepEqual(fs.readdirSync(dir).filter((n) => n.startsWith('.')), []);
+    assert.deepEqual(
+      fs.readdirSync(dir).filter((n) => n.startsWith('.')),
+      [],
+    );
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -57,17 +60,22 @@ test('demo: a partial snapshot of a killed demo is removed, never reused; Ctrl-C
     const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('exit', (c, s) => resolve([c, s])));
     const ownPartial = path.join(dir, `memory-${size}.bin.partial-${child.pid}`);
     // Wait (on a loaded machine start-up takes seconds) until the demo writes its image, or has one.
-    for (let i = 0; i < 4000 && !fs.existsSync(ownPartial) && !fs.existsSync(path.join(dir, `memory-${size}.bin`)); i++) await new Promise((r) => setTimeout(r, 5));
+    for (let i = 0; i < 4000 && !fs.existsSync(ownPartial) && !fs.existsSync(path.join(dir, `memory-${size}.bin`)); i++)
+      await new Promise((r) => setTimeout(r, 5));
     const interrupted = fs.existsSync(ownPartial) && !fs.existsSync(path.join(dir, `memory-${size}.bin`));
     child.kill('SIGINT');
     const [code] = await exited;
-    assert.equal(fs.existsSync(partial), false, 'the dead demo\'s partial snapshot is removed');
+    assert.equal(fs.existsSync(partial), false, "the dead demo's partial snapshot is removed");
     if (!interrupted) console.log('# the demo made its snapshot before the signal: only the stale-file removal was checked');
     assert.equal(code, 130, 'exit 128 + SIGINT');
     // The image is written aside and renamed when whole: whatever the moment of the signal, what is
     // left under the snapshot's name is complete, and nothing else is left.
     const left = fs.readdirSync(dir);
-    assert.deepEqual(left.filter((n) => n !== `memory-${size}.bin`), [], 'no partial snapshot, no socket');
+    assert.deepEqual(
+      left.filter((n) => n !== `memory-${size}.bin`),
+      [],
+      'no partial snapshot, no socket',
+    );
     if (left.length > 0) assert.equal(fs.statSync(path.join(dir, `memory-${size}.bin`)).size, size);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -41,9 +41,18 @@ test('per-VM counters while serving, folded into totals after the VM ends', asyn
       // Fault-around cost: on-demand ioctls and pages, and one window per fault (the default 256 KiB, clipped at most).
       assert.equal(metric(after, 'fc_uffd_fault_ioctls_total{vm=""}'), ended.faultIoctls);
       assert.equal(metric(after, 'fc_uffd_fault_installed_pages_total{vm=""}'), ended.faultPagesInstalled);
-      const windows = [...after.matchAll(/^fc_uffd_fault_windows_total\{vm="",max_bytes="([^"]+)"\} (\d+)$/gm)].map((m) => [m[1], Number(m[2])] as const);
-      assert.equal(windows.reduce((a, [, n]) => a + n, 0), ended.faults, `one window per fault: ${JSON.stringify(windows)}`);
-      assert.ok(windows.some(([max, n]) => max === '262144' && n > 0), JSON.stringify(windows));
+      const windows = [...after.matchAll(/^fc_uffd_fault_windows_total\{vm="",max_bytes="([^"]+)"\} (\d+)$/gm)].map(
+        (m) => [m[1], Number(m[2])] as const,
+      );
+      assert.equal(
+        windows.reduce((a, [, n]) => a + n, 0),
+        ended.faults,
+        `one window per fault: ${JSON.stringify(windows)}`,
+      );
+      assert.ok(
+        windows.some(([max, n]) => max === '262144' && n > 0),
+        JSON.stringify(windows),
+      );
       assert.equal((await fetch(url.replace('/metrics', '/other'))).status, 404);
     } finally {
       assert.equal(await serve.stop(), 0);

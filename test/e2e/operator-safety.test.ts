@@ -111,11 +111,23 @@ test('startup errors exit promptly and non-zero, leaving no socket file', async 
   const busyPort = (busy.address() as net.AddressInfo).port;
   fs.writeFileSync(path.join(dir, 'bad.ws'), 'not a working set\n');
   const cases: Array<[string, string[], RegExp]> = [
-    ['metrics port busy', ['serve', '--socket', sock, '--mem', mem, '--metrics-listen', `127.0.0.1:${busyPort}`], /--metrics-listen.*in use/],
+    [
+      'metrics port busy',
+      ['serve', '--socket', sock, '--mem', mem, '--metrics-listen', `127.0.0.1:${busyPort}`],
+      /--metrics-listen.*in use/,
+    ],
     ['metrics address bad', ['serve', '--socket', sock, '--mem', mem, '--metrics-listen', 'nonsense'], /--metrics-listen wants HOST:PORT/],
     ['metrics host unknown', ['serve', '--socket', sock, '--mem', mem, '--metrics-listen', '256.1.1.1:9100'], /--metrics-listen/],
-    ['fault-around > chunk', ['serve', '--socket', sock, '--snapshot', id, '--store', store, '--fault-around', '4m'], /exceeds the snapshot's chunk size/],
-    ['bad prefetch file', ['serve', '--socket', sock, '--snapshot', id, '--store', store, '--prefetch', path.join(dir, 'bad.ws')], /bad\.ws/],
+    [
+      'fault-around > chunk',
+      ['serve', '--socket', sock, '--snapshot', id, '--store', store, '--fault-around', '4m'],
+      /exceeds the snapshot's chunk size/,
+    ],
+    [
+      'bad prefetch file',
+      ['serve', '--socket', sock, '--snapshot', id, '--store', store, '--prefetch', path.join(dir, 'bad.ws')],
+      /bad\.ws/,
+    ],
     ['socket dir missing', ['serve', '--socket', path.join(dir, 'nodir', 'fc.sock'), '--snapshot', id, '--store', store], /nodir/],
     ['unpack to a missing dir', ['unpack', id, '--store', store, '-o', path.join(dir, 'nodir', 'out.bin')], /nodir/],
   ];
@@ -228,7 +240,7 @@ test('ws merge: --min-runs checked against the runs, "all" accepted, outputs nev
   }
 });
 
-test('serve --record-ws without {vm}: every VM\'s recording is kept', async () => {
+test("serve --record-ws without {vm}: every VM's recording is kept", async () => {
   const dir = tempDir();
   try {
     const mem = path.join(dir, 'memory.bin');
@@ -244,7 +256,10 @@ test('serve --record-ws without {vm}: every VM\'s recording is kept', async () =
     } finally {
       assert.equal(await serve.stop(), 0);
     }
-    const written = fs.readdirSync(dir).filter((f) => f.endsWith('.ws')).sort();
+    const written = fs
+      .readdirSync(dir)
+      .filter((f) => f.endsWith('.ws'))
+      .sort();
     assert.deepEqual(written, ['fixed.vm-2.ws', 'fixed.ws']);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

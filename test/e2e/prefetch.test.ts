@@ -28,7 +28,12 @@ const MAX_FAULT_FRACTION = 0.25;
 const FAULT_AROUND = ['--fault-around', '64k'];
 
 /** Records on one restore, replays on the next; returns the faults of both. */
-async function recordThenReplay(dir: string, mem: string, source: string[], workload: Partial<EmulatorOptions>): Promise<{ onDemand: number; withPrefetch: number }> {
+async function recordThenReplay(
+  dir: string,
+  mem: string,
+  source: string[],
+  workload: Partial<EmulatorOptions>,
+): Promise<{ onDemand: number; withPrefetch: number }> {
   const wsFile = path.join(dir, 'vm.ws');
   const recording = await startServe(path.join(dir, 'a.sock'), [...source, '--record-ws', wsFile]);
   let onDemand: number;
@@ -51,7 +56,16 @@ async function recordThenReplay(dir: string, mem: string, source: string[], work
     assert.ok((ended.prefetchedPages as number) > 0);
     // The same working set with 4 vCPUs and the balloon racing the prefetcher: removed pages must
     // still read as zeros, everything else as the snapshot.
-    const b = await runEmulator({ socket: replay.socket, mem, ...workload, vcpus: 4, share: 'same', writePercent: 10, balloonCycles: 1500, balloonMaxPages: 16 });
+    const b = await runEmulator({
+      socket: replay.socket,
+      mem,
+      ...workload,
+      vcpus: 4,
+      share: 'same',
+      writePercent: 10,
+      balloonCycles: 1500,
+      balloonMaxPages: 16,
+    });
     assert.equal(b.code, 0, b.stderr);
     assert.equal(b.report!.mismatches, 0);
     return { onDemand, withPrefetch: ended.faults as number };
@@ -67,13 +81,21 @@ test('memory file: a recorded working set replayed saves most faults, verified u
     writeDemoImage(mem, 64 * MiB, 21);
     const trace = path.join(dir, 'trace.txt');
     writeClusteredTrace(trace, 64 * MiB, { fraction: 0.2, seed: 5, maxClusterPages: 16, writeFraction: 0.1 });
-    const { onDemand, withPrefetch } = await recordThenReplay(dir, mem, ['--mem', mem, ...FAULT_AROUND], { vcpus: 1, pattern: `trace:${trace}`, deadlineMs: 30000 });
+    const { onDemand, withPrefetch } = await recordThenReplay(dir, mem, ['--mem', mem, ...FAULT_AROUND], {
+      vcpus: 1,
+      pattern: `trace:${trace}`,
+      deadlineMs: 30000,
+    });
     assert.ok(withPrefetch <= onDemand * MAX_FAULT_FRACTION, `faults ${withPrefetch} with prefetch vs ${onDemand} on demand`);
 
     // A working set recorded against another snapshot is refused at startup.
     const other = path.join(dir, 'other.bin');
     writeDemoImage(other, 64 * MiB, 22);
-    const refused = spawnSync(process.execPath, [CLI_PATH, 'serve', '--socket', path.join(dir, 'c.sock'), '--mem', other, '--prefetch', path.join(dir, 'vm.ws')], { encoding: 'utf8', timeout: 20000 });
+    const refused = spawnSync(
+      process.execPath,
+      [CLI_PATH, 'serve', '--socket', path.join(dir, 'c.sock'), '--mem', other, '--prefetch', path.join(dir, 'vm.ws')],
+      { encoding: 'utf8', timeout: 20000 },
+    );
     assert.equal(refused.status, 1);
     assert.match(refused.stderr, /recorded against snapshot memfile:.* not the one served .*\[WORKING_SET_MISMATCH\]/);
   } finally {
@@ -92,7 +114,11 @@ test('chunked snapshot: the prefetcher fetches the chunks it needs ahead and sav
     const manifest = (JSON.parse(packed.stdout.trim().split('\n').pop()!) as { id: string }).id;
     const trace = path.join(dir, 'trace.txt');
     writeClusteredTrace(trace, 64 * MiB, { fraction: 0.2, seed: 5, maxClusterPages: 16, writeFraction: 0.1 });
-    const { onDemand, withPrefetch } = await recordThenReplay(dir, mem, ['--snapshot', manifest, '--store', store, ...FAULT_AROUND], { vcpus: 1, pattern: `trace:${trace}`, deadlineMs: 30000 });
+    const { onDemand, withPrefetch } = await recordThenReplay(dir, mem, ['--snapshot', manifest, '--store', store, ...FAULT_AROUND], {
+      vcpus: 1,
+      pattern: `trace:${trace}`,
+      deadlineMs: 30000,
+    });
     assert.ok(withPrefetch <= onDemand * MAX_FAULT_FRACTION, `faults ${withPrefetch} with prefetch vs ${onDemand} on demand`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -32,7 +32,11 @@ process.env.AWS_SECRET_ACCESS_KEY ??= CEPH_TEST_KEYS.secretAccessKey;
 
 const http = await httpServer();
 const s3 = await s3Server();
-for (const [what, s] of [['HTTP', http], ['S3', s3]] as const) if (typeof s === 'string') console.log(`# skipping remote-store ${what} tests: ${s}`);
+for (const [what, s] of [
+  ['HTTP', http],
+  ['S3', s3],
+] as const)
+  if (typeof s === 'string') console.log(`# skipping remote-store ${what} tests: ${s}`);
 
 const dir = tempDir('fc-uffd-remote-');
 const mem = path.join(dir, 'memory.bin');
@@ -57,10 +61,20 @@ async function makeBucket(endpoint: string): Promise<string> {
 
 const backends: Backend[] = [];
 if (typeof http !== 'string')
-  backends.push({ name: 'HTTP (nginx)', server: http, store: (base) => `${base}/snap-${crypto.randomBytes(3).toString('hex')}`, flags: () => ['--http-auth-env', 'FC_UFFD_TEST_REMOTE_AUTH'] });
+  backends.push({
+    name: 'HTTP (nginx)',
+    server: http,
+    store: (base) => `${base}/snap-${crypto.randomBytes(3).toString('hex')}`,
+    flags: () => ['--http-auth-env', 'FC_UFFD_TEST_REMOTE_AUTH'],
+  });
 if (typeof s3 !== 'string') {
   const bucket = await makeBucket(s3.url);
-  backends.push({ name: 'S3 (Ceph RGW)', server: s3, store: () => `s3://${bucket}/snap-${crypto.randomBytes(3).toString('hex')}`, flags: (base) => ['--s3-endpoint', base] });
+  backends.push({
+    name: 'S3 (Ceph RGW)',
+    server: s3,
+    store: () => `s3://${bucket}/snap-${crypto.randomBytes(3).toString('hex')}`,
+    flags: (base) => ['--s3-endpoint', base],
+  });
 }
 
 /** Packs the demo image into `storeUrl` (through the library, as pack --store would). */
@@ -78,7 +92,20 @@ async function packInto(backend: Backend, prefix: string): Promise<string> {
 function serve(b: Backend, id: string, url: string, via: string, extra: string[] = []): Promise<ServeProcess> {
   const socket = path.join(dir, `fc-${crypto.randomBytes(3).toString('hex')}.sock`);
   // 0.5 s per try, 4 tries: a stalled store stops the VM in ~2.5 s.
-  return startServe(socket, ['--snapshot', id, '--store', url, ...b.flags(via), '--prefetch-chunks', '0', '--store-timeout-ms', '500', '--store-retries', '3', ...extra]);
+  return startServe(socket, [
+    '--snapshot',
+    id,
+    '--store',
+    url,
+    ...b.flags(via),
+    '--prefetch-chunks',
+    '0',
+    '--store-timeout-ms',
+    '500',
+    '--store-retries',
+    '3',
+    ...extra,
+  ]);
 }
 
 function assertVerified(r: EmulatorResult, pages: number, what: string): void {
@@ -93,19 +120,28 @@ async function assertStopped(r: EmulatorResult, srv: ServeProcess, prefixInMessa
   assert.equal(r.report?.mismatches ?? 0, 0, 'no wrong byte before the stop');
   const deadline = Date.now() + 5000;
   while (!/STORE_FETCH_FAILED/.test(srv.stdout()) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
-  const line = srv.stdout().split('\n').find((l) => l.includes('STORE_FETCH_FAILED'));
+  const line = srv
+    .stdout()
+    .split('\n')
+    .find((l) => l.includes('STORE_FETCH_FAILED'));
   assert.ok(line, `a VM summary with STORE_FETCH_FAILED; stdout:\n${srv.stdout()}`);
   assert.match(line, /fatal — STORE_FETCH_FAILED: cannot fetch chunk \d+ \(sha256:[0-9a-f]{64}\)/);
   assert.ok(line.includes(prefixInMessage), `names the store: ${line}`);
   assert.match(line, /chunks\/[0-9a-f]{2}\/[0-9a-f]{64}/, 'names the object key');
   assert.match(line, /\(VMM killed\)/);
-  assert.ok(srv.logs().some((l) => l.code === 'STORE_FETCH_FAILED'), 'logged with its code');
+  assert.ok(
+    srv.logs().some((l) => l.code === 'STORE_FETCH_FAILED'),
+    'logged with its code',
+  );
 }
 
 function assertNoSecret(srv: ServeProcess): void {
   const all = srv.stdout() + JSON.stringify(srv.logs());
   assert.ok(!all.includes(SECRET.slice(7)), 'the Authorization value never shows');
-  assert.ok(!all.includes(CEPH_TEST_KEYS.secretAccessKey) || process.env.AWS_SECRET_ACCESS_KEY !== CEPH_TEST_KEYS.secretAccessKey, 'the S3 secret never shows');
+  assert.ok(
+    !all.includes(CEPH_TEST_KEYS.secretAccessKey) || process.env.AWS_SECRET_ACCESS_KEY !== CEPH_TEST_KEYS.secretAccessKey,
+    'the S3 secret never shows',
+  );
 }
 
 for (const b of backends) {
@@ -151,7 +187,11 @@ for (const b of backends) {
       const srv = await serve(b, id, proxied(), proxy.url);
       try {
         // Chunk 0 into the cache.
-        assertVerified(await runEmulator({ socket: srv.socket, mem, pattern: 'seq', touchPages: PAGES_PER_CHUNK, deadlineMs: 30000 }), PAGES_PER_CHUNK, 'warm-up');
+        assertVerified(
+          await runEmulator({ socket: srv.socket, mem, pattern: 'seq', touchPages: PAGES_PER_CHUNK, deadlineMs: 30000 }),
+          PAGES_PER_CHUNK,
+          'warm-up',
+        );
         await faults({ stall: true });
         const t0 = Date.now();
         const stuck = runEmulator({ socket: srv.socket, mem, pattern: 'seq', deadlineMs: 30000 });
@@ -169,7 +209,11 @@ for (const b of backends) {
         assert.ok(cachedDoneMs < stuckDoneMs - 1000, `the cached VM finished at ${cachedDoneMs} ms, the stalled one at ${stuckDoneMs} ms`);
         // The store is back: a new restore works.
         await faults({});
-        assertVerified(await runEmulator({ socket: srv.socket, mem, pattern: 'seq', deadlineMs: 30000 }), MEM_BYTES / 4096, 'after the stall');
+        assertVerified(
+          await runEmulator({ socket: srv.socket, mem, pattern: 'seq', deadlineMs: 30000 }),
+          MEM_BYTES / 4096,
+          'after the stall',
+        );
         assertNoSecret(srv);
       } finally {
         await faults({});
@@ -178,35 +222,47 @@ for (const b of backends) {
     });
 
     // Cuts and flips are the same bytes on the wire for both backends (store-level tests cover S3's): HTTP only, to keep the run short.
-    test('bodies cut mid-way or truncated are never served: the VM stops with STORE_FETCH_FAILED', { skip: b.name.startsWith('S3') ? 'HTTP only' : false }, async () => {
-      for (const s of [{ cutAfterResponseBytes: 100_000 }, { truncateBodyAfterBytes: 100_000 }] satisfies FaultSettings[]) {
+    test(
+      'bodies cut mid-way or truncated are never served: the VM stops with STORE_FETCH_FAILED',
+      { skip: b.name.startsWith('S3') ? 'HTTP only' : false },
+      async () => {
+        for (const s of [{ cutAfterResponseBytes: 100_000 }, { truncateBodyAfterBytes: 100_000 }] satisfies FaultSettings[]) {
+          await faults({});
+          const srv = await serve(b, id, proxied(), proxy.url);
+          try {
+            await faults(s);
+            const r = await runEmulator({ socket: srv.socket, mem, pattern: 'seq', deadlineMs: 30000 });
+            await assertStopped(r, srv, storeUrl.startsWith('s3://') ? storeUrl.split('/')[2]! : proxy.url);
+          } finally {
+            await faults({});
+            assert.equal(await srv.stop(), 0);
+          }
+        }
+      },
+    );
+
+    test(
+      'a flipped byte with --cache-dir: the disk tier refuses the blob, the retry gets it whole, every byte verified',
+      { skip: b.name.startsWith('S3') ? 'HTTP only' : false },
+      async () => {
         await faults({});
-        const srv = await serve(b, id, proxied(), proxy.url);
+        const cacheDir = path.join(dir, `cache-${crypto.randomBytes(3).toString('hex')}`);
+        const srv = await serve(b, id, proxied(), proxy.url, ['--cache-dir', cacheDir, '--cache-dir-size', '64m']);
         try {
-          await faults(s);
-          const r = await runEmulator({ socket: srv.socket, mem, pattern: 'seq', deadlineMs: 30000 });
-          await assertStopped(r, srv, storeUrl.startsWith('s3://') ? storeUrl.split('/')[2]! : proxy.url);
+          // The first body on each connection has a byte inverted; a retry on the same (kept-alive) connection is clean.
+          await faults({ flipBodyByteAt: 5000 });
+          assertVerified(
+            await runEmulator({ socket: srv.socket, mem, pattern: 'seq', deadlineMs: 30000 }),
+            MEM_BYTES / 4096,
+            'with flipped bytes',
+          );
+          assert.ok(fs.readdirSync(path.join(cacheDir, 'chunks')).length > 0, 'chunks were cached on disk');
         } finally {
           await faults({});
           assert.equal(await srv.stop(), 0);
         }
-      }
-    });
-
-    test('a flipped byte with --cache-dir: the disk tier refuses the blob, the retry gets it whole, every byte verified', { skip: b.name.startsWith('S3') ? 'HTTP only' : false }, async () => {
-      await faults({});
-      const cacheDir = path.join(dir, `cache-${crypto.randomBytes(3).toString('hex')}`);
-      const srv = await serve(b, id, proxied(), proxy.url, ['--cache-dir', cacheDir, '--cache-dir-size', '64m']);
-      try {
-        // The first body on each connection has a byte inverted; a retry on the same (kept-alive) connection is clean.
-        await faults({ flipBodyByteAt: 5000 });
-        assertVerified(await runEmulator({ socket: srv.socket, mem, pattern: 'seq', deadlineMs: 30000 }), MEM_BYTES / 4096, 'with flipped bytes');
-        assert.ok(fs.readdirSync(path.join(cacheDir, 'chunks')).length > 0, 'chunks were cached on disk');
-      } finally {
-        await faults({});
-        assert.equal(await srv.stop(), 0);
-      }
-    });
+      },
+    );
   });
 }
 
@@ -223,7 +279,11 @@ describe('the HTTP server stopped mid-restore, then started again', { skip: type
       srv = await serve(b, id, `${proxy.url}/snap`, proxy.url);
       // Chunk 0 comes through; then every byte is delayed, and nginx is stopped (by pid) while the
       // VM's request for chunk 1 is on its way.
-      assertVerified(await runEmulator({ socket: srv.socket, mem, pattern: 'seq', touchPages: PAGES_PER_CHUNK, deadlineMs: 30000 }), PAGES_PER_CHUNK, 'before the stop');
+      assertVerified(
+        await runEmulator({ socket: srv.socket, mem, pattern: 'seq', touchPages: PAGES_PER_CHUNK, deadlineMs: 30000 }),
+        PAGES_PER_CHUNK,
+        'before the stop',
+      );
       proxy.set({ latencyMs: 300 });
       const seen = proxy.requests;
       const run = runEmulator({ socket: srv.socket, mem, pattern: 'seq', deadlineMs: 30000 });
@@ -233,7 +293,11 @@ describe('the HTTP server stopped mid-restore, then started again', { skip: type
       await assertStopped(await run, srv, proxy.url);
       proxy.set({});
       own.restart();
-      assertVerified(await runEmulator({ socket: srv.socket, mem, pattern: 'seq', deadlineMs: 30000 }), MEM_BYTES / 4096, 'after the restart');
+      assertVerified(
+        await runEmulator({ socket: srv.socket, mem, pattern: 'seq', deadlineMs: 30000 }),
+        MEM_BYTES / 4096,
+        'after the restart',
+      );
     } finally {
       if (srv) assert.equal(await srv.stop(), 0);
       await proxy.close();

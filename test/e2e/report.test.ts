@@ -56,17 +56,32 @@ test('a traced restore renders as a report with every chart drawn, in a real bro
 
     // First restore: on demand, with the balloon racing the guest, recording a working set too.
     const first = await tracedRestore(dir, 'first', [...source, '--record-ws', ws], (socket) => ({
-      socket, mem, vcpus: 2, share: 'same', pattern: `trace:${accesses}`, writePercent: 10, balloonCycles: 200, balloonMaxPages: 16, deadlineMs: 60000,
+      socket,
+      mem,
+      vcpus: 2,
+      share: 'same',
+      pattern: `trace:${accesses}`,
+      writePercent: 10,
+      balloonCycles: 200,
+      balloonMaxPages: 16,
+      deadlineMs: 60000,
     }));
     const t1 = decodeTrace(fs.readFileSync(first));
-    const count = (tr: typeof t1, type: number, flag = 0): number => tr.type.reduce((n, x, i) => n + (x === type && (tr.flags[i]! & flag) === flag ? 1 : 0), 0);
+    const count = (tr: typeof t1, type: number, flag = 0): number =>
+      tr.type.reduce((n, x, i) => n + (x === type && (tr.flags[i]! & flag) === flag ? 1 : 0), 0);
     assert.ok(count(t1, T_FAULT) > 100 && count(t1, T_SERVED) > 100, 'faults traced');
     assert.ok(count(t1, T_REMOVE) > 0, 'balloon removes traced');
     assert.ok(count(t1, T_FETCH_DONE) > 0, 'chunk fetches traced');
     assert.ok(t1.header.regions.length > 0 && t1.header.pageSizeBytes === 4096);
 
     // Second restore: the working set prefetched.
-    const second = await tracedRestore(dir, 'second', [...source, '--prefetch', ws], (socket) => ({ socket, mem, vcpus: 1, pattern: `trace:${accesses}`, deadlineMs: 60000 }));
+    const second = await tracedRestore(dir, 'second', [...source, '--prefetch', ws], (socket) => ({
+      socket,
+      mem,
+      vcpus: 1,
+      pattern: `trace:${accesses}`,
+      deadlineMs: 60000,
+    }));
     assert.ok(count(decodeTrace(fs.readFileSync(second)), T_INSTALL, FLAG_PREFETCH) > 0, 'prefetch installs traced');
 
     const html = path.join(dir, 'report.html');
@@ -80,7 +95,8 @@ test('a traced restore renders as a report with every chart drawn, in a real bro
     const body = bodyAttributes(seen.dom);
     assert.equal(body['data-render-error'], undefined, body['data-render-error']);
     assert.equal(body['data-rendered'], '1');
-    for (const chart of ['map', 'heat', 'latency', 'waterfall']) assert.ok(Number(body[`data-drawn-${chart}`]) > 0, `${chart} drew something: ${JSON.stringify(body)}`);
+    for (const chart of ['map', 'heat', 'latency', 'waterfall'])
+      assert.ok(Number(body[`data-drawn-${chart}`]) > 0, `${chart} drew something: ${JSON.stringify(body)}`);
     assert.deepEqual(seen.console, []);
 
     const png = path.join(dir, 'report.png');

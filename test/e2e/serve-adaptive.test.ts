@@ -23,7 +23,8 @@ describe('serve --fault-around adaptive', () => {
   let dir: string;
   let mem: string;
   let serve: ServeProcess;
-  const emulate = (o: Partial<EmulatorOptions>): Promise<EmulatorResult> => runEmulator({ socket: serve.socket, mem, deadlineMs: 30000, vcpus: 1, ...o });
+  const emulate = (o: Partial<EmulatorOptions>): Promise<EmulatorResult> =>
+    runEmulator({ socket: serve.socket, mem, deadlineMs: 30000, vcpus: 1, ...o });
   const ended = async (since: number): Promise<Record<string, unknown>> => serve.waitForLog((l) => l.msg === 'VM ended', since);
 
   before(async () => {
@@ -66,6 +67,10 @@ describe('serve --fault-around adaptive', () => {
     const deadline = Date.now() + 5000;
     while (!serve.stdout().includes(head) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
     const summary = serve.stdout().slice(serve.stdout().indexOf(head));
-    assert.match(summary, /^[^\n]*\n(?: {2}[^\n]*\n)* {2}fault-around {4}[\d.]+ pages installed per fault, [\d.]+ ioctls per fault; windows [^\n]*2m:\d+/, 'this VM\'s summary');
+    assert.match(
+      summary,
+      /^[^\n]*\n(?: {2}[^\n]*\n)* {2}fault-around {4}[\d.]+ pages installed per fault, [\d.]+ ioctls per fault; windows [^\n]*2m:\d+/,
+      "this VM's summary",
+    );
   });
 });

@@ -27,7 +27,17 @@ test('2 MiB hugetlbfs pages: every fault served in whole huge pages, zeros inclu
     fs.closeSync(fd);
     const serve = await startServe(path.join(dir, 'fc.sock'), ['--mem', mem]);
     try {
-      const r = await runEmulator({ socket: serve.socket, mem, pageSize: '2m', vcpus: 4, share: 'same', pattern: 'random', writePercent: 20, kernelAccess: 8, deadlineMs: 30000 });
+      const r = await runEmulator({
+        socket: serve.socket,
+        mem,
+        pageSize: '2m',
+        vcpus: 4,
+        share: 'same',
+        pattern: 'random',
+        writePercent: 20,
+        kernelAccess: 8,
+        deadlineMs: 30000,
+      });
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.report!.ok, true);
       assert.equal(r.report!.pageSizeBytes, 2 * MiB);
@@ -54,7 +64,15 @@ test('a guest over 4 GiB: two regions around the MMIO gap, both served', async (
     const fd = fs.openSync(mem, 'w');
     fs.ftruncateSync(fd, sizeBytes);
     const page = Buffer.alloc(4096);
-    for (const off of [0, 3 * GiB - 4096, 3 * GiB, 3 * GiB + 4096, 4 * GiB, sizeBytes - 4096, ...Array.from({ length: 300 }, (_, i) => i * 15 * MiB + 8192)]) {
+    for (const off of [
+      0,
+      3 * GiB - 4096,
+      3 * GiB,
+      3 * GiB + 4096,
+      4 * GiB,
+      sizeBytes - 4096,
+      ...Array.from({ length: 300 }, (_, i) => i * 15 * MiB + 8192),
+    ]) {
       page.fill(0);
       page.write(`page at ${off}`, 0);
       page.writeUInt32LE(off % 0xffffffff, 100);
@@ -65,7 +83,16 @@ test('a guest over 4 GiB: two regions around the MMIO gap, both served', async (
     try {
       for (const [i, fcVersion] of (['1.11', '1.14'] as const).entries()) {
         const logsBefore = serve.logs().length;
-        const r = await runEmulator({ socket: serve.socket, mem, fcVersion, vcpus: 2, pattern: 'random', touchPages: 4000, writePercent: 10, deadlineMs: 60000 });
+        const r = await runEmulator({
+          socket: serve.socket,
+          mem,
+          fcVersion,
+          vcpus: 2,
+          pattern: 'random',
+          touchPages: 4000,
+          writePercent: 10,
+          deadlineMs: 60000,
+        });
         assert.equal(r.code, 0, r.stderr);
         const regions = r.report!['regions'] as Array<{ sizeBytes: number; offset: number }>;
         assert.equal(regions.length, 2, JSON.stringify(regions));

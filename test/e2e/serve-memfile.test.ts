@@ -23,7 +23,8 @@ describe('serving a memory file through the Firecracker emulator', () => {
   let dir: string;
   let mem: string;
   let serve: ServeProcess;
-  const emulate = (o: Partial<EmulatorOptions>): Promise<EmulatorResult> => runEmulator({ socket: serve.socket, mem, deadlineMs: 30000, ...o });
+  const emulate = (o: Partial<EmulatorOptions>): Promise<EmulatorResult> =>
+    runEmulator({ socket: serve.socket, mem, deadlineMs: 30000, ...o });
 
   before(async () => {
     dir = tempDir();
@@ -49,7 +50,12 @@ describe('serving a memory file through the Firecracker emulator', () => {
       const ended = await serve.waitForLog((l) => l.msg === 'VM ended', before);
       assert.equal(ended.reason, 'vmm-exited');
       assert.ok((ended.faults as number) > 0);
-      assert.ok(serve.logs().slice(before).some((l) => l.msg === 'handshake accepted, serving' && l.generation === generation));
+      assert.ok(
+        serve
+          .logs()
+          .slice(before)
+          .some((l) => l.msg === 'handshake accepted, serving' && l.generation === generation),
+      );
     });
   }
 
@@ -71,7 +77,10 @@ describe('serving a memory file through the Firecracker emulator', () => {
     const before = serve.logs().length;
     const r = await emulate({ handshakeExtra: '"future_field":{"x":1}', pattern: 'random', touchPages: 500 });
     assertVerified(r, 'unknown fields');
-    const warning = await serve.waitForLog((l) => typeof l.msg === 'string' && l.msg.includes('ignoring unknown field(s) future_field'), before);
+    const warning = await serve.waitForLog(
+      (l) => typeof l.msg === 'string' && l.msg.includes('ignoring unknown field(s) future_field'),
+      before,
+    );
     assert.equal(warning.level, 40);
   });
 
@@ -82,7 +91,10 @@ describe('serving a memory file through the Firecracker emulator', () => {
     ]);
     assertVerified(a, 'first VM');
     assertVerified(b, 'second VM');
-    const ids = serve.logs().filter((l) => l.msg === 'VM ended').map((l) => l.vm);
+    const ids = serve
+      .logs()
+      .filter((l) => l.msg === 'VM ended')
+      .map((l) => l.vm);
     assert.equal(new Set(ids).size, ids.length, 'each connection is its own VM');
   });
 
@@ -98,22 +110,56 @@ describe('serving a memory file through the Firecracker emulator', () => {
 
   describe('bad input: a clear error, that VMM stopped, every other VM unharmed', () => {
     const cases: Array<{ name: string; o: Partial<EmulatorOptions>; code: string; killed: boolean }> = [
-      { name: 'invalid JSON', o: { handshakeJson: 'this is not json', noWorkload: true, holdMs: 5000 }, code: 'HANDSHAKE_JSON', killed: true },
+      {
+        name: 'invalid JSON',
+        o: { handshakeJson: 'this is not json', noWorkload: true, holdMs: 5000 },
+        code: 'HANDSHAKE_JSON',
+        killed: true,
+      },
       // No userfaultfd, no proof the peer is a VMM with a guest of ours: disconnected, never killed.
       { name: 'no fd', o: { fds: 0, noWorkload: true, holdMs: 1000 }, code: 'HANDSHAKE_NO_FD', killed: false },
       { name: 'two fds', o: { fds: 2, noWorkload: true, holdMs: 5000 }, code: 'HANDSHAKE_TOO_MANY_FDS', killed: true },
-      { name: 'truncated message, socket kept open', o: { handshakeJson: '[{"base_host_virt_addr":140000000000000,"size":4096', noWorkload: true, holdMs: 5000 }, code: 'HANDSHAKE_TRUNCATED', killed: true },
-      { name: 'truncated message, then close (v1.11)', o: { fcVersion: '1.11', handshakeJson: '[{"base_host_virt_addr":1', noWorkload: true, holdMs: 5000 }, code: 'HANDSHAKE_TRUNCATED', killed: true },
+      {
+        name: 'truncated message, socket kept open',
+        o: { handshakeJson: '[{"base_host_virt_addr":140000000000000,"size":4096', noWorkload: true, holdMs: 5000 },
+        code: 'HANDSHAKE_TRUNCATED',
+        killed: true,
+      },
+      {
+        name: 'truncated message, then close (v1.11)',
+        o: { fcVersion: '1.11', handshakeJson: '[{"base_host_virt_addr":1', noWorkload: true, holdMs: 5000 },
+        code: 'HANDSHAKE_TRUNCATED',
+        killed: true,
+      },
       { name: 'empty message then close', o: { sendEmpty: true }, code: 'HANDSHAKE_EOF', killed: false },
       { name: 'connection closed before sending', o: { closeBeforeSend: true }, code: 'HANDSHAKE_EOF', killed: false },
-      { name: 'page size 12345', o: { handshakeJson: '[{"base_host_virt_addr":140000000000000,"size":4096,"offset":0,"page_size":12345}]', noWorkload: true, holdMs: 5000 }, code: 'HANDSHAKE_PAGE_SIZE', killed: true },
+      {
+        name: 'page size 12345',
+        o: {
+          handshakeJson: '[{"base_host_virt_addr":140000000000000,"size":4096,"offset":0,"page_size":12345}]',
+          noWorkload: true,
+          holdMs: 5000,
+        },
+        code: 'HANDSHAKE_PAGE_SIZE',
+        killed: true,
+      },
       {
         name: 'overlapping regions',
-        o: { handshakeJson: '[{"base_host_virt_addr":140000000000000,"size":8192,"offset":0},{"base_host_virt_addr":140000000004096,"size":4096,"offset":8192}]', noWorkload: true, holdMs: 5000 },
+        o: {
+          handshakeJson:
+            '[{"base_host_virt_addr":140000000000000,"size":8192,"offset":0},{"base_host_virt_addr":140000000004096,"size":4096,"offset":8192}]',
+          noWorkload: true,
+          holdMs: 5000,
+        },
         code: 'HANDSHAKE_OVERLAP',
         killed: true,
       },
-      { name: 'regions beyond the memory file', o: { memSizeBytes: 128 * MiB, noWorkload: true, holdMs: 5000 }, code: 'HANDSHAKE_BEYOND_SNAPSHOT', killed: true },
+      {
+        name: 'regions beyond the memory file',
+        o: { memSizeBytes: 128 * MiB, noWorkload: true, holdMs: 5000 },
+        code: 'HANDSHAKE_BEYOND_SNAPSHOT',
+        killed: true,
+      },
     ];
 
     test('each bad handshake, while a good VM keeps being served', async () => {

@@ -45,11 +45,23 @@ const handshakeText = fc.oneof(
 );
 
 export function handshakeJsonProperty(): fc.IPropertyWithHooks<[string, number]> {
-  return fc.property(handshakeText, fc.oneof(fc.maxSafeNat(), fc.constantFrom(0, 4096, 1 << 30)), (text, sizeBytes) => typedOnly(() => parseHandshake(text, sizeBytes)));
+  return fc.property(handshakeText, fc.oneof(fc.maxSafeNat(), fc.constantFrom(0, 4096, 1 << 30)), (text, sizeBytes) =>
+    typedOnly(() => parseHandshake(text, sizeBytes)),
+  );
 }
 
 export function manifestProperty(): fc.IPropertyWithHooks<[string]> {
-  const chunk = fc.oneof(fc.constant(null), fc.record({ digest: fc.oneof(fc.stringMatching(/^[0-9a-f]{64}$/), fc.string()), storedBytes: int, zeroPages: fc.oneof(fc.base64String(), fc.string()) }, { requiredKeys: [] }));
+  const chunk = fc.oneof(
+    fc.constant(null),
+    fc.record(
+      {
+        digest: fc.oneof(fc.stringMatching(/^[0-9a-f]{64}$/), fc.string()),
+        storedBytes: int,
+        zeroPages: fc.oneof(fc.base64String(), fc.string()),
+      },
+      { requiredKeys: [] },
+    ),
+  );
   const manifest = fc.record(
     {
       format: fc.constantFrom('fc-uffd-chunked-snapshot', 'other'),
@@ -64,7 +76,13 @@ export function manifestProperty(): fc.IPropertyWithHooks<[string]> {
     },
     { requiredKeys: [] },
   );
-  return fc.property(fc.oneof(manifest.map((m) => JSON.stringify(m)), fc.string({ maxLength: 300 })), (text) => typedOnly(() => parseManifest(Buffer.from(text))));
+  return fc.property(
+    fc.oneof(
+      manifest.map((m) => JSON.stringify(m)),
+      fc.string({ maxLength: 300 }),
+    ),
+    (text) => typedOnly(() => parseManifest(Buffer.from(text))),
+  );
 }
 
 export function workingSetProperty(): fc.IPropertyWithHooks<[string]> {
@@ -81,7 +99,13 @@ export function workingSetProperty(): fc.IPropertyWithHooks<[string]> {
     },
     { requiredKeys: [] },
   );
-  return fc.property(fc.oneof(ws.map((w) => JSON.stringify(w)), fc.string({ maxLength: 300 })), (text) => typedOnly(() => decodeWorkingSet(text)));
+  return fc.property(
+    fc.oneof(
+      ws.map((w) => JSON.stringify(w)),
+      fc.string({ maxLength: 300 }),
+    ),
+    (text) => typedOnly(() => decodeWorkingSet(text)),
+  );
 }
 
 export function removedRangesProperty(): fc.IPropertyWithHooks<[string]> {
@@ -103,7 +127,10 @@ export function removedRangesProperty(): fc.IPropertyWithHooks<[string]> {
  * a kind (userfaultfd or not) on any send, and the peer closing or not. The receiver must end in a
  * handshake or a typed error (never hang: an incomplete one ends at expire()), and leak no fd.
  */
-export function handshakeReceiveProperty(): { property: fc.IPropertyWithHooks<[string, number[], Array<Array<'uffd' | 'file'>>, boolean]>; close(): void } {
+export function handshakeReceiveProperty(): {
+  property: fc.IPropertyWithHooks<[string, number[], Array<Array<'uffd' | 'file'>>, boolean]>;
+  close(): void;
+} {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-uffd-fuzz-'));
   const socket = path.join(dir, 'sock');
   const listenFd = check('listen', native.listenUnix(socket, 0o600, 8));
@@ -128,10 +155,13 @@ export function handshakeReceiveProperty(): { property: fc.IPropertyWithHooks<[s
       }
       const sent: number[] = [];
       pieces.forEach((piece, i) => {
-        const fds = (fdKinds[i] ?? []).map((k) => (k === 'uffd' ? check('userfaultfd', testNative.uffdCreate(O_CLOEXEC | O_NONBLOCK, true)) : fs.openSync('/proc/self/exe', 'r')));
+        const fds = (fdKinds[i] ?? []).map((k) =>
+          k === 'uffd' ? check('userfaultfd', testNative.uffdCreate(O_CLOEXEC | O_NONBLOCK, true)) : fs.openSync('/proc/self/exe', 'r'),
+        );
         sent.push(...fds);
         // An empty send without fds is nothing on a stream: skip it.
-        if (piece.length > 0 || fds.length > 0) testNative.sendWithFds(client, piece.length > 0 ? piece : Buffer.from(' '), Int32Array.from(fds));
+        if (piece.length > 0 || fds.length > 0)
+          testNative.sendWithFds(client, piece.length > 0 ? piece : Buffer.from(' '), Int32Array.from(fds));
       });
       for (const fd of sent) native.close(fd);
       if (closeAfter) native.close(client);

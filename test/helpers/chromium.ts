@@ -27,16 +27,29 @@ function consoleLines(stderr: string): string[] {
 
 /** Loads `file` and returns the DOM once its scripts ran. */
 export function dumpDom(chromium: string, file: string, userDataDir: string): Rendered {
-  const r = spawnSync(chromium, [...BASE, `--user-data-dir=${userDataDir}`, '--dump-dom', pathToFileURL(path.resolve(file)).href], { encoding: 'utf8', timeout: 60000 });
+  const r = spawnSync(chromium, [...BASE, `--user-data-dir=${userDataDir}`, '--dump-dom', pathToFileURL(path.resolve(file)).href], {
+    encoding: 'utf8',
+    timeout: 60000,
+  });
   if (r.status !== 0) throw new Error(`chromium --dump-dom exited ${r.status}: ${r.stderr}`);
   return { dom: r.stdout, console: consoleLines(r.stderr) };
 }
 
 export function screenshot(chromium: string, file: string, png: string, width: number, height: number, userDataDir: string): void {
-  const r = spawnSync(chromium, [...BASE, `--user-data-dir=${userDataDir}`, `--screenshot=${png}`, `--window-size=${width},${height}`, pathToFileURL(path.resolve(file)).href], {
-    encoding: 'utf8',
-    timeout: 60000,
-  });
+  const r = spawnSync(
+    chromium,
+    [
+      ...BASE,
+      `--user-data-dir=${userDataDir}`,
+      `--screenshot=${png}`,
+      `--window-size=${width},${height}`,
+      pathToFileURL(path.resolve(file)).href,
+    ],
+    {
+      encoding: 'utf8',
+      timeout: 60000,
+    },
+  );
   if (r.status !== 0) throw new Error(`chromium --screenshot exited ${r.status}: ${r.stderr}`);
 }
 

@@ -21,7 +21,8 @@ export interface DaemonProcess {
 export async function startDaemon(dir: string, args: string[] = []): Promise<DaemonProcess> {
   const control = path.join(dir, 'control.sock');
   const p = spawnNode('fc-uffd daemon', CLI_PATH, ['daemon', '--control', control, ...args]);
-  const waitForLog = (pred: (l: Record<string, unknown>) => boolean, timeoutMs = 15000): Promise<Record<string, unknown>> => p.waitForLog(pred, 0, timeoutMs);
+  const waitForLog = (pred: (l: Record<string, unknown>) => boolean, timeoutMs = 15000): Promise<Record<string, unknown>> =>
+    p.waitForLog(pred, 0, timeoutMs);
   await waitForLog((l) => l.msg === 'daemon listening');
   const client = new ControlClient(control);
   const exited = p.exited.then((s) => s.code);

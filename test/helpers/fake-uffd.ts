@@ -104,4 +104,3 @@ export function events(list: Array<{ fault?: number; remove?: [number, number]; 
   });
   return new DataView(buf.buffer);
 }
-

@@ -15,7 +15,9 @@ export interface TestMount {
 export function mountTmpfs(dir: string, o: { readOnly?: boolean; sizeBytes: number }): TestMount | string {
   fs.mkdirSync(dir, { recursive: true });
   try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `${o.readOnly ? 'ro,' : ''}size=${o.sizeBytes}`, 'tmpfs', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `${o.readOnly ? 'ro,' : ''}size=${o.sizeBytes}`, 'tmpfs', dir], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
   } catch (err) {
     return `cannot mount a tmpfs (needs root with CAP_SYS_ADMIN): ${((err as { stderr?: Buffer }).stderr ?? '').toString().trim() || (err as Error).message}`;
   }

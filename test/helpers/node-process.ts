@@ -36,12 +36,17 @@ export function spawnNode(name: string, script: string, args: string[]): NodePro
       .split('\n')
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as Record<string, unknown>);
-  const waitForLog = async (pred: (l: Record<string, unknown>) => boolean, since = 0, timeoutMs = 15000): Promise<Record<string, unknown>> => {
+  const waitForLog = async (
+    pred: (l: Record<string, unknown>) => boolean,
+    since = 0,
+    timeoutMs = 15000,
+  ): Promise<Record<string, unknown>> => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const hit = logs().slice(since).find(pred);
       if (hit) return hit;
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${name} exited (${child.exitCode ?? child.signalCode}) before the awaited log line:\n${err}`);
+      if (child.exitCode !== null || child.signalCode !== null)
+        throw new Error(`${name} exited (${child.exitCode ?? child.signalCode}) before the awaited log line:\n${err}`);
       if (Date.now() > deadline) throw new Error(`timed out waiting for a log line; stderr so far:\n${err}`);
       await new Promise((r) => setTimeout(r, 20));
     }

@@ -26,7 +26,8 @@ export function decodePng(file: Buffer): Png {
       height = data.readUInt32BE(4);
       const depth = data[8]!;
       const colorType = data[9]!;
-      if (depth !== 8 || (colorType !== 2 && colorType !== 6) || data[12] !== 0) throw new Error(`unsupported PNG: depth ${depth}, color type ${colorType}, interlace ${data[12]}`);
+      if (depth !== 8 || (colorType !== 2 && colorType !== 6) || data[12] !== 0)
+        throw new Error(`unsupported PNG: depth ${depth}, color type ${colorType}, interlace ${data[12]}`);
       channels = colorType === 6 ? 4 : 3;
     } else if (type === 'IDAT') idat.push(data);
     else if (type === 'IEND') break;
@@ -67,12 +68,14 @@ export function countColor(png: Png, hex: string): number {
   const g = parseInt(hex.slice(3, 5), 16);
   const b = parseInt(hex.slice(5, 7), 16);
   let n = 0;
-  for (let i = 0; i < png.pixels.length; i += png.channels) if (png.pixels[i] === r && png.pixels[i + 1] === g && png.pixels[i + 2] === b) n++;
+  for (let i = 0; i < png.pixels.length; i += png.channels)
+    if (png.pixels[i] === r && png.pixels[i + 1] === g && png.pixels[i + 2] === b) n++;
   return n;
 }
 
 export function distinctColors(png: Png): number {
   const seen = new Set<number>();
-  for (let i = 0; i < png.pixels.length; i += png.channels) seen.add((png.pixels[i]! << 16) | (png.pixels[i + 1]! << 8) | png.pixels[i + 2]!);
+  for (let i = 0; i < png.pixels.length; i += png.channels)
+    seen.add((png.pixels[i]! << 16) | (png.pixels[i + 1]! << 8) | png.pixels[i + 2]!);
   return seen.size;
 }

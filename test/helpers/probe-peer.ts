@@ -19,7 +19,14 @@ function probe(socket: string, mode: string): void {
   const conn = check('connect', native.connectUnix(socket));
   if (mode === 'pipe') {
     const fd = fs.openSync('/proc/self/exe', 'r');
-    check('sendmsg', testNative.sendWithFds(conn, Buffer.from('[{"base_host_virt_addr":4096,"size":4096,"offset":0,"page_size":4096,"page_size_kib":4096}]'), Int32Array.of(fd)));
+    check(
+      'sendmsg',
+      testNative.sendWithFds(
+        conn,
+        Buffer.from('[{"base_host_virt_addr":4096,"size":4096,"offset":0,"page_size":4096,"page_size_kib":4096}]'),
+        Int32Array.of(fd),
+      ),
+    );
   } else if (mode === 'bad-uffd') {
     const uffd = check('userfaultfd', testNative.uffdCreate(O_CLOEXEC | O_NONBLOCK, true));
     check('sendmsg', testNative.sendWithFds(conn, Buffer.from('{"not":"a handshake"}'), Int32Array.of(uffd)));

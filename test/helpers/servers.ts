@@ -46,7 +46,10 @@ function start(script: string, args: string[], env: NodeJS.ProcessEnv = {}): Run
     fs.rmSync(dir, { recursive: true, force: true });
   };
   try {
-    const out = execFileSync('bash', [path.join(SERVICES, script), dir, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const out = execFileSync('bash', [path.join(SERVICES, script), dir, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     return { url: out.toString().trim().split('\n').pop()!, stop };
   } catch (err) {
     stop();
@@ -68,7 +71,10 @@ export async function s3Server(): Promise<RunningServer | string> {
   if (env) return { url: env, stop: () => undefined };
   if (!['ceph-mon', 'ceph-osd', 'radosgw', 'ceph'].every(onPath))
     return unavailable('an S3 server (Ceph RGW)', 'FC_UFFD_TEST_S3_ENDPOINT', ['ceph-mon', 'ceph-osd', 'radosgw', 'ceph-common']);
-  return start('ceph-start.sh', [String(await freePort())], { FC_UFFD_CEPH_MON_PORT: String(await freePort()), FC_UFFD_CEPH_MON_V1_PORT: String(await freePort()) });
+  return start('ceph-start.sh', [String(await freePort())], {
+    FC_UFFD_CEPH_MON_PORT: String(await freePort()),
+    FC_UFFD_CEPH_MON_V1_PORT: String(await freePort()),
+  });
 }
 
 export interface RestartableServer extends RunningServer {

@@ -14,7 +14,12 @@ export interface InProcessVmm {
   close(): void;
 }
 
-export function startInProcessVmm(socketPath: string, regionSizes: number[], pageSizeBytes = 4096, uffdFlags = O_CLOEXEC | O_NONBLOCK): InProcessVmm {
+export function startInProcessVmm(
+  socketPath: string,
+  regionSizes: number[],
+  pageSizeBytes = 4096,
+  uffdFlags = O_CLOEXEC | O_NONBLOCK,
+): InProcessVmm {
   const regions: InProcessVmm['regions'] = [];
   let fileOffset = 0;
   for (const sizeBytes of regionSizes) {
@@ -27,7 +32,13 @@ export function startInProcessVmm(socketPath: string, regionSizes: number[], pag
   for (const r of regions) check('UFFDIO_REGISTER', testNative.register(uffd, r.hostAddr, r.sizeBytes, UFFDIO_REGISTER_MODE_MISSING));
   const conn = check('connect', native.connectUnix(socketPath));
   const json = JSON.stringify(
-    regions.map((r) => ({ base_host_virt_addr: r.hostAddr, size: r.sizeBytes, offset: r.fileOffset, page_size: pageSizeBytes, page_size_kib: pageSizeBytes })),
+    regions.map((r) => ({
+      base_host_virt_addr: r.hostAddr,
+      size: r.sizeBytes,
+      offset: r.fileOffset,
+      page_size: pageSizeBytes,
+      page_size_kib: pageSizeBytes,
+    })),
   );
   check('sendmsg', testNative.sendWithFds(conn, Buffer.from(json), Int32Array.of(uffd)));
   return {

@@ -30,7 +30,13 @@ test(`${RESTORES} sequential restores: ended VMs are evicted (last ${ENDED_VM_HI
   const expected = patternedFile(mem, 2 * 1024 * 1024);
   const log = captureLogger();
   const snapshot = ServedMemoryFile.open(mem);
-  const server = await UffdServer.start({ socketPath: path.join(dir, 'sock'), snapshot, onFatal: 'hang', loopThreads: 2, logger: log.logger });
+  const server = await UffdServer.start({
+    socketPath: path.join(dir, 'sock'),
+    snapshot,
+    onFatal: 'hang',
+    loopThreads: 2,
+    logger: log.logger,
+  });
   const got = Buffer.alloc(4096);
   let baseline = { fds: 0, threads: 0 };
   try {

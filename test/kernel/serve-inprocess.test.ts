@@ -18,7 +18,13 @@ test('faults on registered memory are served with the memory file bytes, zero pa
   const expected = patternedFile(mem, 8 * 1024 * 1024, zero);
   const log = captureLogger();
   const snapshot = ServedMemoryFile.open(mem);
-  const server = await UffdServer.start({ socketPath: path.join(dir, 'sock'), snapshot, faultAround: 16384, onFatal: 'hang', logger: log.logger });
+  const server = await UffdServer.start({
+    socketPath: path.join(dir, 'sock'),
+    snapshot,
+    faultAround: 16384,
+    onFatal: 'hang',
+    logger: log.logger,
+  });
   try {
     await server.snapshotReady();
     const handshake = once(server, 'vm-handshake') as Promise<[VmHandle]>;
@@ -55,7 +61,13 @@ test('a blocking uffd is refused with a clear error (it cannot be polled), and t
   const log = captureLogger();
   const snapshot = ServedMemoryFile.open(mem);
   // One fault-loop thread: the refused VM and the next one share it.
-  const server = await UffdServer.start({ socketPath: path.join(dir, 'sock'), snapshot, onFatal: 'hang', loopThreads: 1, logger: log.logger });
+  const server = await UffdServer.start({
+    socketPath: path.join(dir, 'sock'),
+    snapshot,
+    onFatal: 'hang',
+    loopThreads: 1,
+    logger: log.logger,
+  });
   try {
     const refused = once(server, 'vm-ended') as Promise<[VmHandle, VmInfo]>;
     const blocking = startInProcessVmm(server.socketPath, [4 * 1024 * 1024], 4096, O_CLOEXEC);

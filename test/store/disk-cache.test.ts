@@ -116,7 +116,13 @@ test('disk cache: fetched bytes that fail verification are refused (integrity, r
   const { store, objects } = await origin('o3', 1, 1000);
   const dir = path.join(root, 'c3');
   const [d] = [...objects][0]!;
-  const cache = await DiskCacheStore.open(store, { dir, maxBytes: 1e6, verifyChunk: () => { throw new Error('decoded content differs'); } });
+  const cache = await DiskCacheStore.open(store, {
+    dir,
+    maxBytes: 1e6,
+    verifyChunk: () => {
+      throw new Error('decoded content differs');
+    },
+  });
   await assert.rejects(cache.getChunk(d), (e: unknown) => e instanceof StoreError && e.kind === 'integrity' && e.retryable);
   assert.equal(fs.existsSync(path.join(dir, 'chunks', d.slice(0, 2), d)), false);
   // A manifest's id is the sha256 of its bytes: one stored under another id is refused.
@@ -177,7 +183,11 @@ test('in-flight sharing: concurrent reads of one object make one inner read; dif
   const [d, b] = [...objects][0]!;
   const release = inner.hold();
   const reads = Array.from({ length: 8 }, () => s.getChunk(d));
-  const ranged = [s.getChunk(d, { range: { offset: 0, length: 10 } }), s.getChunk(d, { range: { offset: 0, length: 10 } }), s.getChunk(d, { range: { offset: 10, length: 10 } })];
+  const ranged = [
+    s.getChunk(d, { range: { offset: 0, length: 10 } }),
+    s.getChunk(d, { range: { offset: 0, length: 10 } }),
+    s.getChunk(d, { range: { offset: 10, length: 10 } }),
+  ];
   release();
   for (const r of await Promise.all(reads)) assert.ok(Buffer.from(r).equals(b));
   assert.ok(Buffer.from((await Promise.all(ranged))[2]!).equals(b.subarray(10, 20)));

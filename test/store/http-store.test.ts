@@ -70,8 +70,17 @@ describe('HttpStore against nginx', { skip }, () => {
   test('ranged reads: middle, first byte, last byte, past the end (cut short), at the end (empty), zero length', async () => {
     const s = new HttpStore(prefix);
     const n = data.length;
-    for (const [offset, length] of [[1000, 5000], [0, 1], [n - 1, 1], [n - 10, 100], [0, n]] as const)
-      assert.ok(Buffer.from(await s.getChunk(digest, { range: { offset, length } })).equals(data.subarray(offset, offset + length)), `range ${offset}+${length}`);
+    for (const [offset, length] of [
+      [1000, 5000],
+      [0, 1],
+      [n - 1, 1],
+      [n - 10, 100],
+      [0, n],
+    ] as const)
+      assert.ok(
+        Buffer.from(await s.getChunk(digest, { range: { offset, length } })).equals(data.subarray(offset, offset + length)),
+        `range ${offset}+${length}`,
+      );
     assert.equal((await s.getChunk(digest, { range: { offset: n, length: 10 } })).length, 0);
     assert.equal((await s.getChunk(digest, { range: { offset: 5, length: 0 } })).length, 0);
     await assert.rejects(s.getChunk('e'.repeat(64), { range: { offset: 0, length: 0 } }), isStoreError('not-found', false));
@@ -94,7 +103,10 @@ describe('HttpStore against nginx', { skip }, () => {
       proxy.set({ cannedStatus: status });
       const s = new ResilientStore(viaProxy(), { maxAttempts: 3, backoffMs: 5 });
       const before = proxy.requests;
-      await assert.rejects(s.getChunk(digest), (e: unknown) => isStoreError('http-status', true)(e) && (e as Error).message.includes(String(status)));
+      await assert.rejects(
+        s.getChunk(digest),
+        (e: unknown) => isStoreError('http-status', true)(e) && (e as Error).message.includes(String(status)),
+      );
       assert.equal(proxy.requests - before, 3);
       await s.close();
     }
@@ -143,8 +155,16 @@ describe('HttpStore against nginx', { skip }, () => {
     for (const settings of [{ cutAfterResponseBytes: 100_000 }, { truncateBodyAfterBytes: 1000 }]) {
       proxy.set(settings);
       const s = viaProxy();
-      await assert.rejects(s.getChunk(digest), (e: unknown) => e instanceof StoreError && e.retryable && (e.kind === 'integrity' || e.kind === 'io'), JSON.stringify(settings));
-      await assert.rejects(s.getChunk(digest, { range: { offset: 10, length: 200_000 } }), (e: unknown) => e instanceof StoreError && e.retryable, JSON.stringify(settings));
+      await assert.rejects(
+        s.getChunk(digest),
+        (e: unknown) => e instanceof StoreError && e.retryable && (e.kind === 'integrity' || e.kind === 'io'),
+        JSON.stringify(settings),
+      );
+      await assert.rejects(
+        s.getChunk(digest, { range: { offset: 10, length: 200_000 } }),
+        (e: unknown) => e instanceof StoreError && e.retryable,
+        JSON.stringify(settings),
+      );
       await s.close();
     }
     proxy.set({});
@@ -179,17 +199,28 @@ describe('HttpStore against nginx', { skip }, () => {
     assert.ok(Buffer.from(await s.getChunk(digest)).equals(data));
     assert.match(proxy.lastRequestHead, new RegExp(`authorization: ${secret}`, 'i'));
     const texts: string[] = [util.inspect(s, { depth: 5, showHidden: true }), JSON.stringify(s), s.description];
-    for (const settings of [{ cannedStatus: 503 as const }, { cannedStatus: 404 as const }, { stall: true }, { truncateBodyAfterBytes: 10 }]) {
+    for (const settings of [
+      { cannedStatus: 503 as const },
+      { cannedStatus: 404 as const },
+      { stall: true },
+      { truncateBodyAfterBytes: 10 },
+    ]) {
       proxy.set(settings);
-      const err = await s.getChunk(digest).then(() => undefined, (e: unknown) => e);
+      const err = await s.getChunk(digest).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       assert.ok(err instanceof StoreError, JSON.stringify(settings));
       texts.push(err.message, util.inspect(err, { depth: 10 }), String(err.stack));
     }
     proxy.set({});
-    assert.throws(() => new HttpStore(`http://user:${secret.slice(7)}@127.0.0.1:1/x`), (e: unknown) => {
-      texts.push((e as Error).message);
-      return isStoreError('config')(e);
-    });
+    assert.throws(
+      () => new HttpStore(`http://user:${secret.slice(7)}@127.0.0.1:1/x`),
+      (e: unknown) => {
+        texts.push((e as Error).message);
+        return isStoreError('config')(e);
+      },
+    );
     for (const t of texts) assert.ok(!t.includes(secret.slice(7)), `secret leaked into: ${t.slice(0, 200)}`);
     delete process.env.FC_UFFD_TEST_HTTP_AUTH;
     assert.throws(() => viaProxy({ authEnvVar: 'FC_UFFD_TEST_HTTP_AUTH' }), isStoreError('config'));
@@ -221,7 +252,10 @@ describe('HttpStore against nginx', { skip }, () => {
     await assert.rejects(pa, isStoreError('aborted', false));
     assert.equal(s.inflightCount, 1, 'still in flight for the other waiter');
     proxy.set({ stall: false }); // drops the stalled connection: make the shared read fail or finish
-    const second = await pb.then(() => 'ok', (e: unknown) => (e instanceof StoreError ? e.kind : 'other'));
+    const second = await pb.then(
+      () => 'ok',
+      (e: unknown) => (e instanceof StoreError ? e.kind : 'other'),
+    );
     assert.notEqual(second, 'aborted', 'b did not abort: its read was not aborted');
     proxy.set({ stall: true });
     const c = new AbortController();

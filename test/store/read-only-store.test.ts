@@ -34,10 +34,18 @@ test('DirStore on a read-only filesystem: opening a new store and writing into a
     const digest = crypto.createHash('sha256').update(data).digest('hex');
     fsMount.remountReadOnly();
     const fresh = path.join(fsMount.dir, 'new-store');
-    assert.throws(() => DirStore.open(fresh), storeError(new RegExp(`^cannot create store directory ${fresh}: directory ${fsMount.dir} is on a read-only filesystem \\(EROFS\\)$`)));
+    assert.throws(
+      () => DirStore.open(fresh),
+      storeError(new RegExp(`^cannot create store directory ${fresh}: directory ${fsMount.dir} is on a read-only filesystem \\(EROFS\\)$`)),
+    );
     // An existing store: DirStore.open succeeds (nothing to create), the first write fails.
     assert.equal(DirStore.open(existing).root, existing);
-    await assert.rejects(store.putChunk(digest, data), storeError(new RegExp(`^cannot write ${store.chunkPath(digest)}: directory ${existing}/chunks is on a read-only filesystem \\(EROFS\\)$`)));
+    await assert.rejects(
+      store.putChunk(digest, data),
+      storeError(
+        new RegExp(`^cannot write ${store.chunkPath(digest)}: directory ${existing}/chunks is on a read-only filesystem \\(EROFS\\)$`),
+      ),
+    );
   } finally {
     fsMount.unmount();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -55,7 +63,10 @@ test('pack --store on a read-only filesystem and unpack -o on a full one: the CL
     patternedFile(mem, 8 * MiB);
     const refused = await runCli(['pack', '--store', path.join(ro.dir, 'store'), mem]);
     assert.equal(refused.code, 1, refused.stderr);
-    assert.match(refused.stderr, new RegExp(`cannot create store directory ${ro.dir}/store: directory ${ro.dir} is on a read-only filesystem`));
+    assert.match(
+      refused.stderr,
+      new RegExp(`cannot create store directory ${ro.dir}/store: directory ${ro.dir} is on a read-only filesystem`),
+    );
     assert.doesNotMatch(refused.stderr, /ENOENT/);
 
     const store = path.join(dir, 'store');

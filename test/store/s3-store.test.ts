@@ -27,8 +27,14 @@ describe('openStore specs (no server)', () => {
     assert.deepEqual(parseStoreSpec('s3://bkt'), { kind: 's3', bucket: 'bkt', prefix: '' });
     assert.equal(parseStoreSpec('https://h:1/p').kind, 'http');
     assert.equal(parseStoreSpec('some/dir').kind, 'dir');
-    assert.throws(() => parseStoreSpec('s3:///prefix'), (e: unknown) => isStoreError('config')(e) && /no bucket/.test((e as Error).message));
-    assert.throws(() => parseStoreSpec('ftp://h/x'), (e: unknown) => isStoreError('config')(e) && /unsupported store scheme ftp/.test((e as Error).message));
+    assert.throws(
+      () => parseStoreSpec('s3:///prefix'),
+      (e: unknown) => isStoreError('config')(e) && /no bucket/.test((e as Error).message),
+    );
+    assert.throws(
+      () => parseStoreSpec('ftp://h/x'),
+      (e: unknown) => isStoreError('config')(e) && /unsupported store scheme ftp/.test((e as Error).message),
+    );
     assert.equal(describeStoreSpec('https://u:pw@h/p?X-Amz-Signature=abc'), 'https://h/p');
     assert.equal(needsPathStyle('http://127.0.0.1:7480'), true);
     assert.equal(needsPathStyle('http://[::1]:7480'), true);
@@ -59,7 +65,8 @@ describe('S3Store against Ceph RGW', { skip }, () => {
     await proxy.close();
     srv.stop();
   });
-  const viaProxy = (o: { headersTimeoutMs?: number; bodyTimeoutMs?: number } = {}) => new S3Store({ bucket, prefix: 'p', endpoint: proxy.url, ...o });
+  const viaProxy = (o: { headersTimeoutMs?: number; bodyTimeoutMs?: number } = {}) =>
+    new S3Store({ bucket, prefix: 'p', endpoint: proxy.url, ...o });
 
   test('put, get, has; a second put of an existing object (412 from If-None-Match) succeeds', async () => {
     const s = new S3Store({ bucket, prefix: 'q/r', endpoint: srv.url });
@@ -79,8 +86,17 @@ describe('S3Store against Ceph RGW', { skip }, () => {
   test('ranged reads: middle, ends of the object, past the end (cut short), at the end (empty)', async () => {
     const s = new S3Store({ bucket, prefix: 'p', endpoint: srv.url });
     const n = data.length;
-    for (const [offset, length] of [[1000, 5000], [0, 1], [n - 1, 1], [n - 10, 100], [0, n]] as const)
-      assert.ok(Buffer.from(await s.getChunk(digest, { range: { offset, length } })).equals(data.subarray(offset, offset + length)), `range ${offset}+${length}`);
+    for (const [offset, length] of [
+      [1000, 5000],
+      [0, 1],
+      [n - 1, 1],
+      [n - 10, 100],
+      [0, n],
+    ] as const)
+      assert.ok(
+        Buffer.from(await s.getChunk(digest, { range: { offset, length } })).equals(data.subarray(offset, offset + length)),
+        `range ${offset}+${length}`,
+      );
     assert.equal((await s.getChunk(digest, { range: { offset: n, length: 10 } })).length, 0);
     await s.close();
   });
@@ -90,7 +106,10 @@ describe('S3Store against Ceph RGW', { skip }, () => {
     await assert.rejects(s.getChunk('f'.repeat(64)), isStoreError('not-found', false));
     assert.equal(await s.hasManifest('f'.repeat(64)), false);
     await s.close();
-    await assert.rejects(openStore('s3://no-such-bucket-fc-uffd/x', { s3: { endpoint: srv.url } }), (e: unknown) => isStoreError('config', false)(e) && /bucket no-such-bucket-fc-uffd does not exist/.test((e as Error).message));
+    await assert.rejects(
+      openStore('s3://no-such-bucket-fc-uffd/x', { s3: { endpoint: srv.url } }),
+      (e: unknown) => isStoreError('config', false)(e) && /bucket no-such-bucket-fc-uffd does not exist/.test((e as Error).message),
+    );
     const opened = await openStore(`s3://${bucket}/p`, { s3: { endpoint: srv.url } });
     assert.ok(Buffer.from(await opened.getChunk(digest)).equals(data));
     await opened.close();
@@ -102,7 +121,10 @@ describe('S3Store against Ceph RGW', { skip }, () => {
     process.env.AWS_SECRET_ACCESS_KEY = secret;
     try {
       const s = new S3Store({ bucket, prefix: 'p', endpoint: srv.url });
-      const err = await s.getChunk(digest).then(() => undefined, (e: unknown) => e);
+      const err = await s.getChunk(digest).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       assert.ok(isStoreError('http-status', false)(err), String(err));
       assert.ok(!(err as Error).message.includes(secret) && !String((err as Error).stack).includes(secret));
       await s.close();
@@ -142,7 +164,12 @@ describe('S3Store against Ceph RGW', { skip }, () => {
       const s = viaProxy();
       await assert.rejects(s.getChunk(digest), (e: unknown) => e instanceof StoreError && e.retryable, JSON.stringify(settings));
       // A connection the server dropped is said as such: the SDK calls a reset a TimeoutError.
-      if ('cutAfterResponseBytes' in settings) await assert.rejects(s.getChunk(digest), (e: unknown) => isStoreError('io', true)(e) && !/timed out/.test((e as Error).message), 'a cut is not a timeout');
+      if ('cutAfterResponseBytes' in settings)
+        await assert.rejects(
+          s.getChunk(digest),
+          (e: unknown) => isStoreError('io', true)(e) && !/timed out/.test((e as Error).message),
+          'a cut is not a timeout',
+        );
       await s.close();
     }
     proxy.set({});

@@ -23,7 +23,7 @@ test('a sequential stream grows to the cap, then stays there on aligned blocks',
   const p = new AdaptiveFaultAround({ pageSizeBytes: PS });
   const end = 64 * MiB;
   const sizes: number[] = [];
-  for (let f = 0; f < end; ) {
+  for (let f = 0; f < end;) {
     const w = win(p, f, 0, end);
     assert.equal(w.lo, f, 'an upward window starts at the fault');
     sizes.push(w.hi - w.lo);
@@ -33,7 +33,10 @@ test('a sequential stream grows to the cap, then stays there on aligned blocks',
   for (let i = 1; i < sizes.length; i++) assert.ok(sizes[i]! >= sizes[i - 1]!, `window ${i} shrank: ${sizes[i - 1]} -> ${sizes[i]}`);
   const firstAtCap = sizes.indexOf(ADAPTIVE_MAX_BYTES);
   assert.ok(firstAtCap > 0 && firstAtCap <= 8, `reaches the 2 MiB cap within 8 faults (took ${firstAtCap})`);
-  assert.ok(sizes.slice(firstAtCap).every((s) => s === ADAPTIVE_MAX_BYTES), 'stays at the cap');
+  assert.ok(
+    sizes.slice(firstAtCap).every((s) => s === ADAPTIVE_MAX_BYTES),
+    'stays at the cap',
+  );
   // 64 MiB: 32 windows at the cap plus the ramp to the first 2 MiB boundary.
   assert.ok(sizes.length <= 32 + firstAtCap, `${sizes.length} faults for 64 MiB`);
 });
@@ -165,8 +168,14 @@ test('zero pages do not use up a growing window: it holds as much data, spanning
 });
 
 test('sizes that are not powers of two are refused with a CONFIG error', () => {
-  assert.throws(() => new AdaptiveFaultAround({ pageSizeBytes: PS, maxBytes: 3 * MiB }), (e: unknown) => e instanceof FcUffdError && e.code === 'CONFIG' && /power of two/.test(e.message));
-  assert.throws(() => new AdaptiveFaultAround({ pageSizeBytes: PS, initialPages: 3 }), (e: unknown) => e instanceof FcUffdError && e.code === 'CONFIG');
+  assert.throws(
+    () => new AdaptiveFaultAround({ pageSizeBytes: PS, maxBytes: 3 * MiB }),
+    (e: unknown) => e instanceof FcUffdError && e.code === 'CONFIG' && /power of two/.test(e.message),
+  );
+  assert.throws(
+    () => new AdaptiveFaultAround({ pageSizeBytes: PS, initialPages: 3 }),
+    (e: unknown) => e instanceof FcUffdError && e.code === 'CONFIG',
+  );
 });
 
 test('2 MiB pages: windows are whole huge pages', () => {

@@ -29,7 +29,10 @@ test('a failed write leaves the old file and no temp file', async () => {
   );
   assert.equal(fs.readFileSync(file, 'utf8'), 'old');
   assert.deepEqual(fs.readdirSync(dir), ['out.bin']);
-  assert.throws(() => writeFileAtomic(path.join(dir, 'missing-dir', 'x'), 'x'), { code: 'CONFIG_INVALID', message: /missing-dir does not exist/ });
+  assert.throws(() => writeFileAtomic(path.join(dir, 'missing-dir', 'x'), 'x'), {
+    code: 'CONFIG_INVALID',
+    message: /missing-dir does not exist/,
+  });
   assert.deepEqual(fs.readdirSync(dir), ['out.bin']);
 });
 

@@ -14,7 +14,15 @@ import {
   parseBlobHeader,
   sha256Hex,
 } from '../../src/snapshot/chunk-format.js';
-import { encodeManifest, frameOffsets, manifestId, MANIFEST_VERSION, parseManifest, summarizeManifest, type Manifest } from '../../src/snapshot/manifest.js';
+import {
+  encodeManifest,
+  frameOffsets,
+  manifestId,
+  MANIFEST_VERSION,
+  parseManifest,
+  summarizeManifest,
+  type Manifest,
+} from '../../src/snapshot/manifest.js';
 import { FcUffdError } from '../../src/errors.js';
 
 const MiB = 1024 * 1024;
@@ -40,7 +48,10 @@ describe('chunk blob', () => {
   test('round trips with zero pages at the start, middle and end, and a short last page', () => {
     for (const len of [2 * MiB, 4 * MiB, 2 * MiB - 4096 * 3 + 100, 4096, 17]) {
       const pages = Math.ceil(len / 4096);
-      const chunk = chunkWith(len, [0, Math.floor(pages / 2), pages - 1].filter((p) => p >= 0 && p < pages && pages > 1));
+      const chunk = chunkWith(
+        len,
+        [0, Math.floor(pages / 2), pages - 1].filter((p) => p >= 0 && p < pages && pages > 1),
+      );
       assert.deepEqual(Buffer.from(roundTrip(chunk)), Buffer.from(chunk), `length ${len}`);
     }
   });
@@ -60,7 +71,10 @@ describe('chunk blob', () => {
     const chunk = chunkWith(2 * MiB, [5]);
     const blob = encodeChunkBlob(chunk, analyzeChunk(chunk));
     const out = new Uint8Array(2 * MiB);
-    assert.throws(() => decodeChunkBlob(blob, out, sha256Hex(new Uint8Array(1))), (e: unknown) => e instanceof ChunkFormatError && /hashes to/.test(e.message));
+    assert.throws(
+      () => decodeChunkBlob(blob, out, sha256Hex(new Uint8Array(1))),
+      (e: unknown) => e instanceof ChunkFormatError && /hashes to/.test(e.message),
+    );
     const flipped = Uint8Array.from(blob);
     flipped[flipped.length - 100]! ^= 0x01;
     assert.throws(() => decodeChunkBlob(flipped, out, sha256Hex(chunk)), ChunkFormatError);
@@ -89,7 +103,11 @@ function sampleManifest(): Manifest {
     digestAlgorithm: 'sha256',
     compression: { algorithm: 'zstd', level: 3 },
     base: null,
-    chunks: [{ digest: 'a'.repeat(64), storedBytes: 100, zeroPages: Buffer.alloc(64, 0x0f).toString('base64') }, null, { digest: 'b'.repeat(64), storedBytes: 5 }],
+    chunks: [
+      { digest: 'a'.repeat(64), storedBytes: 100, zeroPages: Buffer.alloc(64, 0x0f).toString('base64') },
+      null,
+      { digest: 'b'.repeat(64), storedBytes: 5 },
+    ],
   };
 }
 
@@ -110,7 +128,8 @@ describe('manifest', () => {
   test('self-describing: it names its version, sizes, digest and compression', () => {
     const o = JSON.parse(Buffer.from(encodeManifest(sampleManifest())).toString()) as Record<string, unknown>;
     assert.equal(o.version, 1);
-    for (const k of ['format', 'memorySizeBytes', 'chunkSizeBytes', 'pageSizeBytes', 'digestAlgorithm', 'compression']) assert.ok(k in o, k);
+    for (const k of ['format', 'memorySizeBytes', 'chunkSizeBytes', 'pageSizeBytes', 'digestAlgorithm', 'compression'])
+      assert.ok(k in o, k);
   });
 
   const code = (c: string) => (e: unknown) => e instanceof FcUffdError && e.code === c;
@@ -123,7 +142,10 @@ describe('manifest', () => {
     assert.throws(() => parseManifest(bytes.subarray(0, bytes.length - 30)), code('SNAPSHOT_MANIFEST_INVALID'));
     assert.throws(() => parseManifest(bytes.subarray(0, bytes.length - 30), manifestId(bytes)), code('SNAPSHOT_MANIFEST_CORRUPT'));
     assert.throws(() => parseManifest(Buffer.from(text.replace('"chunkSizeBytes":2097152', '"chunkSizeBytes":3145728'))), /power of two/);
-    assert.throws(() => parseManifest(Buffer.from(text.replace('"memorySizeBytes":5242880', '"memorySizeBytes":8388608'))), /chunks listed/);
+    assert.throws(
+      () => parseManifest(Buffer.from(text.replace('"memorySizeBytes":5242880', '"memorySizeBytes":8388608'))),
+      /chunks listed/,
+    );
     assert.throws(() => parseManifest(Buffer.from(text.replace('"algorithm":"zstd"', '"algorithm":"lz4"'))), /compression/);
     assert.throws(() => parseManifest(Buffer.from(text.replace('fc-uffd-chunked-snapshot', 'other'))), code('SNAPSHOT_MANIFEST_INVALID'));
     assert.throws(() => parseManifest(Buffer.from(text.replace('a'.repeat(64), 'zz'))), /digest/);
@@ -144,15 +166,25 @@ describe('framed chunk blob (version 2)', () => {
   test('round trips whole; each frame decodes alone from its own byte range; an all-zero frame stores nothing', () => {
     const { chunk, f } = framedSample();
     assert.equal(parseBlobHeader(f.blob).version, 2);
-    assert.deepEqual(f.frameBytes.map((b) => b > 0), [true, false, true, true]);
-    assert.deepEqual(f.frameSha256.map((h) => h !== ''), [true, false, true, true]);
+    assert.deepEqual(
+      f.frameBytes.map((b) => b > 0),
+      [true, false, true, true],
+    );
+    assert.deepEqual(
+      f.frameSha256.map((h) => h !== ''),
+      [true, false, true, true],
+    );
     assert.equal(f.blob.length, framedHeaderBytes(chunk.length, 256 * KiB) + f.frameBytes.reduce((a, b) => a + b, 0));
     const whole = new Uint8Array(chunk.length).fill(0xee);
     decodeChunkBlob(f.blob, whole, sha256Hex(chunk));
     assert.deepEqual(whole, chunk);
     // Frame by frame, each from a ranged slice (as a ranged GET returns it), in reverse order.
     const bitmap = analyzeChunk(chunk).zeroBitmap;
-    const offsets = frameOffsets({ digest: sha256Hex(chunk), storedBytes: f.blob.length, frameBytes: f.frameBytes, frameSha256: f.frameSha256 }, chunk.length, 256 * KiB);
+    const offsets = frameOffsets(
+      { digest: sha256Hex(chunk), storedBytes: f.blob.length, frameBytes: f.frameBytes, frameSha256: f.frameSha256 },
+      chunk.length,
+      256 * KiB,
+    );
     const out = new Uint8Array(new SharedArrayBuffer(chunk.length)).fill(0xee);
     for (const k of [3, 2, 0]) {
       const src = f.blob.slice(offsets[k], offsets[k + 1]);
@@ -160,14 +192,22 @@ describe('framed chunk blob (version 2)', () => {
       const a = k * 256 * KiB;
       const b = Math.min(a + 256 * KiB, chunk.length);
       assert.deepEqual(out.subarray(a, b), chunk.subarray(a, b), `frame ${k}`);
-      if (k === 3) assert.ok(out.subarray(0, 3 * 256 * KiB).every((x) => x === 0xee), 'decoding a frame writes nothing outside it');
+      if (k === 3)
+        assert.ok(
+          out.subarray(0, 3 * 256 * KiB).every((x) => x === 0xee),
+          'decoding a frame writes nothing outside it',
+        );
     }
   });
 
   test('a flipped byte in one frame fails that frame only; a wrong frame hash or a bad frame table is refused', () => {
     const { chunk, f } = framedSample();
     const bitmap = analyzeChunk(chunk).zeroBitmap;
-    const offsets = frameOffsets({ digest: sha256Hex(chunk), storedBytes: f.blob.length, frameBytes: f.frameBytes, frameSha256: f.frameSha256 }, chunk.length, 256 * KiB);
+    const offsets = frameOffsets(
+      { digest: sha256Hex(chunk), storedBytes: f.blob.length, frameBytes: f.frameBytes, frameSha256: f.frameSha256 },
+      chunk.length,
+      256 * KiB,
+    );
     const bad = Uint8Array.from(f.blob);
     bad[offsets[2]! + Math.floor(f.frameBytes[2]! / 2)]! ^= 0x10;
     const out = new Uint8Array(chunk.length);
@@ -206,7 +246,13 @@ function framedManifest(): Manifest {
     // A version 1 blob (no frames) next to a framed one: both are valid in a version 2 manifest.
     chunks: [
       { digest: 'b'.repeat(64), storedBytes: 5 },
-      { digest: sha256Hex(chunk), storedBytes: f.blob.length, zeroPages: Buffer.from(a.zeroBitmap).toString('base64'), frameBytes: f.frameBytes, frameSha256: f.frameSha256 },
+      {
+        digest: sha256Hex(chunk),
+        storedBytes: f.blob.length,
+        zeroPages: Buffer.from(a.zeroBitmap).toString('base64'),
+        frameBytes: f.frameBytes,
+        frameSha256: f.frameSha256,
+      },
     ],
   };
 }

@@ -37,7 +37,8 @@ function makeImage(p: string, size: number, seed: number): Buffer {
     const start = page * P;
     const end = Math.min(size, start + P);
     if (kind === 0) continue; // hole
-    if (kind === 1) data.fill(0, start, end); // zero page written as data
+    if (kind === 1)
+      data.fill(0, start, end); // zero page written as data
     else if (kind === 2) crypto.randomFillSync(data, start, end - start);
     else data.fill(`page ${page} of seed ${seed}, compressible text; `, start, end);
     fs.writeSync(fd, data, start, end - start, start);
@@ -47,7 +48,11 @@ function makeImage(p: string, size: number, seed: number): Buffer {
   return data;
 }
 
-async function roundTrip(mem: string, store: DirStore, opts: Partial<Parameters<typeof pack>[0]> = {}): Promise<{ r: PackResult; out: Buffer }> {
+async function roundTrip(
+  mem: string,
+  store: DirStore,
+  opts: Partial<Parameters<typeof pack>[0]> = {},
+): Promise<{ r: PackResult; out: Buffer }> {
   const r = await pack({ memPath: mem, store, pool, ...opts });
   const outPath = file('unpacked');
   await unpack({ loaded: await loadManifest(r.id, store), store, outPath, pool });
@@ -158,7 +163,11 @@ describe('de-duplication and layering', () => {
     await unpack({ loaded: await loadManifest(r.id, store), store, outPath, pool });
     const out = fs.readFileSync(outPath);
     assert.ok(out.equals(merged), 'merged memory differs');
-    assert.deepEqual(fetched.sort(), [0, 2, 5].map((i) => rBase.manifest.chunks[i]!.digest).sort(), 'the base chunks read are exactly those of the dirty chunks');
+    assert.deepEqual(
+      fetched.sort(),
+      [0, 2, 5].map((i) => rBase.manifest.chunks[i]!.digest).sort(),
+      'the base chunks read are exactly those of the dirty chunks',
+    );
     // Chunks 0, 2 and 5 are dirty; the other three are the base's entries unchanged.
     for (const i of [1, 3, 4]) assert.deepEqual(r.manifest.chunks[i], rBase.manifest.chunks[i]);
     assert.equal(r.manifest.base, rBase.id);
@@ -184,7 +193,10 @@ describe('de-duplication and layering', () => {
     const rangesFile = file('removed');
     fs.writeFileSync(rangesFile, `# start end\n${10 * P} ${20 * P}\n${600 * P} ${1536 * P}\n`);
     const removed = parseRanges(fs.readFileSync(rangesFile, 'utf8'));
-    assert.deepEqual(removed, [[10 * P, 20 * P], [600 * P, 1536 * P]]);
+    assert.deepEqual(removed, [
+      [10 * P, 20 * P],
+      [600 * P, 1536 * P],
+    ]);
     const plain = await pack({ memPath: mem, store, pool });
     const { r, out } = await roundTrip(mem, store, { removed });
     const expected = Buffer.from(data);
@@ -192,7 +204,10 @@ describe('de-duplication and layering', () => {
     assert.ok(out.equals(expected));
     assert.ok(r.zeroPages > plain.zeroPages);
     assert.ok(r.totalStoredBytes < plain.totalStoredBytes);
-    assert.deepEqual(parseRanges('[[0,4096],[8192,12288]]'), [[0, 4096], [8192, 12288]]);
+    assert.deepEqual(parseRanges('[[0,4096],[8192,12288]]'), [
+      [0, 4096],
+      [8192, 12288],
+    ]);
     assert.throws(() => parseRanges('5 3\n'), /line 1/);
     assert.throws(() => parseRanges('abc'), /line 1/);
   });
@@ -351,14 +366,23 @@ describe('packing to a (remote) store', () => {
     const data = makeImage(mem, 64 * MiB, 13);
     const ac = new AbortController();
     await assert.rejects(
-      pack({ memPath: mem, store, pool, signal: ac.signal, onProgress: (done) => {
-        if (done >= 8 * MiB) ac.abort(new Error('Ctrl-C'));
-      } }),
+      pack({
+        memPath: mem,
+        store,
+        pool,
+        signal: ac.signal,
+        onProgress: (done) => {
+          if (done >= 8 * MiB) ac.abort(new Error('Ctrl-C'));
+        },
+      }),
       (err: unknown) => err instanceof FcUffdError && err.code === 'ABORTED' && /Ctrl-C/.test(err.message),
     );
     assert.equal(store.manifestPuts, 0);
     assert.ok(store.puts < 16, `stopped early: ${store.puts} of 16 chunks uploaded`);
-    await assert.rejects(pack({ memPath: mem, store, pool, signal: AbortSignal.abort() }), (err: unknown) => err instanceof FcUffdError && err.code === 'ABORTED');
+    await assert.rejects(
+      pack({ memPath: mem, store, pool, signal: AbortSignal.abort() }),
+      (err: unknown) => err instanceof FcUffdError && err.code === 'ABORTED',
+    );
     const r = await pack({ memPath: mem, store, pool });
     const out = file('out');
     await unpack({ loaded: await loadManifest(r.id, store), store, outPath: out, pool });
@@ -381,7 +405,14 @@ describe('packing to a (remote) store', () => {
     });
     const out = file('out');
     await assert.rejects(
-      unpack({ loaded: await loadManifest(r.id, store), store: watched, outPath: out, pool, signal: ac.signal, onProgress: () => ac.abort(new Error('Ctrl-C')) }),
+      unpack({
+        loaded: await loadManifest(r.id, store),
+        store: watched,
+        outPath: out,
+        pool,
+        signal: ac.signal,
+        onProgress: () => ac.abort(new Error('Ctrl-C')),
+      }),
       (err: unknown) => err instanceof FcUffdError && err.code === 'ABORTED',
     );
     assert.equal(fs.existsSync(out), false, 'no output file');

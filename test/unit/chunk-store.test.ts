@@ -32,7 +32,10 @@ describe('DirStore', () => {
     await store.putManifest(d, data);
     assert.equal(await store.hasManifest(d), true);
     await assert.rejects(store.getChunk('0'.repeat(64)), (e: unknown) => e instanceof StoreError && e.kind === 'not-found' && !e.retryable);
-    await assert.rejects(async () => store.getChunk('../../etc/passwd'), (e: unknown) => e instanceof StoreError && e.kind === 'invalid-name');
+    await assert.rejects(
+      async () => store.getChunk('../../etc/passwd'),
+      (e: unknown) => e instanceof StoreError && e.kind === 'invalid-name',
+    );
     assert.deepEqual(fs.readdirSync(path.join(dir, 's1', 'tmp')), [], 'no temporary files left');
   });
 
@@ -76,7 +79,8 @@ describe('DirStore', () => {
     }
     assert.equal(await childDone, 0);
     assert.ok(overlaps > 0, 'the two writers were never seen writing at the same time');
-    for (let round = 0; round < rounds; round++) for (const b of blobsOf(round)) assert.ok(Buffer.from(await store.getChunk(digestOf(b))).equals(b));
+    for (let round = 0; round < rounds; round++)
+      for (const b of blobsOf(round)) assert.ok(Buffer.from(await store.getChunk(digestOf(b))).equals(b));
     assert.deepEqual(fs.readdirSync(path.join(root, 'tmp')), []);
   });
 });
@@ -150,7 +154,10 @@ describe('ChunkCache', () => {
     assert.equal(cache.has('b'), false);
     assert.equal(cache.has('a'), true);
     assert.equal(cache.sizeBytes, 3 * 1024);
-    await assert.rejects(cache.load('e', async () => Promise.reject(new Error('boom'))), /boom/);
+    await assert.rejects(
+      cache.load('e', async () => Promise.reject(new Error('boom'))),
+      /boom/,
+    );
     assert.equal(cache.has('e'), false);
     assert.equal(cache.isLoading('e'), false);
     assert.equal((await cache.load('e', loader)).byteLength, 1024);

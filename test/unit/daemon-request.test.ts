@@ -13,10 +13,14 @@ test('fault_around: "adaptive" and powers of two are accepted', () => {
 
 test('fault_around: other words, sizes as strings, non-powers of two and out-of-range sizes are refused, naming both forms', () => {
   for (const v of ['adaptiv', 'Adaptive ', '64k', 3000, 1024, 4 * 1024 * 1024, -4096, null, true]) {
-    assert.throws(() => parseRestoreRequest(body({ fault_around: v })), (err: Error & { code?: string }) => {
-      assert.equal(err.code, 'CONTROL_BAD_REQUEST');
-      assert.match(err.message, /^fault_around must be "adaptive" or a power of two in 4096\.\.2097152, got /);
-      return true;
-    }, JSON.stringify(v));
+    assert.throws(
+      () => parseRestoreRequest(body({ fault_around: v })),
+      (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'CONTROL_BAD_REQUEST');
+        assert.match(err.message, /^fault_around must be "adaptive" or a power of two in 4096\.\.2097152, got /);
+        return true;
+      },
+      JSON.stringify(v),
+    );
   }
 });

@@ -9,7 +9,10 @@ const PS = 4096;
 test('a page may be answered EEXIST EXISTS_STREAK_LIMIT times in a row; one more ends the VM with VM_PAGE_NOT_INSTALLED', () => {
   const s = new ExistsStreaks(PS);
   for (let i = 0; i < EXISTS_STREAK_LIMIT; i++) s.count(0x1000);
-  assert.throws(() => s.count(0x1000), (e: unknown) => e instanceof FcUffdError && e.code === 'VM_PAGE_NOT_INSTALLED' && /faulted on 65 times/.test(e.message));
+  assert.throws(
+    () => s.count(0x1000),
+    (e: unknown) => e instanceof FcUffdError && e.code === 'VM_PAGE_NOT_INSTALLED' && /faulted on 65 times/.test(e.message),
+  );
 });
 
 test('an install ends the streak of its page only', () => {

@@ -20,7 +20,14 @@ function setup(o: { policy?: FaultAroundPolicy; sizeBytes?: number; prefetchPage
   const stats = new VmStats();
   const memory = new GuestMemory([{ hostAddr: HOST, sizeBytes, fileOffset: 0 }], PS);
   const faultAround = o.policy ?? faultAroundPolicyFor({ faultAround: 'adaptive' }, PS);
-  const loop = new FaultLoop({ memory, source, uffd, stats, faultAround, ...(o.prefetchPages ? { prefetchPages: Uint32Array.from(o.prefetchPages) } : {}) });
+  const loop = new FaultLoop({
+    memory,
+    source,
+    uffd,
+    stats,
+    faultAround,
+    ...(o.prefetchPages ? { prefetchPages: Uint32Array.from(o.prefetchPages) } : {}),
+  });
   const fault = (page: number) => loop.handleBatch(events([{ fault: HOST + page * PS }]), 1, performance.now());
   return { source, uffd, stats, loop, fault };
 }
@@ -40,7 +47,10 @@ test('adaptive: scattered faults install only their own page, one ioctl each (am
   // Pages far apart in no order: every fault starts a new stream.
   const pages = [9000, 120, 15000, 3333, 7777, 11111, 500, 14000, 2000, 6000, 12500, 4100];
   for (const p of pages) fault(p);
-  assert.deepEqual(installs(uffd), pages.map((p) => [p, 1]));
+  assert.deepEqual(
+    installs(uffd),
+    pages.map((p) => [p, 1]),
+  );
   const s = stats.snapshot();
   assert.equal(s.faults, pages.length);
   assert.equal(s.faultPagesInstalled, pages.length);
@@ -54,14 +64,17 @@ test('adaptive: a sequential walk grows its window (4x, then 2x) up to 2 MiB and
   const { uffd, stats, fault } = setup();
   const walkPages = (12 * MiB) / PS;
   // The guest touches the next page not yet installed, as a sequential vCPU does.
-  for (let p = 0; p < walkPages; ) {
+  for (let p = 0; p < walkPages;) {
     fault(p);
     p = Math.max(...installs(uffd).map(([start, len]) => start! + len!));
   }
   const lens = installs(uffd).map(([, len]) => len! * PS);
   assert.equal(lens[0], PS, 'a new stream starts at one page');
   assert.ok(lens[1]! > PS && lens[2]! > lens[1]!, `the next windows grow: ${lens.slice(0, 4).join(', ')}`);
-  assert.ok(lens.every((l) => l <= 2 * MiB), 'never more than 2 MiB');
+  assert.ok(
+    lens.every((l) => l <= 2 * MiB),
+    'never more than 2 MiB',
+  );
   assert.equal(lens.filter((l) => l === 2 * MiB).length >= 4, true, 'most of 12 MiB in 2 MiB windows');
   const s = stats.snapshot();
   assert.equal(s.faultPagesInstalled, walkPages, 'every page installed exactly once');
@@ -94,20 +107,29 @@ test('adaptive + prefetch: prefetched pages are not fault costs, and a fault nex
   uffd.calls.length = 0;
   // A fault on a prefetched page (the guest raced the prefetch's wake): EEXIST, then a wake; nothing more.
   fault(2);
-  assert.deepEqual(uffd.calls.map((c) => c.op), ['copy', 'wake']);
+  assert.deepEqual(
+    uffd.calls.map((c) => c.op),
+    ['copy', 'wake'],
+  );
   assert.equal(stats.get('faultPagesInstalled'), 0);
   // A walk from a page away from the first prefetched ones: one page, then growing windows that
   // step over the prefetched pages 100-101.
   uffd.calls.length = 0;
-  for (let p = 50; p < 120; ) {
+  for (let p = 50; p < 120;) {
     fault(p);
     p = Math.max(...installs(uffd).map(([start, len]) => start! + len!));
   }
   const after = installs(uffd);
   assert.deepEqual(after[0], [50, 1]);
   assert.ok(after[1]![1]! > 1, `the continuing fault installs a grown window: ${JSON.stringify(after)}`);
-  assert.ok(after.every(([start, len]) => start! + len! <= 100 || start! >= 102), 'prefetched pages are skipped');
-  assert.equal(stats.get('faultPagesInstalled'), after.reduce((a, [, len]) => a + len!, 0));
+  assert.ok(
+    after.every(([start, len]) => start! + len! <= 100 || start! >= 102),
+    'prefetched pages are skipped',
+  );
+  assert.equal(
+    stats.get('faultPagesInstalled'),
+    after.reduce((a, [, len]) => a + len!, 0),
+  );
   assert.equal(stats.get('installIoctls'), prefetchIoctls + 1 + after.length, 'installIoctls counts prefetch and faults');
 });
 
@@ -129,5 +151,9 @@ test('adaptive: a fault retried after EAGAIN keeps its first window (the policy 
   loop.retryDeferred();
   assert.equal(loop.pendingCount, 0);
   assert.deepEqual(asked, [10, 11], 'one window per fault, retries included');
-  assert.equal(stats.snapshot().faultAround.windowCounts.reduce((a, n) => a + n, 0), 2, 'a window is recorded when its fault is served');
+  assert.equal(
+    stats.snapshot().faultAround.windowCounts.reduce((a, n) => a + n, 0),
+    2,
+    'a window is recorded when its fault is served',
+  );
 });

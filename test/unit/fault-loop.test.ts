@@ -15,7 +15,15 @@ function setup(faultAroundBytes = PS, zeroPages = new Set<number>(), sizeBytes =
   const uffd = new FakeUffd();
   const stats = new VmStats();
   const memory = new GuestMemory([{ hostAddr: HOST, sizeBytes, fileOffset: 0 }], PS);
-  const loop = new FaultLoop({ memory, source, uffd, stats, faultAround: new FixedFaultAround(faultAroundBytes, PS), recordWorkingSet: true, ...(prefetchPages ? { prefetchPages: Uint32Array.from(prefetchPages) } : {}) });
+  const loop = new FaultLoop({
+    memory,
+    source,
+    uffd,
+    stats,
+    faultAround: new FixedFaultAround(faultAroundBytes, PS),
+    recordWorkingSet: true,
+    ...(prefetchPages ? { prefetchPages: Uint32Array.from(prefetchPages) } : {}),
+  });
   const run = (list: Parameters<typeof events>[0]) => loop.handleBatch(events(list), list.length, performance.now());
   return { source, uffd, stats, loop, run };
 }
@@ -44,13 +52,21 @@ test('fault-around installs the aligned block in runs by kind, the faulting run 
   // Block [8, 16): faulting run 13..15, then 8..9 data, 10..11 zero, 12 data.
   assert.deepEqual(
     uffd.calls.map((c) => [c.op, (c.dst - HOST) / PS, c.len / PS]),
-    [['copy', 13, 3], ['copy', 8, 2], ['zeropage', 10, 2], ['copy', 12, 1]],
+    [
+      ['copy', 13, 3],
+      ['copy', 8, 2],
+      ['zeropage', 10, 2],
+      ['copy', 12, 1],
+    ],
   );
   for (let p = 8; p < 16; p++) assert.ok(uffd.mapped.has(HOST + p * PS), `page ${p}`);
   // A later fault in the block re-installs nothing but its own page (EEXIST), then wakes it.
   uffd.calls.length = 0;
   run([{ fault: HOST + 9 * PS }]);
-  assert.deepEqual(uffd.calls.map((c) => c.op), ['copy', 'wake']);
+  assert.deepEqual(
+    uffd.calls.map((c) => c.op),
+    ['copy', 'wake'],
+  );
 });
 
 test('EEXIST on the faulting page wakes the waiter; partial progress resumes after the existing page', () => {
@@ -60,7 +76,11 @@ test('EEXIST on the faulting page wakes the waiter; partial progress resumes aft
   // Run 0..3: copies page 0, stops at 1 (exists), resumes at 2.
   assert.deepEqual(
     uffd.calls.map((c) => [c.op, (c.dst - HOST) / PS, c.len / PS]),
-    [['copy', 0, 4], ['copy', 1, 3], ['copy', 2, 2]],
+    [
+      ['copy', 0, 4],
+      ['copy', 1, 3],
+      ['copy', 2, 2],
+    ],
   );
   assert.equal(uffd.mapped.get(HOST + 1 * PS), 99, 'an existing page is never overwritten');
   assert.equal(stats.get('eexist'), 1);
@@ -178,7 +198,10 @@ test('a fatal errno on a speculative neighbour only stops fault-around', () => {
 test('faults outside every region and unexpected events are clear per-VM errors', () => {
   const { run } = setup();
   assert.throws(() => run([{ fault: HOST + 64 * PS }]), { code: 'VM_FAULT_OUTSIDE_REGIONS' });
-  assert.throws(() => run([{ unmap: true }]), (err: FcUffdError) => err.code === 'VM_UNEXPECTED_EVENT' && /unmap/.test(err.message));
+  assert.throws(
+    () => run([{ unmap: true }]),
+    (err: FcUffdError) => err.code === 'VM_UNEXPECTED_EVENT' && /unmap/.test(err.message),
+  );
 });
 
 test('recording keeps the pages installed on demand in first-install order, neighbours included', () => {
@@ -196,7 +219,14 @@ test('prefetch: coalesced installs without wake-ups, one wake per step, present 
   loop.prefetchStep();
   assert.deepEqual(
     uffd.calls.map((c) => [c.op, (c.dst - HOST) / PS, c.len / PS, c.wake]),
-    [['copy', 20, 1, false], ['zeropage', 21, 1, false], ['copy', 23, 1, false], ['copy', 5, 1, false], ['copy', 40, 2, false], ['wake', 5, 37, undefined]],
+    [
+      ['copy', 20, 1, false],
+      ['zeropage', 21, 1, false],
+      ['copy', 23, 1, false],
+      ['copy', 5, 1, false],
+      ['copy', 40, 2, false],
+      ['wake', 5, 37, undefined],
+    ],
   );
   assert.equal(uffd.mapped.has(HOST + 50 * PS), false, 'a removed page is never prefetched');
   assert.equal(stats.get('prefetchedPages'), 6);
@@ -227,7 +257,14 @@ test('a fault reads its block ahead in one request; a sequential stream also the
   const blocks = (): number[][] => source.prepared.map(([off, len]) => [off / PS, len / PS]);
   run([{ fault: HOST + 21 * PS }]);
   run([{ fault: HOST + 40 * PS }]);
-  assert.deepEqual(blocks(), [[20, 4], [40, 4]], 'each fault its own block; no stream yet');
+  assert.deepEqual(
+    blocks(),
+    [
+      [20, 4],
+      [40, 4],
+    ],
+    'each fault its own block; no stream yet',
+  );
   run([{ fault: HOST + 44 * PS }]);
   assert.deepEqual(blocks().slice(2), [[44, 8]], 'block 44..47 follows 40..43: 48..51 is read ahead too, in the same request');
 });
@@ -237,7 +274,10 @@ test('installs are split at 2 MiB boundaries, so chunked sources can always answ
   const { uffd, loop } = setup(PS, new Set(), 1024 * PS, pages);
   loop.prefetchStep();
   const copies = uffd.calls.filter((c) => c.op === 'copy').map((c) => [(c.dst - HOST) / PS, c.len / PS]);
-  assert.deepEqual(copies, [[500, 12], [512, 28]]);
+  assert.deepEqual(copies, [
+    [500, 12],
+    [512, 28],
+  ]);
 });
 
 test('speculation is never fatal: a neighbour refused inside the faulting run (ENOENT on its third page) serves the fault and stops speculating', () => {
@@ -247,7 +287,10 @@ test('speculation is never fatal: a neighbour refused inside the faulting run (E
   // One run 0..3 with wake: the kernel copies pages 0 and 1, then refuses page 2.
   assert.deepEqual(
     uffd.calls.map((c) => [c.op, (c.dst - HOST) / PS, c.len / PS]),
-    [['copy', 0, 4], ['copy', 2, 2]],
+    [
+      ['copy', 0, 4],
+      ['copy', 2, 2],
+    ],
   );
   assert.equal(uffd.mapped.get(HOST), 1, 'the faulting page is served');
   assert.ok(!uffd.mapped.has(HOST + 3 * PS), 'no speculation after the refusal');

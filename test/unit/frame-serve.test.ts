@@ -152,7 +152,12 @@ async function packed(): Promise<{ data: Buffer; store: DirStore; id: string }> 
 }
 
 /** A VM's end: sends wants, collects replies. */
-function vm(snap: ServedChunkedSnapshot): { want: (m: Omit<ChunkWant, 'type'>) => void; next: (pred: (r: ChunkReply) => boolean) => Promise<ChunkReply>; end: () => void; replies: ChunkReply[] } {
+function vm(snap: ServedChunkedSnapshot): {
+  want: (m: Omit<ChunkWant, 'type'>) => void;
+  next: (pred: (r: ChunkReply) => boolean) => Promise<ChunkReply>;
+  end: () => void;
+  replies: ChunkReply[];
+} {
   const { port1, port2 } = new MessageChannel();
   const wakeFd = native.eventfdCreate();
   fds.push(wakeFd);
@@ -196,7 +201,10 @@ describe('framed serving', () => {
     assert.equal(gate.wholeReads, 1, 'the whole read was started behind the frame');
     assert.equal(snap.cache.has(snap.manifest.chunks[1]!.digest), false, 'the whole chunk has not arrived');
     const off = 4 * MiB + 5 * FRAME;
-    assert.deepEqual(Buffer.from(new Uint8Array((ra as { buffer: SharedArrayBuffer }).buffer, 5 * FRAME, FRAME)), data.subarray(off, off + FRAME));
+    assert.deepEqual(
+      Buffer.from(new Uint8Array((ra as { buffer: SharedArrayBuffer }).buffer, 5 * FRAME, FRAME)),
+      data.subarray(off, off + FRAME),
+    );
     assert.equal(gate.ranged.length, 1, 'one ranged read for both VMs');
     const e = snap.manifest.chunks[1]!;
     const offsets = frameOffsets(e, 4 * MiB, FRAME);
@@ -221,7 +229,10 @@ describe('framed serving', () => {
     const ok = await v.next(() => true);
     assert.equal(ok.type, 'frame');
     assert.equal(gate.ranged.length, 2);
-    assert.deepEqual(Buffer.from(new Uint8Array((ok as { buffer: SharedArrayBuffer }).buffer, 3 * FRAME, FRAME)), data.subarray(3 * FRAME, 4 * FRAME));
+    assert.deepEqual(
+      Buffer.from(new Uint8Array((ok as { buffer: SharedArrayBuffer }).buffer, 3 * FRAME, FRAME)),
+      data.subarray(3 * FRAME, 4 * FRAME),
+    );
     gate.damageRanged = 2;
     v.want({ chunk: 0, frame: 9 });
     const bad = await v.next(() => true);
@@ -243,10 +254,26 @@ describe('framed serving', () => {
       await store.putChunk(digest, blob);
       chunks.push({ digest, storedBytes: blob.length, zeroPages: Buffer.from(a.zeroBitmap).toString('base64') });
     }
-    const m: Manifest = { format: 'fc-uffd-chunked-snapshot', version: 1, memorySizeBytes: 8 * MiB, chunkSizeBytes: 4 * MiB, pageSizeBytes: 4096, digestAlgorithm: 'sha256', compression: { algorithm: 'zstd', level: 3 }, base: null, chunks };
+    const m: Manifest = {
+      format: 'fc-uffd-chunked-snapshot',
+      version: 1,
+      memorySizeBytes: 8 * MiB,
+      chunkSizeBytes: 4 * MiB,
+      pageSizeBytes: 4096,
+      digestAlgorithm: 'sha256',
+      compression: { algorithm: 'zstd', level: 3 },
+      base: null,
+      chunks,
+    };
     const bytes = encodeManifest(m);
     await store.putManifest(manifestId(bytes), bytes);
-    const snap = await ServedChunkedSnapshot.open({ manifest: await loadManifest(manifestId(bytes), store), store, cache: new ChunkCache(), pool, prefetchChunks: 0 });
+    const snap = await ServedChunkedSnapshot.open({
+      manifest: await loadManifest(manifestId(bytes), store),
+      store,
+      cache: new ChunkCache(),
+      pool,
+      prefetchChunks: 0,
+    });
     const v = vm(snap);
     v.want({ chunk: 1, frame: 2 });
     const r = await v.next(() => true);
@@ -268,7 +295,11 @@ describe('cancellation', () => {
     assert.ok(hang.reads.every((r) => r.signal !== undefined && !r.aborted));
     a.end();
     await tick();
-    assert.deepEqual(hang.reads.map((r) => r.aborted), [true, true], 'both reads aborted once the only VM waiting ended');
+    assert.deepEqual(
+      hang.reads.map((r) => r.aborted),
+      [true, true],
+      'both reads aborted once the only VM waiting ended',
+    );
     assert.equal(a.replies.length, 0, 'nothing posted to the ended VM');
     hang.release();
     const b = vm(snap);
@@ -276,7 +307,10 @@ describe('cancellation', () => {
     const r = await b.next(() => true);
     assert.equal(r.type, 'frame');
     const off = 4 * MiB + 5 * FRAME;
-    assert.deepEqual(Buffer.from(new Uint8Array((r as { buffer: SharedArrayBuffer }).buffer, 5 * FRAME, FRAME)), data.subarray(off, off + FRAME));
+    assert.deepEqual(
+      Buffer.from(new Uint8Array((r as { buffer: SharedArrayBuffer }).buffer, 5 * FRAME, FRAME)),
+      data.subarray(off, off + FRAME),
+    );
     b.want({ chunk: 1 });
     const whole = await b.next((x) => x.type === 'chunk');
     assert.deepEqual(Buffer.from(new Uint8Array((whole as { buffer: SharedArrayBuffer }).buffer)), data.subarray(4 * MiB, 8 * MiB));
@@ -299,14 +333,20 @@ describe('cancellation', () => {
     hang.release();
     const r = await b.next(() => true);
     assert.equal(r.type, 'frame');
-    assert.deepEqual(Buffer.from(new Uint8Array((r as { buffer: SharedArrayBuffer }).buffer, 2 * FRAME, FRAME)), data.subarray(2 * FRAME, 3 * FRAME));
+    assert.deepEqual(
+      Buffer.from(new Uint8Array((r as { buffer: SharedArrayBuffer }).buffer, 2 * FRAME, FRAME)),
+      data.subarray(2 * FRAME, 3 * FRAME),
+    );
     assert.equal(a.replies.length, 0);
     snap.close();
   });
 
   test('open() takes a signal: aborted before, or during a manifest read that hangs, it rejects with ABORTED', async () => {
     const { store, id } = await packed();
-    await assert.rejects(ServedChunkedSnapshot.open({ manifest: id, store, pool, signal: AbortSignal.abort() }), (err: unknown) => err instanceof FcUffdError && err.code === 'ABORTED');
+    await assert.rejects(
+      ServedChunkedSnapshot.open({ manifest: id, store, pool, signal: AbortSignal.abort() }),
+      (err: unknown) => err instanceof FcUffdError && err.code === 'ABORTED',
+    );
     const hang = new HangStore(store);
     hang.hangManifest = true;
     const ac = new AbortController();

@@ -1,7 +1,13 @@
 // A few hundred cases per parser of outside input on every `npm test`; bench/fuzz.ts runs thousands.
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { handshakeJsonProperty, handshakeReceiveProperty, manifestProperty, removedRangesProperty, workingSetProperty } from '../fuzz/parsers.js';
+import {
+  handshakeJsonProperty,
+  handshakeReceiveProperty,
+  manifestProperty,
+  removedRangesProperty,
+  workingSetProperty,
+} from '../fuzz/parsers.js';
 
 const RUNS = 300;
 

@@ -44,25 +44,62 @@ const bad: Array<[string, unknown, string, RegExp]> = [
   ['string address', [{ base_host_virt_addr: String(base), size: 4096, offset: 0 }], 'HANDSHAKE_SHAPE', /base_host_virt_addr/],
   ['page size 12345', [{ base_host_virt_addr: base, size: 4096, offset: 0, page_size: 12345 }], 'HANDSHAKE_PAGE_SIZE', /12345/],
   ['page_size_kib in KiB', [{ base_host_virt_addr: base, size: 4096, offset: 0, page_size_kib: 4 }], 'HANDSHAKE_PAGE_SIZE', /holds bytes/],
-  ['disagreeing page fields', [{ base_host_virt_addr: base, size: 4096, offset: 0, page_size: 4096, page_size_kib: 2 * MiB }], 'HANDSHAKE_PAGE_SIZE', /disagree/],
-  ['mixed page sizes', [{ base_host_virt_addr: base, size: 2 * MiB, offset: 0, page_size: 2 * MiB }, { base_host_virt_addr: base + 4 * MiB, size: 4096, offset: 2 * MiB, page_size: 4096 }], 'HANDSHAKE_PAGE_SIZE', /disagree/],
+  [
+    'disagreeing page fields',
+    [{ base_host_virt_addr: base, size: 4096, offset: 0, page_size: 4096, page_size_kib: 2 * MiB }],
+    'HANDSHAKE_PAGE_SIZE',
+    /disagree/,
+  ],
+  [
+    'mixed page sizes',
+    [
+      { base_host_virt_addr: base, size: 2 * MiB, offset: 0, page_size: 2 * MiB },
+      { base_host_virt_addr: base + 4 * MiB, size: 4096, offset: 2 * MiB, page_size: 4096 },
+    ],
+    'HANDSHAKE_PAGE_SIZE',
+    /disagree/,
+  ],
   ['unaligned address', [{ base_host_virt_addr: base + 100, size: 4096, offset: 0 }], 'HANDSHAKE_ALIGNMENT', /base_host_virt_addr/],
   ['unaligned huge region', [{ base_host_virt_addr: base, size: 4096, offset: 0, page_size: 2 * MiB }], 'HANDSHAKE_ALIGNMENT', /size/],
   ['zero size', [{ base_host_virt_addr: base, size: 0, offset: 0 }], 'HANDSHAKE_SHAPE', /size 0/],
-  ['overlapping host ranges', [{ base_host_virt_addr: base, size: 8192, offset: 0 }, { base_host_virt_addr: base + 4096, size: 4096, offset: 8192 }], 'HANDSHAKE_OVERLAP', /host ranges/],
-  ['overlapping file ranges', [{ base_host_virt_addr: base, size: 8192, offset: 0 }, { base_host_virt_addr: base + MiB, size: 4096, offset: 4096 }], 'HANDSHAKE_OVERLAP', /snapshot ranges/],
-  ['region beyond the memory file', [{ base_host_virt_addr: base, size: 128 * MiB, offset: 0 }], 'HANDSHAKE_BEYOND_SNAPSHOT', /beyond the snapshot/],
+  [
+    'overlapping host ranges',
+    [
+      { base_host_virt_addr: base, size: 8192, offset: 0 },
+      { base_host_virt_addr: base + 4096, size: 4096, offset: 8192 },
+    ],
+    'HANDSHAKE_OVERLAP',
+    /host ranges/,
+  ],
+  [
+    'overlapping file ranges',
+    [
+      { base_host_virt_addr: base, size: 8192, offset: 0 },
+      { base_host_virt_addr: base + MiB, size: 4096, offset: 4096 },
+    ],
+    'HANDSHAKE_OVERLAP',
+    /snapshot ranges/,
+  ],
+  [
+    'region beyond the memory file',
+    [{ base_host_virt_addr: base, size: 128 * MiB, offset: 0 }],
+    'HANDSHAKE_BEYOND_SNAPSHOT',
+    /beyond the snapshot/,
+  ],
   ['address beyond user space', [{ base_host_virt_addr: 2 ** 47, size: 4096, offset: 0 }], 'HANDSHAKE_SHAPE', /user space/],
 ];
 
 for (const [name, payload, code, message] of bad) {
   test(`rejects ${name} with ${code}`, () => {
     const text = typeof payload === 'string' ? payload : JSON.stringify(payload);
-    assert.throws(() => parseHandshake(text, 64 * MiB), (err: Error & { code?: string }) => {
-      assert.equal(err.code, code);
-      assert.match(err.message, message);
-      return true;
-    });
+    assert.throws(
+      () => parseHandshake(text, 64 * MiB),
+      (err: Error & { code?: string }) => {
+        assert.equal(err.code, code);
+        assert.match(err.message, message);
+        return true;
+      },
+    );
   });
 }
 

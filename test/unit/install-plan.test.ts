@@ -14,7 +14,8 @@ function view(map: string): PageView {
   };
 }
 
-const short = (runs: ReturnType<typeof planFaultInstall>) => runs.map((r) => [r.startOffset / PS, r.lenBytes / PS, r.kind, r.origin, r.speculative]);
+const short = (runs: ReturnType<typeof planFaultInstall>) =>
+  runs.map((r) => [r.startOffset / PS, r.lenBytes / PS, r.kind, r.origin, r.speculative]);
 
 test('the faulting run first (the fault and the same-kind pages after it), then the rest of the window by kind', () => {
   const runs = planFaultInstall(2 * PS, { startOffset: 0, lenBytes: 8 * PS }, PS, view('dddzzddr'));
@@ -37,5 +38,7 @@ test('installed pages are skipped and split runs; the faulting page is planned e
 });
 
 test('a one-page window plans the faulting page alone', () => {
-  assert.deepEqual(short(planFaultInstall(3 * PS, { startOffset: 3 * PS, lenBytes: PS }, PS, view('dddd'))), [[3, 1, 'data', 'fault', false]]);
+  assert.deepEqual(short(planFaultInstall(3 * PS, { startOffset: 3 * PS, lenBytes: PS }, PS, view('dddd'))), [
+    [3, 1, 'data', 'fault', false],
+  ]);
 });

@@ -22,7 +22,14 @@ function setup() {
   return { source, uffd, stats, pages, recorder, installer };
 }
 
-const run = (start: number, n: number, o: Partial<InstallRun> = {}): InstallRun => ({ startOffset: start * PS, lenBytes: n * PS, kind: 'data', origin: 'fault', speculative: false, ...o });
+const run = (start: number, n: number, o: Partial<InstallRun> = {}): InstallRun => ({
+  startOffset: start * PS,
+  lenBytes: n * PS,
+  kind: 'data',
+  origin: 'fault',
+  speculative: false,
+  ...o,
+});
 
 test('copies a run in one ioctl, marks it installed, records it', () => {
   const { uffd, stats, pages, recorder, installer } = setup();
@@ -68,7 +75,10 @@ test('a refusal past the faulting page or in a speculative run stops, it is neve
   uffd.refuse.set(HOST + 6 * PS, ERRNO.ENOENT);
   assert.deepEqual(installer.install(REGION, run(4, 4)), { status: 'stopped', faultPageExisted: false });
   assert.ok(uffd.mapped.has(HOST + 5 * PS) && !uffd.mapped.has(HOST + 7 * PS));
-  assert.deepEqual(installer.install(REGION, run(6, 2, { origin: 'fault-around', speculative: true })), { status: 'stopped', faultPageExisted: false });
+  assert.deepEqual(installer.install(REGION, run(6, 2, { origin: 'fault-around', speculative: true })), {
+    status: 'stopped',
+    faultPageExisted: false,
+  });
   assert.equal(stats.get('speculativeErrors'), 2);
 });
 

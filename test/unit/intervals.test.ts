@@ -7,12 +7,19 @@ test('add coalesces overlapping and touching ranges', () => {
   s.add(10, 20);
   s.add(30, 40);
   s.add(20, 25);
-  assert.deepEqual(s.toArray(), [[10, 25], [30, 40]]);
+  assert.deepEqual(s.toArray(), [
+    [10, 25],
+    [30, 40],
+  ]);
   s.add(24, 31);
   assert.deepEqual(s.toArray(), [[10, 40]]);
   s.add(0, 5);
   s.add(50, 60);
-  assert.deepEqual(s.toArray(), [[0, 5], [10, 40], [50, 60]]);
+  assert.deepEqual(s.toArray(), [
+    [0, 5],
+    [10, 40],
+    [50, 60],
+  ]);
   assert.equal(s.size, 45);
 });
 
@@ -22,7 +29,10 @@ test('delete splits and trims', () => {
   s.delete(10, 20);
   s.delete(90, 200);
   s.delete(-5, 1);
-  assert.deepEqual(s.toArray(), [[1, 10], [20, 90]]);
+  assert.deepEqual(s.toArray(), [
+    [1, 10],
+    [20, 90],
+  ]);
   assert.equal(s.has(0), false);
   assert.equal(s.has(1), true);
   assert.equal(s.has(10), false);

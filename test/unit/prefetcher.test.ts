@@ -25,7 +25,13 @@ test('one step: coalesced installs without wake, one wake over the span, install
   prefetcher.step();
   assert.deepEqual(
     uffd.calls.map((c) => [c.op, (c.dst - HOST) / PS, c.len / PS, c.wake]),
-    [['copy', 4, 1, false], ['copy', 6, 1, false], ['copy', 9, 1, false], ['copy', 2, 1, false], ['wake', 2, 8, undefined]],
+    [
+      ['copy', 4, 1, false],
+      ['copy', 6, 1, false],
+      ['copy', 9, 1, false],
+      ['copy', 2, 1, false],
+      ['wake', 2, 8, undefined],
+    ],
   );
   assert.equal(stats.get('prefetchedPages'), 4);
   assert.equal(prefetcher.ready, false, 'nothing left');
@@ -44,7 +50,10 @@ test('EAGAIN pauses until resume(); a fetching source blocks until sourceReady()
   source.fetching = false;
   prefetcher.sourceReady();
   prefetcher.step();
-  assert.deepEqual([1, 2, 3].map((p) => uffd.mapped.has(HOST + p * PS)), [true, true, true]);
+  assert.deepEqual(
+    [1, 2, 3].map((p) => uffd.mapped.has(HOST + p * PS)),
+    [true, true, true],
+  );
 });
 
 test('a refused prefetch page is skipped, never fatal', () => {

@@ -19,12 +19,21 @@ import { TraceRecorder } from '../../src/trace/recorder.js';
 import { buildTraceReport } from '../../src/report/model.js';
 
 const HEADER: Omit<TraceHeader, 'startEpochMs'> = {
-  vmId: 'vm-1', pid: 42, snapshot: 'memfile:1048576:x', snapshotSizeBytes: 1 << 20, pageSizeBytes: 4096, faultAroundBytes: 16384,
-  regions: [{ hostAddr: 0x10000000, sizeBytes: 1 << 20, fileOffset: 0 }], prefetchPages: 2,
+  vmId: 'vm-1',
+  pid: 42,
+  snapshot: 'memfile:1048576:x',
+  snapshotSizeBytes: 1 << 20,
+  pageSizeBytes: 4096,
+  faultAroundBytes: 16384,
+  regions: [{ hostAddr: 0x10000000, sizeBytes: 1 << 20, fileOffset: 0 }],
+  prefetchPages: 2,
 };
 
 function fileOf(blocks: TraceBlock[]): Buffer {
-  return Buffer.concat([encodeHeader({ ...HEADER, startEpochMs: blocks[0]!.startEpochMs }), ...blocks.map((b) => Buffer.from(b.records.slice(0, b.count * RECORD_BYTES)))]);
+  return Buffer.concat([
+    encodeHeader({ ...HEADER, startEpochMs: blocks[0]!.startEpochMs }),
+    ...blocks.map((b) => Buffer.from(b.records.slice(0, b.count * RECORD_BYTES))),
+  ]);
 }
 
 test('recorder records decode to what was recorded, flags and kinds included', () => {

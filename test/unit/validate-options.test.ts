@@ -9,7 +9,7 @@ import { FcUffdError } from '../../src/errors.js';
 import { patternedFile, tempDir } from '../helpers/files.js';
 import { captureLogger } from '../helpers/logger.js';
 
-test('UffdServer.start rejects bad options with CONFIG_INVALID and the CLI\'s message, leaving no socket', async () => {
+test("UffdServer.start rejects bad options with CONFIG_INVALID and the CLI's message, leaving no socket", async () => {
   const dir = tempDir();
   const mem = path.join(dir, 'memory.bin');
   patternedFile(mem, 1024 * 1024);

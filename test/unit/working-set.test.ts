@@ -1,6 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkWorkingSetFits, comparePrediction, decodeWorkingSet, encodeWorkingSet, mergeWorkingSets, type WorkingSet } from '../../src/serve/working-set.js';
+import {
+  checkWorkingSetFits,
+  comparePrediction,
+  decodeWorkingSet,
+  encodeWorkingSet,
+  mergeWorkingSets,
+  type WorkingSet,
+} from '../../src/serve/working-set.js';
 
 const ws = (pages: number[], times?: number[], snapshot = 'memfile:1:aa'): WorkingSet => ({
   snapshot,
