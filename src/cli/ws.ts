@@ -37,8 +37,8 @@ export function wsInspectCommand(file: string, flags: { against?: string; snapsh
 
 /**
  * Merges recordings. The default keeps pages seen in at least half of the runs: measured
- * (bench/ws-merge.ts) it keeps 96 % of what a union predicts right at 8 % of the union's wasted
- * prefetch, and misses barely more than an intersection.
+ * (bench/ws-merge.ts, bench/results/ws-merge.md) it keeps nearly all of what a union predicts right
+ * at a small fraction of the union's wasted prefetch, and misses barely more than an intersection.
  */
 export function wsMergeCommand(files: string[], flags: { output: string; minRuns?: number | 'all'; force: boolean }): void {
   checkOutputPath('--output', flags.output, { force: flags.force, inputs: files });

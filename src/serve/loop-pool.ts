@@ -16,7 +16,7 @@ interface LoopThread {
 /**
  * The fault-loop threads of a handler process (main-thread side). All of them start with the
  * process, so a VMM's vCPUs never wait for a thread to boot and the process's memory is fixed up
- * front (~10 MiB per thread); a new VM goes to the thread serving the fewest VMs.
+ * front (a V8 isolate per thread); a new VM goes to the thread serving the fewest VMs.
  */
 export class LoopThreadPool {
   private readonly threads: LoopThread[] = [];

@@ -4,9 +4,10 @@
 // event loop never turns; control messages are drained synchronously (receiveMessageOnPort) and
 // everything it reports goes by postMessage, which needs no turn of this loop.
 //
-// One thread per VM would be simpler, but each worker thread is a V8 isolate: ~10 MiB of RSS per
-// VM measured here, against a target of < 1 MiB per VM. A few threads multiplexing many VMs cost
-// ~0.1 MiB per VM instead, and a fault waits behind another VM's only for one install (tens of µs).
+// One thread per VM would be simpler, but each worker thread is a V8 isolate: megabytes of RSS per
+// VM, against a target of < 1 MiB per VM. A few threads multiplexing many VMs cost a fraction of a
+// MiB per VM instead (multi-vm scenario, bench/results/fault-path.memory.md), and a fault waits
+// behind another VM's only for one install.
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { EPOLLERR, EPOLLHUP, EPOLLIN } from '../kernel/constants.js';
 import { errnoName } from '../kernel/errors.js';

@@ -17,10 +17,9 @@ import { TraceFiles } from '../trace/files.js';
 import type { Listener, ListenOptions, Snapshot, VmHandle } from './types.js';
 
 /**
- * Bytes installed per fault. The curve on the real 128 MiB guest's restore trace (bench/README.md,
- * fault-around scenario): 4k 663 ms, 16k 201, 64k 76, 256k 53, 2m 49 ms to done, installing 50, 52,
- * 54, 56 and 67 MB for a 50 MB working set. 256 KiB is the knee: most of the time saved for 4 %
- * more memory; 2 MiB saves a little more time for a third more memory.
+ * Bytes installed per fault. 256 KiB is the knee of the curve measured on the real guest's restore
+ * trace (the fault-around scenario, bench/results/adaptive.json): most of page-by-page's time saved
+ * for a few percent more memory installed; 2 MiB saves a little more time for much more memory.
  */
 export const DEFAULT_FAULT_AROUND_BYTES = 256 * 1024;
 /** The fault-around a socket uses unless told otherwise (ListenOptions.faultAround, serve --fault-around). */
