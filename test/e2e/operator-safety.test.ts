@@ -160,6 +160,7 @@ test('nonsense flag values are refused at startup with a message that says what 
     [serve('--fault-around', '0'), /--fault-around/],
     [serve('--fault-around', '2k'), /--fault-around.*at least 4096/],
     [serve('--fault-around', '3k'), /--fault-around/],
+    [serve('--fault-around', 'adaptiv'), /--fault-around.*not a size or adaptive/],
     [serve('--handshake-timeout-ms', '0'), /--handshake-timeout-ms.*at least/],
     [serve('--loop-threads', '1000'), /--loop-threads.*at most/],
     [serve('--loop-threads', '0'), /--loop-threads/],
