@@ -51,6 +51,14 @@ interface Slot {
 
 const WORKER_URL = new URL('./chunk-worker.js', import.meta.url);
 
+/** Where decoded frames go: the chunk's buffer, its length, its zero pages and its frame size. */
+export interface FrameTarget {
+  out: SharedArrayBuffer;
+  length: number;
+  zeroBitmap: Uint8Array;
+  frameBytes: number;
+}
+
 /**
  * A few threads that hash, compress, decompress and verify chunks. Tasks go to the least busy
  * thread; each thread does one at a time. Threads keep the process alive only while they work.
@@ -145,40 +153,22 @@ export class ChunkCodecPool {
    * their places in `out` (the chunk's buffer; nothing outside those frames is written), verifying
    * each against its hash. Rejects with ChunkFormatError on a mismatch.
    */
-  async decodeFrames(
-    src: Uint8Array,
-    out: SharedArrayBuffer,
-    length: number,
-    zeroBitmap: Uint8Array,
-    frameBytes: number,
-    jobs: FrameJob[],
-  ): Promise<void> {
-    await this.run({ op: 'frames', src, out, length, zeroBitmap, frameBytes, jobs }, []);
+  async decodeFrames(src: Uint8Array, into: FrameTarget, jobs: FrameJob[]): Promise<void> {
+    await this.run({ op: 'frames', src, ...into, jobs }, []);
   }
 
   /**
    * decodeFrames as background work: each frame is its own task, started only on an idle thread,
    * so a fault's frame waits behind at most one frame of a whole chunk, never behind all of it.
    */
-  async decodeFramesInBackground(
-    src: Uint8Array,
-    out: SharedArrayBuffer,
-    length: number,
-    zeroBitmap: Uint8Array,
-    frameBytes: number,
-    jobs: FrameJob[],
-  ): Promise<void> {
+  async decodeFramesInBackground(src: Uint8Array, into: FrameTarget, jobs: FrameJob[]): Promise<void> {
     await Promise.all(
       jobs.map(async (job) => {
         if (!this.slots.some((s) => s.busy === 0)) await new Promise<void>((resolve) => this.backlog.push(resolve));
         const idle = this.slots.find((s) => s.busy === 0);
         // Only the frame's bytes cross to the thread (a view would clone its whole buffer).
         const own = new Uint8Array(src.subarray(job.srcOffset, job.srcOffset + job.srcLength)); // a copy (Buffer#slice would share)
-        await this.run(
-          { op: 'frames', src: own, out, length, zeroBitmap, frameBytes, jobs: [{ ...job, srcOffset: 0 }] },
-          [own.buffer],
-          idle,
-        );
+        await this.run({ op: 'frames', src: own, ...into, jobs: [{ ...job, srcOffset: 0 }] }, [own.buffer], idle);
       }),
     );
   }

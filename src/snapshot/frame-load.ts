@@ -10,7 +10,7 @@ import { SharedSignal, waitUnlessAborted } from '../store/abort.js';
 import type { Limiter } from '../store/resilient.js';
 import type { ChunkStore } from '../store/types.js';
 import { ChunkFormatError, type FrameJob } from './chunk-format.js';
-import type { ChunkCodecPool } from './chunk-pool.js';
+import type { ChunkCodecPool, FrameTarget } from './chunk-pool.js';
 import { chunkReadError, corruptChunkError } from './pack.js';
 
 export interface FramedChunkSpec {
@@ -48,6 +48,7 @@ export interface FrameTiming {
 
 export class FramedChunkLoad {
   readonly buffer: SharedArrayBuffer;
+  private readonly target: FrameTarget;
   /** Per frame: settles once its bytes in `buffer` are verified (undefined: nobody claimed it yet). */
   private readonly frames: Array<Promise<void> | undefined>;
   private readonly frameInterest: Array<SharedSignal | undefined>;
@@ -60,6 +61,7 @@ export class FramedChunkLoad {
 
   constructor(private readonly s: FramedChunkSpec) {
     this.buffer = new SharedArrayBuffer(s.lengthBytes);
+    this.target = { out: this.buffer, length: s.lengthBytes, zeroBitmap: s.zeroBitmap, frameBytes: s.frameSizeBytes };
     this.frames = new Array<Promise<void> | undefined>(s.frameSha256.length);
     this.frameInterest = new Array<SharedSignal | undefined>(s.frameSha256.length);
   }
@@ -136,7 +138,7 @@ export class FramedChunkLoad {
       try {
         if (bytes.length !== length) throw new ChunkFormatError(`frame ${k}: ${bytes.length} bytes read, ${length} asked for`);
         const t1 = performance.now();
-        await s.pool.decodeFrames(bytes, this.buffer, s.lengthBytes, s.zeroBitmap, s.frameSizeBytes, [this.job(k, 0)]);
+        await s.pool.decodeFrames(bytes, this.target, [this.job(k, 0)]);
         s.onFrameTiming?.({ readsAhead, fetchMs: t1 - t0, decodeMs: performance.now() - t1 });
         return;
       } catch (err) {
@@ -176,7 +178,7 @@ export class FramedChunkLoad {
         try {
           if (blob.length !== s.offsets[s.offsets.length - 1])
             throw new ChunkFormatError(`blob of ${blob.length} bytes, the manifest says ${s.offsets[s.offsets.length - 1]}`);
-          if (jobs.length) await s.pool.decodeFramesInBackground(blob, this.buffer, s.lengthBytes, s.zeroBitmap, s.frameSizeBytes, jobs);
+          if (jobs.length) await s.pool.decodeFramesInBackground(blob, this.target, jobs);
           break;
         } catch (err) {
           if (!(err instanceof ChunkFormatError)) throw err;
@@ -214,7 +216,7 @@ export class FramedChunkLoad {
       }
     }
     try {
-      if (failed.length) await s.pool.decodeFrames(blob, this.buffer, s.lengthBytes, s.zeroBitmap, s.frameSizeBytes, failed);
+      if (failed.length) await s.pool.decodeFrames(blob, this.target, failed);
       settleLate();
     } catch (err) {
       const e = err instanceof ChunkFormatError ? corruptChunkError(err, s.store, s.digest, s.where) : (err as Error);

@@ -11,6 +11,7 @@ import { loadManifest, pack, unpack, parseRanges, type PackResult } from '../../
 import { ChunkCodecPool } from '../../src/snapshot/chunk-pool.js';
 import { FcUffdError } from '../../src/errors.js';
 import { tempDir } from '../helpers/files.js';
+import { WrappedStore } from '../helpers/wrapped-store.js';
 
 const MiB = 1024 * 1024;
 const P = 4096;
@@ -259,35 +260,19 @@ describe('damaged stores are clear errors, and nothing wrong is written', () => 
 });
 
 /** A store wrapper: puts slowed down and counted (peak concurrency), failing after `failAfter` puts. */
-class FlakyStore implements ChunkStore {
-  readonly inner: DirStore;
+class FlakyStore extends WrappedStore {
   constructor(root: string) {
-    this.inner = DirStore.open(root, { fsync: false });
+    super(DirStore.open(root, { fsync: false }));
   }
-  get description(): string {
+  override get description(): string {
     return 'flaky';
-  }
-  hasChunk(d: string): Promise<boolean> {
-    return this.inner.hasChunk(d);
-  }
-  getChunk(d: string, o?: GetOptions): Promise<Uint8Array> {
-    return this.inner.getChunk(d, o);
-  }
-  hasManifest(id: string): Promise<boolean> {
-    return this.inner.hasManifest(id);
-  }
-  getManifest(id: string): Promise<Uint8Array> {
-    return this.inner.getManifest(id);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
   }
   puts = 0;
   active = 0;
   peak = 0;
   manifestPuts = 0;
   failAfter = Infinity;
-  async putChunk(digest: string, data: Uint8Array): Promise<void> {
+  override async putChunk(digest: string, data: Uint8Array): Promise<void> {
     if (this.puts >= this.failAfter) throw new StoreError('io', 'injected: the network went away', false);
     this.puts++;
     this.active++;
@@ -299,7 +284,7 @@ class FlakyStore implements ChunkStore {
       this.active--;
     }
   }
-  async putManifest(id: string, data: Uint8Array): Promise<void> {
+  override async putManifest(id: string, data: Uint8Array): Promise<void> {
     // A reader must never see a manifest whose chunks are missing: every put is done by now.
     assert.equal(this.active, 0, 'no chunk upload in flight when the manifest is written');
     this.manifestPuts++;

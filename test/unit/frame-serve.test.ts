@@ -9,7 +9,7 @@ import path from 'node:path';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { native } from '../../src/kernel/native.js';
 import { DirStore } from '../../src/store/dir.js';
-import { StoreError, type ChunkStore, type GetOptions } from '../../src/store/types.js';
+import { StoreError, type GetOptions } from '../../src/store/types.js';
 import { FcUffdError } from '../../src/errors.js';
 import { ChunkCodecPool } from '../../src/snapshot/chunk-pool.js';
 import { ChunkCache } from '../../src/snapshot/chunk-cache.js';
@@ -18,6 +18,7 @@ import { analyzeChunk, encodeChunkBlob, sha256Hex } from '../../src/snapshot/chu
 import { encodeManifest, manifestId, frameOffsets, type Manifest } from '../../src/snapshot/manifest.js';
 import { loadManifest, pack } from '../../src/snapshot/pack.js';
 import { tempDir } from '../helpers/files.js';
+import { WrappedStore } from '../helpers/wrapped-store.js';
 
 const MiB = 1024 * 1024;
 const FRAME = 256 * 1024;
@@ -45,20 +46,19 @@ function image(): Buffer {
 }
 
 /** Wraps a store: whole reads wait for `release()`; ranged reads are counted and may be damaged. */
-class GateStore implements ChunkStore {
+class GateStore extends WrappedStore {
   ranged: Array<{ offset: number; length: number }> = [];
   wholeReads = 0;
   damageRanged = 0;
   private open!: () => void;
   private readonly gate = new Promise<void>((r) => (this.open = r));
-  constructor(readonly inner: ChunkStore) {}
-  get description(): string {
+  override get description(): string {
     return `gate(${this.inner.description})`;
   }
   release(): void {
     this.open();
   }
-  async getChunk(digest: string, o?: GetOptions): Promise<Uint8Array> {
+  override async getChunk(digest: string, o?: GetOptions): Promise<Uint8Array> {
     if (!o?.range) {
       this.wholeReads++;
       await this.gate;
@@ -72,39 +72,20 @@ class GateStore implements ChunkStore {
     }
     return bytes;
   }
-  hasChunk(d: string): Promise<boolean> {
-    return this.inner.hasChunk(d);
-  }
-  putChunk(d: string, b: Uint8Array): Promise<void> {
-    return this.inner.putChunk(d, b);
-  }
-  hasManifest(id: string): Promise<boolean> {
-    return this.inner.hasManifest(id);
-  }
-  getManifest(id: string): Promise<Uint8Array> {
-    return this.inner.getManifest(id);
-  }
-  putManifest(id: string, b: Uint8Array): Promise<void> {
-    return this.inner.putManifest(id, b);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
 }
 
 /** Wraps a store: every read hangs until its signal fires (counted) or `release()`; then it is served. */
-class HangStore implements ChunkStore {
+class HangStore extends WrappedStore {
   readonly reads: Array<{ range: boolean; signal: AbortSignal | undefined; aborted: boolean }> = [];
   private open!: () => void;
   private readonly gate = new Promise<void>((r) => (this.open = r));
-  constructor(readonly inner: ChunkStore) {}
-  get description(): string {
+  override get description(): string {
     return `hang(${this.inner.description})`;
   }
   release(): void {
     this.open();
   }
-  async getChunk(digest: string, o?: GetOptions): Promise<Uint8Array> {
+  override async getChunk(digest: string, o?: GetOptions): Promise<Uint8Array> {
     const read = { range: o?.range !== undefined, signal: o?.signal, aborted: false };
     this.reads.push(read);
     await new Promise<void>((resolve, reject) => {
@@ -116,26 +97,11 @@ class HangStore implements ChunkStore {
     });
     return this.inner.getChunk(digest, o?.range ? { range: o.range } : {});
   }
-  hasChunk(d: string): Promise<boolean> {
-    return this.inner.hasChunk(d);
-  }
-  putChunk(d: string, b: Uint8Array): Promise<void> {
-    return this.inner.putChunk(d, b);
-  }
-  hasManifest(id: string): Promise<boolean> {
-    return this.inner.hasManifest(id);
-  }
   /** Manifest reads hang too (and are counted in `reads`) when set. */
   hangManifest = false;
-  async getManifest(id: string, o?: GetOptions): Promise<Uint8Array> {
+  override async getManifest(id: string, o?: GetOptions): Promise<Uint8Array> {
     if (this.hangManifest) await this.getChunk('', o?.signal ? { signal: o.signal } : {});
     return this.inner.getManifest(id);
-  }
-  putManifest(id: string, b: Uint8Array): Promise<void> {
-    return this.inner.putManifest(id, b);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }
 
