@@ -32,6 +32,12 @@ export interface Variant {
   prefetch?: boolean;
   /** Ours: record the restore timeline with serve --trace (its cost on the fault path). */
   trace?: boolean;
+  /**
+   * Ours: VMs the handler serves, one after another and untimed, before the measured ones (same
+   * workload, other seeds): a long-lived per-host handler, whose fault path V8 has compiled
+   * already, against the first restore of a fresh process (the default).
+   */
+  warmupVms?: number;
 }
 
 export interface Workload {
@@ -240,8 +246,16 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
   let vmEnded: ((s: Record<string, number>) => void) | undefined;
   const vmSummaries: Record<string, number>[] = [];
   const nvms = v.vms ?? 1;
+  // The warm-up VMs' summaries come first and are not the measured VMs'.
+  let warmupSummaries = v.warmupVms ?? 0;
+  let warmupEnded: (() => void) | undefined;
   const allEnded = new Promise<void>((resolve) => {
     vmEnded = (s) => {
+      if (warmupSummaries > 0) {
+        warmupSummaries--;
+        warmupEnded?.();
+        return;
+      }
       vmSummaries.push(s);
       if (vmSummaries.length === nvms) resolve();
     };
@@ -274,6 +288,28 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
     if (handler && pid) {
       await waitFor(`${v.name}: handler socket`, () => fs.existsSync(socket), 15000, handler);
       if (v.handler === 'ours') await waitIoQuiet(pid, 150, 30000);
+      for (let k = 0; k < (v.warmupVms ?? 0); k++) {
+        const ended = new Promise<void>((resolve) => (warmupEnded = resolve));
+        const warm = start(
+          EMULATOR_PATH,
+          emulatorArgs({
+            socket,
+            mem: w.mem,
+            pageSize: w.pageSize,
+            vcpus: w.vcpus,
+            pattern: w.pattern,
+            touchPages: w.touchPages,
+            share: w.share,
+            writePercent: w.writePercent,
+            kvm: w.kvm,
+            memSizeBytes: w.memSizeBytes,
+            deadlineMs: o.deadlineMs,
+            seed: 1000 + k,
+          }),
+        );
+        if ((await warm.exited) !== 0) throw new Error(`warm-up VM ${k + 1}: emulator failed: ${warm.stderr.slice(-400)}`);
+        await Promise.race([ended, sleep(10000).then(() => Promise.reject(new Error('handler printed no summary for a warm-up VM')))]);
+      }
       sampler = new RssSampler(pid);
     }
     const cpu0 = pid ? cpuNs(pid) : NaN;
