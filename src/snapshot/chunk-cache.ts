@@ -80,8 +80,9 @@ export class ChunkCache {
    */
   framedLoad(digest: string, create: () => FramedChunkLoad, firstFrame?: number, signal?: AbortSignal): FramedChunkLoad {
     let f = this.framed.get(digest);
-    // An abandoned load (every VM that joined it ended) is being aborted: a new want starts afresh.
-    if (f === undefined || f.abandoned) {
+    // An abandoned load (every VM that joined it ended) is being aborted, a failed one is done: a
+    // new want starts afresh (a failed load is forgotten a moment after it fails, not at once).
+    if (f === undefined || f.abandoned || f.failed) {
       if (f) this.loading.delete(digest);
       const created = create();
       if (firstFrame !== undefined) void created.frame(firstFrame, signal).catch(() => undefined);

@@ -309,10 +309,12 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
       const from = e === null ? FETCH_EMPTY : e && this.cache.isLoading(e.digest) ? FETCH_IN_FLIGHT : FETCH_STORE;
       const vmSignal = this.vmAborts.get(channel)?.signal;
       const load = (): Promise<SharedArrayBuffer> => this.loadChunk(i, vmSignal);
-      // A read aborted because every VM waiting for it ended, and joined by this VM just before: once more.
+      // A read this VM joined under way may fail for a reason older than the VM: aborted because
+      // every VM waiting for it ended, or its retries spent while the store was down (a prefetch
+      // that began then). Such a VM gets one read of its own before it is stopped.
       load()
         .catch((err: unknown) => {
-          if (storeCause(err)?.kind === 'aborted' && !vmSignal?.aborted) return load();
+          if (!vmSignal?.aborted && (from === FETCH_IN_FLIGHT || storeCause(err)?.kind === 'aborted')) return load();
           throw err;
         })
         .then(

@@ -58,6 +58,7 @@ export class FramedChunkLoad {
   private readonly joined = new WeakSet<AbortSignal>();
   /** Ranged reads made (for tests and stats). */
   rangedReads = 0;
+  private wholeFailed = false;
 
   constructor(private readonly s: FramedChunkSpec) {
     this.buffer = new SharedArrayBuffer(s.lengthBytes);
@@ -69,6 +70,11 @@ export class FramedChunkLoad {
   /** Every VM that joined ended: the whole read was aborted; a new want needs a new load. */
   get abandoned(): boolean {
     return this.interest.signal.aborted;
+  }
+
+  /** The whole read failed for good (after its retries): a new want needs a new load. */
+  get failed(): boolean {
+    return this.wholeFailed;
   }
 
   /** A waiter for this chunk (until `signal` fires); without a signal the load is never abandoned. */
@@ -187,6 +193,7 @@ export class FramedChunkLoad {
       }
       settle();
     } catch (err) {
+      this.wholeFailed = true;
       settle(err as Error);
       throw err;
     }

@@ -249,6 +249,55 @@ describe('framed serving', () => {
   });
 });
 
+/** Wraps a store: reads of `digest` hang while it is "down"; `comeBack()` fails them (their connection broke) and serves every later read. */
+class DownStore extends WrappedStore {
+  reads = 0;
+  private fail!: (err: Error) => void;
+  private readonly broken = new Promise<never>((_, reject) => (this.fail = reject));
+  private down = true;
+  constructor(
+    inner: DirStore,
+    private readonly digest: string,
+  ) {
+    super(inner);
+    this.broken.catch(() => undefined);
+  }
+  comeBack(): void {
+    this.down = false;
+    this.fail(new StoreError('io', 'connection refused while the server was down', true));
+  }
+  override async getChunk(digest: string, o?: GetOptions): Promise<Uint8Array> {
+    if (digest === this.digest) {
+      this.reads++;
+      if (this.down) await this.broken;
+    }
+    return this.inner.getChunk(digest, o);
+  }
+}
+
+describe('a store that comes back', () => {
+  test('a VM that joined a chunk read begun while the store was down gets a fresh read when that one fails, and the right bytes', async () => {
+    const { data, store, id } = await packed();
+    const m = (await loadManifest(id, store)).manifest;
+    const down = new DownStore(store, m.chunks[1]!.digest);
+    const snap = await ServedChunkedSnapshot.open({ manifest: id, store: down, cache: new ChunkCache(), pool, prefetchChunks: 1 });
+    const a = vm(snap);
+    a.want({ chunk: 0 }); // served; prefetches chunk 1, whose read hangs: the store is down
+    assert.equal((await a.next(() => true)).type, 'chunk');
+    await tick();
+    assert.equal(down.reads, 1, 'the prefetch of chunk 1 is under way');
+    const b = vm(snap);
+    b.want({ chunk: 1 }); // joins the prefetch's read
+    await tick();
+    down.comeBack(); // that read fails; the store answers again
+    const r = await b.next(() => true);
+    assert.equal(r.type, 'chunk', `the VM is served, not stopped: ${JSON.stringify(r.type === 'error' ? r : r.type)}`);
+    assert.deepEqual(Buffer.from(new Uint8Array((r as { buffer: SharedArrayBuffer }).buffer)), data.subarray(4 * MiB, 8 * MiB));
+    assert.equal(down.reads, 2, 'one fresh read for the VM that joined');
+    snap.close();
+  });
+});
+
 describe('cancellation', () => {
   test('a VM that ends stops waiting; its frame read and the whole read, wanted by nobody else, are aborted; a later VM starts afresh and gets the right bytes', async () => {
     const { data, store, id } = await packed();
