@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { native } from '../kernel/native.js';
+import { stopOnProcessExit } from './process-exit.js';
 import type { LoopThreadControl, LoopThreadData, LoopThreadMessage, VmInit } from './protocol.js';
 
 const THREAD_URL = new URL('./loop-thread.js', import.meta.url);
@@ -100,6 +101,7 @@ export class LoopThreadPool {
       vms: new Set(),
       exited: new Promise((resolve) =>
         worker.once('exit', () => {
+          forgetOnExit();
           this.threads.splice(this.threads.indexOf(thread), 1);
           port1.close();
           native.close(controlFd);
@@ -110,6 +112,7 @@ export class LoopThreadPool {
         }),
       ),
     };
+    const forgetOnExit = stopOnProcessExit(() => this.send(thread, { type: 'shutdown' }));
     this.threads.push(thread);
     return thread;
   }

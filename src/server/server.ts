@@ -19,6 +19,7 @@ import { TypedEventEmitter } from './typed-emitter.js';
 import { listenConfig, listenSocket, SocketListener } from './listener.js';
 import type { Listener, ListenOptions, StopVmOptions, VmHandle, VmInfo } from './types.js';
 import { Vm } from './vm-handle.js';
+import { stopOnProcessExit } from '../serve/process-exit.js';
 
 export { DEFAULT_FAULT_AROUND, DEFAULT_FAULT_AROUND_BYTES, DEFAULT_HANDSHAKE_TIMEOUT_MS } from './listener.js';
 export type { VmInfo, VmState } from './types.js';
@@ -105,6 +106,8 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
   private stopping: Promise<void> | undefined;
   private stoppedFully = false;
   private firstSocketPath: string | undefined;
+  /** Unregisters the acceptor's stop on process exit (process-exit.ts). */
+  private readonly forgetOnExit: () => void;
 
   private constructor(private readonly options: InternalServerOptions & { loopThreads: number }) {
     super();
@@ -126,6 +129,7 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
     port1.on('message', (m: AcceptorMessage) => this.onAcceptorMessage(m));
     port1.unref();
     this.acceptor.on('error', (err) => this.logger.error({ err: err.stack }, 'acceptor crashed'));
+    this.forgetOnExit = stopOnProcessExit(() => this.sendAcceptor({ type: 'stop' }));
   }
 
   /** A server with no socket yet: add sockets with listen(). Rejects (CONFIG_INVALID) on a bad option. */
@@ -502,6 +506,7 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
     this.sendAcceptor({ type: 'stop' });
     this.acceptor.ref();
     await this.acceptorExited;
+    this.forgetOnExit();
     this.acceptorControl.close();
     native.close(this.acceptorControlFd);
     await this.pool.shutdown();
