@@ -17,6 +17,20 @@ export function untrackTemp(file: string): void {
   inProgress.delete(file);
 }
 
+let signalOwner: ((signal: NodeJS.Signals) => void) | undefined;
+
+/**
+ * CLI only: while a command that stops itself runs (pack, unpack: an AbortSignal through their
+ * work, whose own cleanup removes their temporary files), the first SIGINT/SIGTERM goes to
+ * `onSignal` instead; a second one removes the temporary files and exits at once. Returns the release.
+ */
+export function handleSignalsWith(onSignal: (signal: NodeJS.Signals) => void): () => void {
+  signalOwner = onSignal;
+  return () => {
+    if (signalOwner === onSignal) signalOwner = undefined;
+  };
+}
+
 /** CLI only: on SIGINT/SIGTERM remove the registered temporary files, then exit 128 + signal. */
 export function removeTempsOnSignal(): void {
   for (const [signal, code] of [
@@ -24,6 +38,12 @@ export function removeTempsOnSignal(): void {
     ['SIGTERM', 143],
   ] as const) {
     process.on(signal, () => {
+      const owner = signalOwner;
+      if (owner) {
+        signalOwner = undefined;
+        owner(signal);
+        return;
+      }
       // A command with its own shutdown (serve) handles the signal itself and registers no temp file.
       if (process.listenerCount(signal) > 1 && inProgress.size === 0) return;
       for (const f of inProgress) fs.rmSync(f, { force: true });

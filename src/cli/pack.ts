@@ -5,6 +5,7 @@ import { storeOptionsFor, type StoreFlags } from './store-flags.js';
 import { loadManifest, pack, parseRanges } from '../snapshot/pack.js';
 import { ProgressBar } from './progress.js';
 import { mib } from './format.js';
+import { runInterruptible } from './interrupt.js';
 
 export interface PackFlags extends StoreFlags {
   store: string;
@@ -34,25 +35,28 @@ export async function packCommand(memfile: string, flags: PackFlags): Promise<vo
     return ranges;
   });
   const store = await openSnapshotStore(flags.store, storeOptions);
-  let r: Awaited<ReturnType<typeof pack>>;
-  let base: Awaited<ReturnType<typeof loadManifest>> | undefined;
-  try {
-    base = flags.base ? await loadManifest(flags.base, store) : undefined;
-    const bar = new ProgressBar('packing');
-    r = await pack({
-      memPath: memfile,
-      store,
-      ...(base ? { base } : {}),
-      diff: flags.diff ?? false,
-      removed,
-      ...(flags.chunkSize ? { chunkSizeBytes: flags.chunkSize } : {}),
-      zstdLevel: flags.level,
-      onProgress: (d, t) => bar.update(d, t),
-    });
-    bar.done();
-  } finally {
-    await store.close();
-  }
+  // Chunks already stored stay (whole, content-addressed: a later pack reuses them); no manifest is written.
+  const { r, base } = await runInterruptible('pack', 'no snapshot written', async (signal) => {
+    try {
+      const base = flags.base ? await loadManifest(flags.base, store) : undefined;
+      const bar = new ProgressBar('packing');
+      const r = await pack({
+        signal,
+        memPath: memfile,
+        store,
+        ...(base ? { base } : {}),
+        diff: flags.diff ?? false,
+        removed,
+        ...(flags.chunkSize ? { chunkSizeBytes: flags.chunkSize } : {}),
+        zstdLevel: flags.level,
+        onProgress: (d, t) => bar.update(d, t),
+      });
+      bar.done();
+      return { r, base };
+    } finally {
+      await store.close();
+    }
+  });
   const secs = r.durationMs / 1000;
   if (flags.json) {
     const { manifest: _m, manifestBytes: _b, ...rest } = r;

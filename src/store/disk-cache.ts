@@ -2,7 +2,8 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { chunkKey, manifestKey } from './layout.js';
-import { StoreError, type ChunkStore, type GetOptions } from './types.js';
+import { sha256OffThread } from './sha256-thread.js';
+import { listManifestIds, StoreError, type ChunkStore, type GetOptions } from './types.js';
 
 export interface DiskCacheOptions {
   /** Cache directory (created if needed); any number of processes may share it. */
@@ -10,11 +11,18 @@ export interface DiskCacheOptions {
   /** Bytes the entries may take; least recently used entries go beyond it. */
   maxBytes: number;
   /**
-   * Checks a chunk blob fetched from the inner store before it is cached (throw to refuse). A
-   * chunk's name is the sha256 of its decoded content, not of the blob, so only the chunk codec
-   * can check it; phase 2 passes the blob decoder. Manifests are always checked (id = sha256).
+   * Checks a chunk blob fetched from the inner store before it is cached (throw to refuse: it is
+   * fetched again, never cached). Meant to be cheap (it runs on the main thread on every miss): the
+   * content is checked by `verifyChunkContent` when a read of the entry is repeated (see below).
    */
   verifyChunk?: (digest: string, blob: Uint8Array) => void | Promise<void>;
+  /**
+   * Checks a chunk blob's content against its name (throw to refuse), off the main thread. A
+   * chunk's name is the sha256 of its decoded content, not of the blob, so only the chunk codec can
+   * check it; the snapshot layer passes a decode on a codec thread. Without it, a repeated read
+   * checks the entry's own hash only. Manifests are always checked (id = sha256).
+   */
+  verifyChunkContent?: (digest: string, blob: Uint8Array) => Promise<void>;
 }
 
 const MAGIC = Buffer.from('FCUCACH1');
@@ -23,15 +31,35 @@ const HEADER_BYTES = MAGIC.length + 32;
 const EVICT_TO = 0.9;
 /** Temporary files older than this are a crashed writer's: removed by the next scan. */
 const STALE_TMP_MS = 3600_000;
+/** Fetches of an object whose bytes fail the miss check, before the read fails (integrity, retryable). */
+const FETCH_ATTEMPTS = 3;
+/**
+ * Reads remembered as handed out unchecked (oldest forgotten first). A consumer's retry follows its
+ * failed check within milliseconds, thousands of reads sooner than this bound forgets it.
+ */
+const MAX_UNCHECKED_READS = 65536;
 
 type Kind = 'chunk' | 'manifest';
 
 /**
  * A local disk tier in front of a (remote) store, kept across restarts and shared by processes.
+ * It sits above the store's retries and concurrency limit (openStore): a hit never queues behind
+ * remote requests, and a miss's fetch is retried and limited like any remote read.
  *
  * - Entry files use the store layout (chunks/ab/<digest>, manifests/<id>.json) and hold a header
- *   with the sha256 of the payload: every read checks it, and a mismatch (a torn disk, bit rot,
- *   a foreign file) deletes the entry and fetches the object again, never serves it.
+ *   with the sha256 of the payload: a whole read checks it (on a helper thread: a 4 MiB entry is
+ *   milliseconds of hashing), and a mismatch (a torn disk, bit rot, a foreign file) deletes the
+ *   entry and fetches the object again, never serves it.
+ * - A ranged read (a v2 chunk's frame) reads only its range from the entry, unchecked: the
+ *   consumer checks what it reads (every chunk consumer decodes and verifies against the
+ *   manifest's hashes) and, when the check fails, reads the same bytes once more. So the cache
+ *   remembers reads it handed out unchecked; a repeat of one (same object, same range, or whole)
+ *   first checks the whole entry (its hash, then `verifyChunkContent`), and a damaged entry is
+ *   deleted and the read goes to the inner store. A consumer thus never gets the same unchecked
+ *   cached bytes twice in a row, and a damaged entry is gone after the first failed check.
+ * - A miss runs only the cheap `verifyChunk` (a blob's structure) before caching. The decode that
+ *   would check a chunk's content is not repeated here: the consumer decodes and verifies the same
+ *   bytes anyway, and its retry makes the cache check and drop a blob that fails (above).
  * - Writes go to DIR/tmp and are renamed into place: readers in any process see a whole entry or
  *   none, and two processes filling the same entry both succeed (the bytes are the same).
  * - Recency is the entry's mtime, bumped on every hit: per file, atomic, shared by all processes
@@ -39,8 +67,7 @@ type Kind = 'chunk' | 'manifest';
  *   atime is not used because relatime/noatime mounts do not keep it. Eviction stats every entry
  *   (a 10 GiB cache of 4 MiB chunks is ~2,500 files) and removes the oldest; a reader that still
  *   has an evicted file open reads it whole, one that opens it after sees a miss.
- * - Whole objects only: a ranged read of a cached entry is cut from the verified entry; a ranged
- *   miss goes to the inner store and is not cached (a part cannot be verified).
+ * - A ranged miss goes to the inner store and is not cached (a part cannot be verified).
  */
 export class DiskCacheStore implements ChunkStore {
   hits = 0;
@@ -48,8 +75,12 @@ export class DiskCacheStore implements ChunkStore {
   /** Entries found damaged on disk (deleted and fetched again). */
   corruptEntries = 0;
   evictedEntries = 0;
+  /** Whole-entry checks made because a read was repeated (for tests and stats). */
+  repeatChecks = 0;
   private approxBytes = 0;
   private evicting: Promise<void> | undefined;
+  /** Reads (kind:name[@offset+length]) whose bytes were handed out without a content check. */
+  private readonly unchecked = new Set<string>();
 
   private constructor(
     readonly inner: ChunkStore,
@@ -97,6 +128,9 @@ export class DiskCacheStore implements ChunkStore {
   putManifest(id: string, data: Uint8Array): Promise<void> {
     return this.inner.putManifest(id, data);
   }
+  manifestIdsWithPrefix(prefix: string): Promise<string[]> {
+    return listManifestIds(this.inner, prefix);
+  }
   async close(): Promise<void> {
     await this.evicting;
     await this.inner.close();
@@ -112,21 +146,46 @@ export class DiskCacheStore implements ChunkStore {
   }
 
   private async get(kind: Kind, name: string, options?: GetOptions): Promise<Uint8Array> {
+    options?.signal?.throwIfAborted();
     const file = this.entryPath(kind, name);
-    const cached = await this.readEntry(file);
     const range = options?.range;
+    const read = range ? `${kind}:${name}@${range.offset}+${range.length}` : `${kind}:${name}`;
+    // The same bytes asked for again after an unchecked hand-out: the consumer's check may have
+    // failed on them, so they are checked this time (whole entry, content included).
+    const repeat = this.unchecked.delete(read);
+    if (repeat) this.repeatChecks++;
+    const cached = range && !repeat ? await this.readRange(file, range) : await this.readWhole(kind, name, file, repeat);
     if (cached) {
       this.hits++;
       const now = new Date();
       fsp.utimes(file, now, now).catch(() => undefined); // recency; a lost race with eviction is harmless
-      return range ? cached.subarray(Math.min(range.offset, cached.length), Math.min(range.offset + range.length, cached.length)) : cached;
+      // A manifest's whole read is checked in full (its id is its hash); a chunk's content is not.
+      if (!repeat && (range || kind === 'chunk')) this.handedOutUnchecked(read);
+      return range && repeat
+        ? cached.subarray(Math.min(range.offset, cached.length), Math.min(range.offset + range.length, cached.length))
+        : cached;
     }
     this.misses++;
-    if (range) return kind === 'chunk' ? this.inner.getChunk(name, options) : this.inner.getManifest(name, options);
-    const bytes = kind === 'chunk' ? await this.inner.getChunk(name, options) : await this.inner.getManifest(name, options);
-    await this.verifyFetched(kind, name, bytes);
-    await this.writeEntry(file, bytes);
-    return bytes;
+    const fetch = (): Promise<Uint8Array> =>
+      kind === 'chunk' ? this.inner.getChunk(name, options) : this.inner.getManifest(name, options);
+    if (range) return fetch();
+    for (let attempt = 1; ; attempt++) {
+      const bytes = await fetch();
+      try {
+        await this.verifyFetched(kind, name, bytes);
+      } catch (err) {
+        if (attempt >= FETCH_ATTEMPTS) throw err;
+        continue;
+      }
+      const hashed = await this.writeEntry(file, bytes);
+      if (kind === 'chunk') this.handedOutUnchecked(read);
+      return hashed;
+    }
+  }
+
+  private handedOutUnchecked(read: string): void {
+    this.unchecked.add(read);
+    if (this.unchecked.size > MAX_UNCHECKED_READS) this.unchecked.delete(this.unchecked.values().next().value!);
   }
 
   private async verifyFetched(kind: Kind, name: string, bytes: Uint8Array): Promise<void> {
@@ -148,40 +207,99 @@ export class DiskCacheStore implements ChunkStore {
     }
   }
 
-  /** The verified payload, or undefined for a miss (absent, or damaged and now deleted). */
-  private async readEntry(file: string): Promise<Buffer | undefined> {
-    let raw: Buffer;
+  /**
+   * Only `range` of the entry's payload (short at its end), or undefined for a miss (absent, or
+   * not a cache entry and now deleted). Unchecked: see the class comment.
+   */
+  private async readRange(file: string, range: { offset: number; length: number }): Promise<Uint8Array | undefined> {
+    const fh = await this.openEntry(file);
+    if (!fh) return undefined;
+    let head: Buffer;
+    let out: Buffer;
     try {
-      raw = await fsp.readFile(file);
+      head = Buffer.alloc(HEADER_BYTES);
+      out = Buffer.allocUnsafe(range.length);
+      const [h, r] = await Promise.all([fh.read(head, 0, HEADER_BYTES, 0), fh.read(out, 0, range.length, HEADER_BYTES + range.offset)]);
+      if (h.bytesRead === HEADER_BYTES && head.subarray(0, MAGIC.length).equals(MAGIC)) return out.subarray(0, r.bytesRead);
+    } catch (err) {
+      throw new StoreError('io', `cannot read cache entry ${file}: ${(err as Error).message}`, false, err);
+    } finally {
+      await fh.close();
+    }
+    await this.drop(file);
+    return undefined;
+  }
+
+  /**
+   * The whole payload, its hash checked off the main thread (and with `content`, a chunk's content
+   * too), or undefined for a miss (absent, or damaged and now deleted).
+   */
+  private async readWhole(kind: Kind, name: string, file: string, content: boolean): Promise<Uint8Array | undefined> {
+    const fh = await this.openEntry(file);
+    if (!fh) return undefined;
+    const head = Buffer.alloc(HEADER_BYTES);
+    let payload: Uint8Array;
+    try {
+      const { size } = await fh.stat();
+      // The payload in a buffer of its own (not a pooled slice): the hash thread takes it without a copy.
+      payload = new Uint8Array(Math.max(0, size - HEADER_BYTES));
+      const [h, p] = await Promise.all([fh.read(head, 0, HEADER_BYTES, 0), readFully(fh, payload, HEADER_BYTES)]);
+      if (h.bytesRead < HEADER_BYTES || p < payload.length) payload = new Uint8Array(0); // shrank under us: damaged
+    } catch (err) {
+      throw new StoreError('io', `cannot read cache entry ${file}: ${(err as Error).message}`, false, err);
+    } finally {
+      await fh.close();
+    }
+    if (head.subarray(0, MAGIC.length).equals(MAGIC)) {
+      const { digest, bytes } = await sha256OffThread(payload);
+      if (digest.equals(head.subarray(MAGIC.length)) && (await this.contentOk(kind, name, bytes, digest, content))) return bytes;
+    }
+    await this.drop(file);
+    return undefined;
+  }
+
+  /** A manifest's id is its sha256; a chunk's content is checked (when asked) by the codec. */
+  private async contentOk(kind: Kind, name: string, payload: Uint8Array, digest: Buffer, content: boolean): Promise<boolean> {
+    if (kind === 'manifest') return digest.toString('hex') === name;
+    try {
+      if (content && this.o.verifyChunkContent) await this.o.verifyChunkContent(name, payload);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private async openEntry(file: string): Promise<fsp.FileHandle | undefined> {
+    try {
+      return await fsp.open(file, 'r');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw new StoreError('io', `cannot read cache entry ${file}: ${(err as Error).message}`, false, err);
     }
-    const payload = raw.subarray(HEADER_BYTES);
-    if (
-      raw.length >= HEADER_BYTES &&
-      raw.subarray(0, MAGIC.length).equals(MAGIC) &&
-      sha256(payload).equals(raw.subarray(MAGIC.length, HEADER_BYTES))
-    )
-      return payload;
-    this.corruptEntries++;
-    await fsp.rm(file, { force: true });
-    return undefined;
   }
 
-  private async writeEntry(file: string, payload: Uint8Array): Promise<void> {
+  /** A damaged entry: deleted (the read goes to the inner store). */
+  private async drop(file: string): Promise<void> {
+    this.corruptEntries++;
+    await fsp.rm(file, { force: true });
+  }
+
+  /** Caches `payload` (hashed off the main thread); returns the bytes to use (the buffer went to the hash thread and back). */
+  private async writeEntry(file: string, payload: Uint8Array): Promise<Uint8Array> {
+    const { digest, bytes } = await sha256OffThread(payload);
     const tmp = path.join(this.o.dir, 'tmp', `${path.basename(file)}.${process.pid}.${crypto.randomBytes(6).toString('hex')}`);
     try {
       await fsp.mkdir(path.dirname(file), { recursive: true });
-      await fsp.writeFile(tmp, [MAGIC, sha256(payload), payload], { flag: 'wx' });
+      await fsp.writeFile(tmp, [MAGIC, digest, bytes], { flag: 'wx' });
       await fsp.rename(tmp, file);
     } catch {
       // The cache is an optimisation: a full or read-only disk must not fail the read.
       await fsp.rm(tmp, { force: true }).catch(() => undefined);
-      return;
+      return bytes;
     }
-    this.approxBytes += HEADER_BYTES + payload.byteLength;
+    this.approxBytes += HEADER_BYTES + bytes.byteLength;
     if (this.approxBytes > this.o.maxBytes && !this.evicting) this.evicting = this.evict().finally(() => (this.evicting = undefined));
+    return bytes;
   }
 
   /** Removes least recently used entries until the cache is at EVICT_TO of its limit. */
@@ -224,6 +342,17 @@ export class DiskCacheStore implements ChunkStore {
 
 function sha256(data: Uint8Array): Buffer {
   return crypto.createHash('sha256').update(data).digest();
+}
+
+/** Reads into all of `into` from `position` (fewer only at the end of the file); returns the bytes read. */
+async function readFully(fh: fsp.FileHandle, into: Uint8Array, position: number): Promise<number> {
+  let got = 0;
+  while (got < into.length) {
+    const { bytesRead } = await fh.read(into, got, into.length - got, position + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return got;
 }
 
 async function exists(p: string): Promise<boolean> {

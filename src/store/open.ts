@@ -51,10 +51,11 @@ export function describeStoreSpec(spec: string): string {
 
 /**
  * Opens the store a user named. Remote stores are layered, outermost first:
- * InflightStore (one request per object however many VMs wait) → ResilientStore (bounded
- * concurrency, retries of transient failures with jittered exponential backoff) → DiskCacheStore
- * (optional; under the retries, so a fetched object that fails verification is fetched again) →
- * HttpStore | S3Store. A directory gets InflightStore → ResilientStore → DirStore.
+ * InflightStore (one request per object however many VMs wait) → DiskCacheStore (optional; above
+ * the limiter, so a hit never queues behind remote requests; a fetched object that fails its check
+ * is fetched again by the cache itself and never cached) → ResilientStore (bounded concurrency,
+ * retries of transient failures with jittered exponential backoff) → HttpStore | S3Store.
+ * A directory gets InflightStore → ResilientStore → DirStore.
  */
 export async function openStore(spec: string, options: OpenStoreOptions = {}): Promise<ChunkStore> {
   const parsed = parseStoreSpec(spec);
@@ -79,6 +80,6 @@ export async function openStore(spec: string, options: OpenStoreOptions = {}): P
     }
     raw = s3;
   }
-  const tier = options.cache ? await DiskCacheStore.open(raw, options.cache) : raw;
-  return new InflightStore(new ResilientStore(tier, { maxConcurrency: 16, maxAttempts: 4, backoffMs: 50, ...options.resilience }));
+  const resilient = new ResilientStore(raw, { maxConcurrency: 16, maxAttempts: 4, backoffMs: 50, ...options.resilience });
+  return new InflightStore(options.cache ? await DiskCacheStore.open(resilient, options.cache) : resilient);
 }

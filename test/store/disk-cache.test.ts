@@ -9,8 +9,10 @@ import { fileURLToPath } from 'node:url';
 import { DirStore } from '../../src/store/dir.js';
 import { DiskCacheStore } from '../../src/store/disk-cache.js';
 import { InflightStore } from '../../src/store/inflight.js';
+import { ResilientStore } from '../../src/store/resilient.js';
 import { StoreError, type ChunkStore, type GetOptions } from '../../src/store/types.js';
 import { tempDir } from '../helpers/files.js';
+import { WrappedStore } from '../helpers/wrapped-store.js';
 
 const root = tempDir('fc-uffd-diskcache-');
 after(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -223,4 +225,126 @@ test('in-flight sharing: one waiter aborting leaves the read to the others; all 
   release();
   assert.ok(Buffer.from(await s.getChunk(d)).equals(b));
   assert.equal(inner.gets, 3);
+});
+
+test('disk cache: a ranged hit reads only its range; bytes outside it may be damaged and are not read', async () => {
+  const { store, objects } = await origin('o8', 1, 100_000);
+  const dir = path.join(root, 'c8');
+  const cache = await DiskCacheStore.open(store, { dir, maxBytes: 1e6 });
+  const [d, b] = [...objects][0]!;
+  await cache.getChunk(d);
+  const file = path.join(dir, 'chunks', d.slice(0, 2), d);
+  const raw = fs.readFileSync(file);
+  raw.fill(0xee, 40 + 50_000); // damage everything after the range (the entry's hash no longer matches)
+  fs.writeFileSync(file, raw);
+  const got = await cache.getChunk(d, { range: { offset: 1000, length: 4096 } });
+  assert.ok(Buffer.from(got).equals(b.subarray(1000, 5096)), 'the range, served without reading the rest');
+  assert.deepEqual([cache.hits, cache.corruptEntries], [1, 0]);
+  assert.equal(fs.existsSync(file), true);
+});
+
+test('disk cache: a range read again after an unchecked hand-out is checked first; a damaged entry is dropped and re-fetched', async () => {
+  const { store, objects } = await origin('o9', 1, 100_000);
+  const inner = counting(store);
+  const dir = path.join(root, 'c9');
+  const contentChecks: string[] = [];
+  const cache = await DiskCacheStore.open(inner, {
+    dir,
+    maxBytes: 1e6,
+    verifyChunkContent: (digest, blob) => {
+      contentChecks.push(digest);
+      return sha(blob) === digest ? Promise.resolve() : Promise.reject(new Error('content differs'));
+    },
+  });
+  const [d, b] = [...objects][0]!;
+  await cache.getChunk(d);
+  assert.equal(inner.gets, 1);
+  // Damage inside the range, and write the entry's hash to match (a blob damaged before it was cached).
+  const file = path.join(dir, 'chunks', d.slice(0, 2), d);
+  const payload = Buffer.from(b);
+  payload[2000]! ^= 0xff;
+  fs.writeFileSync(file, Buffer.concat([Buffer.from('FCUCACH1'), crypto.createHash('sha256').update(payload).digest(), payload]));
+  const range = { offset: 1000, length: 4096 };
+  const first = await cache.getChunk(d, { range });
+  assert.equal(first[1000], b[2000]! ^ 0xff, 'the first read hands out the range unchecked (the consumer checks it)');
+  // The consumer's check failed; it reads the same range again: the cache checks, drops, re-fetches.
+  const second = await cache.getChunk(d, { range });
+  assert.ok(Buffer.from(second).equals(b.subarray(1000, 5096)), 'the retry gets the right bytes');
+  assert.deepEqual(contentChecks, [d]);
+  assert.equal(cache.corruptEntries, 1);
+  assert.equal(inner.gets, 2, 'the retry went to the inner store');
+  // The whole entry is cached again from the inner store, and whole: a whole read serves it.
+  await cache.getChunk(d);
+  assert.ok(Buffer.from(await cache.getChunk(d)).equals(b));
+  assert.equal(inner.gets, 3);
+  // Both whole reads followed an unchecked whole hand-out (the first miss, then the re-fetch): checked.
+  assert.equal(cache.repeatChecks, 3);
+});
+
+test('disk cache: a whole chunk read again after an unchecked hand-out is content-checked (a blob damaged before caching)', async () => {
+  const { store, objects } = await origin('o10', 1, 100_000);
+  const inner = counting(store);
+  const dir = path.join(root, 'c10');
+  const cache = await DiskCacheStore.open(inner, {
+    dir,
+    maxBytes: 1e6,
+    verifyChunkContent: (digest, blob) => (sha(blob) === digest ? Promise.resolve() : Promise.reject(new Error('content differs'))),
+  });
+  const [d, b] = [...objects][0]!;
+  const damaged = Buffer.from(b);
+  damaged[10]! ^= 1;
+  const file = path.join(dir, 'chunks', d.slice(0, 2), d);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, Buffer.concat([Buffer.from('FCUCACH1'), crypto.createHash('sha256').update(damaged).digest(), damaged]));
+  assert.ok(Buffer.from(await cache.getChunk(d)).equals(damaged), 'its own hash matches: served once, unchecked');
+  assert.ok(Buffer.from(await cache.getChunk(d)).equals(b), 'the repeat is checked, dropped, fetched');
+  assert.deepEqual([cache.corruptEntries, inner.gets], [1, 1]);
+});
+
+test('disk cache: a hit does not wait for a stalled remote read of another object (the cache is above the limiter)', async () => {
+  const { store, objects } = await origin('o11', 2, 10_000);
+  const [d1, d2] = [...objects.keys()] as [string, string];
+  const b1 = objects.get(d1)!;
+  const dir = path.join(root, 'c11');
+  // A remote whose reads of d2 never answer; one slot in the limiter (all of it taken by d2).
+  class Stalled extends WrappedStore {
+    override getChunk(digest: string, options?: GetOptions): Promise<Uint8Array> {
+      return digest === d2 ? new Promise<Uint8Array>(() => undefined) : super.getChunk(digest, options);
+    }
+  }
+  const warm = await DiskCacheStore.open(store, { dir, maxBytes: 1e6 });
+  await warm.getChunk(d1);
+  const cache = await DiskCacheStore.open(new ResilientStore(new Stalled(store), { maxConcurrency: 1 }), { dir, maxBytes: 1e6 });
+  const s = new InflightStore(cache);
+  const stalled = s.getChunk(d2);
+  stalled.catch(() => undefined);
+  const hit = await Promise.race([s.getChunk(d1), new Promise<'stalled'>((resolve) => setTimeout(() => resolve('stalled'), 5000).unref())]);
+  assert.notEqual(hit, 'stalled');
+  assert.ok(Buffer.from(hit as Uint8Array).equals(b1));
+  assert.equal(cache.hits, 1);
+});
+
+test('disk cache: a fetched blob that fails the miss check is fetched again and the good one cached', async () => {
+  const { store, objects } = await origin('o12', 1, 10_000);
+  const [d, b] = [...objects][0]!;
+  let reads = 0;
+  class Flaky extends WrappedStore {
+    override async getChunk(digest: string, options?: GetOptions): Promise<Uint8Array> {
+      const bytes = Buffer.from(await super.getChunk(digest, options));
+      if (++reads === 1) bytes[0]! ^= 1; // damaged on the way, once
+      return bytes;
+    }
+  }
+  const dir = path.join(root, 'c12');
+  const cache = await DiskCacheStore.open(new Flaky(store), {
+    dir,
+    maxBytes: 1e6,
+    verifyChunk: (digest, blob) => {
+      if (sha(blob) !== digest) throw new Error('damaged');
+    },
+  });
+  assert.ok(Buffer.from(await cache.getChunk(d)).equals(b));
+  assert.equal(reads, 2);
+  const raw = fs.readFileSync(path.join(dir, 'chunks', d.slice(0, 2), d));
+  assert.ok(raw.subarray(40).equals(b), 'the good copy was cached');
 });
