@@ -1,9 +1,10 @@
 // The benchmark's server: a chunked snapshot from any store (directory, http://, s3://) through
-// openStore (in-flight de-duplication, retries, optional disk cache), served on a socket. Prints one
+// openSnapshotStore, as `fc-uffd serve` opens it (in-flight de-duplication, retries, optional disk
+// cache with the chunk checks), served on a socket. Prints one
 // JSON line per VM that ended (its summary and the frame fetch times). A library server because the
 // CLI's store URLs and cache flags are wired in parallel (see bench/remote.ts).
 //   node dist/bench/lib/remote-serve.js '<json RemoteServeConfig>'
-import { openStore } from '../../src/store/open.js';
+import { openSnapshotStore } from '../../src/snapshot/store-open.js';
 import { ChunkCache } from '../../src/snapshot/chunk-cache.js';
 import { ServedChunkedSnapshot } from '../../src/snapshot/chunked-source.js';
 import { UffdServer } from '../../src/server/server.js';
@@ -22,7 +23,7 @@ export interface RemoteServeConfig {
 
 const c = JSON.parse(process.argv[2]!) as RemoteServeConfig;
 const logger = createLogger('warn');
-const store = await openStore(c.store, {
+const store = await openSnapshotStore(c.store, {
   checkBucket: false,
   ...(c.s3Endpoint ? { s3: { endpoint: c.s3Endpoint } } : {}),
   ...(c.cacheDir ? { cache: { dir: c.cacheDir, maxBytes: 1 << 30 } } : {}),
