@@ -1,8 +1,8 @@
 // The benchmark's server: a chunked snapshot from any store (directory, http://, s3://) through
 // openSnapshotStore, as `fc-uffd serve` opens it (in-flight de-duplication, retries, optional disk
-// cache with the chunk checks), served on a socket. Prints one
-// JSON line per VM that ended (its summary and the frame fetch times). A library server because the
-// CLI's store URLs and cache flags are wired in parallel (see bench/remote.ts).
+// cache with the chunk checks), served on a socket. Prints one JSON line per VM that ended (its
+// summary and the frame fetch times). A library server because the CLI's store URLs and cache
+// flags are wired in parallel (see bench/remote.ts).
 //   node dist/bench/lib/remote-serve.js '<json RemoteServeConfig>'
 import { openSnapshotStore } from '../../src/snapshot/store-open.js';
 import { ChunkCache } from '../../src/snapshot/chunk-cache.js';
