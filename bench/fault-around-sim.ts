@@ -1,4 +1,4 @@
-// node dist/bench/fault-around-sim.js [--fixture DIR] [--data-dir DIR] [--json]
+// node dist/bench/fault-around-sim.js [--fixture DIR] [--data-dir DIR]
 //
 // Offline: replays access traces against fault-around policies and a snapshot's zero-page map, and
 // counts what src/serve/fault-loop.ts would do — faults, pages installed (copied / zero), ioctls —
@@ -10,7 +10,9 @@
 //             --touch-pages 6553 --seed 1 touches (its splitmix64 permutation, reproduced below)
 //   dense     every page of a generated 128 MiB image, in order (fc-emu --pattern seq)
 // The images are the bench's (bench/lib/data.ts demoImage, seed 42), so the counts match the
-// bench scenarios random-5pct-512m and dense-seq-128m.
+// bench scenarios random-5pct-512m and dense-seq-128m. Deterministic: it writes suite
+// `fault-around-sim` (bench/results/fault-around-sim.json, the policies table as its fragment, the
+// sweeps as parts `sweeps` and `zero-gaps`), only when every trace was replayed.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,11 +20,13 @@ import { fileURLToPath } from 'node:url';
 import { AdaptiveFaultAround, type AdaptiveFaultAroundOptions } from '../src/serve/adaptive-window.js';
 import type { FaultAroundPolicy } from '../src/serve/fault-around.js';
 import { SPAN_BOUNDARY_BYTES } from '../src/memory/source.js';
+import { mdTable, writeResults } from './lib/results.js';
 import { traces, type Trace } from './lib/traces.js';
 
 const PS = 4096;
 const MiB = 1024 * 1024;
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const TRACE_NAMES = ['real', 'random', 'dense'];
 
 /** The fixed window exactly as fault-loop.ts computes it: the aligned block, clipped to the region. */
 class FixedFaultAround implements FaultAroundPolicy {
@@ -155,7 +159,9 @@ function zeroRange(zero: Uint8Array, off: number, len: number): boolean {
   return true;
 }
 
-function row(policy: string, t: Trace, r: SimResult): Record<string, string | number> {
+type Row = ReturnType<typeof row>;
+
+function row(policy: string, t: Trace, r: SimResult) {
   return {
     trace: t.name,
     policy,
@@ -163,24 +169,65 @@ function row(policy: string, t: Trace, r: SimResult): Record<string, string | nu
     touched: r.touched,
     copied: r.copied,
     zeroed: r.zeroed,
-    'installed/touched': +((r.copied + r.zeroed) / r.touched).toFixed(2),
-    'copied/touched-data': +(r.copied / (r.touched - r.touchedZero)).toFixed(2),
+    installedPerTouched: (r.copied + r.zeroed) / r.touched,
+    copiedPerTouchedData: r.copied / (r.touched - r.touchedZero),
     ioctls: r.ioctls,
-    'ioctls/fault': +(r.ioctls / r.faults).toFixed(2),
-    'est ms': +estMs(r).toFixed(1),
+    ioctlsPerFault: r.ioctls / r.faults,
+    estMs: estMs(r),
   };
 }
 
-function printTable(title: string, rows: Record<string, string | number>[]): void {
+/** Counts with thousands separators; ratios and ms to three significant digits (1.09, 11.2, 52.9, 1,404). */
+const count = (n: number): string => n.toLocaleString('en-US');
+const sig3 = (x: number): string => (x >= 100 ? count(Math.round(x)) : x.toFixed(x >= 10 ? 1 : 2));
+
+/** Every policy on every trace, one row each (the default policy, adaptive, in bold). */
+function policiesTable(rows: Row[]): string {
+  return mdTable(
+    ['trace', 'policy', 'faults', 'installed/touched', 'copied/touched data', 'ioctls', 'ioctls/fault', 'est ms'],
+    rows.map((r) => [
+      r.trace,
+      r.policy === 'adaptive' ? '**adaptive**' : r.policy,
+      count(r.faults),
+      sig3(r.installedPerTouched),
+      sig3(r.copiedPerTouchedData),
+      count(r.ioctls),
+      sig3(r.ioctlsPerFault),
+      sig3(r.estMs),
+    ]),
+  );
+}
+
+/** One line per setting, the traces side by side: `cols` picks the figures shown per trace. */
+function acrossTraces(rows: Row[], settingHead: string, cols: Array<[head: string, cell: (r: Row) => string]>): string {
+  const settings = [...new Set(rows.map((r) => r.policy))];
+  const head = [settingHead, ...TRACE_NAMES.flatMap((t) => cols.map(([h]) => `${t} ${h}`))];
+  return mdTable(
+    head,
+    settings.map((s) => [
+      s,
+      ...TRACE_NAMES.flatMap((t) => {
+        const r = rows.find((x) => x.trace === t && x.policy === s)!;
+        return cols.map(([, cell]) => cell(r));
+      }),
+    ]),
+  );
+}
+
+function printTable(title: string, rows: Row[]): void {
   process.stdout.write(`\n== ${title}\n`);
   if (rows.length === 0) return;
-  const head = Object.keys(rows[0]!);
-  const cells = rows.map((r) => head.map((h) => String(r[h])));
+  const head = Object.keys(rows[0]!) as Array<keyof Row>;
+  const cells = rows.map((r) =>
+    head.map((h) => {
+      const v = r[h];
+      return typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(2) : String(v);
+    }),
+  );
   const width = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   process.stdout.write(`| ${head.map((h, i) => h.padEnd(width[i]!)).join(' | ')} |\n| ${width.map((w) => '-'.repeat(w)).join(' | ')} |\n`);
   for (const c of cells) process.stdout.write(`| ${c.map((x, i) => x.padEnd(width[i]!)).join(' | ')} |\n`);
 }
-
 function main(): void {
   const argv = process.argv.slice(2);
   const arg = (flag: string): string | undefined => {
@@ -191,7 +238,7 @@ function main(): void {
   const dataDir = arg('--data-dir') ?? path.join(os.tmpdir(), 'fc-uffd-bench');
   fs.mkdirSync(dataDir, { recursive: true });
   const ts = traces(dataDir, fixtureDir);
-  const all: Record<string, string | number>[] = [];
+  const windowSizes: Record<string, Record<string, number>> = {};
 
   // 1. Every policy on every trace.
   const policies: Policy[] = [
@@ -202,21 +249,18 @@ function main(): void {
     adaptive('adaptive'),
     adaptive('adaptive+zero-aware', {}, true),
   ];
-  const rows1: Record<string, string | number>[] = [];
+  const rows1: Row[] = [];
   for (const t of ts)
     for (const p of policies) {
       const r = simulate(t, p.make(t));
       rows1.push(row(p.name, t, r));
-      if (p.name === 'adaptive')
-        process.stdout.write(
-          `window sizes (${t.name}, adaptive): ${[...r.windows.entries()]
-            .sort((a, b) => a[0] - b[0])
-            .map(([k, v]) => `${k * 4}k:${v}`)
-            .join(' ')}\n`,
-        );
+      if (p.name === 'adaptive') {
+        const sizes = [...r.windows.entries()].sort((a, b) => a[0] - b[0]).map(([k, v]) => [`${(k * PS) / 1024}k`, v] as const);
+        windowSizes[t.name] = Object.fromEntries(sizes);
+        process.stdout.write(`window sizes (${t.name}, adaptive): ${sizes.map(([k, v]) => `${k}:${v}`).join(' ')}\n`);
+      }
     }
   printTable('policies x traces (installed/touched counts zero pages; copied/touched-data: guest memory per data page touched)', rows1);
-  all.push(...rows1);
 
   // 2. Tunables, one at a time around the default.
   const sweep: Policy[] = [
@@ -229,20 +273,60 @@ function main(): void {
     ...[0, 1, 16].map((n) => adaptive(`skip ${n}p`, { skipPages: n })),
     ...[0, 512 * 1024].map((b) => adaptive(`4x below ${b / 1024}k`, { fastGrowthBelowBytes: b })),
   ];
-  const rows2: Record<string, string | number>[] = [];
+  const rows2: Row[] = [];
   for (const t of ts) for (const p of sweep) rows2.push(row(p.name, t, simulate(t, p.make(t))));
   printTable('adaptive tunables, one changed at a time', rows2);
-  all.push(...rows2);
 
   // 3. Zero gaps inside a data run installed as copied zeros (item 3).
-  const rows3: Record<string, string | number>[] = [];
+  const rows3: Row[] = [];
   for (const t of ts)
     for (const p of [fixed(256 * 1024), fixed(2 * MiB), adaptive('adaptive')])
       for (const gap of [0, 1, 2, 4, 8, 16]) rows3.push(row(`${p.name} gap<=${gap}`, t, simulate(t, p.make(t), gap)));
   printTable('zero gaps of <= N pages inside a data run copied as data (N=0: split, as today)', rows3);
-  all.push(...rows3);
   process.stdout.write(`\ncost model (est ms, to rank only): ${JSON.stringify(COST_US)} µs\n`);
-  if (argv.includes('--json')) process.stdout.write(`${JSON.stringify(all)}\n`);
+
+  const missing = TRACE_NAMES.filter((n) => !ts.some((t) => t.name === n));
+  if (missing.length > 0) {
+    process.stdout.write(`results not written: trace ${missing.join(', ')} missing (give --fixture the real guest's directory)\n`);
+    process.exitCode = 1;
+    return;
+  }
+  const costModel = `\`est ms\`: ${COST_US.fault} µs a fault, ${COST_US.ioctl} µs an ioctl, ${COST_US.copied} µs a copied page, ${COST_US.zeroed} µs a zero page (to rank policies, not a measurement).`;
+  const perTrace: Array<[string, (r: Row) => string]> = [
+    ['faults', (r) => count(r.faults)],
+    ['inst/touched', (r) => sig3(r.installedPerTouched)],
+    ['est ms', (r) => sig3(r.estMs)],
+  ];
+  const written = writeResults(
+    'fault-around-sim',
+    {
+      costModelUs: COST_US,
+      traces: ts.map((t) => ({ name: t.name, what: t.what })),
+      adaptiveWindowSizes: windowSizes,
+      policies: rows1,
+      tunables: rows2,
+      zeroGaps: rows3,
+    },
+    `Every policy on every trace (installed/touched counts zero pages; copied/touched data: guest memory per data page touched). ${costModel}\n\n${policiesTable(rows1)}\n\n` +
+      `Faults by window size, adaptive: ${TRACE_NAMES.map(
+        (t) =>
+          `${t} ${Object.entries(windowSizes[t] ?? {})
+            .map(([k, v]) => `${k} ${count(v)}`)
+            .join(', ')}`,
+      ).join('; ')}.`,
+    {
+      sweeps: `The adaptive policy's tunables, one changed at a time from the default (inst/touched: pages installed per page touched). ${costModel}\n\n${acrossTraces(rows2, 'setting', perTrace)}`,
+      'zero-gaps': `Zero gaps of at most N pages inside a data run copied as data (gap<=0: split by kind, as served today).\n\n${acrossTraces(
+        rows3,
+        'policy',
+        [
+          ['ioctls', (r) => count(r.ioctls)],
+          ['copied', (r) => count(r.copied)],
+        ],
+      )}`,
+    },
+  );
+  process.stdout.write(`results: ${[written.jsonPath, ...written.markdownPaths].map((f) => path.relative(ROOT, f)).join(', ')}\n`);
 }
 
 main();

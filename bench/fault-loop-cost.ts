@@ -10,6 +10,12 @@
 // about. The kernel's share (the ioctls, the copy) is the same for every variant and is not here:
 // compare with the trace-cost / adaptive scenarios of bench/run.ts for whole-restore figures.
 // Each cell: median [min-max] over runs of the mean ns per fault, and of the p50 / p99 of single faults.
+// Then the TraceRecorder alone: ns for the 3 records of a traced on-demand fault (read, installed
+// range, served), blocks posted through a MessageChannel as on a fault-loop thread, against the
+// same loop without recording, and ns per clock read (performance.now()): why the recorder takes
+// its times from the fault loop's own clock reads (src/trace/recorder.ts).
+// With --suite NAME it writes bench/results/NAME.json and NAME.md (bench/lib/results.ts); the
+// committed suite is fault-loop-cost.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,6 +31,7 @@ import { faultAroundPolicyFor, type FaultAround } from '../src/serve/fault-aroun
 import { VmStats } from '../src/serve/stats.js';
 import { TraceRecorder } from '../src/trace/recorder.js';
 import type { TraceBlock } from '../src/trace/format.js';
+import { writeResults } from './lib/results.js';
 import { traces, type Trace } from './lib/traces.js';
 
 const PS = 4096;
@@ -142,6 +149,69 @@ const spread = (xs: number[]): Spread => {
   return { median: s[s.length >> 1]!, min: s[0]!, max: s[s.length - 1]! };
 };
 
+/** Iterations of one recorder or clock-read run: long enough that the timer's own cost vanishes. */
+const RECORDER_ITERATIONS = 2_000_000;
+
+/** ns per iteration of an on-demand fault's 3 records (none when `trace` is undefined), around a loop body that does little else. */
+function recorderRun(trace: TraceRecorder | undefined): number {
+  const readAt = performance.now();
+  let acc = 0;
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < RECORDER_ITERATIONS; i++) {
+    const off = (i & 0xffff) * PS;
+    acc += off;
+    trace?.fault(HOST + off, (i & 3) === 0, readAt);
+    trace?.install(off, PS, 0, true, true);
+    trace?.served(HOST + off, off, 0, readAt, readAt);
+  }
+  const ns = Number(process.hrtime.bigint() - t0);
+  if (acc < 0) throw new Error('unreachable');
+  trace?.flush();
+  return ns / RECORDER_ITERATIONS;
+}
+
+/** ns per performance.now() call. */
+function clockReadRun(): number {
+  let acc = 0;
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < RECORDER_ITERATIONS; i++) acc += performance.now();
+  const ns = Number(process.hrtime.bigint() - t0);
+  if (acc < 0) throw new Error('unreachable');
+  return ns / RECORDER_ITERATIONS;
+}
+
+interface RecorderCost {
+  iterations: number;
+  loopAloneNs: Spread;
+  tracedNs: Spread;
+  /** Median traced minus median untraced: what 3 records add to an on-demand fault. */
+  addedPerFaultNs: number;
+  clockReadNs: Spread;
+}
+
+function recorderCost(runs: number): RecorderCost {
+  // A working-set prefetch is set, as with serve --trace --prefetch: served() checks it.
+  const prefetchSet = Uint32Array.from({ length: 16384 }, (_, i) => i * 2);
+  const base: number[] = [];
+  const traced: number[] = [];
+  const clock: number[] = [];
+  recorderRun(new TraceRecorder(sink, PS, prefetchSet)); // untimed: the JIT compiles the traced path
+  for (let r = 0; r < runs; r++) {
+    base.push(recorderRun(undefined));
+    traced.push(recorderRun(new TraceRecorder(sink, PS, prefetchSet)));
+    clock.push(clockReadRun());
+  }
+  const loopAloneNs = spread(base);
+  const tracedNs = spread(traced);
+  return {
+    iterations: RECORDER_ITERATIONS,
+    loopAloneNs,
+    tracedNs,
+    addedPerFaultNs: tracedNs.median - loopAloneNs.median,
+    clockReadNs: spread(clock),
+  };
+}
+
 function main(): void {
   const argv = process.argv.slice(2);
   const flag = (name: string): string | undefined => {
@@ -155,8 +225,6 @@ function main(): void {
   const dataDir = flag('--data-dir') ?? path.join(os.tmpdir(), 'fc-uffd-bench');
   const fixtureDir = flag('--fixture') ?? path.resolve(ROOT, '../shared/fixtures/real-guest-128m');
   fs.mkdirSync(dataDir, { recursive: true });
-  const started = new Date();
-  const loadAvg1 = os.loadavg()[0]!;
   const ts = traces(dataDir, fixtureDir);
   const lat = new Float64Array(Math.max(...ts.map((t) => t.pages.length)));
   const results: Array<{
@@ -189,12 +257,10 @@ function main(): void {
       }),
     });
   }
-  const command = `node dist/bench/fault-loop-cost.js ${argv.join(' ')}`.trim();
+  const recorder = recorderCost(runs);
   const f = (s: Spread): string => `${s.median.toFixed(0)} [${s.min.toFixed(0)}-${s.max.toFixed(0)}]`;
   const lines: string[] = [
-    `Measured ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC with \`${command}\` (${runs} runs per variant, medians [min-max]; ${os.cpus().length} CPUs, shared, load ${loadAvg1.toFixed(1)} at start; Node ${process.version}).`,
-    '',
-    'The fault loop alone (no kernel: its ioctls answer at once), ns of JavaScript per fault, including the trace records and their posting when traced. ' +
+    `The fault loop alone (no kernel: its ioctls answer at once), ns of JavaScript per fault, including the trace records and their posting when traced; ${runs} runs per variant, medians [min-max]. ` +
       'Mean per fault (what CPU the loop spends; a run preempted by other work on the machine shows in it, so read min too), and the p50 / p99 of single faults. ' +
       '"traced / untraced" compares the best (min) means: the least disturbed runs.',
     '',
@@ -214,16 +280,16 @@ function main(): void {
     }
     lines.push('');
   }
+  lines.push(
+    `**recorder**: the TraceRecorder alone, ${recorder.iterations.toLocaleString('en-US')} iterations a run: the 3 records of an on-demand fault (read, installed range, served) ` +
+      `add ${recorder.addedPerFaultNs.toFixed(0)} ns (traced ${f(recorder.tracedNs)} ns, the loop alone ${f(recorder.loopAloneNs)} ns); ` +
+      `one clock read (performance.now()) costs ${f(recorder.clockReadNs)} ns, which is why the recorder takes its times from the fault loop's own clock reads.`,
+  );
   const md = `${lines.join('\n')}\n`;
   process.stdout.write(md);
   if (suite) {
-    const out = path.join(ROOT, 'bench/results', `${suite}.json`);
-    fs.writeFileSync(
-      out,
-      `${JSON.stringify({ version: 1, startedAt: started.toISOString(), command, loadAvg1, runs, host: { cpus: os.cpus().length, node: process.version, kernel: os.release() }, results }, null, 1)}\n`,
-    );
-    fs.writeFileSync(out.replace(/\.json$/, '.md'), md);
-    process.stdout.write(`results: ${out} and ${out.replace(/\.json$/, '.md')}\n`);
+    const written = writeResults(suite, { runs, traces: results, recorder }, md);
+    process.stdout.write(`results: ${[written.jsonPath, ...written.markdownPaths].join(' and ')}\n`);
   }
   port1.close();
 }

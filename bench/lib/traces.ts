@@ -1,5 +1,5 @@
 // The access traces the fault-around simulator (bench/fault-around-sim.ts) and the in-process fault
-// path benchmark (bench/fault-path.ts) replay, with each image's zero-page map. The images are the
+// loop benchmark (bench/fault-loop-cost.ts) replay, with each image's zero-page map. The images are the
 // bench's (bench/lib/data.ts demoImage, seed 42), so the counts match the bench scenarios
 // random-5pct-512m and dense-seq-128m; the real trace is the fixture's when it is there.
 import fs from 'node:fs';

@@ -79,7 +79,8 @@ export class TraceRecorder {
   /**
    * The faulting page at `address` (snapshot `fileOffset`) is installed at `nowMs`; `kind` as
    * installed. Times come from the fault loop's own clock reads: on some hosts a clock read costs
-   * more than the rest of a record (measured 230 ns, bench/trace-record.ts).
+   * more than the rest of a record (bench/fault-loop-cost.ts, its `recorder` line in
+   * bench/results/fault-loop-cost.md).
    */
   served(address: number, fileOffset: number, kind: number, readAtMs: number, nowMs: number): void {
     const page = fileOffset / this.pageSizeBytes;
