@@ -17,6 +17,15 @@ export function untrackTemp(file: string): void {
   inProgress.delete(file);
 }
 
+/**
+ * CLI only, right before it exits: removes every registered temporary file (writes still under way
+ * when an interrupted command stops waiting for them would otherwise leave theirs behind).
+ */
+export function removeTrackedTemps(): void {
+  for (const f of inProgress) fs.rmSync(f, { force: true });
+  inProgress.clear();
+}
+
 let signalOwner: ((signal: NodeJS.Signals) => void) | undefined;
 
 /**
@@ -46,7 +55,7 @@ export function removeTempsOnSignal(): void {
       }
       // A command with its own shutdown (serve) handles the signal itself and registers no temp file.
       if (process.listenerCount(signal) > 1 && inProgress.size === 0) return;
-      for (const f of inProgress) fs.rmSync(f, { force: true });
+      removeTrackedTemps();
       process.exit(code);
     });
   }

@@ -2,7 +2,7 @@
 // work through its AbortSignal (pack, unpack: no manifest, no output file, their temporary files
 // removed by their own cleanup), then one line says so and the process exits 128 + signal.
 import { FcUffdError } from '../errors.js';
-import { handleSignalsWith } from '../temp-files.js';
+import { handleSignalsWith, removeTrackedTemps } from '../temp-files.js';
 
 const EXIT_CODES: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 130, SIGTERM: 143 };
 
@@ -23,6 +23,8 @@ export async function runInterruptible<T>(what: string, left: string, work: (sig
   } catch (err) {
     if (caught === undefined) throw err;
     process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}fc-uffd: ${what} interrupted by ${caught}: ${left} [ABORTED]\n`);
+    // Stores writes the abort stopped waiting for may still be under way: their temporary files go too.
+    removeTrackedTemps();
     process.exit(EXIT_CODES[caught] ?? 1);
   } finally {
     release();

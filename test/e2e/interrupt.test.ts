@@ -3,6 +3,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CLI_PATH } from '../helpers/cli.js';
@@ -44,10 +45,15 @@ function interrupt(args: string[], midway: () => boolean): Promise<Interrupted> 
   });
 }
 
-/** Every file under `root` (relative paths). */
+/** Every file under `root` (relative paths); one renamed or removed while listed is left out. */
 function files(root: string): string[] {
-  if (!fs.existsSync(root)) return [];
-  return (fs.readdirSync(root, { recursive: true }) as string[]).filter((f) => fs.statSync(path.join(root, f)).isFile()).sort();
+  let names: string[];
+  try {
+    names = fs.readdirSync(root, { recursive: true }) as string[];
+  } catch {
+    return [];
+  }
+  return names.filter((f) => fs.statSync(path.join(root, f), { throwIfNoEntry: false })?.isFile() === true).sort();
 }
 
 test('Ctrl-C during pack: one line, exit 130, no manifest and no temporary file in the store', async () => {
@@ -68,6 +74,23 @@ test('Ctrl-C during pack: one line, exit 130, no manifest and no temporary file 
     'no manifest and nothing in tmp/',
   );
   assert.ok(left.length < 192, `the pack stopped before storing every chunk (${left.length} stored)`);
+});
+
+test('Ctrl-C while chunk writes are under way: their temporary files are removed too', async () => {
+  const store = path.join(dir, 'store-pack-writing');
+  // Incompressible 4 MiB chunks at the default level: each write (and its fsync) takes a while and
+  // the next follows at once, so the signal finds writes in flight.
+  const random = path.join(dir, 'random.bin');
+  const fd = fs.openSync(random, 'w');
+  for (let i = 0; i < 32; i++) fs.writeSync(fd, crypto.randomBytes(4 * MiB));
+  fs.closeSync(fd);
+  const r = await interrupt(['pack', random, '--store', store], () => files(store).some((f) => f.startsWith('tmp/')));
+  assert.equal(r.code, 130, r.stderr);
+  assert.deepEqual(
+    files(store).filter((f) => !f.startsWith('chunks/')),
+    [],
+    'no manifest and nothing in tmp/',
+  );
 });
 
 test('Ctrl-C during unpack: one line, exit 130, no output file and no temporary file beside it', async () => {
