@@ -2,7 +2,7 @@ import os from 'node:os';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { native } from '../kernel/native.js';
 import { stopOnProcessExit } from './process-exit.js';
-import type { LoopThreadControl, LoopThreadData, LoopThreadMessage, VmInit } from './protocol.js';
+import type { LoopThreadControl, LoopThreadData, LoopThreadMessage, LoopThreadReady, VmInit } from './protocol.js';
 
 const THREAD_URL = new URL('./loop-thread.js', import.meta.url);
 
@@ -12,6 +12,8 @@ interface LoopThread {
   control: MessagePort;
   vms: Set<string>;
   exited: Promise<void>;
+  /** Resolves when the thread reported ready (booted, its modules loaded) or exited. */
+  ready: Promise<void>;
 }
 
 /**
@@ -39,6 +41,15 @@ export class LoopThreadPool {
 
   get threadsConfigured(): number {
     return this.maxThreads;
+  }
+
+  /**
+   * Resolves when every thread has booted (loaded its modules, entered its loop: a few hundred ms
+   * after the pool started on a busy machine), or exited: a server listens only then, so a VMM that
+   * connects once it listens never waits for a thread to boot.
+   */
+  whenReady(): Promise<void> {
+    return Promise.all(this.threads.map((t) => t.ready)).then(() => undefined);
   }
 
   static defaultThreads(): number {
@@ -93,15 +104,22 @@ export class LoopThreadPool {
     worker.unref();
     let error: Error | undefined;
     worker.on('error', (err) => (error = err));
-    worker.on('message', (m: LoopThreadMessage) => this.onMessage(m));
+    let onReady = (): void => {};
+    const ready = new Promise<void>((resolve) => (onReady = resolve));
+    worker.on('message', (m: LoopThreadMessage | LoopThreadReady) => {
+      if (m.type === 'ready') onReady();
+      else this.onMessage(m);
+    });
     const thread: LoopThread = {
       worker,
       controlFd,
       control: port1,
       vms: new Set(),
+      ready,
       exited: new Promise((resolve) =>
         worker.once('exit', () => {
           forgetOnExit();
+          onReady();
           this.threads.splice(this.threads.indexOf(thread), 1);
           port1.close();
           native.close(controlFd);

@@ -13,7 +13,7 @@ import { EPOLLERR, EPOLLHUP, EPOLLIN } from '../kernel/constants.js';
 import { errnoName } from '../kernel/errors.js';
 import { native } from '../kernel/native.js';
 import { syscallNow } from '../kernel/policy.js';
-import type { LoopThreadControl, LoopThreadData, LoopThreadMessage } from './protocol.js';
+import type { LoopThreadControl, LoopThreadData, LoopThreadMessage, LoopThreadReady } from './protocol.js';
 import { VmService, type FdRole, type FdWatcher } from './vm-service.js';
 
 const { controlFd, control } = workerData as LoopThreadData;
@@ -84,6 +84,9 @@ function forget(): void {
     slotOf.delete(vm.id);
   }
 }
+
+// Booted: the server listens once every thread said so (LoopThreadPool.whenReady).
+parentPort!.postMessage({ type: 'ready' } satisfies LoopThreadReady);
 
 for (let running = true; running;) {
   let timeoutUs = -1;

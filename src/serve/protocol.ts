@@ -63,6 +63,14 @@ export interface LoopThreadData {
   control: MessagePort;
 }
 
+/**
+ * A fault-loop thread → its pool, once: booted, it serves VMs from now on. The pool keeps it
+ * (never passed on as a LoopThreadMessage).
+ */
+export interface LoopThreadReady {
+  type: 'ready';
+}
+
 /** A fault-loop thread → the main thread, about one of its VMs. */
 export type LoopThreadMessage =
   | {

@@ -17,6 +17,8 @@ export interface VmLoops {
   stop(vmId: string): void;
   readonly threadsAlive: number;
   readonly threadsConfigured: number;
+  /** Resolves when every thread has booted (LoopThreadPool.whenReady). */
+  whenReady(): Promise<void>;
   /** Ends this user's VMs ('stopped'); a shared pool's threads keep running for the others. */
   shutdown(): Promise<void>;
 }
@@ -74,6 +76,7 @@ export class SharedLoopPool {
       get threadsConfigured() {
         return pool.threadsConfigured;
       },
+      whenReady: () => pool.whenReady(),
       ended: (vmId) => {
         const id = prefix + vmId;
         this.pool.ended(id);

@@ -157,11 +157,15 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
   }
 
   /**
-   * Starts accepting VMs on another socket, serving `snapshot` with these options. Rejects
+   * Starts accepting VMs on another socket, serving `snapshot` with these options, once the
+   * fault-loop threads are up (the first call waits for them: a few hundred ms). Rejects
    * (CONFIG_INVALID, CONFIG) on a bad option or a socket that is taken; nothing is left behind.
    */
-  // eslint-disable-next-line @typescript-eslint/require-await
   async listen(options: ListenOptions): Promise<Listener> {
+    throwIfAborted(options.signal);
+    // A VMM may connect as soon as the socket exists: its first faults must meet running threads,
+    // not wait for a thread to boot (measured: threads came up 300-450 ms after the socket).
+    await this.pool.whenReady();
     throwIfAborted(options.signal);
     if (this.stopping) throw new FcUffdError('CONFIG', 'the server is stopping: no new sockets');
     const config = listenConfig(options);
