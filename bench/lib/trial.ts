@@ -193,6 +193,27 @@ function snapshotArgs(w: Workload, chunked: boolean): string[] {
   return ['--snapshot', fs.readFileSync(idFile, 'utf8').trim(), '--store', store];
 }
 
+/** The emulator's arguments for one VM of workload `w` on `socket`. */
+function workloadEmulatorArgs(
+  w: Workload,
+  socket: string,
+  run: { deadlineMs: number; seed: number; holdMs?: number | undefined },
+): string[] {
+  return emulatorArgs({
+    socket,
+    mem: w.mem,
+    pageSize: w.pageSize,
+    vcpus: w.vcpus,
+    pattern: w.pattern,
+    touchPages: w.touchPages,
+    share: w.share,
+    writePercent: w.writePercent,
+    kvm: w.kvm,
+    memSizeBytes: w.memSizeBytes,
+    ...run,
+  });
+}
+
 /**
  * A working set for this workload and snapshot kind, recorded once by an untimed restore through
  * our handler with --record-ws (what an operator does on the first restore of a snapshot).
@@ -205,23 +226,7 @@ async function workingSet(w: Workload, chunked: boolean, dir: string, deadlineMs
   const handler = start(process.execPath, [OUR_CLI, 'serve', '--socket', socket, ...snapshotArgs(w, chunked), '--record-ws', file]);
   try {
     await waitFor('recording handler socket', () => fs.existsSync(socket), 15000, handler);
-    const emu = start(
-      EMULATOR_PATH,
-      emulatorArgs({
-        socket,
-        mem: w.mem,
-        pageSize: w.pageSize,
-        vcpus: w.vcpus,
-        pattern: w.pattern,
-        touchPages: w.touchPages,
-        share: w.share,
-        writePercent: w.writePercent,
-        kvm: w.kvm,
-        memSizeBytes: w.memSizeBytes,
-        deadlineMs,
-        seed: 1,
-      }),
-    );
+    const emu = start(EMULATOR_PATH, workloadEmulatorArgs(w, socket, { deadlineMs, seed: 1 }));
     if ((await emu.exited) !== 0) throw new Error(`recording restore failed: ${emu.stderr.slice(-400)}`);
     await waitFor('working set written', () => fs.existsSync(file), 10000, handler);
     return file;
@@ -290,23 +295,7 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
       if (v.handler === 'ours') await waitIoQuiet(pid, 150, 30000);
       for (let k = 0; k < (v.warmupVms ?? 0); k++) {
         const ended = new Promise<void>((resolve) => (warmupEnded = resolve));
-        const warm = start(
-          EMULATOR_PATH,
-          emulatorArgs({
-            socket,
-            mem: w.mem,
-            pageSize: w.pageSize,
-            vcpus: w.vcpus,
-            pattern: w.pattern,
-            touchPages: w.touchPages,
-            share: w.share,
-            writePercent: w.writePercent,
-            kvm: w.kvm,
-            memSizeBytes: w.memSizeBytes,
-            deadlineMs: o.deadlineMs,
-            seed: 1000 + k,
-          }),
-        );
+        const warm = start(EMULATOR_PATH, workloadEmulatorArgs(w, socket, { deadlineMs: o.deadlineMs, seed: 1000 + k }));
         if ((await warm.exited) !== 0) throw new Error(`warm-up VM ${k + 1}: emulator failed: ${warm.stderr.slice(-400)}`);
         await Promise.race([ended, sleep(10000).then(() => Promise.reject(new Error('handler printed no summary for a warm-up VM')))]);
       }
@@ -318,17 +307,7 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
     const reports: EmulatorReport[] = [];
     const emus: Proc[] = [];
     for (let i = 0; i < nvms; i++) {
-      const args = emulatorArgs({
-        socket,
-        mem: w.mem,
-        pageSize: w.pageSize,
-        vcpus: w.vcpus,
-        pattern: w.pattern,
-        touchPages: w.touchPages,
-        share: w.share,
-        writePercent: w.writePercent,
-        kvm: w.kvm,
-        memSizeBytes: w.memSizeBytes,
+      const args = workloadEmulatorArgs(w, socket, {
         deadlineMs: o.deadlineMs,
         seed: i + 1,
         // Keeps the VM (and its worker thread) alive after the report, so the handler's CPU can be read
