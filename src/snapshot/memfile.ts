@@ -4,16 +4,9 @@ import { POSIX_FADV_WILLNEED, SEEK_DATA, SEEK_HOLE } from '../kernel/constants.j
 import { ERRNO, errnoName } from '../kernel/errors.js';
 import { native, type Mapping } from '../kernel/native.js';
 import { FcUffdError } from '../errors.js';
-import {
-  CLASS_GRANULE_BYTES,
-  PAGE_DATA,
-  PAGE_UNKNOWN,
-  PAGE_ZERO,
-  PageClassMap,
-  type PageSource,
-  type SourceSpan,
-} from '../memory/source.js';
+import { CLASS_GRANULE_BYTES, PAGE_ZERO, PageClassMap, type PageSource, type SourceSpan } from '../memory/source.js';
 import { registerSnapshotKind, type ServedSnapshot, type SnapshotRef } from '../memory/snapshot.js';
+import { startZeroScan, type ZeroScan } from './zero-scan.js';
 
 /** What a VM worker needs to serve from a raw memory file (structured-clonable). */
 export interface MemoryFileRef {
@@ -25,7 +18,6 @@ export interface MemoryFileRef {
   readonly classMap: SharedArrayBuffer;
 }
 
-const SCAN_BLOCK_BYTES = 1024 * 1024;
 /** Pages hashed into a memory file's identity. */
 const IDENTITY_SAMPLES = 1024;
 
@@ -45,7 +37,7 @@ export class MemoryFile {
    * a collision is a worse prediction, never wrong memory.
    */
   readonly identity: string;
-  private scanning: Promise<void> | undefined;
+  private scanning: ZeroScan | undefined;
   private closed = false;
 
   private constructor(
@@ -120,43 +112,17 @@ export class MemoryFile {
     if (last > first) this.classes.mark(first, last - first, PAGE_ZERO);
   }
 
-  /** Classifies every unknown page by reading it, off the fault path (libuv's thread pool). */
+  /** Classifies every unknown page by reading it, off the fault path (zero-scan.ts: its own thread, at idle priority). */
   scan(): Promise<void> {
-    this.scanning ??= this.runScan();
-    return this.scanning;
-  }
-
-  private async runScan(): Promise<void> {
-    const block = Buffer.alloc(SCAN_BLOCK_BYTES);
-    const zero = Buffer.alloc(CLASS_GRANULE_BYTES);
-    const bytes = this.classes.bytes;
-    for (let offset = 0; offset < this.sizeBytes && !this.closed; offset += SCAN_BLOCK_BYTES) {
-      const first = offset / CLASS_GRANULE_BYTES;
-      const pages = Math.ceil(Math.min(SCAN_BLOCK_BYTES, this.sizeBytes - offset) / CLASS_GRANULE_BYTES);
-      let unknown = false;
-      for (let i = 0; i < pages && !unknown; i++) unknown = bytes[first + i] === PAGE_UNKNOWN;
-      if (!unknown) continue;
-      const len = Math.min(SCAN_BLOCK_BYTES, this.sizeBytes - offset);
-      const { bytesRead } = await new Promise<{ bytesRead: number }>((resolve, reject) =>
-        fs.read(this.fd, block, 0, len, offset, (err, n) => (err ? reject(err) : resolve({ bytesRead: n }))),
-      );
-      // close() may have run during the read (the rule cannot see a field change across an await).
-      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
-      if (this.closed) return;
-      for (let i = 0; i < pages; i++) {
-        if (bytes[first + i] !== PAGE_UNKNOWN) continue;
-        const start = i * CLASS_GRANULE_BYTES;
-        const end = Math.min(start + CLASS_GRANULE_BYTES, bytesRead);
-        // A page cut short by EOF counts as data: the handshake check keeps regions inside the file.
-        const isZero = end - start === CLASS_GRANULE_BYTES && block.compare(zero, 0, CLASS_GRANULE_BYTES, start, end) === 0;
-        bytes[first + i] = isZero ? PAGE_ZERO : PAGE_DATA;
-      }
-    }
+    if (this.closed) return Promise.resolve();
+    this.scanning ??= startZeroScan(this.fd, this.sizeBytes, this.classes.buffer);
+    return this.scanning.done;
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.scanning?.stop();
     fs.closeSync(this.fd);
   }
 }
