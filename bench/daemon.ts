@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CLI_NODE_FLAGS } from '../src/cli/node-flags.js';
 import { ControlClient } from '../src/client/control-client.js';
 import { runEmulator } from '../tools/emulator/run.js';
 import { writeDemoImage } from '../tools/demo-image.js';
@@ -47,7 +48,7 @@ function procStatus(pid: number): Usage {
 }
 
 function start(args: string[], readyMsg: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [...CLI_NODE_FLAGS, CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   return new Promise((resolve, reject) => {
     let err = '';
     child.stderr.setEncoding('utf8').on('data', (d: string) => {

@@ -5,10 +5,13 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CLI_NODE_FLAGS } from '../../src/cli/node-flags.js';
 import { EMULATOR_PATH, emulatorArgs, type EmulatorReport } from '../../tools/emulator/run.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const OUR_CLI = path.join(ROOT, 'dist/src/cli/main.js');
+/** How the bench starts our CLI: with the Node flags its executable runs with (src/cli/node-flags.ts). */
+export const OUR_CLI_ARGV: readonly string[] = [...CLI_NODE_FLAGS, OUR_CLI];
 export const C_HANDLER = path.join(ROOT, 'tools/bin/c-handler');
 
 export interface Variant {
@@ -186,7 +189,7 @@ function snapshotArgs(w: Workload, chunked: boolean): string[] {
   const store = `${w.mem}.store`;
   const idFile = `${w.mem}.manifest-id`;
   if (!fs.existsSync(idFile)) {
-    const r = spawnSync(process.execPath, [OUR_CLI, 'pack', w.mem, '--store', store, '--json'], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [...OUR_CLI_ARGV, 'pack', w.mem, '--store', store, '--json'], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`fc-uffd pack failed: ${r.stderr.slice(-400)}`);
     fs.writeFileSync(idFile, (JSON.parse(r.stdout.trim().split('\n').pop()!) as { id: string }).id);
   }
@@ -223,7 +226,7 @@ async function workingSet(w: Workload, chunked: boolean, dir: string, deadlineMs
   if (fs.existsSync(file)) return file;
   const socket = path.join(dir, 'record.sock');
   fs.rmSync(socket, { force: true });
-  const handler = start(process.execPath, [OUR_CLI, 'serve', '--socket', socket, ...snapshotArgs(w, chunked), '--record-ws', file]);
+  const handler = start(process.execPath, [...OUR_CLI_ARGV, 'serve', '--socket', socket, ...snapshotArgs(w, chunked), '--record-ws', file]);
   try {
     await waitFor('recording handler socket', () => fs.existsSync(socket), 15000, handler);
     const emu = start(EMULATOR_PATH, workloadEmulatorArgs(w, socket, { deadlineMs, seed: 1 }));
@@ -267,7 +270,7 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
   });
 
   if (v.handler === 'ours') {
-    const args = [OUR_CLI, 'serve', '--socket', socket, ...snapshotArgs(w, v.chunked ?? false), '--log-level', 'info'];
+    const args = [...OUR_CLI_ARGV, 'serve', '--socket', socket, ...snapshotArgs(w, v.chunked ?? false), '--log-level', 'info'];
     if (v.faultAroundBytes !== undefined) args.push('--fault-around', String(v.faultAroundBytes));
     if (v.faultAroundFlag !== undefined) args.push('--fault-around', v.faultAroundFlag);
     if (v.prefetch) args.push('--prefetch', await workingSet(w, v.chunked ?? false, o.dir, o.deadlineMs));

@@ -1,4 +1,5 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --v8-pool-size=1
+import fs from 'node:fs';
 import { Command, Option } from 'commander';
 import { serveCommand } from './serve.js';
 import { DEFAULT_FAULT_AROUND } from '../server/server.js';
@@ -22,9 +23,13 @@ removeTempsOnSignal();
 
 const STORE_HELP = 'a directory, s3://BUCKET/PREFIX or http(s)://HOST/PREFIX';
 
+// dist/src/cli/main.js -> the package's own package.json, published with it.
+const { version } = JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+
 const program = new Command()
   .name('fc-uffd')
   .description('userfaultfd page-fault handler for Firecracker microVM snapshot restores')
+  .version(version)
   .showHelpAfterError();
 
 const serve = program

@@ -24,6 +24,7 @@ interface LoopThread {
 export class LoopThreadPool {
   private readonly threads: LoopThread[] = [];
   private readonly threadOf = new Map<string, LoopThread>();
+  private niceReported: number | undefined;
 
   constructor(
     private readonly maxThreads: number,
@@ -41,6 +42,11 @@ export class LoopThreadPool {
 
   get threadsConfigured(): number {
     return this.maxThreads;
+  }
+
+  /** The nice value the threads run at, once one has booted (the same for all: one process, one privilege). */
+  get threadNice(): number | undefined {
+    return this.niceReported;
   }
 
   /**
@@ -107,8 +113,10 @@ export class LoopThreadPool {
     let onReady = (): void => {};
     const ready = new Promise<void>((resolve) => (onReady = resolve));
     worker.on('message', (m: LoopThreadMessage | LoopThreadReady) => {
-      if (m.type === 'ready') onReady();
-      else this.onMessage(m);
+      if (m.type === 'ready') {
+        this.niceReported = m.nice;
+        onReady();
+      } else this.onMessage(m);
     });
     const thread: LoopThread = {
       worker,

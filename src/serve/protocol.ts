@@ -69,6 +69,8 @@ export interface LoopThreadData {
  */
 export interface LoopThreadReady {
   type: 'ready';
+  /** The nice value the thread runs at (loop-thread.ts PRIORITY_BOOST: lower than the process's when permitted). */
+  nice: number;
 }
 
 /** A fault-loop thread → the main thread, about one of its VMs. */

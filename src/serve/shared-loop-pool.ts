@@ -17,6 +17,7 @@ export interface VmLoops {
   stop(vmId: string): void;
   readonly threadsAlive: number;
   readonly threadsConfigured: number;
+  readonly threadNice: number | undefined;
   /** Resolves when every thread has booted (LoopThreadPool.whenReady). */
   whenReady(): Promise<void>;
   /** Ends this user's VMs ('stopped'); a shared pool's threads keep running for the others. */
@@ -75,6 +76,9 @@ export class SharedLoopPool {
       },
       get threadsConfigured() {
         return pool.threadsConfigured;
+      },
+      get threadNice() {
+        return pool.threadNice;
       },
       whenReady: () => pool.whenReady(),
       ended: (vmId) => {

@@ -186,6 +186,7 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
         snapshot: snapshot.description,
         sizeBytes: snapshot.sizeBytes,
         loopThreads: this.pool.threadsConfigured,
+        loopThreadNice: this.pool.threadNice,
       },
       'listening for Firecracker',
     );

@@ -3,6 +3,7 @@ import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CLI_NODE_FLAGS } from '../../src/cli/node-flags.js';
 import { spawnNode } from './node-process.js';
 
 export const CLI_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
@@ -22,7 +23,7 @@ export interface ServeProcess {
 }
 
 export async function startServe(socket: string, args: string[]): Promise<ServeProcess> {
-  const p = spawnNode('fc-uffd serve', CLI_PATH, ['serve', '--socket', socket, ...args]);
+  const p = spawnNode('fc-uffd serve', CLI_PATH, ['serve', '--socket', socket, ...args], CLI_NODE_FLAGS);
   await p.waitForLog((l) => l.msg === 'listening for Firecracker');
   if (!fs.existsSync(socket)) throw new Error(`socket ${socket} missing after startup`);
   return {

@@ -1,6 +1,7 @@
 // Runs `fc-uffd daemon` as its own process, as an operator (or systemd) runs it.
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { CLI_NODE_FLAGS } from '../../src/cli/node-flags.js';
 import { ControlClient } from '../../src/client/control-client.js';
 import { CLI_PATH } from './cli.js';
 import { spawnNode } from './node-process.js';
@@ -20,7 +21,7 @@ export interface DaemonProcess {
 
 export async function startDaemon(dir: string, args: string[] = []): Promise<DaemonProcess> {
   const control = path.join(dir, 'control.sock');
-  const p = spawnNode('fc-uffd daemon', CLI_PATH, ['daemon', '--control', control, ...args]);
+  const p = spawnNode('fc-uffd daemon', CLI_PATH, ['daemon', '--control', control, ...args], CLI_NODE_FLAGS);
   const waitForLog = (pred: (l: Record<string, unknown>) => boolean, timeoutMs = 15000): Promise<Record<string, unknown>> =>
     p.waitForLog(pred, 0, timeoutMs);
   await waitForLog((l) => l.msg === 'daemon listening');

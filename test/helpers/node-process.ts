@@ -23,8 +23,9 @@ export interface NodeProcess {
 }
 
 /** `node SCRIPT ARGS…` with stdout and stderr piped; `name` says which process a failure is about. */
-export function spawnNode(name: string, script: string, args: string[]): NodeProcess {
-  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** `nodeFlags`: Node's own flags, before the script (CLI_NODE_FLAGS for the fc-uffd executable). */
+export function spawnNode(name: string, script: string, args: string[], nodeFlags: readonly string[] = []): NodeProcess {
+  const child = spawn(process.execPath, [...nodeFlags, script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
