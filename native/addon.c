@@ -12,7 +12,6 @@
 #include <linux/userfaultfd.h>
 #include <node_api.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -220,15 +219,6 @@ static napi_value eventfd_drain(napi_env env, napi_callback_info info) {
   if (!arg_i64(env, argv, argc, 0, &fd)) return usage(env, "eventfdDrain(fd: number)");
   uint64_t v;
   return read((int)fd, &v, sizeof v) < 0 ? neg_errno(env) : num(env, (double)v);
-}
-
-// schedIdle() -> 0 | -errno: moves the calling thread (not the process: Linux schedules threads)
-// to SCHED_IDLE, where it runs only on a CPU that would otherwise be idle and is preempted at
-// once by any normal thread that wakes. For background work that must never delay a fault.
-static napi_value sched_idle(napi_env env, napi_callback_info info) {
-  (void)info;
-  struct sched_param param = {.sched_priority = 0};
-  return sched_setscheduler(0, SCHED_IDLE, &param) < 0 ? neg_errno(env) : num(env, 0);
 }
 
 // pidfdOpen(pid) -> fd | -errno. A pidfd names one process for good: signalling it cannot hit a
@@ -562,7 +552,6 @@ NAPI_MODULE_INIT() {
       {"eventfdCreate", NULL, eventfd_create, NULL, NULL, NULL, napi_enumerable, NULL},
       {"eventfdSignal", NULL, eventfd_signal, NULL, NULL, NULL, napi_enumerable, NULL},
       {"eventfdDrain", NULL, eventfd_drain, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"schedIdle", NULL, sched_idle, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pidfdOpen", NULL, pidfd_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pidfdSendSignal", NULL, pidfd_send_signal, NULL, NULL, NULL, napi_enumerable, NULL},
       {"poll", NULL, poll_fds, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -33,8 +33,6 @@ export interface NativeAddon {
   eventfdCreate(): number;
   eventfdSignal(fd: number): number;
   eventfdDrain(fd: number): number;
-  /** Moves the calling thread to SCHED_IDLE (runs only on an otherwise idle CPU); 0 or -errno. */
-  schedIdle(): number;
   pidfdOpen(pid: number): number;
   pidfdSendSignal(pidfd: number, signal: number): number;
   /** ppoll for POLLIN on up to 8 fds, up to timeoutUs (< 0: forever); revents[i] for fds[i]. */

@@ -24,9 +24,10 @@ const { controlFd, control } = workerData as LoopThreadData;
  * it does not wait for the process's other threads (V8's compiler and GC helpers, the zero-page
  * scan, the main loop's logs and fetches). At equal nice, a fault that woke this thread on a CPU
  * where V8 was compiling waited behind it, which showed in the p99 fault latency of a fresh
- * process's first restore (bench suite `adaptive`, random-5pct-512m). Linux keeps nice per thread, and os.setPriority() with no pid sets the calling
- * thread's. Going below the inherited nice needs CAP_SYS_NICE (root has it); without it the thread
- * keeps the process's nice, and the server's "listening" log line shows which (loopThreadNice).
+ * process's first restore (bench suite `adaptive`, random-5pct-512m). Linux keeps nice per
+ * thread, and os.setPriority() with no pid sets the calling thread's. Going below the inherited
+ * nice needs CAP_SYS_NICE (root has it); without it the thread keeps the process's nice, and the
+ * server's "listening" log line shows which (loopThreadNice).
  */
 const PRIORITY_BOOST = 10;
 
@@ -39,6 +40,7 @@ function boostPriority(): number {
   }
   return os.getPriority();
 }
+
 /** Tag 0 is the control eventfd; a VM's fd is tagged slot * 4 + role, slots from 1. */
 const CONTROL_TAG = 0;
 const READY_MAX = 256;

@@ -179,7 +179,10 @@ export class UffdServer extends TypedEventEmitter<UffdServerEvents> {
     this.sendAcceptor({ type: 'add', socketId, listenFd: fd });
     this.acceptor.ref();
     const snapshot = config.snapshot;
-    void snapshot.ready().catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, 'snapshot preparation stopped'));
+    void snapshot.ready().then(
+      () => this.logger.info({ snapshot: snapshot.description }, 'snapshot prepared'),
+      (err: unknown) => this.logger.warn({ err: (err as Error).message }, 'snapshot preparation stopped'),
+    );
     this.logger.info(
       {
         socket: config.socketPath,

@@ -1,8 +1,8 @@
 // Entry point of the zero-page scan thread (zero-scan.ts): classifies every PAGE_UNKNOWN page of a
-// memory file as zero or data by reading it, at SCHED_IDLE.
+// memory file as zero or data by reading it, at a low priority (SCAN_NICE_STEPS).
 import fs from 'node:fs';
+import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
-import { native } from '../kernel/native.js';
 import { CLASS_GRANULE_BYTES, PAGE_DATA, PAGE_UNKNOWN, PAGE_ZERO } from '../memory/source.js';
 import type { ZeroScanData, ZeroScanMessage } from './zero-scan.js';
 
@@ -12,8 +12,14 @@ const { fd, sizeBytes, classMap, stop } = workerData as ZeroScanData;
 const stopped = new Int32Array(stop);
 const post = (m: ZeroScanMessage): void => parentPort!.postMessage(m);
 
-// If the thread cannot go idle (a seccomp filter, say) it still scans, at normal priority.
-native.schedIdle();
+/**
+ * Nice steps below the process (os.setPriority() with no pid sets the calling thread's; lowering
+ * one's own priority needs no privilege). Not SCHED_IDLE: with every CPU busy (a restore whose
+ * vCPUs outnumber the CPUs) an idle thread never ran, and zero pages went on being copied into the
+ * guest; at +10 the scan still gets a small share.
+ */
+const SCAN_NICE_STEPS = 10;
+os.setPriority(Math.min(19, os.getPriority() + SCAN_NICE_STEPS));
 
 const classes = new Uint8Array(classMap);
 const block = Buffer.alloc(SCAN_BLOCK_BYTES);

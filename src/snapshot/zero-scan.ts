@@ -1,8 +1,8 @@
-// The zero-page scan of a memory file, on a thread of its own at SCHED_IDLE. It reads the whole
-// file once, while the first restore runs (a handler per VM starts with its VM): on libuv's pool
-// at normal priority its reads took a CPU from the fault path on a 2-CPU host, which perf showed
-// and the p99 fault latency of a fresh process's first restore carried (bench suite `adaptive`).
-// At SCHED_IDLE it runs only on a CPU nothing else wants.
+// The zero-page scan of a memory file, on a thread of its own at a low priority. It reads the
+// whole file once, while the first restore runs (a handler per VM starts with its VM): on libuv's
+// pool at normal priority its reads took a CPU from the fault path on a 2-CPU host, which perf
+// showed and the p99 fault latency of a fresh process's first restore carried (bench suite
+// `adaptive`). Its own thread can be reniced without touching the pool's other work.
 import { Worker } from 'node:worker_threads';
 
 const THREAD_URL = new URL('./zero-scan-thread.js', import.meta.url);

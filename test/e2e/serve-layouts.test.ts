@@ -27,6 +27,9 @@ test('2 MiB hugetlbfs pages: every fault served in whole huge pages, zeros inclu
     fs.closeSync(fd);
     const serve = await startServe(path.join(dir, 'fc.sock'), ['--mem', mem]);
     try {
+      // Zero-filled pages are known once the background scan has read them: wait for it, so that
+      // the zero huge pages below do not depend on how fast a low-priority thread ran.
+      await serve.waitForLog((l) => l.msg === 'snapshot prepared');
       const r = await runEmulator({
         socket: serve.socket,
         mem,

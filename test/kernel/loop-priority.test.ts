@@ -7,15 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { ServedMemoryFile, UffdServer } from '../../src/index.js';
 import { patternedFile, tempDir } from '../helpers/files.js';
+import { threadNices } from '../helpers/threads.js';
 import { captureLogger } from '../helpers/logger.js';
-
-/** Nice values of this process's threads (field 19 of /proc/self/task/TID/stat). */
-function threadNices(): number[] {
-  return fs.readdirSync('/proc/self/task').map((tid) => {
-    const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19 - 3]);
-  });
-}
 
 test('fault-loop threads run boosted when permitted, only they, and the listening line says at what nice', async () => {
   const dir = tempDir();
