@@ -49,6 +49,14 @@ interface Slot {
   busy: number;
 }
 
+/** `bytes` itself when it is a view of shared memory, else a copy in shared memory. */
+export function inSharedMemory(bytes: Uint8Array): Uint8Array {
+  if (bytes.buffer instanceof SharedArrayBuffer) return bytes;
+  const out = new Uint8Array(new SharedArrayBuffer(bytes.byteLength));
+  out.set(bytes);
+  return out;
+}
+
 const WORKER_URL = new URL('./chunk-worker.js', import.meta.url);
 
 /** Where decoded frames go: the chunk's buffer, its length, its zero pages and its frame size. */
@@ -160,15 +168,16 @@ export class ChunkCodecPool {
   /**
    * decodeFrames as background work: each frame is its own task, started only on an idle thread,
    * so a fault's frame waits behind at most one frame of a whole chunk, never behind all of it.
+   * `src` in shared memory (what the remote stores read bodies into) goes to the threads as it is;
+   * another is copied into shared memory once (a view of an ArrayBuffer would clone all of it per frame).
    */
   async decodeFramesInBackground(src: Uint8Array, into: FrameTarget, jobs: FrameJob[]): Promise<void> {
+    const shared = inSharedMemory(src);
     await Promise.all(
       jobs.map(async (job) => {
         if (!this.slots.some((s) => s.busy === 0)) await new Promise<void>((resolve) => this.backlog.push(resolve));
         const idle = this.slots.find((s) => s.busy === 0);
-        // Only the frame's bytes cross to the thread (a view would clone its whole buffer).
-        const own = new Uint8Array(src.subarray(job.srcOffset, job.srcOffset + job.srcLength)); // a copy (Buffer#slice would share)
-        await this.run({ op: 'frames', src: own, ...into, jobs: [{ ...job, srcOffset: 0 }] }, [own.buffer], idle);
+        await this.run({ op: 'frames', src: shared, ...into, jobs: [job] }, [], idle);
       }),
     );
   }
