@@ -170,16 +170,22 @@ export class ChunkCodecPool {
    * so a fault's frame waits behind at most one frame of a whole chunk, never behind all of it.
    * `src` in shared memory (what the remote stores read bodies into) goes to the threads as it is;
    * another is copied into shared memory once (a view of an ArrayBuffer would clone all of it per frame).
+   * `onFrame`: called as each frame is verified in place, so its waiters need not wait for the rest.
    */
-  async decodeFramesInBackground(src: Uint8Array, into: FrameTarget, jobs: FrameJob[]): Promise<void> {
+  async decodeFramesInBackground(src: Uint8Array, into: FrameTarget, jobs: FrameJob[], onFrame?: (frame: number) => void): Promise<void> {
     const shared = inSharedMemory(src);
-    await Promise.all(
+    // Every job ends before this settles, even after a failure: a retry must never race a decode
+    // still writing the same frame.
+    const results = await Promise.allSettled(
       jobs.map(async (job) => {
         if (!this.slots.some((s) => s.busy === 0)) await new Promise<void>((resolve) => this.backlog.push(resolve));
         const idle = this.slots.find((s) => s.busy === 0);
         await this.run({ op: 'frames', src: shared, ...into, jobs: [job] }, [], idle);
+        onFrame?.(job.frame);
       }),
     );
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   async close(): Promise<void> {
