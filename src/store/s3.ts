@@ -178,7 +178,9 @@ export class S3Store extends ObjectStore {
         expected !== undefined && Symbol.asyncIterator in body
           ? await readBodyShared(body as AsyncIterable<Uint8Array>, expected, () => (body as { destroy?: () => void }).destroy?.()).catch(
               (err: unknown) => {
-                throw err instanceof StoreError ? new StoreError(err.kind, `GetObject ${this.key(rel)}: ${err.message}`, err.retryable) : err;
+                throw err instanceof StoreError
+                  ? new StoreError(err.kind, `GetObject ${this.key(rel)}: ${err.message}`, err.retryable)
+                  : err;
               },
             )
           : await body.transformToByteArray();

@@ -62,7 +62,8 @@ export function sha256OffThread(bytes: Uint8Array): Promise<{ digest: Buffer; by
   const id = nextId++;
   return new Promise((resolve, reject) => {
     pending.set(id, {
-      resolve: (r) => resolve({ digest: Buffer.from(r.digest.buffer, r.digest.byteOffset, r.digest.byteLength), bytes: shared ? bytes : r.bytes }),
+      resolve: (r) =>
+        resolve({ digest: Buffer.from(r.digest.buffer, r.digest.byteOffset, r.digest.byteLength), bytes: shared ? bytes : r.bytes }),
       reject,
     });
     if (pending.size === 1) w.ref();

@@ -15,7 +15,12 @@ test('a whole chunk decodes in the background on one of two threads; the other i
   const a = analyzeChunk(chunk);
   const f = encodeChunkBlobFramed(chunk, a, FRAME);
   const offsets = frameOffsets({ digest: sha256Hex(chunk), storedBytes: f.blob.length, ...f }, chunk.length, FRAME);
-  const job = (k: number, srcOffset: number): FrameJob => ({ frame: k, srcOffset, srcLength: offsets[k + 1]! - offsets[k]!, sha256: f.frameSha256[k]! });
+  const job = (k: number, srcOffset: number): FrameJob => ({
+    frame: k,
+    srcOffset,
+    srcLength: offsets[k + 1]! - offsets[k]!,
+    sha256: f.frameSha256[k]!,
+  });
   const out = new SharedArrayBuffer(chunk.length);
   const target = { out, length: chunk.length, zeroBitmap: a.zeroBitmap, frameBytes: FRAME };
   await pool.warm();

@@ -203,7 +203,8 @@ describe('framed serving', () => {
     gate.release();
     while (!load.claimed(0)) await new Promise((r) => setImmediate(r));
     const last = load.frameCount - 1;
-    const lastDecoded = (): boolean => Buffer.from(load.buffer, last * FRAME, FRAME).equals(data.subarray(last * FRAME, (last + 1) * FRAME));
+    const lastDecoded = (): boolean =>
+      Buffer.from(load.buffer, last * FRAME, FRAME).equals(data.subarray(last * FRAME, (last + 1) * FRAME));
     await load.frame(0);
     assert.deepEqual(Buffer.from(load.buffer, 0, FRAME), data.subarray(0, FRAME));
     assert.equal(lastDecoded(), false, 'frame 0 was released before the last frame was decoded');
