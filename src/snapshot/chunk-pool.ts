@@ -49,6 +49,14 @@ interface Slot {
   busy: number;
 }
 
+/** `bytes` itself when it is a view of shared memory, else a copy in shared memory. */
+export function inSharedMemory(bytes: Uint8Array): Uint8Array {
+  if (bytes.buffer instanceof SharedArrayBuffer) return bytes;
+  const out = new Uint8Array(new SharedArrayBuffer(bytes.byteLength));
+  out.set(bytes);
+  return out;
+}
+
 const WORKER_URL = new URL('./chunk-worker.js', import.meta.url);
 
 /** Where decoded frames go: the chunk's buffer, its length, its zero pages and its frame size. */
@@ -88,12 +96,23 @@ export class ChunkCodecPool {
     if (!p) return;
     this.pending.delete(res.id);
     if (--p.slot.busy === 0) {
-      const next = this.backlog.shift();
+      const next = this.idleForBackground() ? this.backlog.shift() : undefined;
       if (next) next();
       else p.slot.worker.unref();
     }
     if (res.op === 'error') p.reject(res.corrupt ? new ChunkFormatError(res.message) : new Error(res.message));
     else p.resolve(res);
+  }
+
+  /**
+   * A background task may start: a thread is idle, and with two threads or more another one is
+   * idle too. One thread is kept for faults, so a fault's frame never waits behind a background
+   * frame, and background decoding leaves a core to the main thread, which drives every read.
+   */
+  private idleForBackground(): boolean {
+    let idle = 0;
+    for (const s of this.slots) if (s.busy === 0) idle++;
+    return idle > (this.slots.length > 1 ? 1 : 0);
   }
 
   private failAll(slot: Slot, err: Error): void {
@@ -158,19 +177,26 @@ export class ChunkCodecPool {
   }
 
   /**
-   * decodeFrames as background work: each frame is its own task, started only on an idle thread,
-   * so a fault's frame waits behind at most one frame of a whole chunk, never behind all of it.
+   * decodeFrames as background work: each frame is its own task, started only on an idle thread and
+   * never on the last idle one (see idleForBackground), so a fault's frame does not wait behind it.
+   * `src` in shared memory (what the remote stores read bodies into) goes to the threads as it is;
+   * another is copied into shared memory once (a view of an ArrayBuffer would clone all of it per frame).
+   * `onFrame`: called as each frame is verified in place, so its waiters need not wait for the rest.
    */
-  async decodeFramesInBackground(src: Uint8Array, into: FrameTarget, jobs: FrameJob[]): Promise<void> {
-    await Promise.all(
+  async decodeFramesInBackground(src: Uint8Array, into: FrameTarget, jobs: FrameJob[], onFrame?: (frame: number) => void): Promise<void> {
+    const shared = inSharedMemory(src);
+    // Every job ends before this settles, even after a failure: a retry must never race a decode
+    // still writing the same frame.
+    const results = await Promise.allSettled(
       jobs.map(async (job) => {
-        if (!this.slots.some((s) => s.busy === 0)) await new Promise<void>((resolve) => this.backlog.push(resolve));
+        if (!this.idleForBackground()) await new Promise<void>((resolve) => this.backlog.push(resolve));
         const idle = this.slots.find((s) => s.busy === 0);
-        // Only the frame's bytes cross to the thread (a view would clone its whole buffer).
-        const own = new Uint8Array(src.subarray(job.srcOffset, job.srcOffset + job.srcLength)); // a copy (Buffer#slice would share)
-        await this.run({ op: 'frames', src: own, ...into, jobs: [{ ...job, srcOffset: 0 }] }, [own.buffer], idle);
+        await this.run({ op: 'frames', src: shared, ...into, jobs: [job] }, [], idle);
+        onFrame?.(job.frame);
       }),
     );
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,7 @@
 // One framed (version 2) chunk being loaded for serving: the frame a fault needs is fetched first
 // with a ranged read, verified against its hash and decoded into its place in the chunk's buffer;
-// the whole blob follows behind it, and its other frames are decoded into the same buffer. Each
+// the whole blob follows behind it, and its other frames are decoded into the same buffer, each
+// released to its waiters as soon as it is verified (not when the whole chunk is). Each
 // frame is decoded exactly once (claimed by its ranged read or by the whole blob), so a byte a VM
 // may already be copying is never written again (a frame whose ranged read failed or was aborted
 // was never handed to a VM: the whole blob decodes it then).
@@ -156,10 +157,10 @@ export class FramedChunkLoad {
 
   private async fetchWhole(): Promise<SharedArrayBuffer> {
     const s = this.s;
-    // Frames this whole read claims wait for its final outcome (after a retry), not a first attempt.
-    let settle!: (err?: Error) => void;
-    const mine = new Promise<void>((resolve, reject) => (settle = (err) => (err ? reject(err) : resolve())));
-    mine.catch(() => undefined);
+    // Frames this whole read claims settle one by one as each is verified in the buffer (a fault
+    // on one waits for its own frame, not for the whole chunk); a frame that fails waits for the
+    // read's final outcome (after a retry), which decodes only the frames not verified yet.
+    const mine = new Map<number, { promise: Promise<void>; settle: (err?: Error) => void }>();
     let jobs: FrameJob[] | undefined;
     let blob: Uint8Array | undefined;
     try {
@@ -177,26 +178,35 @@ export class FramedChunkLoad {
           for (let k = 0; k < this.frames.length; k++) {
             if (this.frames[k] !== undefined || s.frameSha256[k] === '') continue;
             jobs.push(this.job(k, s.offsets[k]!));
-            this.frames[k] = mine;
+            let settle!: (err?: Error) => void;
+            const promise = new Promise<void>((resolve, reject) => (settle = (err) => (err ? reject(err) : resolve())));
+            promise.catch(() => undefined);
+            mine.set(k, { promise, settle });
+            this.frames[k] = promise;
             this.frameInterest[k] = undefined;
           }
         }
         try {
           if (blob.length !== s.offsets[s.offsets.length - 1])
             throw new ChunkFormatError(`blob of ${blob.length} bytes, the manifest says ${s.offsets[s.offsets.length - 1]}`);
-          if (jobs.length) await s.pool.decodeFramesInBackground(blob, this.target, jobs);
+          const left = jobs.filter((j) => mine.has(j.frame));
+          if (left.length)
+            await s.pool.decodeFramesInBackground(blob, this.target, left, (k) => {
+              mine.get(k)?.settle();
+              mine.delete(k);
+            });
           break;
         } catch (err) {
           if (!(err instanceof ChunkFormatError)) throw err;
           if (attempt >= 2) throw corruptChunkError(err, s.store, s.digest, s.where);
         }
       }
-      settle();
     } catch (err) {
       this.wholeFailed = true;
-      settle(err as Error);
+      for (const m of mine.values()) m.settle(err as Error);
       throw err;
     }
+    const claimed = new Set(jobs.map((j) => this.frames[j.frame]));
     // A frame whose ranged read failed (or was aborted) was never handed out: decode it from the blob.
     let settleLate!: (err?: Error) => void;
     const late = new Promise<void>((resolve, reject) => (settleLate = (err) => (err ? reject(err) : resolve())));
@@ -207,7 +217,7 @@ export class FramedChunkLoad {
         const p = this.frames[k];
         if (
           p === undefined ||
-          p === mine ||
+          claimed.has(p) ||
           p === late ||
           (await p.then(
             () => true,

@@ -1,7 +1,7 @@
 import { redactUrl } from './redact.js';
 import { Pool, type Dispatcher } from 'undici';
 import { rangeHeader } from './layout.js';
-import { ObjectStore, rangedAnswerLength, sliceOfWhole, type ByteRange } from './object-store.js';
+import { ObjectStore, rangedAnswerLength, readBodyShared, sliceOfWhole, type ByteRange } from './object-store.js';
 import { StoreError } from './types.js';
 
 export interface HttpStoreOptions {
@@ -211,19 +211,8 @@ function contentLength(headers: Dispatcher.ResponseData['headers']): number | un
   return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
 }
 
-/** Reads a whole body; with a known length, exactly that many bytes or an integrity error. */
+/** Reads a whole body; with a known length, exactly that many bytes (in shared memory) or an integrity error. */
 async function readBody(body: Dispatcher.ResponseData['body'], expected: number | undefined): Promise<Buffer> {
   if (expected === undefined) return Buffer.from(await body.arrayBuffer());
-  const out = Buffer.allocUnsafe(expected);
-  let got = 0;
-  for await (const piece of body as AsyncIterable<Buffer>) {
-    if (got + piece.length > expected) {
-      body.destroy();
-      throw new StoreError('integrity', `body longer than the ${expected} bytes announced`, true);
-    }
-    piece.copy(out, got);
-    got += piece.length;
-  }
-  if (got !== expected) throw new StoreError('integrity', `body truncated: ${got} of ${expected} bytes`, true);
-  return out;
+  return readBodyShared(body as AsyncIterable<Buffer>, expected, () => body.destroy());
 }

@@ -1,5 +1,5 @@
 import { chunkKey, checkContentRange, checkRange, manifestKey } from './layout.js';
-import type { ChunkStore, GetOptions, StoreError } from './types.js';
+import { StoreError, type ChunkStore, type GetOptions } from './types.js';
 
 /** A ranged read: bytes [offset, offset + length), length > 0 by the time a backend sees it. */
 export interface ByteRange {
@@ -70,6 +70,27 @@ export function rangedAnswerLength(contentRange: string | undefined, contentLeng
   if (contentLength !== undefined && contentLength !== want)
     return `Content-Length ${contentLength} disagrees with Content-Range ${contentRange}`;
   return want;
+}
+
+/**
+ * Reads a body of `expected` bytes into shared memory (a SharedArrayBuffer): a codec thread reads
+ * a chunk's frames straight from it (a view of shared memory crosses to a thread without a copy),
+ * where an ArrayBuffer would be copied once more per frame on the main thread, which drives every
+ * store read of every VM. Exactly `expected` bytes or an integrity error (`destroy` drops the rest).
+ */
+export async function readBodyShared(body: AsyncIterable<Uint8Array>, expected: number, destroy: () => void): Promise<Buffer> {
+  const out = Buffer.from(new SharedArrayBuffer(expected));
+  let got = 0;
+  for await (const piece of body) {
+    if (got + piece.length > expected) {
+      destroy();
+      throw new StoreError('integrity', `body longer than the ${expected} bytes announced`, true);
+    }
+    out.set(piece, got);
+    got += piece.length;
+  }
+  if (got !== expected) throw new StoreError('integrity', `body truncated: ${got} of ${expected} bytes`, true);
+  return out;
 }
 
 /** The asked-for part of a whole object: what a server (or a cache before it) that ignores Range sent. */

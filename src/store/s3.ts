@@ -3,7 +3,7 @@ import crypto from 'node:crypto';
 import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { redactUrl } from './redact.js';
 import { rangeHeader } from './layout.js';
-import { ObjectStore, rangedAnswerLength, sliceOfWhole, type ByteRange } from './object-store.js';
+import { ObjectStore, rangedAnswerLength, readBodyShared, sliceOfWhole, type ByteRange } from './object-store.js';
 import { StoreError } from './types.js';
 
 export interface S3StoreOptions {
@@ -172,7 +172,18 @@ export class S3Store extends ObjectStore {
         expected = want;
       }
       if (!res.Body) throw new StoreError('integrity', `GetObject ${this.key(rel)}: no body`, true);
-      const bytes = await res.Body.transformToByteArray();
+      const body = res.Body;
+      // In Node the body is a Readable: read into shared memory (see readBodyShared).
+      const bytes =
+        expected !== undefined && Symbol.asyncIterator in body
+          ? await readBodyShared(body as AsyncIterable<Uint8Array>, expected, () => (body as { destroy?: () => void }).destroy?.()).catch(
+              (err: unknown) => {
+                throw err instanceof StoreError
+                  ? new StoreError(err.kind, `GetObject ${this.key(rel)}: ${err.message}`, err.retryable)
+                  : err;
+              },
+            )
+          : await body.transformToByteArray();
       if (expected !== undefined && bytes.length !== expected)
         throw new StoreError('integrity', `GetObject ${this.key(rel)}: body truncated: ${bytes.length} of ${expected} bytes`, true);
       // A 200 to a ranged read is the whole object.

@@ -8,18 +8,19 @@ import { Worker } from 'node:worker_threads';
 /** Below this a message round trip costs more than hashing in place (~0.1 ms). */
 const INLINE_MAX_BYTES = 64 * 1024;
 
-// CommonJS: an eval'd worker is not a module. The buffer is transferred both ways (no copy).
+// CommonJS: an eval'd worker is not a module. The bytes cross without a copy: an ArrayBuffer is
+// transferred both ways, a view of shared memory is shared.
 const SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const crypto = require('node:crypto');
-parentPort.on('message', ({ id, buffer }) => {
-  const digest = crypto.createHash('sha256').update(new Uint8Array(buffer)).digest();
-  parentPort.postMessage({ id, buffer, digest }, [buffer]);
+parentPort.on('message', ({ id, bytes }) => {
+  const digest = crypto.createHash('sha256').update(bytes).digest();
+  parentPort.postMessage({ id, bytes, digest }, bytes.buffer instanceof SharedArrayBuffer ? [] : [bytes.buffer]);
 });`;
 
 interface Reply {
   id: number;
-  buffer: ArrayBuffer;
+  bytes: Uint8Array;
   digest: Uint8Array;
 }
 
@@ -50,24 +51,22 @@ function thread(): Worker {
 
 /**
  * The sha256 of `bytes`, computed off the main thread for large inputs. The buffer under `bytes`
- * is moved to the thread and back (a view over part of a buffer is copied first): the caller must
- * use the returned `bytes`, never the view it passed in.
+ * is moved to the thread and back (a view over part of a buffer is copied first; a view of shared
+ * memory is shared, not moved): the caller must use the returned `bytes`, never the view it passed in.
  */
 export function sha256OffThread(bytes: Uint8Array): Promise<{ digest: Buffer; bytes: Uint8Array }> {
   if (bytes.byteLength < INLINE_MAX_BYTES) return Promise.resolve({ digest: crypto.createHash('sha256').update(bytes).digest(), bytes });
-  const own =
-    bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer
-      ? bytes.buffer
-      : new Uint8Array(bytes).buffer;
+  const shared = bytes.buffer instanceof SharedArrayBuffer;
+  const own = shared || (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) ? bytes : new Uint8Array(bytes);
   const w = thread();
   const id = nextId++;
   return new Promise((resolve, reject) => {
     pending.set(id, {
       resolve: (r) =>
-        resolve({ digest: Buffer.from(r.digest.buffer, r.digest.byteOffset, r.digest.byteLength), bytes: new Uint8Array(r.buffer) }),
+        resolve({ digest: Buffer.from(r.digest.buffer, r.digest.byteOffset, r.digest.byteLength), bytes: shared ? bytes : r.bytes }),
       reject,
     });
     if (pending.size === 1) w.ref();
-    w.postMessage({ id, buffer: own }, [own]);
+    w.postMessage({ id, bytes: own }, shared ? [] : [own.buffer as ArrayBuffer]);
   });
 }

@@ -18,3 +18,15 @@ export async function assertRangedReads(store: ChunkStore, digest: string, data:
     );
   assert.equal((await store.getChunk(digest, { range: { offset: n, length: 10 } })).length, 0);
 }
+
+/**
+ * Whole and ranged reads arrive in shared memory: the codec threads read a blob's frames from it
+ * without a copy on the main thread (see readBodyShared).
+ */
+export async function assertSharedBodies(store: ChunkStore, digest: string, data: Buffer): Promise<void> {
+  for (const range of [undefined, { offset: 1000, length: 5000 }]) {
+    const bytes = await store.getChunk(digest, range ? { range } : {});
+    assert.ok(bytes.buffer instanceof SharedArrayBuffer, `${range ? 'ranged' : 'whole'} read not in shared memory`);
+    assert.ok(Buffer.from(bytes).equals(range ? data.subarray(range.offset, range.offset + range.length) : data));
+  }
+}

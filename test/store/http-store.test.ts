@@ -11,7 +11,7 @@ import { StoreError } from '../../src/store/types.js';
 import { FaultProxy } from '../../tools/fault-proxy.js';
 import { httpServer, type RunningServer } from '../helpers/servers.js';
 import { tempDir } from '../helpers/files.js';
-import { assertRangedReads } from '../helpers/ranged-reads.js';
+import { assertRangedReads, assertSharedBodies } from '../helpers/ranged-reads.js';
 
 const server = await httpServer();
 const skip = typeof server === 'string' ? server : false;
@@ -66,6 +66,12 @@ describe('HttpStore against nginx', { skip }, () => {
     assert.equal(res.status, 200);
     assert.ok(Buffer.from(await res.arrayBuffer()).equals(data));
     assert.equal((await fetch(`${prefix}/manifests/${digest}.json`)).status, 200);
+  });
+
+  test('whole and ranged reads arrive in shared memory (codec threads read them without a copy)', async () => {
+    const s = new HttpStore(prefix);
+    await assertSharedBodies(s, digest, data);
+    await s.close();
   });
 
   test('ranged reads: middle, first byte, last byte, past the end (cut short), at the end (empty), zero length', async () => {

@@ -9,7 +9,7 @@ import { ResilientStore } from '../../src/store/resilient.js';
 import { StoreError } from '../../src/store/types.js';
 import { FaultProxy } from '../../tools/fault-proxy.js';
 import { CEPH_TEST_KEYS, s3Server, type RunningServer } from '../helpers/servers.js';
-import { assertRangedReads } from '../helpers/ranged-reads.js';
+import { assertRangedReads, assertSharedBodies } from '../helpers/ranged-reads.js';
 
 const server = await s3Server();
 const skip = typeof server === 'string' ? server : false;
@@ -81,6 +81,12 @@ describe('S3Store against Ceph RGW', { skip }, () => {
     await s.putManifest(id, d);
     assert.equal(await s.hasManifest(id), true);
     assert.ok(Buffer.from(await s.getManifest(id)).equals(d));
+    await s.close();
+  });
+
+  test('whole and ranged reads arrive in shared memory (codec threads read them without a copy)', async () => {
+    const s = new S3Store({ bucket, prefix: 'p', endpoint: srv.url });
+    await assertSharedBodies(s, digest, data);
     await s.close();
   });
 

@@ -45,11 +45,14 @@ function image(): Buffer {
   return data;
 }
 
-/** Wraps a store: whole reads wait for `release()`; ranged reads are counted and may be damaged. */
+/** Wraps a store: whole reads wait for `release()` and may be damaged; ranged reads are counted and may be damaged. */
 class GateStore extends WrappedStore {
   ranged: Array<{ offset: number; length: number }> = [];
   wholeReads = 0;
   damageRanged = 0;
+  /** Whole reads to damage (a flipped byte at this offset of the blob). */
+  damageWhole = 0;
+  damageWholeAt = 0;
   private open!: () => void;
   private readonly gate = new Promise<void>((r) => (this.open = r));
   override get description(): string {
@@ -62,7 +65,12 @@ class GateStore extends WrappedStore {
     if (!o?.range) {
       this.wholeReads++;
       await this.gate;
-      return this.inner.getChunk(digest);
+      const blob = Uint8Array.from(await this.inner.getChunk(digest));
+      if (this.damageWhole > 0) {
+        this.damageWhole--;
+        blob[this.damageWholeAt]! ^= 0x40;
+      }
+      return blob;
     }
     this.ranged.push(o.range);
     const bytes = Uint8Array.from(await this.inner.getChunk(digest, o));
@@ -183,6 +191,61 @@ describe('framed serving', () => {
     assert.equal(gate.wholeReads, 1);
     assert.equal(gate.ranged.length, 1, 'the frame already decoded was not read again');
     snap.close();
+  });
+
+  test('a frame the whole read claimed is released once it is verified, not when the whole chunk is', async () => {
+    const { data, store, id } = await packed();
+    const gate = new GateStore(store);
+    // One codec thread: the whole read's frames are decoded one after another, in order.
+    const one = new ChunkCodecPool(1);
+    const snap = await ServedChunkedSnapshot.open({ manifest: id, store: gate, cache: new ChunkCache(), pool: one, prefetchChunks: 0 });
+    const load = snap.framedLoad(0);
+    gate.release();
+    while (!load.claimed(0)) await new Promise((r) => setImmediate(r));
+    const last = load.frameCount - 1;
+    const lastDecoded = (): boolean =>
+      Buffer.from(load.buffer, last * FRAME, FRAME).equals(data.subarray(last * FRAME, (last + 1) * FRAME));
+    await load.frame(0);
+    assert.deepEqual(Buffer.from(load.buffer, 0, FRAME), data.subarray(0, FRAME));
+    assert.equal(lastDecoded(), false, 'frame 0 was released before the last frame was decoded');
+    await load.whole();
+    assert.equal(lastDecoded(), true);
+    assert.deepEqual(Buffer.from(load.buffer), data.subarray(0, 4 * MiB));
+    assert.equal(gate.ranged.length, 0, 'no ranged read: the whole read had claimed the frame');
+    snap.close();
+    await one.close();
+  });
+
+  test('a frame damaged in the whole read: the frames that verified are released, the read is repeated for the rest; damaged twice, only those fail', async () => {
+    for (const times of [1, 2]) {
+      const { data, store, id } = await packed();
+      const gate = new GateStore(store);
+      const snap = await ServedChunkedSnapshot.open({ manifest: id, store: gate, cache: new ChunkCache(), pool, prefetchChunks: 0 });
+      const offsets = frameOffsets(snap.manifest.chunks[0]!, 4 * MiB, FRAME);
+      gate.damageWhole = times;
+      gate.damageWholeAt = (offsets[3]! + offsets[4]!) >> 1; // inside frame 3
+      const load = snap.framedLoad(0);
+      gate.release();
+      const whole = load.whole().then(
+        () => 'ok',
+        (e: unknown) => (e as FcUffdError).code,
+      );
+      while (!load.claimed(3)) await new Promise((r) => setImmediate(r));
+      await load.frame(0);
+      assert.deepEqual(Buffer.from(load.buffer, 0, FRAME), data.subarray(0, FRAME), `${times}: frame 0`);
+      if (times === 1) {
+        await load.frame(3);
+        assert.equal(await whole, 'ok');
+        assert.deepEqual(Buffer.from(load.buffer), data.subarray(0, 4 * MiB));
+      } else {
+        await assert.rejects(load.frame(3), (e: unknown) => (e as FcUffdError).code === 'SNAPSHOT_CORRUPT_CHUNK');
+        assert.equal(await whole, 'SNAPSHOT_CORRUPT_CHUNK');
+        await load.frame(5);
+        assert.deepEqual(Buffer.from(load.buffer, 5 * FRAME, FRAME), data.subarray(5 * FRAME, 6 * FRAME), 'frame 5 verified');
+      }
+      assert.equal(gate.wholeReads, 2, `${times}: read again once`);
+      snap.close();
+    }
   });
 
   test('a flipped byte in a frame is read again once; damaged twice, the VM gets SNAPSHOT_CORRUPT_CHUNK and never the frame', async () => {

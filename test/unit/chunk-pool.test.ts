@@ -1,0 +1,51 @@
+// The codec pool's scheduling of a whole chunk's frames (background work) against a fault's frame.
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { after, test } from 'node:test';
+import { ChunkCodecPool } from '../../src/snapshot/chunk-pool.js';
+import { analyzeChunk, encodeChunkBlobFramed, sha256Hex, type FrameJob } from '../../src/snapshot/chunk-format.js';
+import { frameOffsets } from '../../src/snapshot/manifest.js';
+
+const FRAME = 256 * 1024;
+const pool = new ChunkCodecPool(2);
+after(() => pool.close());
+
+test('a whole chunk decodes in the background on one of two threads; the other is free for a fault, which does not wait for it', async () => {
+  const chunk = crypto.randomBytes(4 * 1024 * 1024);
+  const a = analyzeChunk(chunk);
+  const f = encodeChunkBlobFramed(chunk, a, FRAME);
+  const offsets = frameOffsets({ digest: sha256Hex(chunk), storedBytes: f.blob.length, ...f }, chunk.length, FRAME);
+  const job = (k: number, srcOffset: number): FrameJob => ({
+    frame: k,
+    srcOffset,
+    srcLength: offsets[k + 1]! - offsets[k]!,
+    sha256: f.frameSha256[k]!,
+  });
+  const out = new SharedArrayBuffer(chunk.length);
+  const target = { out, length: chunk.length, zeroBitmap: a.zeroBitmap, frameBytes: FRAME };
+  await pool.warm();
+  const done: number[] = [];
+  let busiest = 0;
+  const background = pool.decodeFramesInBackground(
+    f.blob,
+    target,
+    Array.from({ length: 15 }, (_, k) => job(k, offsets[k]!)),
+    (k) => {
+      done.push(k);
+      busiest = Math.max(busiest, pool.queued);
+    },
+  );
+  busiest = Math.max(busiest, pool.queued);
+  assert.equal(pool.queued, 1, 'background work took one thread of two');
+  const fault = pool.decodeFrames(f.blob.slice(offsets[15], offsets[16]), target, [job(15, 0)]).then(() => done.length);
+  assert.equal(pool.queued, 2, "the fault's frame started at once on the free thread");
+  assert.ok((await fault) < 15, 'the fault was decoded before the whole chunk was');
+  await background;
+  assert.ok(busiest <= 2);
+  assert.deepEqual(
+    done,
+    Array.from({ length: 15 }, (_, k) => k),
+    'each frame reported as it was verified, in order',
+  );
+  assert.ok(Buffer.from(out).equals(chunk));
+});
