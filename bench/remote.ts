@@ -14,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { CLI_NODE_FLAGS } from '../src/cli/node-flags.js';
 import { FaultProxy } from '../tools/fault-proxy.js';
 import { EMULATOR_PATH, emulatorArgs, type EmulatorReport } from '../tools/emulator/run.js';
 import { DirStore } from '../src/store/dir.js';
@@ -82,7 +83,10 @@ interface Trial {
 /** One restore: our library server on `store`, the emulator replaying the trace. */
 async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace: string): Promise<Trial> {
   const socket = path.join(work, `s-${Date.now()}-${Math.random().toString(36).slice(2)}.sock`);
-  const server = spawn(process.execPath, [SERVE, JSON.stringify({ ...cfg, socket })], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // With the Node flags of the fc-uffd executable: the bench measures what users run.
+  const server = spawn(process.execPath, [...CLI_NODE_FLAGS, SERVE, JSON.stringify({ ...cfg, socket })], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   server.stdout.setEncoding('utf8').on('data', (d: string) => {
@@ -319,7 +323,7 @@ async function main(): Promise<void> {
       };
       for (const lk of LINK_KEYS) {
         const l = LINKS[lk];
-        proxy.set({ latencyMs: l.rttMs / 2, bytesPerSecond: l.bytesPerSecond });
+        proxy.set({ rttMs: l.rttMs, bytesPerSecond: l.bytesPerSecond });
         await run(
           kind,
           lk,
@@ -389,7 +393,7 @@ async function main(): Promise<void> {
     frameSizeBytes: packed.manifest.frameSizeBytes,
     runs: RUNS,
     proxy:
-      'tools/fault-proxy.ts: one-way delay RTT/2 each way; the bandwidth cap is per direction and connection (the stores use up to 16 connections, so the aggregate can exceed it)',
+      'tools/fault-proxy.ts: the whole RTT added to each response (one timer: two half-RTT timers of at least 1 ms each made a 1 ms RTT 2 ms or more); the bandwidth cap is per direction and connection (the stores use up to 16 connections, so the aggregate can exceed it)',
     rows,
     targets,
   };

@@ -4,8 +4,15 @@
 import net from 'node:net';
 
 export interface FaultSettings {
-  /** Added one-way delay in each direction (RTT grows by twice this). */
+  /** Added one-way delay in each direction (RTT grows by twice this): a request is late reaching the server. */
   latencyMs?: number;
+  /**
+   * Added round-trip time, all of it on the response: what a link of this RTT costs a request and
+   * its answer, which cannot tell where the delay sits. One timer per response, where half of it
+   * each way (latencyMs) took two, and a timer never fires sooner than 1 ms: a "1 ms RTT" set as
+   * 0.5 ms each way was at least 2 ms.
+   */
+  rttMs?: number;
   /** Cap per direction and connection, bytes per second (0: none). */
   bytesPerSecond?: number;
   /** Hold every byte (both directions) until stall is cleared. */
@@ -99,7 +106,7 @@ export class FaultProxy {
     });
     upstream.on('error', () => client.destroy());
     client.on('close', () => upstream.destroy());
-    this.pipe(client, upstream, (chunk) => {
+    this.pipe(client, upstream, 'request', (chunk) => {
       const n = countOf(chunk, REQUEST_LINE_END);
       if (n > 0) this.lastRequestHead = chunk.subarray(0, 4096).toString('latin1');
       this.requests += n;
@@ -108,7 +115,7 @@ export class FaultProxy {
     let responseBytes = 0;
     let head = Buffer.alloc(0);
     let bodyStart = -1; // stream offset of the first response body
-    this.pipe(upstream, client, (chunk) => {
+    this.pipe(upstream, client, 'response', (chunk) => {
       const at = responseBytes;
       responseBytes += chunk.length;
       if (bodyStart < 0 && head.length < 65536) {
@@ -147,11 +154,17 @@ export class FaultProxy {
    * every read's share capped such a link at ~64 MB/s (and added ~8 ms to a 256 KiB frame). A
    * shorter wait is carried as debt instead: the cap holds on average, early by at most the burst.
    */
-  private pipe(from: net.Socket, to: net.Socket, transform: (chunk: Buffer) => { data: Buffer; after?: 'reset' | 'end' }): void {
+  private pipe(
+    from: net.Socket,
+    to: net.Socket,
+    direction: 'request' | 'response',
+    transform: (chunk: Buffer) => { data: Buffer; after?: 'reset' | 'end' },
+  ): void {
     const s = this.settings;
     let chain = Promise.resolve();
     let nextFreeMs = 0;
     let done = false;
+    const delayMs = (s.latencyMs ?? 0) + (direction === 'response' ? (s.rttMs ?? 0) : 0);
     from.on('data', (chunk: Buffer) => {
       if (done) return;
       const arrivedMs = performance.now();
@@ -159,7 +172,7 @@ export class FaultProxy {
         if (done) return;
         while (this.settings.stall && s === this.settings) await new Promise<void>((r) => this.stallWaiters.push(r));
         const nowMs = performance.now();
-        let waitMs = arrivedMs + (s.latencyMs ?? 0) - nowMs;
+        let waitMs = arrivedMs + delayMs - nowMs;
         if (s.bytesPerSecond) {
           nextFreeMs = Math.max(nextFreeMs, nowMs) + (chunk.length / s.bytesPerSecond) * 1000;
           waitMs = Math.max(waitMs, nextFreeMs - nowMs - PACING_BURST_MS);
