@@ -160,7 +160,7 @@ export class FramedChunkLoad {
     // Frames this whole read claims settle one by one as each is verified in the buffer (a fault
     // on one waits for its own frame, not for the whole chunk); a frame that fails waits for the
     // read's final outcome (after a retry), which decodes only the frames not verified yet.
-    const mine = new Map<number, { promise: Promise<void>; settle: (err?: Error) => void }>();
+    const mine = new Map<number, (err?: Error) => void>();
     let jobs: FrameJob[] | undefined;
     let blob: Uint8Array | undefined;
     try {
@@ -178,10 +178,8 @@ export class FramedChunkLoad {
           for (let k = 0; k < this.frames.length; k++) {
             if (this.frames[k] !== undefined || s.frameSha256[k] === '') continue;
             jobs.push(this.job(k, s.offsets[k]!));
-            let settle!: (err?: Error) => void;
-            const promise = new Promise<void>((resolve, reject) => (settle = (err) => (err ? reject(err) : resolve())));
-            promise.catch(() => undefined);
-            mine.set(k, { promise, settle });
+            const { promise, settle } = settleable();
+            mine.set(k, settle);
             this.frames[k] = promise;
             this.frameInterest[k] = undefined;
           }
@@ -192,7 +190,7 @@ export class FramedChunkLoad {
           const left = jobs.filter((j) => mine.has(j.frame));
           if (left.length)
             await s.pool.decodeFramesInBackground(blob, this.target, left, (k) => {
-              mine.get(k)?.settle();
+              mine.get(k)?.();
               mine.delete(k);
             });
           break;
@@ -203,14 +201,12 @@ export class FramedChunkLoad {
       }
     } catch (err) {
       this.wholeFailed = true;
-      for (const m of mine.values()) m.settle(err as Error);
+      for (const settle of mine.values()) settle(err as Error);
       throw err;
     }
     const claimed = new Set(jobs.map((j) => this.frames[j.frame]));
     // A frame whose ranged read failed (or was aborted) was never handed out: decode it from the blob.
-    let settleLate!: (err?: Error) => void;
-    const late = new Promise<void>((resolve, reject) => (settleLate = (err) => (err ? reject(err) : resolve())));
-    late.catch(() => undefined);
+    const { promise: late, settle: settleLate } = settleable();
     const failed: FrameJob[] = [];
     for (let k = 0; k < this.frames.length; k++) {
       for (;;) {
@@ -252,4 +248,15 @@ export class FramedChunkLoad {
       if (reads) reads.active--;
     }
   }
+}
+
+/**
+ * A promise for a frame's waiters and the function that settles it (an error rejects it). Marked
+ * handled: a frame nobody waits for may fail without an unhandled rejection.
+ */
+function settleable(): { promise: Promise<void>; settle: (err?: Error) => void } {
+  let settle!: (err?: Error) => void;
+  const promise = new Promise<void>((resolve, reject) => (settle = (err) => (err ? reject(err) : resolve())));
+  promise.catch(() => undefined);
+  return { promise, settle };
 }

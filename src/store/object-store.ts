@@ -76,20 +76,27 @@ export function rangedAnswerLength(contentRange: string | undefined, contentLeng
  * Reads a body of `expected` bytes into shared memory (a SharedArrayBuffer): a codec thread reads
  * a chunk's frames straight from it (a view of shared memory crosses to a thread without a copy),
  * where an ArrayBuffer would be copied once more per frame on the main thread, which drives every
- * store read of every VM. Exactly `expected` bytes or an integrity error (`destroy` drops the rest).
+ * store read of every VM. Exactly `expected` bytes or an integrity error (`destroy` drops the rest),
+ * its message led by `where` when given.
  */
-export async function readBodyShared(body: AsyncIterable<Uint8Array>, expected: number, destroy: () => void): Promise<Buffer> {
+export async function readBodyShared(
+  body: AsyncIterable<Uint8Array>,
+  expected: number,
+  destroy: () => void,
+  where?: string,
+): Promise<Buffer> {
+  const lead = where === undefined ? '' : `${where}: `;
   const out = Buffer.from(new SharedArrayBuffer(expected));
   let got = 0;
   for await (const piece of body) {
     if (got + piece.length > expected) {
       destroy();
-      throw new StoreError('integrity', `body longer than the ${expected} bytes announced`, true);
+      throw new StoreError('integrity', `${lead}body longer than the ${expected} bytes announced`, true);
     }
     out.set(piece, got);
     got += piece.length;
   }
-  if (got !== expected) throw new StoreError('integrity', `body truncated: ${got} of ${expected} bytes`, true);
+  if (got !== expected) throw new StoreError('integrity', `${lead}body truncated: ${got} of ${expected} bytes`, true);
   return out;
 }
 

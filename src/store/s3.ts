@@ -176,12 +176,11 @@ export class S3Store extends ObjectStore {
       // In Node the body is a Readable: read into shared memory (see readBodyShared).
       const bytes =
         expected !== undefined && Symbol.asyncIterator in body
-          ? await readBodyShared(body as AsyncIterable<Uint8Array>, expected, () => (body as { destroy?: () => void }).destroy?.()).catch(
-              (err: unknown) => {
-                throw err instanceof StoreError
-                  ? new StoreError(err.kind, `GetObject ${this.key(rel)}: ${err.message}`, err.retryable)
-                  : err;
-              },
+          ? await readBodyShared(
+              body as AsyncIterable<Uint8Array>,
+              expected,
+              () => (body as { destroy?: () => void }).destroy?.(),
+              `GetObject ${this.key(rel)}`,
             )
           : await body.transformToByteArray();
       if (expected !== undefined && bytes.length !== expected)
