@@ -78,6 +78,8 @@ interface Trial {
   touchP99Us: number;
   frameFetchMs: number[];
   frameTimings: FrameTiming[];
+  /** CPU of the serving process (all its threads) from ready to the VM's end. */
+  cpuMs: number;
 }
 
 /** One restore: our library server on `store`, the emulator replaying the trace. */
@@ -132,6 +134,7 @@ async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace:
     const ended = JSON.parse(out.split('\n').find((l) => l.includes('vmEnded'))!) as {
       frameFetchMs: number[];
       frameTimings: FrameTiming[];
+      cpuMs: number;
     };
     return {
       frameTimings: ended.frameTimings,
@@ -139,6 +142,7 @@ async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace:
       touchP50Us: report.touchLatencyUs.p50,
       touchP99Us: report.touchLatencyUs.p99,
       frameFetchMs: ended.frameFetchMs,
+      cpuMs: ended.cpuMs,
     };
   } finally {
     server.kill('SIGTERM');
@@ -189,6 +193,8 @@ interface Row {
   runs: number;
   doneMsMedian: number;
   doneMsRuns: number[];
+  /** The serving process's CPU per restore (all threads, user + system). */
+  cpuMsMedian: number;
   touchP50UsMedian: number;
   touchP99UsMedian: number;
   /** Frames fetched from the store: want-to-post time over all runs. */
@@ -282,6 +288,7 @@ async function main(): Promise<void> {
       runs: RUNS,
       doneMsMedian: spread(trials.map((t) => t.doneMs))!.median,
       doneMsRuns: trials.map((t) => Math.round(t.doneMs * 10) / 10),
+      cpuMsMedian: spread(trials.map((t) => t.cpuMs))!.median,
       touchP50UsMedian: spread(trials.map((t) => t.touchP50Us))!.median,
       touchP99UsMedian: spread(trials.map((t) => t.touchP99Us))!.median,
       frameFetchMsP50: frames.length ? spread(frames)!.median : null,
@@ -430,6 +437,7 @@ function render(r: {
       'mode',
       'restore-to-done ms (median)',
       'runs',
+      'handler CPU ms (median)',
       'touch p50 / p99 µs',
       'uncached frame want→post p50 / p99 ms (n)',
       'of which want→bytes / decode p50 ms',
@@ -444,6 +452,7 @@ function render(r: {
       x.mode === 'ws-cold-cache' && x.store === 'dir' ? 'working set' : x.mode,
       ms(x.doneMsMedian),
       x.doneMsRuns.join(', '),
+      ms(x.cpuMsMedian),
       `${fmt(x.touchP50UsMedian)} / ${fmt(x.touchP99UsMedian)}`,
       `${ms(x.frameFetchMsP50)} / ${ms(x.frameFetchMsP99)} (${x.frameFetches})`,
       `${ms(x.frameFetchPartMsP50)} / ${ms(x.frameDecodeMsP50)}`,
@@ -453,7 +462,7 @@ function render(r: {
       x.loadAvg.map((v) => v.toFixed(1)).join(' → '),
     ]),
   );
-  const head = `Real 128 MiB guest, its restore trace replayed by the emulator (1 vCPU), ${fmt(r.storedMiB)} MiB stored, ${(r.frameSizeBytes ?? 0) / 1024} KiB frames; medians of ${r.runs} runs (${fmt(r.elapsedS)} s in all). ${r.proxy}. "Bare ranged GET": real frames read one at a time by a store client through the same proxy, interleaved with the on-demand runs: the link as this machine delivers it, so the handler's own share of a fault is the frame time minus it.`;
+  const head = `Real 128 MiB guest, its restore trace replayed by the emulator (1 vCPU), ${fmt(r.storedMiB)} MiB stored, ${(r.frameSizeBytes ?? 0) / 1024} KiB frames; medians of ${r.runs} runs (${fmt(r.elapsedS)} s in all). ${r.proxy}. "Bare ranged GET": real frames read one at a time by a store client through the same proxy, interleaved with the on-demand runs: the link as this machine delivers it, so the handler's own share of a fault is the frame time minus it. "Handler CPU": every thread of the serving process, from ready to the VM's end; the proxy, the servers and the emulator share the same CPUs.`;
   return { all: [head, '', rows, '', targets].join('\n'), targets };
 }
 
