@@ -116,7 +116,7 @@ describe('S3Store against Ceph RGW', { skip }, () => {
     const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
     const apply = (v: Record<string, string | undefined>): void => {
       for (const [k, val] of Object.entries(v))
-        if (val === undefined) delete process.env[k];
+        if (val === undefined) Reflect.deleteProperty(process.env, k);
         else process.env[k] = val;
     };
     apply(vars);
