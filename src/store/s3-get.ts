@@ -38,7 +38,6 @@ interface Ready {
 
 export class S3SignedGet {
   private ready: Promise<Ready> | undefined;
-  private pool: StorePool | undefined;
 
   constructor(
     private readonly client: S3Client,
@@ -60,7 +59,7 @@ export class S3SignedGet {
   private async setUp(): Promise<Ready> {
     const endpoint = await getEndpointFromInstructions({ Bucket: this.bucket, Key: this.sampleKey }, GetObjectCommand, this.client.config);
     const address = bucketAddress(endpoint.url, endpoint.properties?.authSchemes, this.bucket);
-    this.pool = new StorePool(address.origin, this.poolOptions);
+    const pool = new StorePool(address.origin, this.poolOptions);
     const signer = new SignatureV4({
       service: address.signingName,
       region: address.signingRegion,
@@ -70,7 +69,7 @@ export class S3SignedGet {
       uriEscapePath: false,
       applyChecksum: true,
     });
-    return { address, pool: this.pool, signer };
+    return { address, pool, signer };
   }
 
   /**
@@ -89,8 +88,10 @@ export class S3SignedGet {
     return pool.request({ method: 'GET', path, headers: signed.headers }, where, signal);
   }
 
+  /** Closes the pool, once a resolution under way (if any) has made it. */
   async close(): Promise<void> {
-    await this.pool?.close();
+    const ready = await this.ready?.catch(() => undefined);
+    await ready?.pool.close();
   }
 }
 
