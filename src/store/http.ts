@@ -1,40 +1,21 @@
 import { redactUrl } from './redact.js';
-import { Pool, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { rangeHeader } from './layout.js';
-import { ObjectStore, rangedAnswerLength, readBodyShared, sliceOfWhole, type ByteRange } from './object-store.js';
+import { ObjectStore, type ByteRange } from './object-store.js';
 import { StoreError } from './types.js';
+import { StorePool, getAnswerBytes, type PoolOptions } from './undici-request.js';
 
-export interface HttpStoreOptions {
+export interface HttpStoreOptions extends PoolOptions {
   /**
    * Name of an environment variable whose value is sent as the `Authorization` header (for
    * example `FC_UFFD_HTTP_AUTH` holding `Bearer …`). The value is read once, here, and never
    * logged; a URL with credentials in it is refused instead.
    */
   authEnvVar?: string;
-  /** Time to the response headers (default 10 s). */
-  headersTimeoutMs?: number;
-  /** Longest silence while a body arrives, not the whole body's time (default 30 s). */
-  bodyTimeoutMs?: number;
-  /** TCP (and TLS) connect time (default 5 s). */
-  connectTimeoutMs?: number;
-  /** Keep-alive connections to the server at most (default 16). */
-  connections?: number;
 }
 
 /** Statuses worth trying again: the server is busy, restarting or throttling. */
 const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT']);
-const NETWORK_CODES = new Set([
-  'UND_ERR_SOCKET',
-  'UND_ERR_CLOSED',
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EAI_AGAIN',
-]);
-
 /**
  * A store on any HTTP server that answers GET (with Range), HEAD and PUT: nginx with WebDAV PUT,
  * a CDN in front of a bucket (read-only), a presigning gateway. Objects are at
@@ -43,10 +24,8 @@ const NETWORK_CODES = new Set([
  */
 export class HttpStore extends ObjectStore {
   readonly description: string;
-  private readonly pool: Pool;
+  private readonly pool: StorePool;
   private readonly basePath: string;
-  private readonly headersTimeoutMs: number;
-  private readonly bodyTimeoutMs: number;
   // A private field: it does not show in util.inspect or JSON of the store.
   readonly #authorization: string | undefined;
 
@@ -80,45 +59,26 @@ export class HttpStore extends ObjectStore {
     }
     this.basePath = url.pathname.replace(/\/+$/, '');
     this.description = `${url.origin}${this.basePath}/`;
-    this.headersTimeoutMs = options.headersTimeoutMs ?? 10_000;
-    this.bodyTimeoutMs = options.bodyTimeoutMs ?? 30_000;
-    this.pool = new Pool(url.origin, {
-      connections: options.connections ?? 16,
-      connect: { timeout: options.connectTimeoutMs ?? 5_000 },
-      headersTimeout: this.headersTimeoutMs,
-      bodyTimeout: this.bodyTimeoutMs,
-    });
+    this.pool = new StorePool(url.origin, options);
   }
 
-  async close(): Promise<void> {
-    await this.pool.close();
+  close(): Promise<void> {
+    return this.pool.close();
   }
 
   private headers(extra: Record<string, string>): Record<string, string> {
     return this.#authorization === undefined ? extra : { ...extra, authorization: this.#authorization };
   }
 
-  private async request(
+  private request(
     method: 'GET' | 'HEAD' | 'PUT',
     key: string,
     headers: Record<string, string>,
     signal?: AbortSignal,
     body?: Uint8Array,
   ): Promise<Dispatcher.ResponseData> {
-    signal?.throwIfAborted();
-    try {
-      return await this.pool.request({
-        method,
-        path: `${this.basePath}/${key}`,
-        headers: this.headers(headers),
-        ...(body ? { body } : {}),
-        ...(signal ? { signal } : {}),
-        headersTimeout: this.headersTimeoutMs,
-        bodyTimeout: this.bodyTimeoutMs,
-      });
-    } catch (err) {
-      throw this.networkError(`${method} ${this.description}${key}`, err, signal);
-    }
+    const spec = { method, path: `${this.basePath}/${key}`, headers: this.headers(headers), ...(body ? { body } : {}) };
+    return this.pool.request(spec, `${method} ${this.description}${key}`, signal);
   }
 
   protected async headObject(key: string, signal?: AbortSignal): Promise<boolean> {
@@ -135,24 +95,8 @@ export class HttpStore extends ObjectStore {
 
   protected async getObject(key: string, what: string, range: ByteRange | undefined, signal?: AbortSignal): Promise<Uint8Array> {
     const res = await this.request('GET', key, range ? { range: rangeHeader(range) } : {}, signal);
-    const bodyBytes = async (expected: number | undefined): Promise<Buffer> => {
-      try {
-        return await readBody(res.body, expected);
-      } catch (err) {
-        if (err instanceof StoreError) throw new StoreError(err.kind, `GET ${this.description}${key}: ${err.message}`, err.retryable);
-        throw this.networkError(`GET ${this.description}${key} (reading the body)`, err, signal);
-      }
-    };
-    if (res.statusCode === 206 && range) {
-      const want = rangedAnswerLength(header(res.headers, 'content-range'), contentLength(res.headers), range);
-      if (typeof want === 'string') {
-        await res.body.dump();
-        throw new StoreError('integrity', `GET ${this.description}${key}: ${want}`, true);
-      }
-      return bodyBytes(want);
-    }
-    // A server (or a cache in front of it) that ignores Range sends the whole object.
-    if (res.statusCode === 200) return sliceOfWhole(await bodyBytes(contentLength(res.headers)), range);
+    const bytes = await getAnswerBytes(res, range, `GET ${this.description}${key}`, signal);
+    if (bytes) return bytes;
     await res.body.dump();
     // Range starts at or past the end: an empty read, as a file read there is.
     if (res.statusCode === 416 && range) return new Uint8Array(0);
@@ -187,32 +131,4 @@ export class HttpStore extends ObjectStore {
       return new StoreError('http-status', `${where}: HTTP 405, the server does not accept PUT (nginx needs dav_methods PUT)`, false);
     return new StoreError('http-status', `${where}: HTTP ${status}`, RETRYABLE_STATUS.has(status));
   }
-
-  private networkError(where: string, err: unknown, signal?: AbortSignal): StoreError {
-    if (signal?.aborted) return new StoreError('aborted', `${where}: aborted`, false, err);
-    const code = (err as { code?: string }).code ?? '';
-    const message = (err as Error).message;
-    if (TIMEOUT_CODES.has(code)) return new StoreError('timeout', `${where}: ${message} (${code})`, true, err);
-    if (code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH')
-      return new StoreError('integrity', `${where}: body length differs from Content-Length`, true, err);
-    return new StoreError('io', `${where}: ${message}${code ? ` (${code})` : ''}`, NETWORK_CODES.has(code), err);
-  }
-}
-
-function header(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
-  const v = headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
-function contentLength(headers: Dispatcher.ResponseData['headers']): number | undefined {
-  const v = header(headers, 'content-length');
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
-}
-
-/** Reads a whole body; with a known length, exactly that many bytes (in shared memory) or an integrity error. */
-async function readBody(body: Dispatcher.ResponseData['body'], expected: number | undefined): Promise<Buffer> {
-  if (expected === undefined) return Buffer.from(await body.arrayBuffer());
-  return readBodyShared(body as AsyncIterable<Buffer>, expected, () => body.destroy());
 }

@@ -1,10 +1,12 @@
 import net from 'node:net';
 import crypto from 'node:crypto';
-import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { redactUrl } from './redact.js';
 import { rangeHeader } from './layout.js';
-import { ObjectStore, rangedAnswerLength, readBodyShared, sliceOfWhole, type ByteRange } from './object-store.js';
+import { ObjectStore, type ByteRange } from './object-store.js';
+import { S3SignedGet } from './s3-get.js';
 import { StoreError } from './types.js';
+import { getAnswerBytes, readSmallText } from './undici-request.js';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -57,16 +59,22 @@ export function needsPathStyle(endpoint: string): boolean {
   return net.isIP(host) !== 0 || host === 'localhost' || host.endsWith('.localhost');
 }
 
+/** An S3 error answer's body is a small XML document; its <Code> is read from at most this much. */
+const ERROR_BODY_MAX_BYTES = 4096;
+
 /**
  * A store in an S3 bucket (AWS, Ceph RGW, MinIO, …). Credentials come from the SDK's chain
- * (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profiles, instance roles); the SDK does not retry
- * (maxAttempts 1): ResilientStore above does, once, for every store alike.
+ * (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profiles, instance roles). HeadBucket, HeadObject and
+ * PutObject go through the SDK; GetObject, the data path of every fault, through undici signed
+ * with the SDK's signer, credentials and endpoint (see s3-get.ts). Nothing retries here (the SDK
+ * has maxAttempts 1): ResilientStore above does, once, for every store alike.
  */
 export class S3Store extends ObjectStore {
   readonly description: string;
   readonly bucket: string;
   private readonly prefix: string;
   private readonly client: S3Client;
+  private readonly getter: S3SignedGet;
 
   constructor(options: S3StoreOptions) {
     super();
@@ -110,6 +118,12 @@ export class S3Store extends ObjectStore {
         httpsAgent: agent,
       },
     });
+    this.getter = new S3SignedGet(this.client, this.bucket, this.key('chunks/'), {
+      ...(options.headersTimeoutMs !== undefined ? { headersTimeoutMs: options.headersTimeoutMs } : {}),
+      ...(options.bodyTimeoutMs !== undefined ? { bodyTimeoutMs: options.bodyTimeoutMs } : {}),
+      ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
+      ...(options.connections !== undefined ? { connections: options.connections } : {}),
+    });
     this.description = `s3://${this.bucket}/${this.prefix ? `${this.prefix}/` : ''}${endpoint ? ` at ${redactUrl(endpoint)}` : ''}`;
   }
 
@@ -128,15 +142,21 @@ export class S3Store extends ObjectStore {
         );
       throw this.error('HeadBucket', '', err, signal);
     }
+    try {
+      await this.getter.resolve();
+    } catch (err) {
+      if (err instanceof StoreError) throw err;
+      throw this.error('resolving the endpoint of', '', err, signal);
+    }
   }
 
   private key(rel: string): string {
     return this.prefix ? `${this.prefix}/${rel}` : rel;
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    await this.getter.close();
     this.client.destroy();
-    return Promise.resolve();
   }
 
   protected async headObject(rel: string, signal?: AbortSignal): Promise<boolean> {
@@ -155,46 +175,22 @@ export class S3Store extends ObjectStore {
   }
 
   protected async getObject(rel: string, what: string, range: ByteRange | undefined, signal?: AbortSignal): Promise<Uint8Array> {
-    signal?.throwIfAborted();
+    const where = `GetObject s3://${this.bucket}/${this.key(rel)}`;
+    let res;
     try {
-      const res = await this.client.send(
-        new GetObjectCommand({ Bucket: this.bucket, Key: this.key(rel), ...(range ? { Range: rangeHeader(range) } : {}) }),
-        signal ? { abortSignal: signal } : {},
-      );
-      let expected = res.ContentLength;
-      const status = res.$metadata.httpStatusCode;
-      if (range && status === 206) {
-        const want = rangedAnswerLength(res.ContentRange, expected, range);
-        if (typeof want === 'string') {
-          if (res.Body && 'destroy' in res.Body && typeof res.Body.destroy === 'function') res.Body.destroy();
-          throw new StoreError('integrity', `GetObject ${this.key(rel)}: ${want}`, true);
-        }
-        expected = want;
-      }
-      if (!res.Body) throw new StoreError('integrity', `GetObject ${this.key(rel)}: no body`, true);
-      const body = res.Body;
-      // In Node the body is a Readable: read into shared memory (see readBodyShared).
-      const bytes =
-        expected !== undefined && Symbol.asyncIterator in body
-          ? await readBodyShared(
-              body as AsyncIterable<Uint8Array>,
-              expected,
-              () => (body as { destroy?: () => void }).destroy?.(),
-              `GetObject ${this.key(rel)}`,
-            )
-          : await body.transformToByteArray();
-      if (expected !== undefined && bytes.length !== expected)
-        throw new StoreError('integrity', `GetObject ${this.key(rel)}: body truncated: ${bytes.length} of ${expected} bytes`, true);
-      // A 200 to a ranged read is the whole object.
-      return status === 200 ? sliceOfWhole(bytes, range) : bytes;
+      res = await this.getter.request(this.key(rel), range ? { range: rangeHeader(range) } : {}, where, signal);
     } catch (err) {
       if (err instanceof StoreError) throw err;
-      const e = s3Failure(err);
-      if (e.status === 404 && e.name !== 'NoSuchBucket') throw this.notFound(rel, what, err);
-      // The range starts at or past the object's end: an empty read, as a file read there is.
-      if (range && (e.status === 416 || e.name === 'InvalidRange')) return new Uint8Array(0);
       throw this.error('GetObject', rel, err, signal);
     }
+    const bytes = await getAnswerBytes(res, range, where, signal);
+    if (bytes) return bytes;
+    const status = res.statusCode;
+    const name = /<Code>([^<]{1,100})<\/Code>/.exec(await readSmallText(res.body, ERROR_BODY_MAX_BYTES))?.[1] ?? '';
+    if (status === 404 && name !== 'NoSuchBucket') throw this.notFound(rel, what);
+    // The range starts at or past the object's end: an empty read, as a file read there is.
+    if (range && (status === 416 || name === 'InvalidRange')) return new Uint8Array(0);
+    throw this.error('GetObject', rel, undefined, signal, { status, name, code: undefined });
   }
 
   protected async putObject(rel: string, data: Uint8Array): Promise<void> {
@@ -220,10 +216,10 @@ export class S3Store extends ObjectStore {
   }
 
   /** A StoreError naming the operation and key, never the credentials or a signed URL. */
-  private error(op: string, rel: string, err: unknown, signal?: AbortSignal): StoreError {
+  private error(op: string, rel: string, err: unknown, signal?: AbortSignal, failure = s3Failure(err)): StoreError {
     const where = `${op} s3://${this.bucket}/${this.key(rel)}`;
     if (signal?.aborted) return new StoreError('aborted', `${where}: aborted`, false, err);
-    const { status, name, code } = s3Failure(err);
+    const { status, name, code } = failure;
     if (name === 'NoSuchBucket')
       return new StoreError('config', `${where}: bucket ${this.bucket} does not exist at ${this.description}`, false, err);
     if (status === 403 || name === 'AccessDenied' || name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch')

@@ -2,6 +2,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import util from 'node:util';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { S3Store, needsPathStyle } from '../../src/store/s3.js';
 import { openStore, parseStoreSpec, describeStoreSpec } from '../../src/store/open.js';
@@ -110,22 +111,85 @@ describe('S3Store against Ceph RGW', { skip }, () => {
     await opened.close();
   });
 
-  test('wrong credentials: a non-retryable access error that does not contain the secret', async () => {
-    const saved = process.env.AWS_SECRET_ACCESS_KEY;
-    const secret = `wrong-${crypto.randomBytes(8).toString('hex')}`;
-    process.env.AWS_SECRET_ACCESS_KEY = secret;
+  /** Runs `fn` with these AWS_* variables set (undefined: unset), then puts the old values back. */
+  async function withEnv(vars: Record<string, string | undefined>, fn: () => Promise<void>): Promise<void> {
+    const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+    const apply = (v: Record<string, string | undefined>): void => {
+      for (const [k, val] of Object.entries(v))
+        if (val === undefined) Reflect.deleteProperty(process.env, k);
+        else process.env[k] = val;
+    };
+    apply(vars);
     try {
-      const s = new S3Store({ bucket, prefix: 'p', endpoint: srv.url });
-      const err = await s.getChunk(digest).then(
-        () => undefined,
-        (e: unknown) => e,
-      );
-      assert.ok(isStoreError('http-status', false)(err), String(err));
-      assert.ok(!(err as Error).message.includes(secret) && !String((err as Error).stack).includes(secret));
-      await s.close();
+      await fn();
     } finally {
-      process.env.AWS_SECRET_ACCESS_KEY = saved;
+      apply(saved);
     }
+  }
+
+  test("wrong credentials: a non-retryable access error naming S3's code, without the secret or session token", async () => {
+    const secret = `wrong-${crypto.randomBytes(8).toString('hex')}`;
+    const token = `token-${crypto.randomBytes(8).toString('hex')}`;
+    await withEnv({ AWS_SECRET_ACCESS_KEY: secret, AWS_SESSION_TOKEN: token }, async () => {
+      const s = new S3Store({ bucket, prefix: 'p', endpoint: srv.url });
+      for (const range of [undefined, { offset: 10, length: 100 }]) {
+        const err = await s.getChunk(digest, range ? { range } : {}).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        assert.ok(isStoreError('http-status', false)(err), String(err));
+        assert.match((err as Error).message, /access denied \(SignatureDoesNotMatch\).*AWS_SECRET_ACCESS_KEY/);
+        const everything = `${(err as Error).message}\n${String((err as Error).stack)}\n${util.inspect(err, { depth: 10 })}`;
+        assert.ok(!everything.includes(secret) && !everything.includes(token), 'a secret in the error');
+      }
+      await s.close();
+    });
+  });
+
+  test('a session token (AWS_SESSION_TOKEN) goes out as a signed x-amz-security-token header', async () => {
+    const token = `token-${crypto.randomBytes(8).toString('hex')}`;
+    await withEnv({ AWS_SESSION_TOKEN: token }, async () => {
+      const s = viaProxy();
+      // RGW without STS ignores the token but checks the signature, which covers the header.
+      assert.ok(Buffer.from(await s.getChunk(digest, { range: { offset: 5, length: 50 } })).equals(data.subarray(5, 55)));
+      const head = proxy.lastRequestHead.toLowerCase();
+      assert.ok(head.startsWith('get /'), head.slice(0, 40));
+      assert.ok(head.includes(`\r\nx-amz-security-token: ${token}\r\n`), 'the token header was not sent');
+      assert.match(
+        head,
+        /\r\nauthorization: aws4-hmac-sha256 credential=testkey\/\d{8}\/us-east-1\/s3\/aws4_request, signedheaders=[^,]*x-amz-security-token/,
+      );
+      assert.match(head, /\r\nx-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\r\n/);
+      await s.close();
+    });
+    const s = viaProxy();
+    await s.getChunk(digest, { range: { offset: 5, length: 50 } });
+    assert.ok(!proxy.lastRequestHead.toLowerCase().includes('x-amz-security-token'), 'a token header without AWS_SESSION_TOKEN');
+    await s.close();
+  });
+
+  test('a GET from a missing bucket is a config error; a 404 without an S3 body is not-found', async () => {
+    const missing = new S3Store({ bucket: 'no-such-bucket-fc-uffd', endpoint: srv.url });
+    await assert.rejects(
+      missing.getChunk(digest),
+      (e: unknown) => isStoreError('config', false)(e) && /bucket no-such-bucket-fc-uffd does not exist/.test((e as Error).message),
+    );
+    await missing.close();
+    proxy.set({ cannedStatus: 404 });
+    const s = viaProxy();
+    await assert.rejects(s.getChunk(digest, { range: { offset: 0, length: 10 } }), isStoreError('not-found', false));
+    proxy.set({});
+    await s.close();
+  });
+
+  test('a read aborted by its signal while the server stalls is aborted, promptly', async () => {
+    proxy.set({ stall: true });
+    const s = viaProxy();
+    const t0 = Date.now();
+    await assert.rejects(s.getChunk(digest, { signal: AbortSignal.timeout(200) }), isStoreError('aborted', false));
+    assert.ok(Date.now() - t0 < 5000);
+    proxy.set({});
+    await s.close();
   });
 
   test('503 and 500 are retried by ResilientStore: exactly maxAttempts requests, then a retryable error', async () => {
