@@ -252,5 +252,8 @@ export class S3Store extends ObjectStore {
  */
 function s3Failure(err: unknown): { status: number | undefined; name: string; code: string | undefined } {
   const e = err as (Partial<S3ServiceException> & { code?: string }) | undefined;
-  return { status: e?.$metadata?.httpStatusCode, name: e?.name ?? '', code: e?.code };
+  const status = e?.$metadata?.httpStatusCode;
+  // A HEAD answer has no body to name its error, and the SDK calls it "Unknown": the status says more.
+  const name = status !== undefined && e?.name === 'Unknown' ? '' : (e?.name ?? '');
+  return { status, name, code: e?.code };
 }

@@ -142,6 +142,14 @@ describe('S3Store against Ceph RGW', { skip }, () => {
         const everything = `${(err as Error).message}\n${String((err as Error).stack)}\n${util.inspect(err, { depth: 10 })}`;
         assert.ok(!everything.includes(secret) && !everything.includes(token), 'a secret in the error');
       }
+      // HeadBucket (the SDK; its answer has no body to name the error): the status, not "Unknown".
+      const head = await s.checkBucket().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      assert.ok(isStoreError('http-status', false)(head), String(head));
+      assert.match((head as Error).message, /^HeadBucket s3:\/\/\S+: access denied \(403\): check the AWS credentials/);
+      assert.ok(!String(head).includes(secret) && !String(head).includes(token), 'a secret in the error');
       await s.close();
     });
   });
