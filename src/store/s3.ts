@@ -176,13 +176,12 @@ export class S3Store extends ObjectStore {
 
   protected async getObject(rel: string, what: string, range: ByteRange | undefined, signal?: AbortSignal): Promise<Uint8Array> {
     const where = `GetObject s3://${this.bucket}/${this.key(rel)}`;
-    let res;
-    try {
-      res = await this.getter.request(this.key(rel), range ? { range: rangeHeader(range) } : {}, where, signal);
-    } catch (err) {
-      if (err instanceof StoreError) throw err;
-      throw this.error('GetObject', rel, err, signal);
-    }
+    // Not a StoreError: the SDK could not resolve the endpoint or sign (no region, no credentials).
+    const res = await this.getter
+      .request(this.key(rel), range ? { range: rangeHeader(range) } : {}, where, signal)
+      .catch((err: unknown) => {
+        throw err instanceof StoreError ? err : this.error('GetObject', rel, err, signal);
+      });
     const bytes = await getAnswerBytes(res, range, where, signal);
     if (bytes) return bytes;
     const status = res.statusCode;

@@ -136,7 +136,7 @@ export async function readSmallText(body: Dispatcher.ResponseData['body'], maxBy
 }
 
 /** An undici failure (connect, headers, body) as a StoreError: timeouts, resets and refusals retryable. */
-export function networkError(where: string, err: unknown, signal?: AbortSignal): StoreError {
+function networkError(where: string, err: unknown, signal?: AbortSignal): StoreError {
   if (signal?.aborted) return new StoreError('aborted', `${where}: aborted`, false, err);
   const code = (err as { code?: string }).code ?? '';
   const message = (err as Error).message;
@@ -146,7 +146,7 @@ export function networkError(where: string, err: unknown, signal?: AbortSignal):
   return new StoreError('io', `${where}: ${message}${code ? ` (${code})` : ''}`, NETWORK_CODES.has(code), err);
 }
 
-export function header(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
+function header(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
   const v = headers[name];
   return Array.isArray(v) ? v[0] : v;
 }
