@@ -1,6 +1,6 @@
 // Suite `remote`: the real 128 MiB guest restored by the emulator's replay of its real restore trace
 // from a chunked snapshot in a local directory, in Ceph RGW (S3) and in nginx (HTTP), the remote
-// ones through tools/fault-proxy.ts at (a) 1 ms RTT + 500 MB/s and (b) 20 ms RTT + 100 MB/s; on
+// ones through a link (tools/bin/fc-link) at (a) 1 ms RTT + 500 MB/s and (b) 20 ms RTT + 100 MB/s; on
 // demand, with a recorded working set and a cold disk cache, and with a warm disk cache. Reports
 // restore-to-done and touch latency (medians of the runs), the want-to-post time of frames fetched
 // from the store, and the transfer floor (compressed bytes the restore needs / bandwidth + 1 RTT).
@@ -15,7 +15,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CLI_NODE_FLAGS } from '../src/cli/node-flags.js';
-import { FaultProxy } from '../tools/fault-proxy.js';
+import { Link } from '../tools/link.js';
 import { EMULATOR_PATH, emulatorArgs, type EmulatorReport } from '../tools/emulator/run.js';
 import { DirStore } from '../src/store/dir.js';
 import { openStore } from '../src/store/open.js';
@@ -80,10 +80,12 @@ interface Trial {
   frameTimings: FrameTiming[];
   /** CPU of the serving process (all its threads) from ready to the VM's end. */
   cpuMs: number;
+  /** CPU of the link process over the restore (null: no link, a local directory). */
+  linkCpuMs: number | null;
 }
 
 /** One restore: our library server on `store`, the emulator replaying the trace. */
-async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace: string): Promise<Trial> {
+async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace: string, link?: Link): Promise<Trial> {
   const socket = path.join(work, `s-${Date.now()}-${Math.random().toString(36).slice(2)}.sock`);
   // With the Node flags of the fc-uffd executable: the bench measures what users run.
   const server = spawn(process.execPath, [...CLI_NODE_FLAGS, SERVE, JSON.stringify({ ...cfg, socket })], {
@@ -104,6 +106,7 @@ async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace:
       if (server.exitCode !== null || Date.now() - t0 > 30_000) throw new Error(`server did not start: ${err.slice(-500)}`);
       await sleep(5);
     }
+    const linkCpuAtStart = link?.cpuMs();
     const emu = spawn(
       EMULATOR_PATH,
       emulatorArgs({ socket, mem, pageSize: '4k', vcpus: 1, pattern: `trace:${trace}`, deadlineMs: 120_000 }),
@@ -118,6 +121,7 @@ async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace:
       eerr += d;
     });
     const code = await new Promise<number | null>((r) => emu.on('close', r));
+    const linkCpuMs = link && linkCpuAtStart !== undefined ? link.cpuMs() - linkCpuAtStart : null;
     if (code !== 0) throw new Error(`emulator exit ${code}: ${eerr.slice(-500)} / server: ${err.slice(-500)}`);
     const report = JSON.parse(
       eout
@@ -143,6 +147,7 @@ async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace:
       touchP99Us: report.touchLatencyUs.p99,
       frameFetchMs: ended.frameFetchMs,
       cpuMs: ended.cpuMs,
+      linkCpuMs,
     };
   } finally {
     server.kill('SIGTERM');
@@ -153,7 +158,7 @@ async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace:
 
 /**
  * The link's floor as this machine delivers it: sequential ranged GETs of real frames, one at a
- * time, from a bare store client through the same proxy (no server, no VM, no codec). What the
+ * time, from a bare store client through the same link (no server, no VM, no codec). What the
  * handler adds to an uncached fault is its frame time minus this.
  */
 async function bareFrameGetMs(spec: { store: string; s3Endpoint?: string }, m: Manifest, count: number): Promise<number[]> {
@@ -195,6 +200,8 @@ interface Row {
   doneMsRuns: number[];
   /** The serving process's CPU per restore (all threads, user + system). */
   cpuMsMedian: number;
+  /** The link process's CPU per restore (null for the local directory). */
+  linkCpuMsMedian: number | null;
   touchP50UsMedian: number;
   touchP99UsMedian: number;
   /** Frames fetched from the store: want-to-post time over all runs. */
@@ -206,7 +213,7 @@ interface Row {
   frameDecodeMsP50: number | null;
   readsAheadP50: number | null;
   floorMs: number | null;
-  /** On demand, remote: a bare ranged frame GET through the same proxy (bareFrameGetMs), p50 over the run. */
+  /** On demand, remote: a bare ranged frame GET through the same link (bareFrameGetMs), p50 over the run. */
   bareGetMsP50: number | null;
   loadAvg: [number, number];
 }
@@ -266,10 +273,11 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const run = async (
     store: StoreKind,
-    link: LinkKey | null,
+    linkKey: LinkKey | null,
     mode: Mode,
     cfg: (i: number) => Omit<RemoteServeConfig, 'socket'>,
     bare?: () => Promise<number[]>,
+    link?: Link,
   ): Promise<void> => {
     const la0 = os.loadavg()[0]!;
     const trials: Trial[] = [];
@@ -277,10 +285,10 @@ async function main(): Promise<void> {
     for (let i = 0; i < RUNS; i++) {
       // Interleaved with the trials, so both see the same load.
       if (bare) bareMs.push(...(await bare()));
-      trials.push(await trial(cfg(i), real.image.path, real.trace));
+      trials.push(await trial(cfg(i), real.image.path, real.trace, link));
     }
     const frames = trials.flatMap((t) => t.frameFetchMs);
-    const l = link ? LINKS[link] : null;
+    const l = linkKey ? LINKS[linkKey] : null;
     const row: Row = {
       store,
       link: l?.name ?? null,
@@ -289,6 +297,7 @@ async function main(): Promise<void> {
       doneMsMedian: spread(trials.map((t) => t.doneMs))!.median,
       doneMsRuns: trials.map((t) => Math.round(t.doneMs * 10) / 10),
       cpuMsMedian: spread(trials.map((t) => t.cpuMs))!.median,
+      linkCpuMsMedian: link ? spread(trials.map((t) => t.linkCpuMs ?? NaN))!.median : null,
       touchP50UsMedian: spread(trials.map((t) => t.touchP50Us))!.median,
       touchP99UsMedian: spread(trials.map((t) => t.touchP99Us))!.median,
       frameFetchMsP50: frames.length ? spread(frames)!.median : null,
@@ -316,41 +325,39 @@ async function main(): Promise<void> {
     await run('dir', null, 'on-demand', () => ({ store: dirStore, manifest }));
     await run('dir', null, 'ws-cold-cache', () => ({ store: dirStore, manifest, prefetch: ws }));
   }
-  const proxies: FaultProxy[] = [];
-  try {
-    for (const [kind, e] of Object.entries(endpoints) as Array<[StoreKind, NonNullable<(typeof endpoints)[StoreKind]>]>) {
-      const proxy = await FaultProxy.start({ host: e.host, port: e.port });
-      proxies.push(proxy);
-      const proxied = (): { store: string; s3Endpoint?: string } => {
-        const pu = new URL(proxy.url);
-        if (e.s3Endpoint) return { store: e.spec, s3Endpoint: proxy.url };
-        const u = new URL(e.spec);
-        u.host = pu.host;
-        return { store: u.toString().replace(/\/$/, '') };
-      };
-      for (const lk of LINK_KEYS) {
-        const l = LINKS[lk];
-        proxy.set({ rttMs: l.rttMs, bytesPerSecond: l.bytesPerSecond });
+  for (const [kind, e] of Object.entries(endpoints) as Array<[StoreKind, NonNullable<(typeof endpoints)[StoreKind]>]>) {
+    for (const lk of LINK_KEYS) {
+      const link = await Link.start({ host: e.host, port: e.port }, LINKS[lk]);
+      try {
+        const linked = (): { store: string; s3Endpoint?: string } => {
+          if (e.s3Endpoint) return { store: e.spec, s3Endpoint: link.url };
+          const u = new URL(e.spec);
+          u.host = new URL(link.url).host;
+          return { store: u.toString().replace(/\/$/, '') };
+        };
         await run(
           kind,
           lk,
           'on-demand',
-          () => ({ ...proxied(), manifest }),
-          () => bareFrameGetMs(proxied(), packed.manifest, 8),
+          () => ({ ...linked(), manifest }),
+          () => bareFrameGetMs(linked(), packed.manifest, 8),
+          link,
         );
-        await run(kind, lk, 'ws-cold-cache', (i) => ({
-          ...proxied(),
-          manifest,
-          prefetch: ws,
-          cacheDir: path.join(work, `cold-${kind}-${lk}-${i}`),
-        }));
+        await run(
+          kind,
+          lk,
+          'ws-cold-cache',
+          (i) => ({ ...linked(), manifest, prefetch: ws, cacheDir: path.join(work, `cold-${kind}-${lk}-${i}`) }),
+          undefined,
+          link,
+        );
         const warm = path.join(work, `warm-${kind}-${lk}`);
-        await trial({ ...proxied(), manifest, cacheDir: warm }, real.image.path, real.trace); // fills the disk cache
-        await run(kind, lk, 'warm-cache', () => ({ ...proxied(), manifest, cacheDir: warm }));
+        await trial({ ...linked(), manifest, cacheDir: warm }, real.image.path, real.trace); // fills the disk cache
+        await run(kind, lk, 'warm-cache', () => ({ ...linked(), manifest, cacheDir: warm }), undefined, link);
+      } finally {
+        await link.close();
       }
     }
-  } finally {
-    for (const p of proxies) await p.close();
   }
 
   const localDone = rows.find((r) => r.store === 'dir' && r.mode === 'on-demand')?.doneMsMedian ?? NaN;
@@ -399,8 +406,7 @@ async function main(): Promise<void> {
     storedMiB: sum.storedBytes / MiB,
     frameSizeBytes: packed.manifest.frameSizeBytes,
     runs: RUNS,
-    proxy:
-      'tools/fault-proxy.ts: the whole RTT added to each response (one timer: two half-RTT timers of at least 1 ms each made a 1 ms RTT 2 ms or more); the bandwidth cap is per direction and connection (the stores use up to 16 connections, so the aggregate can exceed it)',
+    link: 'tools/bin/fc-link (C, one epoll thread): each response byte leaves once the bytes before it were serialized at the link rate, then after the whole RTT; requests are not delayed. The rate is per direction and connection (the stores use up to 16 connections, so the aggregate can exceed it)',
     rows,
     targets,
   };
@@ -413,7 +419,7 @@ function render(r: {
   storedMiB: number;
   frameSizeBytes?: number;
   runs: number;
-  proxy: string;
+  link: string;
   rows: Row[];
   targets: Target[];
 }): { all: string; targets: string } {
@@ -438,6 +444,7 @@ function render(r: {
       'restore-to-done ms (median)',
       'runs',
       'handler CPU ms (median)',
+      'link CPU ms (median)',
       'touch p50 / p99 µs',
       'uncached frame want→post p50 / p99 ms (n)',
       'of which want→bytes / decode p50 ms',
@@ -453,6 +460,7 @@ function render(r: {
       ms(x.doneMsMedian),
       x.doneMsRuns.join(', '),
       ms(x.cpuMsMedian),
+      ms(x.linkCpuMsMedian),
       `${fmt(x.touchP50UsMedian)} / ${fmt(x.touchP99UsMedian)}`,
       `${ms(x.frameFetchMsP50)} / ${ms(x.frameFetchMsP99)} (${x.frameFetches})`,
       `${ms(x.frameFetchPartMsP50)} / ${ms(x.frameDecodeMsP50)}`,
@@ -462,7 +470,7 @@ function render(r: {
       x.loadAvg.map((v) => v.toFixed(1)).join(' → '),
     ]),
   );
-  const head = `Real 128 MiB guest, its restore trace replayed by the emulator (1 vCPU), ${fmt(r.storedMiB)} MiB stored, ${(r.frameSizeBytes ?? 0) / 1024} KiB frames; medians of ${r.runs} runs (${fmt(r.elapsedS)} s in all). ${r.proxy}. "Bare ranged GET": real frames read one at a time by a store client through the same proxy, interleaved with the on-demand runs: the link as this machine delivers it, so the handler's own share of a fault is the frame time minus it. "Handler CPU": every thread of the serving process, from ready to the VM's end; the proxy, the servers and the emulator share the same CPUs.`;
+  const head = `Real 128 MiB guest, its restore trace replayed by the emulator (1 vCPU), ${fmt(r.storedMiB)} MiB stored, ${(r.frameSizeBytes ?? 0) / 1024} KiB frames; medians of ${r.runs} runs (${fmt(r.elapsedS)} s in all). Link: ${r.link}. "Bare ranged GET": real frames read one at a time by a store client through the same link, interleaved with the on-demand runs: the link as this machine delivers it, so the handler's own share of a fault is the frame time minus it. "Handler CPU": every thread of the serving process, from ready to the VM's end; "link CPU": the link process over the same restore; the link, the servers and the emulator share the same CPUs.`;
   return { all: [head, '', rows, '', targets].join('\n'), targets };
 }
 

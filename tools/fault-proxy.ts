@@ -1,20 +1,11 @@
-// A TCP proxy that injects network faults between a store client and a real server, for tests and
-// the benchmark. Settings apply to bytes forwarded after `set()`; `set()` also drops open
+// A TCP proxy that injects network faults between a store client and a real server, for the tests
+// (the benchmark's link is tools/link.ts: cheaper, and it models bandwidth). Settings apply to bytes forwarded after `set()`; `set()` also drops open
 // connections so a client's next request starts clean under the new settings.
 import net from 'node:net';
 
 export interface FaultSettings {
   /** Added one-way delay in each direction (RTT grows by twice this): a request is late reaching the server. */
   latencyMs?: number;
-  /**
-   * Added round-trip time, all of it on the response: what a link of this RTT costs a request and
-   * its answer, which cannot tell where the delay sits. One timer per response, where half of it
-   * each way (latencyMs) took two, and a timer never fires sooner than 1 ms: a "1 ms RTT" set as
-   * 0.5 ms each way was at least 2 ms.
-   */
-  rttMs?: number;
-  /** Cap per direction and connection, bytes per second (0: none). */
-  bytesPerSecond?: number;
   /** Hold every byte (both directions) until stall is cleared. */
   stall?: boolean;
   /** Reset the connection once this many response bytes (headers included) were forwarded. */
@@ -32,8 +23,6 @@ export interface FaultSettings {
 const REASONS: Record<number, string> = { 404: 'Not Found', 500: 'Internal Server Error', 503: 'Service Unavailable' };
 const REQUEST_LINE_END = Buffer.from(' HTTP/1.1\r\n');
 const HEADERS_END = Buffer.from('\r\n\r\n');
-/** Bytes a bandwidth-capped direction may send ahead of its pace, in ms of the cap (see pipe). */
-const PACING_BURST_MS = 1;
 
 export class FaultProxy {
   private settings: FaultSettings = {};
@@ -106,7 +95,7 @@ export class FaultProxy {
     });
     upstream.on('error', () => client.destroy());
     client.on('close', () => upstream.destroy());
-    this.pipe(client, upstream, 'request', (chunk) => {
+    this.pipe(client, upstream, (chunk) => {
       const n = countOf(chunk, REQUEST_LINE_END);
       if (n > 0) this.lastRequestHead = chunk.subarray(0, 4096).toString('latin1');
       this.requests += n;
@@ -115,7 +104,7 @@ export class FaultProxy {
     let responseBytes = 0;
     let head = Buffer.alloc(0);
     let bodyStart = -1; // stream offset of the first response body
-    this.pipe(upstream, client, 'response', (chunk) => {
+    this.pipe(upstream, client, (chunk) => {
       const at = responseBytes;
       responseBytes += chunk.length;
       if (bodyStart < 0 && head.length < 65536) {
@@ -147,36 +136,21 @@ export class FaultProxy {
   }
 
   /**
-   * Forwards `from` to `to` through `transform`, in order, each chunk delayed by the latency and
-   * paced by the bandwidth cap (a pipeline delay: chunks in flight overlap, they do not add up).
-   * Pacing is a token bucket holding PACING_BURST_MS of bytes: a socket read is up to 64 KiB, which
-   * a 500 MB/s link carries in 0.13 ms, and a timer never fires sooner than 1 ms, so sleeping for
-   * every read's share capped such a link at ~64 MB/s (and added ~8 ms to a 256 KiB frame). A
-   * shorter wait is carried as debt instead: the cap holds on average, early by at most the burst.
+   * Forwards `from` to `to` through `transform`, in order, each chunk delayed by the latency (a
+   * pipeline delay: chunks in flight overlap, they do not add up).
    */
-  private pipe(
-    from: net.Socket,
-    to: net.Socket,
-    direction: 'request' | 'response',
-    transform: (chunk: Buffer) => { data: Buffer; after?: 'reset' | 'end' },
-  ): void {
+  private pipe(from: net.Socket, to: net.Socket, transform: (chunk: Buffer) => { data: Buffer; after?: 'reset' | 'end' }): void {
     const s = this.settings;
     let chain = Promise.resolve();
-    let nextFreeMs = 0;
     let done = false;
-    const delayMs = (s.latencyMs ?? 0) + (direction === 'response' ? (s.rttMs ?? 0) : 0);
+    const delayMs = s.latencyMs ?? 0;
     from.on('data', (chunk: Buffer) => {
       if (done) return;
       const arrivedMs = performance.now();
       chain = chain.then(async () => {
         if (done) return;
         while (this.settings.stall && s === this.settings) await new Promise<void>((r) => this.stallWaiters.push(r));
-        const nowMs = performance.now();
-        let waitMs = arrivedMs + delayMs - nowMs;
-        if (s.bytesPerSecond) {
-          nextFreeMs = Math.max(nextFreeMs, nowMs) + (chunk.length / s.bytesPerSecond) * 1000;
-          waitMs = Math.max(waitMs, nextFreeMs - nowMs - PACING_BURST_MS);
-        }
+        const waitMs = arrivedMs + delayMs - performance.now();
         if (waitMs > 0) await new Promise((r) => setTimeout(r, waitMs));
         if (to.destroyed) return;
         const { data, after } = transform(chunk);

@@ -1,0 +1,69 @@
+// The remote-store benchmark's network link: tools/bin/fc-link (tools/link/fc-link.c says why it is
+// C and what it models) between a store client and a real server, one process per link setting.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const LINK_PATH = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tools', 'bin', 'fc-link');
+
+export interface LinkSettings {
+  /** Round-trip time the link adds: all of it to each response byte, none to requests. */
+  rttMs: number;
+  /** Rate per direction and connection at which bytes are serialized, bytes per second. */
+  bytesPerSecond: number;
+}
+
+export class Link {
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly port: number,
+  ) {}
+
+  /** Starts a link to `target` (an IPv4 address and port); it ends with `close()` or with this process. */
+  static async start(target: { host: string; port: number }, s: LinkSettings): Promise<Link> {
+    // stdin is a pipe the link watches: if this process dies, the link exits instead of lingering.
+    const child = spawn(LINK_PATH, [target.host, String(target.port), String(s.rttMs), String(s.bytesPerSecond)], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const port = await new Promise<number>((resolve, reject) => {
+      let out = '';
+      child.once('error', reject);
+      child.once('exit', (code) => reject(new Error(`${LINK_PATH} exited with ${code} before it listened`)));
+      child.stdout.setEncoding('utf8').on('data', (d: string) => {
+        out += d;
+        if (out.includes('\n')) resolve(Number(out.trim()));
+      });
+    });
+    child.removeAllListeners('exit');
+    return new Link(child, port);
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** CPU time the link process used so far (user + system), from /proc; ms. */
+  cpuMs(): number {
+    return processCpuMs(this.child.pid!);
+  }
+
+  async close(): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    this.child.stdin!.end();
+    await exited;
+  }
+}
+
+let msPerTick: number | undefined;
+
+/** User + system CPU of a process (all its threads) from /proc/PID/stat, in ms (to a clock tick, 10 ms at 100 Hz). */
+export function processCpuMs(pid: number): number {
+  msPerTick ??= 1000 / Number(execFileSync('getconf', ['CLK_TCK']).toString());
+  // Fields after the command (which may hold spaces, so split after its closing parenthesis):
+  // utime and stime are the 12th and 13th.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * msPerTick;
+}
