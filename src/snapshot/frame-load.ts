@@ -9,7 +9,7 @@
 // VM waiting for that frame ended, the whole read once every VM that joined the load ended.
 import { SharedSignal, waitUnlessAborted } from '../store/abort.js';
 import type { Limiter } from '../store/resilient.js';
-import type { ChunkStore } from '../store/types.js';
+import type { ChunkStore, GetOptions } from '../store/types.js';
 import { ChunkFormatError, type FrameJob } from './chunk-format.js';
 import type { ChunkCodecPool, FrameTarget } from './chunk-pool.js';
 import { chunkReadError, corruptChunkError } from './pack.js';
@@ -166,7 +166,7 @@ export class FramedChunkLoad {
     try {
       for (let attempt = 1; ; attempt++) {
         try {
-          const read = (): Promise<Uint8Array> => this.read({ signal: this.interest.signal });
+          const read = (): Promise<Uint8Array> => this.read({ signal: this.interest.signal, background: true });
           blob = await (s.backgroundGate ? s.backgroundGate.run(read) : read());
         } catch (err) {
           throw chunkReadError(err, s.store, s.digest, s.where);
@@ -239,7 +239,7 @@ export class FramedChunkLoad {
     return this.buffer;
   }
 
-  private async read(options: { range?: { offset: number; length: number }; signal: AbortSignal }): Promise<Uint8Array> {
+  private async read(options: GetOptions & { signal: AbortSignal }): Promise<Uint8Array> {
     const reads = this.s.reads;
     if (reads) reads.active++;
     try {

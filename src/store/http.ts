@@ -1,7 +1,7 @@
 import { redactUrl } from './redact.js';
 import type { Dispatcher } from 'undici';
 import { rangeHeader } from './layout.js';
-import { ObjectStore, type ByteRange } from './object-store.js';
+import { ObjectStore, type BodyRead, type ByteRange } from './object-store.js';
 import { StoreError } from './types.js';
 import { StorePool, getAnswerBytes, type PoolOptions } from './undici-request.js';
 
@@ -93,9 +93,9 @@ export class HttpStore extends ObjectStore {
     return this.statusError('GET', key, 404, what);
   }
 
-  protected async getObject(key: string, what: string, range: ByteRange | undefined, signal?: AbortSignal): Promise<Uint8Array> {
-    const res = await this.request('GET', key, range ? { range: rangeHeader(range) } : {}, signal);
-    const bytes = await getAnswerBytes(res, range, `GET ${this.description}${key}`, signal);
+  protected async getObject(key: string, what: string, range: ByteRange | undefined, read: BodyRead): Promise<Uint8Array> {
+    const res = await this.request('GET', key, range ? { range: rangeHeader(range) } : {}, read.signal);
+    const bytes = await getAnswerBytes(res, range, `GET ${this.description}${key}`, read);
     if (bytes) return bytes;
     await res.body.dump();
     // Range starts at or past the end: an empty read, as a file read there is.

@@ -62,7 +62,13 @@ export class InflightStore implements ChunkStore {
     let flight = this.flights.get(key);
     if (!flight) {
       const controller = new AbortController();
-      const promise = start({ ...(range ? { range } : {}), signal: controller.signal });
+      // The first caller's `background` holds for all: a fault's read that joins a background one
+      // (the same whole chunk) may find its body held behind other faults' reads, never lost.
+      const promise = start({
+        ...(range ? { range } : {}),
+        ...(options?.background ? { background: true } : {}),
+        signal: controller.signal,
+      });
       const created: Flight = { promise, controller, waiters: 0 };
       flight = created;
       this.flights.set(key, created);

@@ -15,6 +15,13 @@ export interface ByteRange {
  */
 export abstract class ObjectStore implements ChunkStore {
   abstract readonly description: string;
+  /** Reads under way that a fault waits for (not `background`). */
+  private urgentReads = 0;
+  /** Background bodies held until no urgent read is under way. */
+  private heldBodies: Array<() => void> = [];
+  /** For a background body: undefined while it may go on, else when it may (see GetOptions.background). */
+  private readonly pace = (): Promise<void> | undefined =>
+    this.urgentReads === 0 ? undefined : new Promise<void>((resolve) => this.heldBodies.push(resolve));
 
   /** Whether the object at `key` exists. */
   protected abstract headObject(key: string, signal?: AbortSignal): Promise<boolean>;
@@ -22,7 +29,7 @@ export abstract class ObjectStore implements ChunkStore {
    * The object's bytes, or `range` of them (never empty; a range past the end reads as empty).
    * `what` names the object for a not-found message ("chunk <digest>").
    */
-  protected abstract getObject(key: string, what: string, range: ByteRange | undefined, signal?: AbortSignal): Promise<Uint8Array>;
+  protected abstract getObject(key: string, what: string, range: ByteRange | undefined, read: BodyRead): Promise<Uint8Array>;
   /** Stores `data` at `key`; an existing object (same name, same bytes) is left alone. */
   protected abstract putObject(key: string, data: Uint8Array): Promise<void>;
   /** The error for a missing object found by a HEAD (an empty ranged read of it). */
@@ -56,8 +63,30 @@ export abstract class ObjectStore implements ChunkStore {
       if (!(await this.headObject(key, options?.signal))) throw this.notFound(key, what);
       return new Uint8Array(0);
     }
-    return this.getObject(key, what, range, options?.signal);
+    const signal = options?.signal;
+    if (options?.background) return this.getObject(key, what, range, { ...(signal ? { signal } : {}), pace: this.pace });
+    this.urgentReads++;
+    try {
+      return await this.getObject(key, what, range, signal ? { signal } : {});
+    } finally {
+      if (--this.urgentReads === 0) {
+        const held = this.heldBodies;
+        this.heldBodies = [];
+        for (const go of held) go();
+      }
+    }
   }
+}
+
+/** How one GET's body is read: its abort signal, and for a background read when to hold its body. */
+export interface BodyRead {
+  signal?: AbortSignal;
+  /**
+   * Asked before each piece of the body is taken in: undefined to go on, or a promise to wait for
+   * first. Not taking pieces in makes the HTTP client stop reading the socket (TCP then slows the
+   * sender), so a held body costs the main thread nothing.
+   */
+  pace?: () => Promise<void> | undefined;
 }
 
 /**
@@ -84,11 +113,14 @@ export async function readBodyShared(
   expected: number,
   destroy: () => void,
   where?: string,
+  pace?: BodyRead['pace'],
 ): Promise<Buffer> {
   const lead = where === undefined ? '' : `${where}: `;
   const out = Buffer.from(new SharedArrayBuffer(expected));
   let got = 0;
   for await (const piece of body) {
+    const hold = pace?.();
+    if (hold) await hold;
     if (got + piece.length > expected) {
       destroy();
       throw new StoreError('integrity', `${lead}body longer than the ${expected} bytes announced`, true);

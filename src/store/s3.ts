@@ -3,7 +3,7 @@ import crypto from 'node:crypto';
 import { HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { redactUrl } from './redact.js';
 import { rangeHeader } from './layout.js';
-import { ObjectStore, type ByteRange } from './object-store.js';
+import { ObjectStore, type BodyRead, type ByteRange } from './object-store.js';
 import { S3SignedGet } from './s3-get.js';
 import { StoreError } from './types.js';
 import { getAnswerBytes, readSmallText } from './undici-request.js';
@@ -174,7 +174,8 @@ export class S3Store extends ObjectStore {
     return new StoreError('not-found', `${what} is not in ${this.description}`, false, cause);
   }
 
-  protected async getObject(rel: string, what: string, range: ByteRange | undefined, signal?: AbortSignal): Promise<Uint8Array> {
+  protected async getObject(rel: string, what: string, range: ByteRange | undefined, read: BodyRead): Promise<Uint8Array> {
+    const { signal } = read;
     const where = `GetObject s3://${this.bucket}/${this.key(rel)}`;
     // Not a StoreError: the SDK could not resolve the endpoint or sign (no region, no credentials).
     const res = await this.getter
@@ -182,7 +183,7 @@ export class S3Store extends ObjectStore {
       .catch((err: unknown) => {
         throw err instanceof StoreError ? err : this.error('GetObject', rel, err, signal);
       });
-    const bytes = await getAnswerBytes(res, range, where, signal);
+    const bytes = await getAnswerBytes(res, range, where, read);
     if (bytes) return bytes;
     const status = res.statusCode;
     const name = /<Code>([^<]{1,100})<\/Code>/.exec(await readSmallText(res.body, ERROR_BODY_MAX_BYTES))?.[1] ?? '';

@@ -10,6 +10,12 @@ export interface GetOptions {
   /** Only bytes [offset, offset + length) of the object (HTTP Range, S3 GetObject Range). */
   range?: { offset: number; length: number };
   signal?: AbortSignal;
+  /**
+   * No fault waits for this read (a chunk read ahead, the rest of a chunk behind its frame): a
+   * remote store stops taking in its body while a read a fault waits for is under way, so those
+   * bytes are not queued on the main thread behind it. Local stores ignore it.
+   */
+  background?: boolean;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { Pool, type Dispatcher } from 'undici';
-import { rangedAnswerLength, readBodyShared, sliceOfWhole, type ByteRange } from './object-store.js';
+import { rangedAnswerLength, readBodyShared, sliceOfWhole, type BodyRead, type ByteRange } from './object-store.js';
 import { StoreError } from './types.js';
 
 /**
@@ -86,7 +86,7 @@ export async function getAnswerBytes(
   res: Dispatcher.ResponseData,
   range: ByteRange | undefined,
   where: string,
-  signal?: AbortSignal,
+  read: BodyRead = {},
 ): Promise<Uint8Array | undefined> {
   if (res.statusCode === 206 && range) {
     const want = rangedAnswerLength(header(res.headers, 'content-range'), contentLength(res.headers), range);
@@ -94,9 +94,9 @@ export async function getAnswerBytes(
       await res.body.dump();
       throw new StoreError('integrity', `${where}: ${want}`, true);
     }
-    return readBody(res.body, want, where, signal);
+    return readBody(res.body, want, where, read);
   }
-  if (res.statusCode === 200) return sliceOfWhole(await readBody(res.body, contentLength(res.headers), where, signal), range);
+  if (res.statusCode === 200) return sliceOfWhole(await readBody(res.body, contentLength(res.headers), where, read), range);
   return undefined;
 }
 
@@ -105,14 +105,14 @@ async function readBody(
   body: Dispatcher.ResponseData['body'],
   expected: number | undefined,
   where: string,
-  signal: AbortSignal | undefined,
+  read: BodyRead,
 ): Promise<Uint8Array> {
   try {
     if (expected === undefined) return new Uint8Array(await body.arrayBuffer());
-    return await readBodyShared(body as AsyncIterable<Buffer>, expected, () => body.destroy(), where);
+    return await readBodyShared(body as AsyncIterable<Buffer>, expected, () => body.destroy(), where, read.pace);
   } catch (err) {
     if (err instanceof StoreError) throw err;
-    throw networkError(`${where} (reading the body)`, err, signal);
+    throw networkError(`${where} (reading the body)`, err, read.signal);
   }
 }
 
