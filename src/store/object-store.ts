@@ -1,4 +1,5 @@
 import { chunkKey, checkContentRange, checkRange, manifestKey } from './layout.js';
+import { readPriority } from './read-priority.js';
 import { StoreError, type ChunkStore, type GetOptions } from './types.js';
 
 /** A ranged read: bytes [offset, offset + length), length > 0 by the time a backend sees it. */
@@ -15,13 +16,6 @@ export interface ByteRange {
  */
 export abstract class ObjectStore implements ChunkStore {
   abstract readonly description: string;
-  /** Reads under way that a fault waits for (not `background`). */
-  private urgentReads = 0;
-  /** Background bodies held until no urgent read is under way. */
-  private heldBodies: Array<() => void> = [];
-  /** For a background body: undefined while it may go on, else when it may (see GetOptions.background). */
-  private readonly pace = (): Promise<void> | undefined =>
-    this.urgentReads === 0 ? undefined : new Promise<void>((resolve) => this.heldBodies.push(resolve));
 
   /** Whether the object at `key` exists. */
   protected abstract headObject(key: string, signal?: AbortSignal): Promise<boolean>;
@@ -64,16 +58,12 @@ export abstract class ObjectStore implements ChunkStore {
       return new Uint8Array(0);
     }
     const signal = options?.signal;
-    if (options?.background) return this.getObject(key, what, range, { ...(signal ? { signal } : {}), pace: this.pace });
-    this.urgentReads++;
+    if (options?.background) return this.getObject(key, what, range, { ...(signal ? { signal } : {}), pace: readPriority.pace });
+    const done = readPriority.begin();
     try {
       return await this.getObject(key, what, range, signal ? { signal } : {});
     } finally {
-      if (--this.urgentReads === 0) {
-        const held = this.heldBodies;
-        this.heldBodies = [];
-        for (const go of held) go();
-      }
+      done();
     }
   }
 }

@@ -1,8 +1,10 @@
-// ObjectStore's read priority: a background read's body is not taken in while a read a fault waits
-// for is under way (the stores' own GETs are tested against real servers in http-store / s3-store).
+// Read priority: a background read's body is not taken in while a fault-wait is open, one ObjectStore
+// opens for each read a fault waits for (the stores' own GETs are tested against real servers in
+// http-store / s3-store).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ObjectStore, readBodyShared, type BodyRead, type ByteRange } from '../../src/store/object-store.js';
+import { ReadPriority, readPriority } from '../../src/store/read-priority.js';
 import { StoreError } from '../../src/store/types.js';
 
 const PIECE = 1000;
@@ -92,4 +94,35 @@ test('reads that are not background never wait for each other', async () => {
   }
   assert.equal((await a).length, 3 * PIECE);
   assert.equal((await b).length, 3 * PIECE);
+});
+
+test('a fault-wait opened by any caller holds background bodies until it closes', async () => {
+  const store = new ScriptedStore();
+  const close = readPriority.begin();
+  const bulk = store.getChunk(A, { background: true });
+  await tick();
+  store.arrive(KEY_A);
+  await tick();
+  await tick();
+  assert.deepEqual(store.taken, [], 'taken in while a fault-wait was open');
+  close();
+  close(); // a second close does not close another caller's wait
+  for (let i = 0; i < 3; i++) {
+    await tick();
+    store.arrive(KEY_A);
+  }
+  assert.equal((await bulk).length, 3 * PIECE);
+});
+
+test('a held body goes on after the longest hold even while fault-waits stay open', async () => {
+  const p = new ReadPriority(30);
+  const close = p.begin();
+  const t0 = performance.now();
+  const hold = p.pace();
+  assert.ok(hold, 'held while a fault-wait is open');
+  await hold;
+  const ms = performance.now() - t0;
+  assert.ok(ms >= 29, `released after ${ms.toFixed(1)} ms, before the 30 ms hold`);
+  close();
+  assert.equal(p.pace(), undefined, 'nothing held once every fault-wait closed');
 });
