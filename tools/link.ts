@@ -20,7 +20,7 @@ export class Link {
     readonly port: number,
   ) {}
 
-  /** Starts a link to `target` (an IPv4 address and port); it ends with `close()` or with this process. */
+  /** Starts a link to `target` (a host name or IPv4 address, and a port); it ends with `close()` or with this process. */
   static async start(target: { host: string; port: number }, s: LinkSettings): Promise<Link> {
     // stdin is a pipe the link watches: if this process dies, the link exits instead of lingering.
     const child = spawn(LINK_PATH, [target.host, String(target.port), String(s.rttMs), String(s.bytesPerSecond)], {

@@ -10,12 +10,13 @@
 // the host nothing; this one costs read/write syscalls. The kernel cannot do it here: this kernel
 // has no netem (and no fq for timestamp pacing).
 //
-//   fc-link TARGET_HOST TARGET_PORT RTT_MS BYTES_PER_SECOND
+//   fc-link TARGET_HOST TARGET_PORT RTT_MS BYTES_PER_SECOND   (TARGET_HOST: a name or IPv4 address)
 // Listens on 127.0.0.1 (a free port), prints the port and a newline, and runs until stdin closes
 // (its parent ended) or a signal.
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -261,12 +262,15 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: fc-link TARGET_HOST TARGET_PORT RTT_MS BYTES_PER_SECOND (0: no cap)\n");
     return 2;
   }
-  target.sin_family = AF_INET;
-  target.sin_port = htons((uint16_t)port);
-  if (inet_pton(AF_INET, argv[1], &target.sin_addr) != 1) {
-    fprintf(stderr, "fc-link: TARGET_HOST must be an IPv4 address, not %s\n", argv[1]);
+  struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *found;
+  int gai = getaddrinfo(argv[1], NULL, &hints, &found);
+  if (gai != 0) {
+    fprintf(stderr, "fc-link: cannot resolve %s to an IPv4 address: %s\n", argv[1], gai_strerror(gai));
     return 2;
   }
+  target = *(struct sockaddr_in *)found->ai_addr;
+  target.sin_port = htons((uint16_t)port);
+  freeaddrinfo(found);
   rtt_ns = (uint64_t)(rtt_ms * 1e6);
   ns_per_byte = bytes_per_second > 0 ? 1e9 / bytes_per_second : 0;
   signal(SIGPIPE, SIG_IGN);
