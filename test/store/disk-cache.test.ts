@@ -114,6 +114,32 @@ test('disk cache: a damaged entry is deleted and fetched again, never served', a
   assert.equal(cache.corruptEntries, 2);
 });
 
+test('disk cache: a whole chunk hit is served unchecked, in shared memory; its repeat is checked, a damaged entry dropped and fetched', async () => {
+  const { store, objects } = await origin('o2b', 1, 30_000);
+  const inner = counting(store);
+  const dir = path.join(root, 'c2b');
+  const [d, b] = [...objects][0]!;
+  await (await DiskCacheStore.open(inner, { dir, maxBytes: 1e6 })).getChunk(d);
+  const file = path.join(dir, 'chunks', d.slice(0, 2), d);
+  const raw = fs.readFileSync(file);
+  raw[raw.length - 7]! ^= 1; // bit rot after the entry was written: its header hash no longer matches
+  fs.writeFileSync(file, raw);
+  // A new process: nothing handed out yet, so the first whole read is not a repeat.
+  const cache = await DiskCacheStore.open(inner, { dir, maxBytes: 1e6 });
+  const first = await cache.getChunk(d);
+  assert.ok(first.buffer instanceof SharedArrayBuffer, 'a codec thread reads it without a copy');
+  assert.ok(Buffer.from(first).equals(raw.subarray(40)), 'served as stored: the consumer checks it, not the cache');
+  assert.deepEqual([cache.hits, cache.corruptEntries, inner.gets], [1, 0, 1]);
+  // The consumer's check failed and it reads again: now the entry is checked, dropped and fetched.
+  assert.ok(Buffer.from(await cache.getChunk(d)).equals(b));
+  assert.deepEqual([cache.repeatChecks, cache.corruptEntries, inner.gets], [1, 1, 2]);
+  // An entry that is not a cache entry at all (no magic) is never served, repeat or not.
+  fs.writeFileSync(file, Buffer.alloc(100));
+  const fresh = await DiskCacheStore.open(inner, { dir, maxBytes: 1e6 });
+  assert.ok(Buffer.from(await fresh.getChunk(d)).equals(b));
+  assert.deepEqual([fresh.corruptEntries, inner.gets], [1, 3]);
+});
+
 test('disk cache: fetched bytes that fail verification are refused (integrity, retryable) and not cached', async () => {
   const { store, objects } = await origin('o3', 1, 1000);
   const dir = path.join(root, 'c3');
