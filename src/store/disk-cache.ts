@@ -80,6 +80,8 @@ export class DiskCacheStore implements ChunkStore {
   repeatChecks = 0;
   private approxBytes = 0;
   private evicting: Promise<void> | undefined;
+  /** Entries being written after their bytes were handed out (close waits for them). */
+  private readonly writes = new Set<Promise<void>>();
   /** Reads (kind:name[@offset+length]) whose bytes were handed out without a content check. */
   private readonly unchecked = new Set<string>();
 
@@ -133,6 +135,7 @@ export class DiskCacheStore implements ChunkStore {
     return listManifestIds(this.inner, prefix);
   }
   async close(): Promise<void> {
+    await Promise.all(this.writes);
     await this.evicting;
     await this.inner.close();
   }
@@ -179,9 +182,21 @@ export class DiskCacheStore implements ChunkStore {
         if (attempt >= FETCH_ATTEMPTS) throw err;
         continue;
       }
-      const hashed = await this.writeEntry(file, bytes);
       if (kind === 'chunk') this.handedOutUnchecked(read);
-      return hashed;
+      // Bytes in shared memory go to the caller at once and are cached behind its back: the hash
+      // thread and the file write only read them (so does every consumer). Hashing and writing a
+      // chunk took several ms on every miss's path before its decode could start. Other bytes
+      // would be moved to the hash thread (and detached here) until it answers, so they wait.
+      if (bytes.buffer instanceof SharedArrayBuffer) {
+        const write = this.writeEntry(file, bytes).then(
+          () => undefined,
+          () => undefined, // the hash thread failed: the cache is an optimisation, the read is served
+        );
+        this.writes.add(write);
+        void write.finally(() => this.writes.delete(write));
+        return bytes;
+      }
+      return await this.writeEntry(file, bytes);
     }
   }
 

@@ -140,6 +140,33 @@ test('disk cache: a whole chunk hit is served unchecked, in shared memory; its r
   assert.deepEqual([fresh.corruptEntries, inner.gets], [1, 3]);
 });
 
+test('disk cache: a miss read into shared memory (as remote bodies are) is served and cached; close waits for the entry', async () => {
+  const { store, objects } = await origin('o2c', 3, 200_000);
+  // What the HTTP and S3 stores return: bodies in shared memory.
+  class Shared extends WrappedStore {
+    override async getChunk(digest: string, options?: GetOptions): Promise<Uint8Array> {
+      const b = await this.inner.getChunk(digest, options);
+      const out = Buffer.from(new SharedArrayBuffer(b.length));
+      out.set(b);
+      return out;
+    }
+  }
+  const inner = counting(store);
+  const dir = path.join(root, 'c2c');
+  const cache = await DiskCacheStore.open(new Shared(inner), { dir, maxBytes: 1e7 });
+  for (const [d, b] of objects) assert.ok(Buffer.from(await cache.getChunk(d)).equals(b));
+  await cache.close();
+  for (const [d, b] of objects) {
+    const entry = fs.readFileSync(path.join(dir, 'chunks', d.slice(0, 2), d));
+    assert.ok(entry.subarray(40).equals(b), 'the entry holds the bytes');
+    assert.ok(entry.subarray(8, 40).equals(crypto.createHash('sha256').update(b).digest()), 'and their hash');
+  }
+  assert.deepEqual(fs.readdirSync(path.join(dir, 'tmp')), [], 'no temporary file left');
+  const again = await DiskCacheStore.open(inner, { dir, maxBytes: 1e7 });
+  for (const [d, b] of objects) assert.ok(Buffer.from(await again.getChunk(d)).equals(b));
+  assert.equal(inner.gets, 3, 'the second cache read every chunk from disk');
+});
+
 test('disk cache: fetched bytes that fail verification are refused (integrity, retryable) and not cached', async () => {
   const { store, objects } = await origin('o3', 1, 1000);
   const dir = path.join(root, 'c3');
