@@ -80,8 +80,8 @@ export class DiskCacheStore implements ChunkStore {
   repeatChecks = 0;
   private approxBytes = 0;
   private evicting: Promise<void> | undefined;
-  /** Entries being written after their bytes were handed out (close waits for them). */
-  private readonly writes = new Set<Promise<void>>();
+  /** Entries being written after their bytes were handed out, by file (a read of one waits; so does close). */
+  private readonly writes = new Map<string, Promise<void>>();
   /** Reads (kind:name[@offset+length]) whose bytes were handed out without a content check. */
   private readonly unchecked = new Set<string>();
 
@@ -135,7 +135,7 @@ export class DiskCacheStore implements ChunkStore {
     return listManifestIds(this.inner, prefix);
   }
   async close(): Promise<void> {
-    await Promise.all(this.writes);
+    await Promise.all(this.writes.values());
     await this.evicting;
     await this.inner.close();
   }
@@ -158,6 +158,7 @@ export class DiskCacheStore implements ChunkStore {
     // failed on them, so they are checked this time (whole entry, content included).
     const repeat = this.unchecked.delete(read);
     if (repeat) this.repeatChecks++;
+    await this.writes.get(file); // an entry this process is writing is read once written, not fetched again
     const cached =
       (kind === 'chunk' || range) && !repeat ? await this.readUnchecked(file, range) : await this.readWhole(kind, name, file, repeat);
     if (cached) {
@@ -192,8 +193,8 @@ export class DiskCacheStore implements ChunkStore {
           () => undefined,
           () => undefined, // the hash thread failed: the cache is an optimisation, the read is served
         );
-        this.writes.add(write);
-        void write.finally(() => this.writes.delete(write));
+        this.writes.set(file, write);
+        void write.finally(() => this.writes.delete(file));
         return bytes;
       }
       return await this.writeEntry(file, bytes);
