@@ -16,6 +16,12 @@ export interface FaultSettings {
   truncateBodyAfterBytes?: number;
   /** Invert the byte at this offset of the first response body on each connection. */
   flipBodyByteAt?: number;
+  /**
+   * Flip in this many bodies at most (counted from set()); default: every connection's first. A
+   * test of "damaged once, read again whole" needs it: a retry may go out on a new connection
+   * (the kept-alive ones busy with other reads), whose first body would be flipped too.
+   */
+  flipBodies?: number;
   /** Answer every request with this status and an empty body instead of forwarding it. */
   cannedStatus?: 404 | 500 | 503;
 }
@@ -30,6 +36,8 @@ export class FaultProxy {
   private stallWaiters: Array<() => void> = [];
   /** HTTP requests seen (request lines in the client's stream; bodies could in theory fake one). */
   requests = 0;
+  /** Bodies flipped since the last set(). */
+  flipsDone = 0;
   connections = 0;
   /** The start of the last request forwarded (what a client sent, headers included). */
   lastRequestHead = '';
@@ -57,6 +65,7 @@ export class FaultProxy {
 
   set(settings: FaultSettings): void {
     this.settings = { ...settings };
+    this.flipsDone = 0;
     for (const s of this.sockets) s.destroy();
     this.sockets.clear();
     if (!settings.stall) this.releaseStall();
@@ -124,9 +133,10 @@ export class FaultProxy {
         data = data.subarray(0, Math.max(0, bodyStart + s.truncateBodyAfterBytes - at));
         after = 'end';
       }
-      if (bodyStart >= 0 && s.flipBodyByteAt !== undefined) {
+      if (bodyStart >= 0 && s.flipBodyByteAt !== undefined && (s.flipBodies === undefined || this.flipsDone < s.flipBodies)) {
         const i = bodyStart + s.flipBodyByteAt - at;
         if (i >= 0 && i < data.length) {
+          this.flipsDone++;
           data = Buffer.from(data);
           data[i]! ^= 0xff;
         }
