@@ -7,7 +7,7 @@
 //   node dist/bench/remote.js [--runs N] [--only dir,http,s3] [--links a,b]
 // Servers: FC_UFFD_TEST_HTTP_URL / FC_UFFD_TEST_S3_ENDPOINT (S3 keys from AWS_*), or started here
 // with tools/services/*.sh and stopped by pid. Skips (printing why) without the real guest fixture.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -25,6 +25,7 @@ import type { FrameTiming } from '../src/snapshot/frame-load.js';
 import { realGuest } from './lib/data.js';
 import { mdTable, RESULTS_DIR, writeResults } from './lib/results.js';
 import { fmt, quantile, spread } from './lib/stats.js';
+import { cpuNs } from './lib/trial.js';
 import type { RemoteServeConfig } from './lib/remote-serve.js';
 
 const MiB = 1024 * 1024;
@@ -52,6 +53,13 @@ const LINK_KEYS = values.links.split(',') as LinkKey[];
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-uffd-bench-remote-'));
 const stops: Array<() => void> = [];
+/** Handlers and emulators running now: Ctrl-C kills them before the work directory they write in is removed. */
+const running = new Set<ChildProcess>();
+/** A child to kill on Ctrl-C while it runs. */
+function track(child: ChildProcess): void {
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+}
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function freePort(): Promise<number> {
@@ -91,6 +99,7 @@ async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace:
   const server = spawn(process.execPath, [...CLI_NODE_FLAGS, SERVE, JSON.stringify({ ...cfg, socket })], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  track(server);
   let out = '';
   let err = '';
   server.stdout.setEncoding('utf8').on('data', (d: string) => {
@@ -106,12 +115,13 @@ async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace:
       if (server.exitCode !== null || Date.now() - t0 > 30_000) throw new Error(`server did not start: ${err.slice(-500)}`);
       await sleep(5);
     }
-    const linkCpuAtStart = link?.cpuMs();
+    const linkCpuAtStart = link ? cpuNs(link.pid) : undefined;
     const emu = spawn(
       EMULATOR_PATH,
       emulatorArgs({ socket, mem, pageSize: '4k', vcpus: 1, pattern: `trace:${trace}`, deadlineMs: 120_000 }),
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
+    track(emu);
     let eout = '';
     let eerr = '';
     emu.stdout.setEncoding('utf8').on('data', (d: string) => {
@@ -121,7 +131,7 @@ async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace:
       eerr += d;
     });
     const code = await new Promise<number | null>((r) => emu.on('close', r));
-    const linkCpuMs = link && linkCpuAtStart !== undefined ? link.cpuMs() - linkCpuAtStart : null;
+    const linkCpuMs = link && linkCpuAtStart !== undefined ? (cpuNs(link.pid) - linkCpuAtStart) / 1e6 : null;
     if (code !== 0) throw new Error(`emulator exit ${code}: ${eerr.slice(-500)} / server: ${err.slice(-500)}`);
     const report = JSON.parse(
       eout
@@ -474,15 +484,31 @@ function render(r: {
   return { all: [head, '', rows, '', targets].join('\n'), targets };
 }
 
-try {
-  await main();
-} finally {
-  for (const stop of stops.reverse()) {
+/** Stops the services this run started and removes its work directory (once). */
+function cleanUp(): void {
+  for (const stop of stops.splice(0).reverse()) {
     try {
       stop();
     } catch (err) {
       process.stderr.write(`stopping a service: ${(err as Error).message}\n`);
     }
   }
-  fs.rmSync(work, { recursive: true, force: true });
+  // Retried: after Ctrl-C the children (which got it too) may still be writing in it.
+  fs.rmSync(work, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
+}
+
+// Ctrl-C: the same clean-up (a finally does not run when the signal ends the process), after the
+// handlers and emulators are killed: they got the signal too and could still write in the work
+// directory. A link exits when this process's pipe to it closes.
+process.once('SIGINT', () => {
+  process.stderr.write('interrupted: cleaning up\n');
+  for (const child of running) child.kill('SIGKILL');
+  cleanUp();
+  process.exit(130);
+});
+
+try {
+  await main();
+} finally {
+  cleanUp();
 }

@@ -1,7 +1,6 @@
 // The remote-store benchmark's network link: tools/bin/fc-link (tools/link/fc-link.c says why it is
 // C and what it models) between a store client and a real server, one process per link setting.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -43,9 +42,9 @@ export class Link {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  /** CPU time the link process used so far (user + system), from /proc; ms. */
-  cpuMs(): number {
-    return processCpuMs(this.child.pid!);
+  /** The link process, for CPU accounting. */
+  get pid(): number {
+    return this.child.pid!;
   }
 
   async close(): Promise<void> {
@@ -54,16 +53,4 @@ export class Link {
     this.child.stdin!.end();
     await exited;
   }
-}
-
-let msPerTick: number | undefined;
-
-/** User + system CPU of a process (all its threads) from /proc/PID/stat, in ms (to a clock tick, 10 ms at 100 Hz). */
-export function processCpuMs(pid: number): number {
-  msPerTick ??= 1000 / Number(execFileSync('getconf', ['CLK_TCK']).toString());
-  // Fields after the command (which may hold spaces, so split after its closing parenthesis):
-  // utime and stime are the 12th and 13th.
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) * msPerTick;
 }

@@ -94,7 +94,7 @@ function readProc(pid: number, file: string): string | undefined {
 }
 
 /** Nanoseconds on CPU of every live thread of a process (schedstat: exact, unlike the 10 ms ticks of stat). */
-function cpuNs(pid: number): number {
+export function cpuNs(pid: number): number {
   let sum = 0;
   let tasks: string[];
   try {

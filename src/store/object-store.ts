@@ -57,11 +57,11 @@ export abstract class ObjectStore implements ChunkStore {
       if (!(await this.headObject(key, options?.signal))) throw this.notFound(key, what);
       return new Uint8Array(0);
     }
-    const signal = options?.signal;
-    if (options?.background) return this.getObject(key, what, range, { ...(signal ? { signal } : {}), pace: readPriority.pace });
+    const read: BodyRead = options?.signal ? { signal: options.signal } : {};
+    if (options?.background) return this.getObject(key, what, range, { ...read, pace: readPriority.pace });
     const done = readPriority.begin();
     try {
-      return await this.getObject(key, what, range, signal ? { signal } : {});
+      return await this.getObject(key, what, range, read);
     } finally {
       done();
     }
