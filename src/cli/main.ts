@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --v8-pool-size=1
+#!/usr/bin/env -S node --v8-pool-size=1 --wasm-tiering-budget=1000000000
 import fs from 'node:fs';
 import { Command, Option } from 'commander';
 import { serveCommand } from './serve.js';

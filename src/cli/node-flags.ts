@@ -7,4 +7,13 @@
 // four compile threads on a small host took CPUs from the fault-loop thread and the vCPUs it
 // serves, in the p99 fault latency of that first restore (bench suite `adaptive`). The handler's
 // code is small: one thread compiles it soon enough.
-export const CLI_NODE_FLAGS: readonly string[] = ['--v8-pool-size=1'];
+//
+// --wasm-tiering-budget=1000000000: the only WebAssembly in the process is undici's HTTP parser
+// (llhttp), which the stores drive once per socket read. Node 20's V8 recompiles it with its
+// optimizing compiler after 1.8 M "bytes executed", a few MB into a fresh handler's first remote
+// restore: about 130 ms of CPU on the background thread (perf: Pipeline::GenerateCodeForWasmFunction),
+// taken from that restore's fault path and codec threads on a small host. The baseline code parses
+// headers and steps over bodies as fast on the main thread (36 MB of 13 chunk GETs from nginx: same
+// main-thread time either way, 200 -> 65 ms on the background thread; /tmp-free script in
+// bench/README.md "Receiving bodies"). Node 22 and 24 default to 13 M; the flag makes all three alike.
+export const CLI_NODE_FLAGS: readonly string[] = ['--v8-pool-size=1', '--wasm-tiering-budget=1000000000'];

@@ -3,7 +3,7 @@ import type { Dispatcher } from 'undici';
 import { rangeHeader } from './layout.js';
 import { ObjectStore, type BodyRead, type ByteRange } from './object-store.js';
 import { StoreError } from './types.js';
-import { StorePool, getAnswerBytes, type PoolOptions } from './undici-request.js';
+import { StorePool, type PoolOptions } from './undici-request.js';
 
 export interface HttpStoreOptions extends PoolOptions {
   /**
@@ -71,7 +71,7 @@ export class HttpStore extends ObjectStore {
   }
 
   private request(
-    method: 'GET' | 'HEAD' | 'PUT',
+    method: 'HEAD' | 'PUT',
     key: string,
     headers: Record<string, string>,
     signal?: AbortSignal,
@@ -94,13 +94,12 @@ export class HttpStore extends ObjectStore {
   }
 
   protected async getObject(key: string, what: string, range: ByteRange | undefined, read: BodyRead): Promise<Uint8Array> {
-    const res = await this.request('GET', key, range ? { range: rangeHeader(range) } : {}, read.signal);
-    const bytes = await getAnswerBytes(res, range, `GET ${this.description}${key}`, read);
-    if (bytes) return bytes;
-    await res.body.dump();
+    const headers = this.headers(range ? { range: rangeHeader(range) } : {});
+    const answer = await this.pool.get(`${this.basePath}/${key}`, headers, range, `GET ${this.description}${key}`, read);
+    if (answer.bytes) return answer.bytes;
     // Range starts at or past the end: an empty read, as a file read there is.
-    if (res.statusCode === 416 && range) return new Uint8Array(0);
-    throw this.statusError('GET', key, res.statusCode, what);
+    if (answer.statusCode === 416 && range) return new Uint8Array(0);
+    throw this.statusError('GET', key, answer.statusCode, what);
   }
 
   protected async putObject(key: string, data: Uint8Array): Promise<void> {

@@ -72,8 +72,8 @@ export abstract class ObjectStore implements ChunkStore {
 export interface BodyRead {
   signal?: AbortSignal;
   /**
-   * Asked before each piece of the body is taken in: undefined to go on, or a promise to wait for
-   * first. Not taking pieces in makes the HTTP client stop reading the socket (TCP then slows the
+   * Asked after each piece of the body is taken in: undefined to go on, or a promise to wait for
+   * before the next. While it waits the HTTP client stops reading the socket (TCP then slows the
    * sender), so a held body costs the main thread nothing.
    */
   pace?: () => Promise<void> | undefined;
@@ -92,34 +92,37 @@ export function rangedAnswerLength(contentRange: string | undefined, contentLeng
 }
 
 /**
- * Reads a body of `expected` bytes into shared memory (a SharedArrayBuffer): a codec thread reads
- * a chunk's frames straight from it (a view of shared memory crosses to a thread without a copy),
- * where an ArrayBuffer would be copied once more per frame on the main thread, which drives every
- * store read of every VM. Exactly `expected` bytes or an integrity error (`destroy` drops the rest),
- * its message led by `where` when given.
+ * A body of `expected` bytes read into shared memory (a SharedArrayBuffer), piece by piece as the
+ * HTTP client hands them over: a codec thread reads a chunk's frames straight from it (a view of
+ * shared memory crosses to a thread without a copy), where an ArrayBuffer would be copied once
+ * more per frame on the main thread, which drives every store read of every VM. Exactly
+ * `expected` bytes or an integrity error, its message led by `where`.
  */
-export async function readBodyShared(
-  body: AsyncIterable<Uint8Array>,
-  expected: number,
-  destroy: () => void,
-  where?: string,
-  pace?: BodyRead['pace'],
-): Promise<Buffer> {
-  const lead = where === undefined ? '' : `${where}: `;
-  const out = Buffer.from(new SharedArrayBuffer(expected));
-  let got = 0;
-  for await (const piece of body) {
-    const hold = pace?.();
-    if (hold) await hold;
-    if (got + piece.length > expected) {
-      destroy();
-      throw new StoreError('integrity', `${lead}body longer than the ${expected} bytes announced`, true);
-    }
-    out.set(piece, got);
-    got += piece.length;
+export class SharedBody {
+  private readonly out: Buffer;
+  private got = 0;
+
+  constructor(
+    private readonly expected: number,
+    private readonly where: string,
+  ) {
+    this.out = Buffer.from(new SharedArrayBuffer(expected));
   }
-  if (got !== expected) throw new StoreError('integrity', `${lead}body truncated: ${got} of ${expected} bytes`, true);
-  return out;
+
+  /** Takes `piece` in; an integrity error (thrown) once the body runs past the length announced. */
+  add(piece: Uint8Array): void {
+    if (this.got + piece.length > this.expected)
+      throw new StoreError('integrity', `${this.where}: body longer than the ${this.expected} bytes announced`, true);
+    this.out.set(piece, this.got);
+    this.got += piece.length;
+  }
+
+  /** The whole body; an integrity error (thrown) if it ended short. */
+  end(): Buffer {
+    if (this.got !== this.expected)
+      throw new StoreError('integrity', `${this.where}: body truncated: ${this.got} of ${this.expected} bytes`, true);
+    return this.out;
+  }
 }
 
 /** The asked-for part of a whole object: what a server (or a cache before it) that ignores Range sent. */

@@ -1,9 +1,9 @@
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { getEndpointFromInstructions } from '@smithy/core/endpoints';
 import { SignatureV4 } from '@smithy/signature-v4';
-import type { Dispatcher } from 'undici';
+import type { BodyRead, ByteRange } from './object-store.js';
 import { StoreError } from './types.js';
-import { StorePool, type PoolOptions } from './undici-request.js';
+import { StorePool, type GetAnswer, type PoolOptions } from './undici-request.js';
 
 /**
  * S3 GetObject without the SDK's per-request machinery: the data path of every VM's faults runs on
@@ -73,11 +73,19 @@ export class S3SignedGet {
   }
 
   /**
-   * A signed GET of `key` with `headers` (Range). A network failure is a StoreError led by `where`;
-   * a failure to resolve or sign (no region, no credentials) is the SDK's error, for the store to say.
+   * A signed GET of `key` with `headers` (Range) for `range` (see StorePool.get). A network failure
+   * is a StoreError led by `where`; a failure to resolve or sign (no region, no credentials) is the
+   * SDK's error, for the store to say.
    */
-  async request(key: string, headers: Record<string, string>, where: string, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
-    signal?.throwIfAborted();
+  async get(
+    key: string,
+    headers: Record<string, string>,
+    range: ByteRange | undefined,
+    where: string,
+    read: BodyRead,
+    errorTextBytes: number,
+  ): Promise<GetAnswer> {
+    read.signal?.throwIfAborted();
     const { address, pool, signer } = await this.resolve();
     const path = objectPath(address.basePath, key);
     const signed = await signer.sign(
@@ -85,7 +93,7 @@ export class S3SignedGet {
       // The SDK's clock-skew correction, learnt from its own requests' answers (HeadBucket at open).
       { signingDate: new Date(Date.now() + this.client.config.systemClockOffset) },
     );
-    return pool.request({ method: 'GET', path, headers: signed.headers }, where, signal);
+    return pool.get(path, signed.headers, range, where, read, errorTextBytes);
   }
 
   /** Closes the pool, once a resolution under way (if any) has made it. */

@@ -6,7 +6,6 @@ import { rangeHeader } from './layout.js';
 import { ObjectStore, type BodyRead, type ByteRange } from './object-store.js';
 import { S3SignedGet } from './s3-get.js';
 import { StoreError } from './types.js';
-import { getAnswerBytes, readSmallText } from './undici-request.js';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -178,15 +177,14 @@ export class S3Store extends ObjectStore {
     const { signal } = read;
     const where = `GetObject s3://${this.bucket}/${this.key(rel)}`;
     // Not a StoreError: the SDK could not resolve the endpoint or sign (no region, no credentials).
-    const res = await this.getter
-      .request(this.key(rel), range ? { range: rangeHeader(range) } : {}, where, signal)
+    const answer = await this.getter
+      .get(this.key(rel), range ? { range: rangeHeader(range) } : {}, range, where, read, ERROR_BODY_MAX_BYTES)
       .catch((err: unknown) => {
         throw err instanceof StoreError ? err : this.error('GetObject', rel, err, signal);
       });
-    const bytes = await getAnswerBytes(res, range, where, read);
-    if (bytes) return bytes;
-    const status = res.statusCode;
-    const name = /<Code>([^<]{1,100})<\/Code>/.exec(await readSmallText(res.body, ERROR_BODY_MAX_BYTES))?.[1] ?? '';
+    if (answer.bytes) return answer.bytes;
+    const status = answer.statusCode;
+    const name = /<Code>([^<]{1,100})<\/Code>/.exec(answer.text)?.[1] ?? '';
     if (status === 404 && name !== 'NoSuchBucket') throw this.notFound(rel, what);
     // The range starts at or past the object's end: an empty read, as a file read there is.
     if (range && (status === 416 || name === 'InvalidRange')) return new Uint8Array(0);

@@ -1,5 +1,5 @@
 import { Pool, type Dispatcher } from 'undici';
-import { rangedAnswerLength, readBodyShared, sliceOfWhole, type BodyRead, type ByteRange } from './object-store.js';
+import { rangedAnswerLength, SharedBody, sliceOfWhole, type BodyRead, type ByteRange } from './object-store.js';
 import { StoreError } from './types.js';
 
 /**
@@ -54,7 +54,7 @@ export class StorePool {
     });
   }
 
-  /** Sends one request; a failure before the headers is a StoreError led by `where`. */
+  /** Sends one request (a HEAD or a PUT); a failure before the headers is a StoreError led by `where`. */
   async request(spec: RequestSpec, where: string, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
     signal?.throwIfAborted();
     try {
@@ -72,67 +72,143 @@ export class StorePool {
     }
   }
 
+  /**
+   * A GET of `path`, with `range` (the caller's Range header asks for it) or whole: a 200 or 206
+   * answer's bytes in shared memory, checked (see GetHandler), or another status with up to
+   * `errorTextBytes` of its body as text. A failure on the way is a StoreError led by `where`.
+   *
+   * Through undici's dispatch rather than its request(): the body's pieces go straight from the
+   * parser into shared memory, without the stream and async iterator request() puts in between.
+   * Measured on 13 chunk GETs (36 MB) from nginx in a fresh process: 230 -> 170 ms of main-thread
+   * CPU, which every store read of every VM shares.
+   */
+  get(
+    path: string,
+    headers: Record<string, string>,
+    range: ByteRange | undefined,
+    where: string,
+    read: BodyRead,
+    errorTextBytes = 0,
+  ): Promise<GetAnswer> {
+    read.signal?.throwIfAborted();
+    return new Promise<GetAnswer>((resolve, reject) => {
+      this.pool.dispatch(
+        { method: 'GET', path, headers, headersTimeout: this.headersTimeoutMs, bodyTimeout: this.bodyTimeoutMs },
+        new GetHandler(range, where, read, errorTextBytes, resolve, reject),
+      );
+    });
+  }
+
   close(): Promise<void> {
     return this.pool.close();
   }
 }
 
+/** A GET's answer: a 200 or 206's bytes, or another status with the start of its body as text. */
+export type GetAnswer = { statusCode: 200 | 206; bytes: Uint8Array } | { statusCode: number; bytes: undefined; text: string };
+
 /**
- * The bytes a 200 or 206 answer to a GET of `range` (or of the whole object) carries: a 206's
- * Content-Range and length checked, a 200 to a ranged GET (a server or cache that ignores Range)
- * sliced. Undefined for any other status, its body left for the caller.
+ * One GET's answer, as undici's parser hands it over. A 206 to a ranged GET must carry exactly
+ * the range (Content-Range and Content-Length checked); a 200 (a server or cache that ignores
+ * Range) is read whole and the range sliced from it. A body that runs past or ends short of its
+ * announced length is an integrity error, and one that is read in the background (`read.pace`)
+ * pauses after a piece while `pace` says to: undici then stops reading its socket.
  */
-export async function getAnswerBytes(
-  res: Dispatcher.ResponseData,
-  range: ByteRange | undefined,
-  where: string,
-  read: BodyRead = {},
-): Promise<Uint8Array | undefined> {
-  if (res.statusCode === 206 && range) {
-    const want = rangedAnswerLength(header(res.headers, 'content-range'), contentLength(res.headers), range);
-    if (typeof want === 'string') {
-      await res.body.dump();
-      throw new StoreError('integrity', `${where}: ${want}`, true);
+class GetHandler implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | undefined;
+  private status = 0;
+  /** Where a 200 or 206 body goes: shared memory of the announced length, or pieces (no length). */
+  private body: SharedBody | Buffer[] | undefined;
+  private text: Buffer[] = [];
+  private textBytes = 0;
+  private settled = false;
+  private readonly onAbort = (): void => this.controller?.abort(new Error('aborted'));
+
+  constructor(
+    private readonly range: ByteRange | undefined,
+    private readonly where: string,
+    private readonly read: BodyRead,
+    private readonly errorTextBytes: number,
+    private readonly resolve: (answer: GetAnswer) => void,
+    private readonly reject: (err: StoreError) => void,
+  ) {
+    read.signal?.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  /** Called again when undici retries the request on another connection (the first one failed before an answer). */
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.read.signal?.aborted) controller.abort(new Error('aborted'));
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Dispatcher.ResponseData['headers']): void {
+    this.status = statusCode;
+    if (statusCode === 206 && this.range) {
+      const want = rangedAnswerLength(header(headers, 'content-range'), contentLength(headers), this.range);
+      if (typeof want === 'string') controller.abort(new StoreError('integrity', `${this.where}: ${want}`, true));
+      else this.body = new SharedBody(want, this.where);
+    } else if (statusCode === 200) {
+      const length = contentLength(headers);
+      this.body = length === undefined ? [] : new SharedBody(length, this.where);
     }
-    return readBody(res.body, want, where, read);
   }
-  if (res.statusCode === 200) return sliceOfWhole(await readBody(res.body, contentLength(res.headers), where, read), range);
-  return undefined;
-}
 
-/** A whole body; with a known length, exactly that many bytes in shared memory (see readBodyShared) or an integrity error. */
-async function readBody(
-  body: Dispatcher.ResponseData['body'],
-  expected: number | undefined,
-  where: string,
-  read: BodyRead,
-): Promise<Uint8Array> {
-  try {
-    if (expected === undefined) return new Uint8Array(await body.arrayBuffer());
-    return await readBodyShared(body as AsyncIterable<Buffer>, expected, () => body.destroy(), where, read.pace);
-  } catch (err) {
-    if (err instanceof StoreError) throw err;
-    throw networkError(`${where} (reading the body)`, err, read.signal);
-  }
-}
-
-/** Up to `maxBytes` of a body as text, the rest dropped: an error answer's explanation. */
-export async function readSmallText(body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<string> {
-  const pieces: Buffer[] = [];
-  let got = 0;
-  try {
-    for await (const piece of body as AsyncIterable<Buffer>) {
-      pieces.push(piece.subarray(0, maxBytes - got));
-      got += Math.min(piece.length, maxBytes - got);
-      if (got >= maxBytes) {
-        body.destroy();
-        break;
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    const body = this.body;
+    if (body === undefined) {
+      // An error answer's explanation: a courtesy, its start is enough.
+      if (this.textBytes < this.errorTextBytes) {
+        const piece = chunk.subarray(0, this.errorTextBytes - this.textBytes);
+        this.text.push(Buffer.from(piece));
+        this.textBytes += piece.length;
       }
+      return;
     }
-  } catch {
-    // The explanation is a courtesy: a body that fails to arrive leaves the status to speak.
+    if (Array.isArray(body)) {
+      body.push(chunk);
+      return;
+    }
+    try {
+      body.add(chunk);
+    } catch (err) {
+      controller.abort(err as StoreError);
+      return;
+    }
+    const hold = this.read.pace?.();
+    if (hold) {
+      controller.pause();
+      void hold.then(() => controller.resume());
+    }
   }
-  return Buffer.concat(pieces).toString('utf8');
+
+  onResponseEnd(): void {
+    const body = this.body;
+    if (body === undefined) {
+      this.settle(undefined, { statusCode: this.status, bytes: undefined, text: Buffer.concat(this.text).toString('utf8') });
+      return;
+    }
+    let bytes: Uint8Array;
+    try {
+      bytes = Array.isArray(body) ? Buffer.concat(body) : body.end();
+    } catch (err) {
+      this.settle(err as StoreError);
+      return;
+    }
+    this.settle(undefined, { statusCode: this.status as 200 | 206, bytes: this.status === 200 ? sliceOfWhole(bytes, this.range) : bytes });
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    if (err instanceof StoreError) this.settle(err);
+    else this.settle(networkError(this.status ? `${this.where} (reading the body)` : this.where, err, this.read.signal));
+  }
+
+  private settle(err: StoreError | undefined, answer?: GetAnswer): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.read.signal?.removeEventListener('abort', this.onAbort);
+    if (err) this.reject(err);
+    else this.resolve(answer!);
+  }
 }
 
 /** An undici failure (connect, headers, body) as a StoreError: timeouts, resets and refusals retryable. */

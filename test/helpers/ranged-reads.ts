@@ -21,7 +21,7 @@ export async function assertRangedReads(store: ChunkStore, digest: string, data:
 
 /**
  * Whole and ranged reads arrive in shared memory: the codec threads read a blob's frames from it
- * without a copy on the main thread (see readBodyShared).
+ * without a copy on the main thread (see SharedBody).
  */
 export async function assertSharedBodies(store: ChunkStore, digest: string, data: Buffer): Promise<void> {
   for (const range of [undefined, { offset: 1000, length: 5000 }]) {
