@@ -19,14 +19,22 @@ export interface DiskCacheOptions {
   /**
    * Checks a chunk blob's content against its name (throw to refuse), off the main thread. A
    * chunk's name is the sha256 of its decoded content, not of the blob, so only the chunk codec can
-   * check it; the snapshot layer passes a decode on a codec thread. Without it, a repeated read
-   * checks the entry's own hash only. Manifests are always checked (id = sha256).
+   * check it; the snapshot layer passes a decode on a codec thread (openSnapshotStore, the only
+   * opener outside tests). It is the check of a repeated chunk read, and with it chunks are cached
+   * without a hash of their payload (`FCUCACH2` entries, see the class comment). Without it, chunks
+   * are cached with their hash (`FCUCACH1`) and a repeated read checks that hash only (a `FCUCACH2`
+   * entry, which has none, counts as damaged then). Manifests are always cached with their hash
+   * and checked on every read (id = sha256).
    */
   verifyChunkContent?: (digest: string, blob: Uint8Array) => Promise<void>;
 }
 
-const MAGIC = Buffer.from('FCUCACH1');
-const HEADER_BYTES = MAGIC.length + 32;
+/** Header of an entry holding the sha256 of its payload: manifests, and chunks cached without `verifyChunkContent`. */
+const MAGIC_HASHED = Buffer.from('FCUCACH1');
+/** Header of a chunk entry cached with `verifyChunkContent`: the 32 bytes after it are reserved (zero, never read). */
+const MAGIC_UNHASHED = Buffer.from('FCUCACH2');
+const HEADER_BYTES = MAGIC_HASHED.length + 32;
+const UNHASHED_HEADER = Buffer.concat([MAGIC_UNHASHED, Buffer.alloc(HEADER_BYTES - MAGIC_UNHASHED.length)]);
 /** Eviction brings the total down to this share of the limit, so it does not run on every write. */
 const EVICT_TO = 0.9;
 /** Temporary files older than this are a crashed writer's: removed by the next scan. */
@@ -46,18 +54,31 @@ type Kind = 'chunk' | 'manifest';
  * It sits above the store's retries and concurrency limit (openStore): a hit never queues behind
  * remote requests, and a miss's fetch is retried and limited like any remote read.
  *
- * - Entry files use the store layout (chunks/ab/<digest>, manifests/<id>.json) and hold a header
- *   with the sha256 of the payload. A manifest's read checks it (and its id); a mismatch (a torn
- *   disk, bit rot, a foreign file) deletes the entry and fetches the object again, never serves it.
- * - A chunk's read, whole or ranged (a v2 chunk's frame), is served unchecked (an entry without the
- *   header's magic is still dropped): the consumer checks what it reads (every chunk consumer
+ * - Entry files use the store layout (chunks/ab/<digest>, manifests/<id>.json) and start with a
+ *   40-byte header, an 8-byte magic and 32 bytes:
+ *   - `FCUCACH1` + the payload's sha256: manifests, chunks cached without `verifyChunkContent`,
+ *     and chunks cached by earlier versions.
+ *   - `FCUCACH2` + 32 reserved bytes (zero, never compared with anything): chunks cached with
+ *     `verifyChunkContent` (always, in production). Their payload is not hashed on the way in:
+ *     every consumer of a chunk verifies it anyway, and a repeated read checks it with
+ *     `verifyChunkContent`, which checks more than a hash of the blob would (the decoded content
+ *     against the chunk's name). Hashing it cost every miss a whole-blob sha256 (~56 ms of CPU per
+ *     cold restore of the 128 MiB benchmark guest).
+ *   An older fc-uffd sharing the directory knows only `FCUCACH1`: it takes a `FCUCACH2` entry for
+ *   a damaged one, deletes it and fetches the chunk again. Decided: one extra fetch per entry while
+ *   versions are mixed on a host, against a hash of every chunk on every miss.
+ * - A manifest's read checks its hash, and that the hash is its id; a mismatch (a torn disk, bit
+ *   rot, a foreign file) deletes the entry and fetches the manifest again, never serves it.
+ * - A chunk's read, whole or ranged (a v2 chunk's frame), is served unchecked (an entry without a
+ *   known magic is still dropped): the consumer checks what it reads (every chunk consumer
  *   decodes and verifies against the manifest's hashes) and, when the check fails, reads the same
  *   bytes once more. Hashing every whole read here as well cost a restore from a warm cache the
  *   sha256 of every chunk (~60 ms of CPU for the 128 MiB benchmark guest) for nothing. So the cache
  *   remembers reads it handed out unchecked; a repeat of one (same object, same range, or whole)
- *   first checks the whole entry (its hash, then `verifyChunkContent`), and a damaged entry is
- *   deleted and the read goes to the inner store. A consumer thus never gets the same unchecked
- *   cached bytes twice in a row, and a damaged entry is gone after the first failed check.
+ *   first checks the whole entry (a `FCUCACH1` entry's hash, then `verifyChunkContent`), and a
+ *   damaged entry is deleted and the read goes to the inner store. A consumer thus never gets the
+ *   same unchecked cached bytes twice in a row, and a damaged entry is gone after the first failed
+ *   check.
  * - A miss runs only the cheap `verifyChunk` (a blob's structure) before caching. The decode that
  *   would check a chunk's content is not repeated here: the consumer decodes and verifies the same
  *   bytes anyway, and its retry makes the cache check and drop a blob that fails (above).
@@ -189,7 +210,7 @@ export class DiskCacheStore implements ChunkStore {
       // chunk took several ms on every miss's path before its decode could start. Other bytes
       // would be moved to the hash thread (and detached here) until it answers, so they wait.
       if (bytes.buffer instanceof SharedArrayBuffer) {
-        const write = this.writeEntry(file, bytes).then(
+        const write = this.writeEntry(kind, file, bytes).then(
           () => undefined,
           () => undefined, // the hash thread failed: the cache is an optimisation, the read is served
         );
@@ -197,7 +218,7 @@ export class DiskCacheStore implements ChunkStore {
         void write.finally(() => this.writes.delete(file));
         return bytes;
       }
-      return await this.writeEntry(file, bytes);
+      return await this.writeEntry(kind, file, bytes);
     }
   }
 
@@ -240,8 +261,7 @@ export class DiskCacheStore implements ChunkStore {
       const length = range?.length ?? Math.max(0, (await fh.stat()).size - HEADER_BYTES);
       out = Buffer.from(new SharedArrayBuffer(length));
       const [h, got] = await Promise.all([fh.read(head, 0, HEADER_BYTES, 0), readFully(fh, out, HEADER_BYTES + (range?.offset ?? 0))]);
-      if (h.bytesRead === HEADER_BYTES && head.subarray(0, MAGIC.length).equals(MAGIC) && (range || got === length))
-        return out.subarray(0, got);
+      if (h.bytesRead === HEADER_BYTES && entryFormat(head) && (range || got === length)) return out.subarray(0, got);
     } catch (err) {
       throw new StoreError('io', `cannot read cache entry ${file}: ${(err as Error).message}`, false, err);
     } finally {
@@ -252,8 +272,8 @@ export class DiskCacheStore implements ChunkStore {
   }
 
   /**
-   * The whole payload, its hash checked off the main thread (and with `content`, a chunk's content
-   * too), or undefined for a miss (absent, or damaged and now deleted).
+   * The whole payload, checked (see verifiedPayload), or undefined for a miss (absent, or damaged
+   * and now deleted). `content`: a chunk's content is checked too.
    */
   private async readWhole(kind: Kind, name: string, file: string, content: boolean): Promise<Uint8Array | undefined> {
     const fh = await this.openEntry(file);
@@ -271,22 +291,42 @@ export class DiskCacheStore implements ChunkStore {
     } finally {
       await fh.close();
     }
-    if (head.subarray(0, MAGIC.length).equals(MAGIC)) {
-      const { digest, bytes } = await sha256OffThread(payload);
-      if (digest.equals(head.subarray(MAGIC.length)) && (await this.contentOk(kind, name, bytes, digest, content))) return bytes;
-    }
+    const format = entryFormat(head);
+    const bytes = format && (await this.verifiedPayload(kind, name, format, head, payload, content));
+    if (bytes) return bytes;
     await this.drop(file);
     return undefined;
   }
 
-  /** A manifest's id is its sha256; a chunk's content is checked (when asked) by the codec. */
-  private async contentOk(kind: Kind, name: string, payload: Uint8Array, digest: Buffer, content: boolean): Promise<boolean> {
-    if (kind === 'manifest') return digest.toString('hex') === name;
+  /**
+   * The payload if the entry is what its name says, else undefined; use the returned buffer (a
+   * hashed payload went to the hash thread and back). A manifest needs its hash, and that to be its
+   * id. A chunk needs its hash if it has one, and with `content` also `verifyChunkContent`, which
+   * is all a `FCUCACH2` entry can be checked with.
+   */
+  private async verifiedPayload(
+    kind: Kind,
+    name: string,
+    format: EntryFormat,
+    head: Buffer,
+    payload: Uint8Array,
+    content: boolean,
+  ): Promise<Uint8Array | undefined> {
+    let bytes = payload;
+    if (format === 'hashed') {
+      const hashed = await sha256OffThread(payload);
+      bytes = hashed.bytes;
+      if (!hashed.digest.equals(head.subarray(MAGIC_HASHED.length))) return undefined;
+      if (kind === 'manifest') return hashed.digest.toString('hex') === name ? bytes : undefined;
+      if (!content || !this.o.verifyChunkContent) return bytes;
+    } else if (kind === 'manifest' || !this.o.verifyChunkContent) {
+      return undefined;
+    }
     try {
-      if (content && this.o.verifyChunkContent) await this.o.verifyChunkContent(name, payload);
-      return true;
+      await this.o.verifyChunkContent(name, bytes);
+      return bytes;
     } catch {
-      return false;
+      return undefined;
     }
   }
 
@@ -305,13 +345,23 @@ export class DiskCacheStore implements ChunkStore {
     await fsp.rm(file, { force: true });
   }
 
-  /** Caches `payload` (hashed off the main thread); returns the bytes to use (the buffer went to the hash thread and back). */
-  private async writeEntry(file: string, payload: Uint8Array): Promise<Uint8Array> {
-    const { digest, bytes } = await sha256OffThread(payload);
+  /**
+   * Caches `payload`: a chunk as `FCUCACH2` when there is `verifyChunkContent`, anything else with
+   * its hash (computed off the main thread). Returns the bytes to use (a hashed payload went to the
+   * hash thread and back).
+   */
+  private async writeEntry(kind: Kind, file: string, payload: Uint8Array): Promise<Uint8Array> {
+    let header = UNHASHED_HEADER;
+    let bytes = payload;
+    if (kind === 'manifest' || !this.o.verifyChunkContent) {
+      const hashed = await sha256OffThread(payload);
+      header = Buffer.concat([MAGIC_HASHED, hashed.digest]);
+      bytes = hashed.bytes;
+    }
     const tmp = path.join(this.o.dir, 'tmp', `${path.basename(file)}.${process.pid}.${crypto.randomBytes(6).toString('hex')}`);
     try {
       await fsp.mkdir(path.dirname(file), { recursive: true });
-      await fsp.writeFile(tmp, [MAGIC, digest, bytes], { flag: 'wx' });
+      await fsp.writeFile(tmp, [header, bytes], { flag: 'wx' });
       await fsp.rename(tmp, file);
     } catch {
       // The cache is an optimisation: a full or read-only disk must not fail the read.
@@ -359,6 +409,14 @@ export class DiskCacheStore implements ChunkStore {
     }
     return out;
   }
+}
+
+type EntryFormat = 'hashed' | 'unhashed';
+
+/** An entry header's format by its magic, or undefined for a file that is not a cache entry. */
+function entryFormat(head: Buffer): EntryFormat | undefined {
+  const magic = head.subarray(0, MAGIC_HASHED.length);
+  return magic.equals(MAGIC_HASHED) ? 'hashed' : magic.equals(MAGIC_UNHASHED) ? 'unhashed' : undefined;
 }
 
 function sha256(data: Uint8Array): Buffer {

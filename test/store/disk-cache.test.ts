@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { DirStore } from '../../src/store/dir.js';
 import { DiskCacheStore } from '../../src/store/disk-cache.js';
 import { InflightStore } from '../../src/store/inflight.js';
+import { manifestKey } from '../../src/store/layout.js';
 import { ResilientStore } from '../../src/store/resilient.js';
 import { StoreError, type ChunkStore, type GetOptions } from '../../src/store/types.js';
 import { tempDir } from '../helpers/files.js';
@@ -400,4 +401,125 @@ test('disk cache: a fetched blob that fails the miss check is fetched again and 
   assert.equal(reads, 2);
   const raw = fs.readFileSync(path.join(dir, 'chunks', d.slice(0, 2), d));
   assert.ok(raw.subarray(40).equals(b), 'the good copy was cached');
+});
+
+type EntryMagic = 'FCUCACH1' | 'FCUCACH2';
+
+/** A cache entry file as the cache writes it: FCUCACH1 with the payload's sha256, FCUCACH2 with 32 zero bytes. */
+function entry(magic: EntryMagic, payload: Uint8Array): Buffer {
+  const hash = magic === 'FCUCACH1' ? crypto.createHash('sha256').update(payload).digest() : Buffer.alloc(32);
+  return Buffer.concat([Buffer.from(magic), hash, payload]);
+}
+
+function chunkFile(dir: string, digest: string): string {
+  return path.join(dir, 'chunks', digest.slice(0, 2), digest);
+}
+
+/** A verifyChunkContent for the test's blobs (their name is their sha256) that records what it checked. */
+function contentChecker(): { checked: string[]; verifyChunkContent: (digest: string, blob: Uint8Array) => Promise<void> } {
+  const checked: string[] = [];
+  return {
+    checked,
+    verifyChunkContent: (digest, blob) => {
+      checked.push(digest);
+      return sha(blob) === digest ? Promise.resolve() : Promise.reject(new Error('content differs'));
+    },
+  };
+}
+
+for (const magic of ['FCUCACH1', 'FCUCACH2'] as const) {
+  test(`disk cache: a whole chunk hit from a ${magic} entry is handed out unchecked in shared memory; the repeat finds it damaged, drops it and fetches`, async () => {
+    const { store, objects } = await origin(`o13-${magic}`, 1, 100_000);
+    const inner = counting(store);
+    const dir = path.join(root, `c13-${magic}`);
+    const [d, b] = [...objects][0]!;
+    // A good entry, then bit rot in its payload (its hash, if it has one, no longer matches).
+    const raw = entry(magic, b);
+    raw[40 + 5000]! ^= 0xff;
+    fs.mkdirSync(path.dirname(chunkFile(dir, d)), { recursive: true });
+    fs.writeFileSync(chunkFile(dir, d), raw);
+    const content = contentChecker();
+    const cache = await DiskCacheStore.open(inner, { dir, maxBytes: 1e6, verifyChunkContent: content.verifyChunkContent });
+    const first = await cache.getChunk(d);
+    assert.equal(first[5000], b[5000]! ^ 0xff, 'the first read is served as it is on disk: no hash, no content check');
+    assert.ok(first.buffer instanceof SharedArrayBuffer, 'a whole chunk is read into shared memory');
+    assert.deepEqual([cache.hits, cache.corruptEntries, inner.gets, content.checked.length], [1, 0, 0, 0]);
+    // The consumer's check failed; it reads the chunk again: checked, dropped, fetched.
+    assert.ok(Buffer.from(await cache.getChunk(d)).equals(b));
+    assert.deepEqual([cache.repeatChecks, cache.corruptEntries, inner.gets], [1, 1, 1]);
+    // FCUCACH1: its hash fails first, so the content check is not reached; FCUCACH2: the content check is all it has.
+    assert.deepEqual(content.checked, magic === 'FCUCACH1' ? [] : [d]);
+  });
+}
+
+test('disk cache: a miss with verifyChunkContent caches a FCUCACH2 entry (reserved bytes zero); without it a FCUCACH1 entry with the payload sha256; manifests always FCUCACH1', async () => {
+  const { store, objects } = await origin('o14', 2, 100_000);
+  const [[d1, b1], [d2, b2]] = [...objects] as [[string, Buffer], [string, Buffer]];
+  const withContent = path.join(root, 'c14a');
+  const a = await DiskCacheStore.open(store, { dir: withContent, maxBytes: 1e6, verifyChunkContent: contentChecker().verifyChunkContent });
+  assert.ok(Buffer.from(await a.getChunk(d1)).equals(b1));
+  assert.ok(Buffer.from(await a.getManifest(d2)).equals(b2));
+  assert.ok(fs.readFileSync(chunkFile(withContent, d1)).equals(entry('FCUCACH2', b1)));
+  assert.ok(fs.readFileSync(path.join(withContent, manifestKey(d2))).equals(entry('FCUCACH1', b2)));
+  const without = path.join(root, 'c14b');
+  const b = await DiskCacheStore.open(store, { dir: without, maxBytes: 1e6 });
+  assert.ok(Buffer.from(await b.getChunk(d1)).equals(b1));
+  assert.ok(Buffer.from(await b.getManifest(d2)).equals(b2));
+  assert.ok(fs.readFileSync(chunkFile(without, d1)).equals(entry('FCUCACH1', b1)));
+  assert.ok(fs.readFileSync(path.join(without, manifestKey(d2))).equals(entry('FCUCACH1', b2)));
+});
+
+test('disk cache: a FCUCACH1 chunk entry (as earlier versions wrote) is served, and its repeat checks hash and content and keeps it', async () => {
+  const { store, objects } = await origin('o15', 1, 100_000);
+  const inner = counting(store);
+  const dir = path.join(root, 'c15');
+  const [d, b] = [...objects][0]!;
+  fs.mkdirSync(path.dirname(chunkFile(dir, d)), { recursive: true });
+  fs.writeFileSync(chunkFile(dir, d), entry('FCUCACH1', b));
+  const content = contentChecker();
+  const cache = await DiskCacheStore.open(inner, { dir, maxBytes: 1e6, verifyChunkContent: content.verifyChunkContent });
+  assert.ok(Buffer.from(await cache.getChunk(d)).equals(b));
+  assert.ok(Buffer.from(await cache.getChunk(d)).equals(b));
+  assert.ok(Buffer.from(await cache.getChunk(d, { range: { offset: 100, length: 50 } })).equals(b.subarray(100, 150)));
+  assert.deepEqual([cache.hits, cache.repeatChecks, cache.corruptEntries, inner.gets], [3, 1, 0, 0]);
+  assert.deepEqual(content.checked, [d]);
+  assert.ok(fs.readFileSync(chunkFile(dir, d)).equals(entry('FCUCACH1', b)), 'kept as it was');
+});
+
+test('disk cache: without verifyChunkContent a repeated read of a FCUCACH2 entry (nothing to check it with) drops it and fetches', async () => {
+  const { store, objects } = await origin('o16', 1, 100_000);
+  const inner = counting(store);
+  const dir = path.join(root, 'c16');
+  const [d, b] = [...objects][0]!;
+  fs.mkdirSync(path.dirname(chunkFile(dir, d)), { recursive: true });
+  fs.writeFileSync(chunkFile(dir, d), entry('FCUCACH2', b));
+  const cache = await DiskCacheStore.open(inner, { dir, maxBytes: 1e6 });
+  assert.ok(Buffer.from(await cache.getChunk(d)).equals(b), 'a first read serves it unchecked');
+  assert.equal(inner.gets, 0);
+  assert.ok(Buffer.from(await cache.getChunk(d)).equals(b));
+  assert.deepEqual([cache.repeatChecks, cache.corruptEntries, inner.gets], [1, 1, 1]);
+  assert.ok(fs.readFileSync(chunkFile(dir, d)).equals(entry('FCUCACH1', b)), 'cached again with its hash');
+});
+
+test('disk cache: every whole manifest read is checked: a damaged entry is never served, not even by a fresh process; a FCUCACH2 manifest entry counts as damaged', async () => {
+  const { store, objects } = await origin('o17', 1, 100_000);
+  const inner = counting(store);
+  const dir = path.join(root, 'c17');
+  const [id, b] = [...objects][0]!;
+  const file = path.join(dir, manifestKey(id));
+  const options = { dir, maxBytes: 1e6, verifyChunkContent: contentChecker().verifyChunkContent };
+  await (await DiskCacheStore.open(inner, options)).getManifest(id);
+  const raw = fs.readFileSync(file);
+  raw[40 + 7]! ^= 1;
+  fs.writeFileSync(file, raw);
+  const fresh = await DiskCacheStore.open(inner, options);
+  assert.ok(Buffer.from(await fresh.getManifest(id)).equals(b));
+  assert.deepEqual([fresh.repeatChecks, fresh.corruptEntries, inner.gets], [0, 1, 2]);
+  assert.ok(Buffer.from(await fresh.getManifest(id)).equals(b), 'the re-cached entry is good');
+  assert.deepEqual([fresh.hits, fresh.corruptEntries, inner.gets], [1, 1, 2]);
+  fs.writeFileSync(file, entry('FCUCACH2', b));
+  const other = await DiskCacheStore.open(inner, options);
+  assert.ok(Buffer.from(await other.getManifest(id)).equals(b));
+  assert.deepEqual([other.corruptEntries, inner.gets], [1, 3]);
+  assert.ok(fs.readFileSync(file).equals(entry('FCUCACH1', b)));
 });
