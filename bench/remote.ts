@@ -27,11 +27,13 @@ import { mdTable, RESULTS_DIR, writeResults } from './lib/results.js';
 import { fmt, quantile, spread } from './lib/stats.js';
 import { cpuNs } from './lib/trial.js';
 import type { RemoteServeConfig } from './lib/remote-serve.js';
+import type { ReceiveChildConfig, ReceiveChildResult } from './lib/receive-child.js';
 
 const MiB = 1024 * 1024;
 const ROOT = path.resolve(RESULTS_DIR, '..', '..');
 const SERVICES = path.join(ROOT, 'tools/services');
 const SERVE = path.join(ROOT, 'dist/bench/lib/remote-serve.js');
+const RECEIVE = path.join(ROOT, 'dist/bench/lib/receive-child.js');
 const LINKS = {
   a: { name: '1 ms RTT + 500 MB/s', rttMs: 1, bytesPerSecond: 500e6 },
   b: { name: '20 ms RTT + 100 MB/s', rttMs: 20, bytesPerSecond: 100e6 },
@@ -228,6 +230,55 @@ interface Row {
   loadAvg: [number, number];
 }
 
+/** The receive cost of one read path under one set of Node flags: medians over the runs. */
+interface ReceiveRow {
+  path: ReceiveChildConfig['path'];
+  nodeFlags: string;
+  runs: number;
+  mib: number;
+  wallMsMedian: number;
+  mainCpuMsMedian: number;
+  mainCpuMsMax: number;
+  otherCpuMsMedian: number;
+  otherCpuMsMax: number;
+}
+
+/**
+ * What taking the snapshot's chunk bodies in costs a fresh process (nginx straight, no link): every
+ * chunk GET at once, as a working-set prefetch asks, by the handler's read path and by the one it
+ * replaced, with Node's default flags and with the fc-uffd executable's (bench/lib/receive-child.ts).
+ * Variants interleaved run by run, so they see the same load.
+ */
+function measureReceive(url: string, digests: string[]): ReceiveRow[] {
+  const variants = [
+    { path: 'request-stream', flags: [] },
+    { path: 'request-stream', flags: CLI_NODE_FLAGS },
+    { path: 'store', flags: [] },
+    { path: 'store', flags: CLI_NODE_FLAGS },
+  ] as const;
+  const results = variants.map((): ReceiveChildResult[] => []);
+  for (let i = 0; i < RUNS; i++)
+    variants.forEach((v, k) => {
+      const cfg: ReceiveChildConfig = { url, digests, path: v.path };
+      const out = execFileSync(process.execPath, [...v.flags, RECEIVE, JSON.stringify(cfg)], { encoding: 'utf8' });
+      results[k]!.push(JSON.parse(out) as ReceiveChildResult);
+    });
+  return variants.map((v, k) => {
+    const r = results[k]!;
+    return {
+      path: v.path,
+      nodeFlags: v.flags.length ? v.flags.join(' ') : '(none)',
+      runs: r.length,
+      mib: r[0]!.bytes / MiB,
+      wallMsMedian: spread(r.map((x) => x.wallMs))!.median,
+      mainCpuMsMedian: spread(r.map((x) => x.mainCpuMs))!.median,
+      mainCpuMsMax: Math.max(...r.map((x) => x.mainCpuMs)),
+      otherCpuMsMedian: spread(r.map((x) => x.otherCpuMs))!.median,
+      otherCpuMsMax: Math.max(...r.map((x) => x.otherCpuMs)),
+    };
+  });
+}
+
 async function main(): Promise<void> {
   const real = realGuest(path.join(os.tmpdir(), 'fc-uffd-bench'), path.resolve(ROOT, '../shared/fixtures/real-guest-128m'));
   if (typeof real === 'string') {
@@ -279,6 +330,12 @@ async function main(): Promise<void> {
     if (r.id !== manifest) throw new Error(`${kind}: packed to another manifest id`);
     process.stdout.write(`packed into ${kind} in ${Date.now() - tp} ms (${r.newChunks} chunks uploaded)\n`);
   }
+  const stored = [...new Set(packed.manifest.chunks.flatMap((c) => (c && c.storedBytes > 0 ? [c.digest] : [])))];
+  const receive = endpoints.http ? measureReceive(endpoints.http.spec, stored) : [];
+  for (const x of receive)
+    process.stdout.write(
+      `receive ${x.path} ${x.nodeFlags}: main ${x.mainCpuMsMedian.toFixed(0)} ms, other threads ${x.otherCpuMsMedian.toFixed(0)} ms CPU\n`,
+    );
 
   const rows: Row[] = [];
   const run = async (
@@ -419,9 +476,10 @@ async function main(): Promise<void> {
     link: 'tools/bin/fc-link (C, one epoll thread): each response byte leaves once the bytes before it were serialized at the link rate, then after the whole RTT; requests are not delayed. The rate is per direction and connection (the stores use up to 16 connections, so the aggregate can exceed it)',
     rows,
     targets,
+    receive,
   };
   const md = render(result);
-  writeResults('remote', result, md.all, { targets: md.targets });
+  writeResults('remote', result, md.all, { targets: md.targets, receive: md.receive });
 }
 
 function render(r: {
@@ -432,7 +490,8 @@ function render(r: {
   link: string;
   rows: Row[];
   targets: Target[];
-}): { all: string; targets: string } {
+  receive: ReceiveRow[];
+}): { all: string; targets: string; receive: string } {
   const ms = (x: number | null): string => fmt(x);
   const targets = mdTable(
     ['target', 'store', 'link', 'measured ms', 'bound ms', 'measured / bound', 'met'],
@@ -481,7 +540,23 @@ function render(r: {
     ]),
   );
   const head = `Real 128 MiB guest, its restore trace replayed by the emulator (1 vCPU), ${fmt(r.storedMiB)} MiB stored, ${(r.frameSizeBytes ?? 0) / 1024} KiB frames; medians of ${r.runs} runs (${fmt(r.elapsedS)} s in all). Link: ${r.link}. "Bare ranged GET": real frames read one at a time by a store client through the same link, interleaved with the on-demand runs: the link as this machine delivers it, so the handler's own share of a fault is the frame time minus it. "Handler CPU": every thread of the serving process, from ready to the VM's end; "link CPU": the link process over the same restore; the link, the servers and the emulator share the same CPUs.`;
-  return { all: [head, '', rows, '', targets].join('\n'), targets };
+  const receive = r.receive.length
+    ? [
+        `Taking the snapshot's ${fmt(r.receive[0]!.mib)} MiB of chunk bodies in, in a fresh process: every chunk GET from nginx at once (no link), as a working-set prefetch asks; CPU from the first request to the last byte, medians (max) of ${r.receive[0]!.runs} runs. "store": HttpStore, the handler's read path (undici dispatch into shared memory); "request-stream": undici request() with its body read through the async iterator, the path it replaced. "Other threads": V8's compile and GC helper, libuv's pool.`,
+        '',
+        mdTable(
+          ['read path', 'Node flags', 'main thread CPU ms', 'other threads CPU ms', 'wall ms'],
+          r.receive.map((x) => [
+            x.path,
+            x.nodeFlags,
+            `${fmt(x.mainCpuMsMedian)} (${fmt(x.mainCpuMsMax)})`,
+            `${fmt(x.otherCpuMsMedian)} (${fmt(x.otherCpuMsMax)})`,
+            fmt(x.wallMsMedian),
+          ]),
+        ),
+      ].join('\n')
+    : 'Receive cost: not measured (no HTTP store in this run).';
+  return { all: [head, '', rows, '', targets, '', receive].join('\n'), targets, receive };
 }
 
 /** Stops the services this run started and removes its work directory (once). */

@@ -1,0 +1,71 @@
+// One fresh process's cost of taking chunk bodies in from an HTTP store: GETs every chunk named
+// (all at once, as a working-set prefetch asks for them) and prints the CPU each of its threads
+// spent from the first request to the last byte (schedstat: exact, not in ticks). The remote
+// bench runs it with and without the fc-uffd executable's Node flags.
+//   node [flags] dist/bench/lib/receive-child.js '<json ReceiveChildConfig>'
+// Read paths:
+// - `store`: HttpStore.getChunk, what the handler runs (undici dispatch into shared memory);
+// - `request-stream`: undici request() with the body read by its async iterator into shared
+//   memory, the read path before StorePool.get (kept here as the baseline it was replaced against).
+import fs from 'node:fs';
+import { Pool } from 'undici';
+import { chunkKey } from '../../src/store/layout.js';
+import { HttpStore } from '../../src/store/http.js';
+
+export interface ReceiveChildConfig {
+  /** The HTTP store's URL (its chunks under chunks/). */
+  url: string;
+  digests: string[];
+  path: 'store' | 'request-stream';
+}
+
+export interface ReceiveChildResult {
+  bytes: number;
+  wallMs: number;
+  /** CPU of the main thread, and of every other thread together (V8's compile and GC helpers, libuv). */
+  mainCpuMs: number;
+  otherCpuMs: number;
+}
+
+function threadCpuNs(): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of fs.readdirSync('/proc/self/task'))
+    out.set(tid, Number(fs.readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]));
+  return out;
+}
+
+async function viaRequestStream(pool: Pool, basePath: string, digest: string): Promise<number> {
+  const res = await pool.request({ method: 'GET', path: `${basePath}/${chunkKey(digest)}` });
+  if (res.statusCode !== 200) throw new Error(`GET ${digest}: HTTP ${res.statusCode}`);
+  const out = Buffer.from(new SharedArrayBuffer(Number(res.headers['content-length'])));
+  let got = 0;
+  for await (const piece of res.body as AsyncIterable<Buffer>) {
+    out.set(piece, got);
+    got += piece.length;
+  }
+  return got;
+}
+
+const c = JSON.parse(process.argv[2]!) as ReceiveChildConfig;
+const u = new URL(c.url);
+const store = new HttpStore(c.url);
+const pool = new Pool(u.origin, { connections: 16 });
+const before = threadCpuNs();
+const t0 = performance.now();
+const sizes = await Promise.all(
+  c.digests.map(async (d) =>
+    c.path === 'store' ? (await store.getChunk(d)).length : viaRequestStream(pool, u.pathname.replace(/\/$/, ''), d),
+  ),
+);
+const wallMs = performance.now() - t0;
+const after = threadCpuNs();
+let mainCpuMs = 0;
+let otherCpuMs = 0;
+for (const [tid, ns] of after) {
+  const ms = (ns - (before.get(tid) ?? 0)) / 1e6;
+  if (Number(tid) === process.pid) mainCpuMs += ms;
+  else otherCpuMs += ms;
+}
+const result: ReceiveChildResult = { bytes: sizes.reduce((a, b) => a + b, 0), wallMs, mainCpuMs, otherCpuMs };
+process.stdout.write(`${JSON.stringify(result)}\n`);
+await Promise.all([store.close(), pool.close()]);
