@@ -90,6 +90,9 @@ interface Trial {
   frameTimings: FrameTiming[];
   /** CPU of the serving process (all its threads) from ready to the VM's end. */
   cpuMs: number;
+  /** CPU of the serving process's main thread, and its time runnable but waiting for a CPU. */
+  mainCpuMs: number;
+  mainWaitMs: number;
   /** CPU of the link process over the restore (null: no link, a local directory). */
   linkCpuMs: number | null;
 }
@@ -151,6 +154,8 @@ async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace:
       frameFetchMs: number[];
       frameTimings: FrameTiming[];
       cpuMs: number;
+      mainCpuMs: number;
+      mainWaitMs: number;
     };
     return {
       frameTimings: ended.frameTimings,
@@ -159,6 +164,8 @@ async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace:
       touchP99Us: report.touchLatencyUs.p99,
       frameFetchMs: ended.frameFetchMs,
       cpuMs: ended.cpuMs,
+      mainCpuMs: ended.mainCpuMs,
+      mainWaitMs: ended.mainWaitMs,
       linkCpuMs,
     };
   } finally {
@@ -212,6 +219,8 @@ interface Row {
   doneMsRuns: number[];
   /** The serving process's CPU per restore (all threads, user + system). */
   cpuMsMedian: number;
+  mainCpuMsMedian: number;
+  mainWaitMsMedian: number;
   /** The link process's CPU per restore (null for the local directory). */
   linkCpuMsMedian: number | null;
   touchP50UsMedian: number;
@@ -364,6 +373,8 @@ async function main(): Promise<void> {
       doneMsMedian: spread(trials.map((t) => t.doneMs))!.median,
       doneMsRuns: trials.map((t) => Math.round(t.doneMs * 10) / 10),
       cpuMsMedian: spread(trials.map((t) => t.cpuMs))!.median,
+      mainCpuMsMedian: spread(trials.map((t) => t.mainCpuMs))!.median,
+      mainWaitMsMedian: spread(trials.map((t) => t.mainWaitMs))!.median,
       linkCpuMsMedian: link ? spread(trials.map((t) => t.linkCpuMs ?? NaN))!.median : null,
       touchP50UsMedian: spread(trials.map((t) => t.touchP50Us))!.median,
       touchP99UsMedian: spread(trials.map((t) => t.touchP99Us))!.median,
@@ -513,6 +524,7 @@ function render(r: {
       'restore-to-done ms (median)',
       'runs',
       'handler CPU ms (median)',
+      'of which main thread; its wait for a CPU ms',
       'link CPU ms (median)',
       'touch p50 / p99 µs',
       'uncached frame want→post p50 / p99 ms (n)',
@@ -529,6 +541,7 @@ function render(r: {
       ms(x.doneMsMedian),
       x.doneMsRuns.join(', '),
       ms(x.cpuMsMedian),
+      `${ms(x.mainCpuMsMedian)}; ${ms(x.mainWaitMsMedian)}`,
       ms(x.linkCpuMsMedian),
       `${fmt(x.touchP50UsMedian)} / ${fmt(x.touchP99UsMedian)}`,
       `${ms(x.frameFetchMsP50)} / ${ms(x.frameFetchMsP99)} (${x.frameFetches})`,
@@ -539,7 +552,7 @@ function render(r: {
       x.loadAvg.map((v) => v.toFixed(1)).join(' → '),
     ]),
   );
-  const head = `Real 128 MiB guest, its restore trace replayed by the emulator (1 vCPU), ${fmt(r.storedMiB)} MiB stored, ${(r.frameSizeBytes ?? 0) / 1024} KiB frames; medians of ${r.runs} runs (${fmt(r.elapsedS)} s in all). Link: ${r.link}. "Bare ranged GET": real frames read one at a time by a store client through the same link, interleaved with the on-demand runs: the link as this machine delivers it, so the handler's own share of a fault is the frame time minus it. "Handler CPU": every thread of the serving process, from ready to the VM's end; "link CPU": the link process over the same restore; the link, the servers and the emulator share the same CPUs.`;
+  const head = `Real 128 MiB guest, its restore trace replayed by the emulator (1 vCPU), ${fmt(r.storedMiB)} MiB stored, ${(r.frameSizeBytes ?? 0) / 1024} KiB frames; medians of ${r.runs} runs (${fmt(r.elapsedS)} s in all). Link: ${r.link}. "Bare ranged GET": real frames read one at a time by a store client through the same link, interleaved with the on-demand runs: the link as this machine delivers it, so the handler's own share of a fault is the frame time minus it. "Handler CPU": every thread of the serving process, from ready to the VM's end, and of it the main thread's (which takes in every store body) with the time it was runnable but waiting for a CPU (schedstat); "link CPU": the link process over the same restore; the link, the servers and the emulator share the same CPUs.`;
   const receive = r.receive.length
     ? [
         `Taking the snapshot's ${fmt(r.receive[0]!.mib)} MiB of chunk bodies in, in a fresh process: every chunk GET from nginx at once (no link), as a working-set prefetch asks; CPU from the first request to the last byte, medians (max) of ${r.receive[0]!.runs} runs. "store": HttpStore, the handler's read path (undici dispatch into shared memory); "request-stream": undici request() with its body read through the async iterator, the path it replaced. "Other threads": V8's compile and GC helper, libuv's pool.`,

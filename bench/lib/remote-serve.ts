@@ -10,6 +10,7 @@ import { ServedChunkedSnapshot } from '../../src/snapshot/chunked-source.js';
 import { UffdServer } from '../../src/server/server.js';
 import { readWorkingSet } from '../../src/serve/working-set.js';
 import { createLogger } from '../../src/log.js';
+import { threadSchedNs } from './trial.js';
 
 export interface RemoteServeConfig {
   socket: string;
@@ -37,10 +38,13 @@ const server = await UffdServer.start({
   ...(c.prefetch ? { prefetch: readWorkingSet(c.prefetch) } : {}),
   ...(c.recordWs ? { recordWorkingSetPath: c.recordWs } : {}),
 });
-// CPU of every thread of this process from ready to the VM's end: what serving this restore cost the host.
+// CPU of every thread of this process from ready to the VM's end: what serving this restore cost the
+// host; and of the main thread, which takes in every store body, with its time waiting for a CPU.
 const cpuAtReady = process.cpuUsage();
+const mainAtReady = threadSchedNs(process.pid, process.pid);
 server.on('vm-ended', (_vm, info) => {
   const cpu = process.cpuUsage(cpuAtReady);
+  const main = threadSchedNs(process.pid, process.pid);
   process.stdout.write(
     `${JSON.stringify({
       vmEnded: info,
@@ -48,6 +52,8 @@ server.on('vm-ended', (_vm, info) => {
       frameTimings: snapshot.frameTimings,
       stats: snapshot.stats,
       cpuMs: (cpu.user + cpu.system) / 1000,
+      mainCpuMs: (main.cpuNs - mainAtReady.cpuNs) / 1e6,
+      mainWaitMs: (main.waitNs - mainAtReady.waitNs) / 1e6,
     })}\n`,
   );
 });

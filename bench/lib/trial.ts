@@ -109,6 +109,15 @@ export function cpuNs(pid: number): number {
   return sum;
 }
 
+/**
+ * One thread's nanoseconds on a CPU and waiting for one (runnable, on a run queue), from schedstat.
+ * The wait is the cost of sharing the host's CPUs: a thread with work that is not running.
+ */
+export function threadSchedNs(pid: number, tid: number): { cpuNs: number; waitNs: number } {
+  const s = readProc(pid, `task/${tid}/schedstat`)?.split(' ');
+  return s ? { cpuNs: Number(s[0]), waitNs: Number(s[1]) } : { cpuNs: NaN, waitNs: NaN };
+}
+
 function statusKiB(pid: number, field: string): number {
   const s = readProc(pid, 'status');
   const m = s ? new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(s) : null;

@@ -3,8 +3,26 @@ import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
 
+const made: string[] = [];
+
+/**
+ * A fresh directory under the system's temp directory, removed with everything in it when the test
+ * process exits (test files run one process each; a run used to leave hundreds behind in /tmp). A
+ * directory that cannot be removed then (a mount still on it) is left, not an error.
+ */
 export function tempDir(prefix = 'fc-uffd-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  if (made.push(dir) === 1)
+    process.once('exit', () => {
+      for (const d of made) {
+        try {
+          fs.rmSync(d, { recursive: true, force: true });
+        } catch {
+          // Left for the system's temp cleaning.
+        }
+      }
+    });
+  return dir;
 }
 
 /** A memory file whose every 4 KiB page is distinct (page index stamped) unless listed as zero. */
