@@ -46,8 +46,20 @@ export type EncodeResult = Extract<CodecResponse, { op: 'encode' }>;
 
 interface Slot {
   worker: Worker;
+  /** Tasks posted to the thread and not answered yet (it runs them one at a time, in order). */
   busy: number;
+  /** Background tasks given to the thread (reserved when chosen, before they are posted) and not answered yet. */
+  background: number;
 }
+
+/**
+ * Background tasks queued on the background thread at most. The thread then goes from one frame
+ * to the next without waiting for the main thread, which posts each next frame between the store
+ * bodies it takes in: with one frame at a time, the background thread idled two thirds of a cold
+ * remote restore (a chunk's 16 frames took ~30 ms to decode, of which ~10 ms of decoding). A fault
+ * never queues behind them: it goes to the least busy thread, and another thread is kept idle.
+ */
+const BACKGROUND_DEPTH = 4;
 
 /** `bytes` itself when it is a view of shared memory, else a copy in shared memory. */
 export function inSharedMemory(bytes: Uint8Array): Uint8Array {
@@ -73,16 +85,19 @@ export interface FrameTarget {
  */
 export class ChunkCodecPool {
   private readonly slots: Slot[] = [];
-  private readonly pending = new Map<number, { resolve: (r: CodecResponse) => void; reject: (e: Error) => void; slot: Slot }>();
+  private readonly pending = new Map<
+    number,
+    { resolve: (r: CodecResponse) => void; reject: (e: Error) => void; slot: Slot; background: boolean }
+  >();
   private nextId = 1;
   private closed = false;
-  /** Background tasks waiting for an idle thread (they never queue ahead of a fault's task). */
-  private readonly backlog: Array<() => void> = [];
+  /** Background tasks waiting for a thread (see backgroundSlot), each handed the thread reserved for it. */
+  private readonly backlog: Array<(slot: Slot) => void> = [];
 
   constructor(readonly threads = Math.max(1, Math.min(2, os.availableParallelism()))) {
     for (let i = 0; i < threads; i++) {
       const worker = new Worker(WORKER_URL);
-      const slot: Slot = { worker, busy: 0 };
+      const slot: Slot = { worker, busy: 0, background: 0 };
       worker.unref();
       worker.on('message', (res: CodecResponse) => this.settle(res));
       worker.on('error', (err) => this.failAll(slot, err));
@@ -95,40 +110,61 @@ export class ChunkCodecPool {
     const p = this.pending.get(res.id);
     if (!p) return;
     this.pending.delete(res.id);
-    if (--p.slot.busy === 0) {
-      const next = this.idleForBackground() ? this.backlog.shift() : undefined;
-      if (next) next();
-      else p.slot.worker.unref();
+    p.slot.busy--;
+    if (p.background) p.slot.background--;
+    for (let slot = this.backlog.length ? this.takeBackgroundSlot() : undefined; slot;) {
+      this.backlog.shift()!(slot);
+      slot = this.backlog.length ? this.takeBackgroundSlot() : undefined;
     }
+    if (p.slot.busy === 0 && p.slot.background === 0) p.slot.worker.unref();
     if (res.op === 'error') p.reject(res.corrupt ? new ChunkFormatError(res.message) : new Error(res.message));
     else p.resolve(res);
   }
 
   /**
-   * A background task may start: a thread is idle, and with two threads or more another one is
-   * idle too. One thread is kept for faults, so a fault's frame never waits behind a background
-   * frame, and background decoding leaves a core to the main thread, which drives every read.
+   * The thread a background task may go to now, reserved for it (undefined: none may take it yet).
+   * One thread at a time does background work, up to BACKGROUND_DEPTH tasks; it starts on an idle
+   * thread only while another stays idle. So with two threads or more one is kept for faults (a
+   * fault's frame never waits behind a background frame), and background decoding leaves a core to
+   * the main thread, which drives every read. With one thread, one background task at a time (a
+   * fault waits behind one frame at most).
    */
-  private idleForBackground(): boolean {
-    let idle = 0;
-    for (const s of this.slots) if (s.busy === 0) idle++;
-    return idle > (this.slots.length > 1 ? 1 : 0);
+  private takeBackgroundSlot(): Slot | undefined {
+    const working = this.slots.find((s) => s.background > 0);
+    let slot: Slot | undefined;
+    if (working) {
+      if (working.background < (this.slots.length > 1 ? BACKGROUND_DEPTH : 1)) slot = working;
+    } else {
+      const idle = this.slots.filter((s) => s.busy === 0);
+      if (idle.length > (this.slots.length > 1 ? 1 : 0)) slot = idle[0];
+    }
+    if (slot) slot.background++;
+    return slot;
   }
 
   private failAll(slot: Slot, err: Error): void {
     for (const [id, p] of this.pending) {
       if (p.slot !== slot) continue;
       this.pending.delete(id);
+      slot.busy--;
+      if (p.background) slot.background--;
       p.reject(err);
     }
   }
 
-  private run(req: DistributiveOmit<CodecRequest, 'id'>, transfer: ArrayBuffer[], slot?: Slot): Promise<CodecResponse> {
-    if (this.closed) return Promise.reject(new Error('chunk codec pool is closed'));
+  /**
+   * Posts a task to `slot`, or else to the least busy thread. `background`: the task is background
+   * work on the slot reserved for it (takeBackgroundSlot).
+   */
+  private run(req: DistributiveOmit<CodecRequest, 'id'>, transfer: ArrayBuffer[], slot?: Slot, background = false): Promise<CodecResponse> {
+    if (this.closed) {
+      if (background && slot) slot.background--;
+      return Promise.reject(new Error('chunk codec pool is closed'));
+    }
     const s = slot ?? this.slots.reduce((a, b) => (b.busy < a.busy ? b : a));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, slot: s });
+      this.pending.set(id, { resolve, reject, slot: s, background });
       if (s.busy++ === 0) s.worker.ref();
       s.worker.postMessage({ ...req, id }, transfer);
     });
@@ -177,8 +213,8 @@ export class ChunkCodecPool {
   }
 
   /**
-   * decodeFrames as background work: each frame is its own task, started only on an idle thread and
-   * never on the last idle one (see idleForBackground), so a fault's frame does not wait behind it.
+   * decodeFrames as background work: each frame is its own task, given to the background thread
+   * (see takeBackgroundSlot), so a fault's frame does not wait behind it.
    * `src` in shared memory (what the remote stores read bodies into) goes to the threads as it is;
    * another is copied into shared memory once (a view of an ArrayBuffer would clone all of it per frame).
    * `onFrame`: called as each frame is verified in place, so its waiters need not wait for the rest.
@@ -189,9 +225,8 @@ export class ChunkCodecPool {
     // still writing the same frame.
     const results = await Promise.allSettled(
       jobs.map(async (job) => {
-        if (!this.idleForBackground()) await new Promise<void>((resolve) => this.backlog.push(resolve));
-        const idle = this.slots.find((s) => s.busy === 0);
-        await this.run({ op: 'frames', src: shared, ...into, jobs: [job] }, [], idle);
+        const slot = this.takeBackgroundSlot() ?? (await new Promise<Slot>((resolve) => this.backlog.push(resolve)));
+        await this.run({ op: 'frames', src: shared, ...into, jobs: [job] }, [], slot, true);
         onFrame?.(job.frame);
       }),
     );
