@@ -239,8 +239,9 @@ interface Row {
   loadAvg: [number, number];
 }
 
-/** The receive cost of one read path under one set of Node flags: medians over the runs. */
+/** The receive cost of one store's read path under one set of Node flags: medians over the runs. */
 interface ReceiveRow {
+  store: StoreKind;
   path: ReceiveChildConfig['path'];
   nodeFlags: string;
   runs: number;
@@ -253,28 +254,29 @@ interface ReceiveRow {
 }
 
 /**
- * What taking the snapshot's chunk bodies in costs a fresh process (nginx straight, no link): every
- * chunk GET at once, as a working-set prefetch asks, by the handler's read path and by the one it
- * replaced, with Node's default flags and with the fc-uffd executable's (bench/lib/receive-child.ts).
- * Variants interleaved run by run, so they see the same load.
+ * What taking the snapshot's chunk bodies in costs a fresh process (the server straight, no link):
+ * every chunk GET at once, as a working-set prefetch asks. For HTTP by the handler's read path and
+ * by the one it replaced, with Node's default flags and with the fc-uffd executable's; for S3 by
+ * the handler's (bench/lib/receive-child.ts). Variants interleaved run by run, so they see the same load.
  */
-function measureReceive(url: string, digests: string[]): ReceiveRow[] {
-  const variants = [
-    { path: 'request-stream', flags: [] },
-    { path: 'request-stream', flags: CLI_NODE_FLAGS },
-    { path: 'store', flags: [] },
-    { path: 'store', flags: CLI_NODE_FLAGS },
-  ] as const;
+function measureReceive(endpoints: Partial<Record<StoreKind, { spec: string; s3Endpoint?: string }>>, digests: string[]): ReceiveRow[] {
+  type Variant = { store: StoreKind; spec: string; s3Endpoint?: string; path: ReceiveChildConfig['path']; flags: readonly string[] };
+  const variants: Variant[] = [];
+  if (endpoints.http)
+    for (const path of ['request-stream', 'store'] as const)
+      for (const flags of [[], CLI_NODE_FLAGS]) variants.push({ store: 'http', spec: endpoints.http.spec, path, flags });
+  if (endpoints.s3) variants.push({ store: 's3', ...endpoints.s3, path: 'store', flags: CLI_NODE_FLAGS });
   const results = variants.map((): ReceiveChildResult[] => []);
   for (let i = 0; i < RUNS; i++)
     variants.forEach((v, k) => {
-      const cfg: ReceiveChildConfig = { url, digests, path: v.path };
+      const cfg: ReceiveChildConfig = { store: v.spec, ...(v.s3Endpoint ? { s3Endpoint: v.s3Endpoint } : {}), digests, path: v.path };
       const out = execFileSync(process.execPath, [...v.flags, RECEIVE, JSON.stringify(cfg)], { encoding: 'utf8' });
       results[k]!.push(JSON.parse(out) as ReceiveChildResult);
     });
   return variants.map((v, k) => {
     const r = results[k]!;
     return {
+      store: v.store,
       path: v.path,
       nodeFlags: v.flags.length ? v.flags.join(' ') : '(none)',
       runs: r.length,
@@ -340,10 +342,10 @@ async function main(): Promise<void> {
     process.stdout.write(`packed into ${kind} in ${Date.now() - tp} ms (${r.newChunks} chunks uploaded)\n`);
   }
   const stored = [...new Set(packed.manifest.chunks.flatMap((c) => (c && c.storedBytes > 0 ? [c.digest] : [])))];
-  const receive = endpoints.http ? measureReceive(endpoints.http.spec, stored) : [];
+  const receive = measureReceive(endpoints, stored);
   for (const x of receive)
     process.stdout.write(
-      `receive ${x.path} ${x.nodeFlags}: main ${x.mainCpuMsMedian.toFixed(0)} ms, other threads ${x.otherCpuMsMedian.toFixed(0)} ms CPU\n`,
+      `receive ${x.store} ${x.path} ${x.nodeFlags}: main ${x.mainCpuMsMedian.toFixed(0)} ms, other threads ${x.otherCpuMsMedian.toFixed(0)} ms CPU, wall ${x.wallMsMedian.toFixed(0)} ms\n`,
     );
 
   const rows: Row[] = [];
@@ -555,11 +557,12 @@ function render(r: {
   const head = `Real 128 MiB guest, its restore trace replayed by the emulator (1 vCPU), ${fmt(r.storedMiB)} MiB stored, ${(r.frameSizeBytes ?? 0) / 1024} KiB frames; medians of ${r.runs} runs (${fmt(r.elapsedS)} s in all). Link: ${r.link}. "Bare ranged GET": real frames read one at a time by a store client through the same link, interleaved with the on-demand runs: the link as this machine delivers it, so the handler's own share of a fault is the frame time minus it. "Handler CPU": every thread of the serving process, from ready to the VM's end, and of it the main thread's (which takes in every store body) with the time it was runnable but waiting for a CPU (schedstat); "link CPU": the link process over the same restore; the link, the servers and the emulator share the same CPUs.`;
   const receive = r.receive.length
     ? [
-        `Taking the snapshot's ${fmt(r.receive[0]!.mib)} MiB of chunk bodies in, in a fresh process: every chunk GET from nginx at once (no link), as a working-set prefetch asks; CPU from the first request to the last byte, medians (max) of ${r.receive[0]!.runs} runs. "store": HttpStore, the handler's read path (undici dispatch into shared memory); "request-stream": undici request() with its body read through the async iterator, the path it replaced. "Other threads": V8's compile and GC helper, libuv's pool.`,
+        `Taking the snapshot's ${fmt(r.receive[0]!.mib)} MiB of chunk bodies in, in a fresh process: every chunk GET from the server at once (no link), as a working-set prefetch asks; CPU from the first request to the last byte, medians (max) of ${r.receive[0]!.runs} runs. "store": the store as the handler opens it (undici dispatch into shared memory); "request-stream": undici request() with its body read through the async iterator, the path it replaced. "Other threads": V8's compile and GC helper, libuv's pool. The wall time is what the server and this host deliver at most, whatever the link.`,
         '',
         mdTable(
-          ['read path', 'Node flags', 'main thread CPU ms', 'other threads CPU ms', 'wall ms'],
+          ['store', 'read path', 'Node flags', 'main thread CPU ms', 'other threads CPU ms', 'wall ms'],
           r.receive.map((x) => [
+            x.store,
             x.path,
             x.nodeFlags,
             `${fmt(x.mainCpuMsMedian)} (${fmt(x.mainCpuMsMax)})`,
@@ -568,7 +571,7 @@ function render(r: {
           ]),
         ),
       ].join('\n')
-    : 'Receive cost: not measured (no HTTP store in this run).';
+    : 'Receive cost: not measured (no remote store in this run).';
   return { all: [head, '', rows, '', targets, '', receive].join('\n'), targets, receive };
 }
 

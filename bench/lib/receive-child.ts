@@ -1,20 +1,23 @@
-// One fresh process's cost of taking chunk bodies in from an HTTP store: GETs every chunk named
+// One fresh process's cost of taking chunk bodies in from a remote store: GETs every chunk named
 // (all at once, as a working-set prefetch asks for them) and prints the CPU each of its threads
 // spent from the first request to the last byte (schedstat: exact, not in ticks). The remote
 // bench runs it with and without the fc-uffd executable's Node flags.
 //   node [flags] dist/bench/lib/receive-child.js '<json ReceiveChildConfig>'
 // Read paths:
-// - `store`: HttpStore.getChunk, what the handler runs (undici dispatch into shared memory);
-// - `request-stream`: undici request() with the body read by its async iterator into shared
-//   memory, the read path before StorePool.get (kept here as the baseline it was replaced against).
+// - `store`: the store as openStore opens it for the handler (HTTP or S3: undici dispatch into
+//   shared memory, behind the in-flight sharing, retries and concurrency limit);
+// - `request-stream` (HTTP only): undici request() with the body read by its async iterator into
+//   shared memory, the read path before StorePool.get (kept here as the baseline it was replaced against).
 import fs from 'node:fs';
 import { Pool } from 'undici';
 import { chunkKey } from '../../src/store/layout.js';
-import { HttpStore } from '../../src/store/http.js';
+import { openStore } from '../../src/store/open.js';
 
 export interface ReceiveChildConfig {
-  /** The HTTP store's URL (its chunks under chunks/). */
-  url: string;
+  /** The store (http://… or s3://…; its chunks under chunks/). */
+  store: string;
+  /** S3's endpoint, for an s3:// store. */
+  s3Endpoint?: string;
   digests: string[];
   path: 'store' | 'request-stream';
 }
@@ -47,8 +50,8 @@ async function viaRequestStream(pool: Pool, basePath: string, digest: string): P
 }
 
 const c = JSON.parse(process.argv[2]!) as ReceiveChildConfig;
-const u = new URL(c.url);
-const store = new HttpStore(c.url);
+const store = await openStore(c.store, c.s3Endpoint ? { s3: { endpoint: c.s3Endpoint } } : {});
+const u = new URL(c.path === 'request-stream' ? c.store : 'http://unused');
 const pool = new Pool(u.origin, { connections: 16 });
 const before = threadCpuNs();
 const t0 = performance.now();
