@@ -63,3 +63,37 @@ test('a refused prefetch page is skipped, never fatal', () => {
   assert.ok(uffd.mapped.has(HOST + PS) && !uffd.mapped.has(HOST + 3 * PS));
   assert.equal(stats.get('speculativeErrors'), 1);
 });
+
+test('the source is told the pages of 16 snapshot regions (4 MiB) ahead at most, one more as the cursor leaves one', () => {
+  const REGION_PAGES = (4 * 1024 * 1024) / PS;
+  const STEP_PAGES = (256 * 1024) / PS;
+  // 20 regions, one step's worth of pages in each: each step installs one region's pages.
+  const ws = Array.from({ length: 20 }, (_, r) => Array.from({ length: STEP_PAGES }, (_, k) => r * REGION_PAGES + k)).flat();
+  const { source, prefetcher } = setup(ws, 20 * REGION_PAGES * PS);
+  const regionsPrepared = (): number[] => [...new Set(source.prepared.map(([off]) => Math.floor(off / (REGION_PAGES * PS))))];
+  prefetcher.step();
+  assert.deepEqual(
+    regionsPrepared(),
+    Array.from({ length: 16 }, (_, r) => r),
+    'the first step names 16 regions, not the whole working set',
+  );
+  assert.deepEqual(
+    source.prepared.slice(0, 2),
+    [
+      [0, STEP_PAGES * PS],
+      [REGION_PAGES * PS, STEP_PAGES * PS],
+    ],
+    'as runs of pages',
+  );
+  prefetcher.step();
+  assert.deepEqual(
+    regionsPrepared(),
+    Array.from({ length: 17 }, (_, r) => r),
+    'region 0 done: region 16 named',
+  );
+  while (prefetcher.ready) prefetcher.step();
+  assert.deepEqual(
+    regionsPrepared(),
+    Array.from({ length: 20 }, (_, r) => r),
+  );
+});
