@@ -13,7 +13,8 @@
 // optimizing compiler after 1.8 M "bytes executed", a few MB into a fresh handler's first remote
 // restore: about 130 ms of CPU on the background thread (perf: Pipeline::GenerateCodeForWasmFunction),
 // taken from that restore's fault path and codec threads on a small host. The baseline code parses
-// headers and steps over bodies as fast on the main thread (36 MB of 13 chunk GETs from nginx: same
-// main-thread time either way, 200 -> 65 ms on the background thread; /tmp-free script in
-// bench/README.md "Receiving bodies"). Node 22 and 24 default to 13 M; the flag makes all three alike.
+// headers and steps over bodies as fast on the main thread: the remote bench's receive table
+// (bench/results/remote.receive.md, every chunk GET of the benchmark guest at once, with and without
+// these flags) shows the same main-thread time and ~180 -> ~25 ms on the other threads. Node 22 and
+// 24 default to 13 M; the flag makes all three alike.
 export const CLI_NODE_FLAGS: readonly string[] = ['--v8-pool-size=1', '--wasm-tiering-budget=1000000000'];

@@ -78,9 +78,9 @@ export class StorePool {
    * `errorTextBytes` of its body as text. A failure on the way is a StoreError led by `where`.
    *
    * Through undici's dispatch rather than its request(): the body's pieces go straight from the
-   * parser into shared memory, without the stream and async iterator request() puts in between.
-   * Measured on 13 chunk GETs (36 MB) from nginx in a fresh process: 230 -> 170 ms of main-thread
-   * CPU, which every store read of every VM shares.
+   * parser into shared memory, without the stream and async iterator request() puts in between:
+   * less main-thread CPU per body, which every store read of every VM shares (the remote bench's
+   * receive table, bench/results/remote.receive.md, measures both).
    */
   get(
     path: string,
