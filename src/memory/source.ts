@@ -29,6 +29,13 @@ export interface PageSource {
    * a memory file reads them into the page cache.
    */
   prepare(fileOffset: number, len: number): void;
+  /**
+   * A hint further ahead than prepare()'s: [fileOffset, fileOffset + len) follows later in a
+   * prefetch. For a source that fetches from far away (a chunked store), which then asks for it
+   * early enough to arrive in time; a source that reads a local file leaves it out (its reads are
+   * quick, and the hints cost syscalls on the fault loop's thread).
+   */
+  prepareAhead?(fileOffset: number, len: number): void;
   /** An fd that polls readable when data arrived; -1 for a source that holds everything. */
   readonly wakeFd: number;
   /** Takes in what arrived (called on the loop's thread after wakeFd polled readable). */

@@ -459,6 +459,11 @@ export class ChunkedSource implements PageSource {
     for (let ci = Math.floor(fileOffset / this.chunkSize); ci <= last; ci++) if (this.chunks[ci] === undefined) this.request(ci);
   }
 
+  /** Chunks are asked for in the order they are named, at most backgroundReads fetched at once. */
+  prepareAhead(fileOffset: number, len: number): void {
+    this.prepare(fileOffset, len);
+  }
+
   private request(ci: number): void {
     if (this.requested[ci]) return;
     this.requested[ci] = 1;

@@ -36,6 +36,8 @@ export class FakeSource implements PageSource {
   prepare(off: number, len: number): void {
     this.prepared.push([off, len]);
   }
+  /** Set to act as a source that fetches from far away (PageSource.prepareAhead). */
+  prepareAhead?: (off: number, len: number) => void;
   onWake(): void {}
   close(): void {}
 }

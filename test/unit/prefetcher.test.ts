@@ -64,36 +64,50 @@ test('a refused prefetch page is skipped, never fatal', () => {
   assert.equal(stats.get('speculativeErrors'), 1);
 });
 
-test('the source is told the pages of 16 snapshot regions (4 MiB) ahead at most, one more as the cursor leaves one', () => {
+test('a fetching source is told the pages of 16 snapshot regions (4 MiB) ahead at most, one more as the cursor leaves one; prepare() keeps its 16 MiB of pages', () => {
   const REGION_PAGES = (4 * 1024 * 1024) / PS;
   const STEP_PAGES = (256 * 1024) / PS;
   // 20 regions, one step's worth of pages in each: each step installs one region's pages.
   const ws = Array.from({ length: 20 }, (_, r) => Array.from({ length: STEP_PAGES }, (_, k) => r * REGION_PAGES + k)).flat();
   const { source, prefetcher } = setup(ws, 20 * REGION_PAGES * PS);
-  const regionsPrepared = (): number[] => [...new Set(source.prepared.map(([off]) => Math.floor(off / (REGION_PAGES * PS))))];
+  const ahead: Array<[number, number]> = [];
+  source.prepareAhead = (off, len) => ahead.push([off, len]);
+  const regions = (hints: Array<[number, number]>): number[] => [...new Set(hints.map(([off]) => Math.floor(off / (REGION_PAGES * PS))))];
   prefetcher.step();
   assert.deepEqual(
-    regionsPrepared(),
+    regions(ahead),
     Array.from({ length: 16 }, (_, r) => r),
     'the first step names 16 regions, not the whole working set',
   );
   assert.deepEqual(
-    source.prepared.slice(0, 2),
+    ahead.slice(0, 2),
     [
       [0, STEP_PAGES * PS],
       [REGION_PAGES * PS, STEP_PAGES * PS],
     ],
     'as runs of pages',
   );
+  assert.deepEqual(
+    regions(source.prepared),
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19],
+    'all 20 within 16 MiB of pages',
+  );
   prefetcher.step();
   assert.deepEqual(
-    regionsPrepared(),
+    regions(ahead),
     Array.from({ length: 17 }, (_, r) => r),
     'region 0 done: region 16 named',
   );
   while (prefetcher.ready) prefetcher.step();
   assert.deepEqual(
-    regionsPrepared(),
+    regions(ahead),
     Array.from({ length: 20 }, (_, r) => r),
   );
+});
+
+test('a source that reads a local file (no prepareAhead) is told 16 MiB of working-set pages ahead, no more', () => {
+  const ws = Array.from({ length: 6000 }, (_, k) => k);
+  const { source, prefetcher } = setup(ws, 6000 * PS);
+  prefetcher.step();
+  assert.deepEqual(source.prepared, [[0, 4096 * PS]]);
 });
