@@ -91,7 +91,7 @@ export class ChunkCodecPool {
   >();
   private nextId = 1;
   private closed = false;
-  /** Background tasks waiting for a thread (see backgroundSlot), each handed the thread reserved for it. */
+  /** Background tasks waiting for a thread (see takeBackgroundSlot), each handed the thread reserved for it. */
   private readonly backlog: Array<(slot: Slot) => void> = [];
 
   constructor(readonly threads = Math.max(1, Math.min(2, os.availableParallelism()))) {
