@@ -30,10 +30,10 @@ export interface PageSource {
    */
   prepare(fileOffset: number, len: number): void;
   /**
-   * A hint further ahead than prepare()'s: [fileOffset, fileOffset + len) follows later in a
-   * prefetch. For a source that fetches from far away (a chunked store), which then asks for it
-   * early enough to arrive in time; a source that reads a local file leaves it out (its reads are
-   * quick, and the hints cost syscalls on the fault loop's thread).
+   * prepare() for a prefetch's working set, given to a source that has it further ahead than
+   * prepare() is: for a source that fetches from far away (a chunked store), which then asks for
+   * the bytes early enough to arrive in time. A source that reads a local file leaves it out (its
+   * reads are quick, and hints that far ahead cost syscalls on the fault loop's thread).
    */
   prepareAhead?(fileOffset: number, len: number): void;
   /** An fd that polls readable when data arrived; -1 for a source that holds everything. */

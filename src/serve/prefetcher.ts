@@ -8,10 +8,10 @@ import { ioctlFailure } from './vm-errors.js';
 
 /** Bytes a prefetch step installs before the loop looks at the uffd again: ~150 µs of copying. */
 const PREFETCH_STEP_BYTES = 256 * 1024;
-/** How far ahead of the prefetch cursor the source is told what comes next (prepare()). */
+/** How far ahead of the prefetch cursor a source is told what comes next (prepare()). */
 const PREFETCH_LOOKAHEAD_BYTES = 16 * 1024 * 1024;
 /**
- * A source that fetches from far away (PageSource.prepareAhead) is also told the pages of up to
+ * A source that fetches from far away (PageSource.prepareAhead) is told instead the pages of up to
  * PREFETCH_AHEAD_REGIONS distinct PREFETCH_REGION_BYTES regions of the snapshot ahead of the cursor
  * (a chunked source keeps a chunk of each: at most 64 MiB of 4 MiB chunks, of a 1 GiB default
  * cache), and never more than PREFETCH_AHEAD_MAX_BYTES of working-set pages.
@@ -52,10 +52,8 @@ export class Prefetcher {
   private blocked = false;
   /** Hit EAGAIN: resumes after the next wait (events read, backoff passed). */
   private pausedFlag = false;
-  /** Pages up to here were announced to the source with prepare(). */
+  /** Pages up to here were announced to the source (prepare() or prepareAhead()). */
   private hintCursor = 0;
-  /** Pages up to here were announced with prepareAhead(). */
-  private aheadCursor = 0;
   /** Regions announced with prepareAhead() and not yet passed by the cursor: region index -> the last page index announced in it. */
   private readonly regionsAhead = new Map<number, number>();
 
@@ -148,23 +146,24 @@ export class Prefetcher {
   }
 
   /**
-   * Tells the source which bytes the prefetch needs next, PREFETCH_LOOKAHEAD_BYTES ahead, as runs of
-   * pages it does not hold yet (prepare()); and a source that fetches from far away, further ahead
-   * (prepareAhead(), see PREFETCH_AHEAD_REGIONS).
+   * Tells the source which bytes the prefetch needs next, as runs of pages it does not hold yet:
+   * PREFETCH_LOOKAHEAD_BYTES ahead with prepare(), or to a source that fetches from far away,
+   * further ahead with prepareAhead() (see PREFETCH_AHEAD_REGIONS).
    */
   private announce(): void {
     const { source, prefetchPages } = this.o;
     const ps = this.ps;
     this.hintCursor = Math.max(this.hintCursor, this.cursor);
-    const end = Math.min(prefetchPages.length, this.cursor + PREFETCH_LOOKAHEAD_BYTES / ps);
-    this.hintCursor = this.announceRuns(this.hintCursor, end, (off, len) => source.prepare(off, len));
-    if (!source.prepareAhead) return;
+    if (!source.prepareAhead) {
+      const end = Math.min(prefetchPages.length, this.cursor + PREFETCH_LOOKAHEAD_BYTES / ps);
+      this.hintCursor = this.announceRuns(this.hintCursor, end, (off, len) => source.prepare(off, len));
+      return;
+    }
     for (const [region, last] of this.regionsAhead) if (last < this.cursor) this.regionsAhead.delete(region);
-    this.aheadCursor = Math.max(this.aheadCursor, this.cursor);
-    const aheadEnd = Math.min(prefetchPages.length, this.cursor + PREFETCH_AHEAD_MAX_BYTES / ps);
-    this.aheadCursor = this.announceRuns(
-      this.aheadCursor,
-      aheadEnd,
+    const end = Math.min(prefetchPages.length, this.cursor + PREFETCH_AHEAD_MAX_BYTES / ps);
+    this.hintCursor = this.announceRuns(
+      this.hintCursor,
+      end,
       (off, len) => source.prepareAhead!(off, len),
       (offset, index) => {
         const region = Math.floor(offset / PREFETCH_REGION_BYTES);

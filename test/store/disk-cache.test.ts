@@ -427,17 +427,29 @@ function contentChecker(): { checked: string[]; verifyChunkContent: (digest: str
   };
 }
 
+/**
+ * One chunk in a counting origin, with a cache entry of it already on disk in `magic`'s format
+ * (`damage` alters the entry's bytes first).
+ */
+async function plantedEntry(
+  name: string,
+  magic: EntryMagic,
+  damage: (raw: Buffer) => void = () => undefined,
+): Promise<{ inner: ReturnType<typeof counting>; dir: string; d: string; b: Buffer }> {
+  const { store, objects } = await origin(`o-${name}`, 1, 100_000);
+  const dir = path.join(root, `c-${name}`);
+  const [d, b] = [...objects][0]!;
+  const raw = entry(magic, b);
+  damage(raw);
+  fs.mkdirSync(path.dirname(chunkFile(dir, d)), { recursive: true });
+  fs.writeFileSync(chunkFile(dir, d), raw);
+  return { inner: counting(store), dir, d, b };
+}
+
 for (const magic of ['FCUCACH1', 'FCUCACH2'] as const) {
   test(`disk cache: a whole chunk hit from a ${magic} entry is handed out unchecked in shared memory; the repeat finds it damaged, drops it and fetches`, async () => {
-    const { store, objects } = await origin(`o13-${magic}`, 1, 100_000);
-    const inner = counting(store);
-    const dir = path.join(root, `c13-${magic}`);
-    const [d, b] = [...objects][0]!;
     // A good entry, then bit rot in its payload (its hash, if it has one, no longer matches).
-    const raw = entry(magic, b);
-    raw[40 + 5000]! ^= 0xff;
-    fs.mkdirSync(path.dirname(chunkFile(dir, d)), { recursive: true });
-    fs.writeFileSync(chunkFile(dir, d), raw);
+    const { inner, dir, d, b } = await plantedEntry(`rot-${magic}`, magic, (raw) => (raw[40 + 5000]! ^= 0xff));
     const content = contentChecker();
     const cache = await DiskCacheStore.open(inner, { dir, maxBytes: 1e6, verifyChunkContent: content.verifyChunkContent });
     const first = await cache.getChunk(d);
@@ -470,12 +482,7 @@ test('disk cache: a miss with verifyChunkContent caches a FCUCACH2 entry (reserv
 });
 
 test('disk cache: a FCUCACH1 chunk entry (as earlier versions wrote) is served, and its repeat checks hash and content and keeps it', async () => {
-  const { store, objects } = await origin('o15', 1, 100_000);
-  const inner = counting(store);
-  const dir = path.join(root, 'c15');
-  const [d, b] = [...objects][0]!;
-  fs.mkdirSync(path.dirname(chunkFile(dir, d)), { recursive: true });
-  fs.writeFileSync(chunkFile(dir, d), entry('FCUCACH1', b));
+  const { inner, dir, d, b } = await plantedEntry('v1', 'FCUCACH1');
   const content = contentChecker();
   const cache = await DiskCacheStore.open(inner, { dir, maxBytes: 1e6, verifyChunkContent: content.verifyChunkContent });
   assert.ok(Buffer.from(await cache.getChunk(d)).equals(b));
@@ -487,12 +494,7 @@ test('disk cache: a FCUCACH1 chunk entry (as earlier versions wrote) is served, 
 });
 
 test('disk cache: without verifyChunkContent a repeated read of a FCUCACH2 entry (nothing to check it with) drops it and fetches', async () => {
-  const { store, objects } = await origin('o16', 1, 100_000);
-  const inner = counting(store);
-  const dir = path.join(root, 'c16');
-  const [d, b] = [...objects][0]!;
-  fs.mkdirSync(path.dirname(chunkFile(dir, d)), { recursive: true });
-  fs.writeFileSync(chunkFile(dir, d), entry('FCUCACH2', b));
+  const { inner, dir, d, b } = await plantedEntry('v2-unchecked', 'FCUCACH2');
   const cache = await DiskCacheStore.open(inner, { dir, maxBytes: 1e6 });
   assert.ok(Buffer.from(await cache.getChunk(d)).equals(b), 'a first read serves it unchecked');
   assert.equal(inner.gets, 0);
