@@ -270,7 +270,14 @@ function measureReceive(endpoints: Partial<Record<StoreKind, { spec: string; s3E
   for (let i = 0; i < RUNS; i++)
     variants.forEach((v, k) => {
       const cfg: ReceiveChildConfig = { store: v.spec, ...(v.s3Endpoint ? { s3Endpoint: v.s3Endpoint } : {}), digests, path: v.path };
-      const out = execFileSync(process.execPath, [...v.flags, RECEIVE, JSON.stringify(cfg)], { encoding: 'utf8' });
+      let out: string;
+      try {
+        out = execFileSync(process.execPath, [...v.flags, RECEIVE, JSON.stringify(cfg)], { encoding: 'utf8' });
+      } catch (err) {
+        // Ctrl-C reached the child while this process waited for it (its handler cannot run then).
+        if ((err as { signal?: string }).signal === 'SIGINT') interrupted();
+        throw err;
+      }
       results[k]!.push(JSON.parse(out) as ReceiveChildResult);
     });
   return variants.map((v, k) => {
@@ -591,12 +598,13 @@ function cleanUp(): void {
 // Ctrl-C: the same clean-up (a finally does not run when the signal ends the process), after the
 // handlers and emulators are killed: they got the signal too and could still write in the work
 // directory. A link exits when this process's pipe to it closes.
-process.once('SIGINT', () => {
+function interrupted(): never {
   process.stderr.write('interrupted: cleaning up\n');
   for (const child of running) child.kill('SIGKILL');
   cleanUp();
   process.exit(130);
-});
+}
+process.once('SIGINT', interrupted);
 
 try {
   await main();
