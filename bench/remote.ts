@@ -4,7 +4,7 @@
 // demand, with a recorded working set and a cold disk cache, and with a warm disk cache. Reports
 // restore-to-done and touch latency (medians of the runs), the want-to-post time of frames fetched
 // from the store, and the transfer floor (compressed bytes the restore needs / bandwidth + 1 RTT).
-//   node dist/bench/remote.js [--runs N] [--only dir,http,s3] [--links a,b]
+//   node dist/bench/remote.js [--runs N] [--only dir,http,s3] [--links a,b] [--modes …] [--skip-receive] (--help)
 // Servers: FC_UFFD_TEST_HTTP_URL / FC_UFFD_TEST_S3_ENDPOINT (S3 keys from AWS_*), or started here
 // with tools/services/*.sh and stopped by pid. Skips (printing why) without the real guest fixture.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -42,16 +42,59 @@ type LinkKey = keyof typeof LINKS;
 type StoreKind = 'dir' | 'http' | 's3';
 type Mode = 'on-demand' | 'ws-cold-cache' | 'warm-cache';
 
-const { values } = parseArgs({
-  options: {
-    runs: { type: 'string', default: '5' },
-    only: { type: 'string', default: 'dir,http,s3' },
-    links: { type: 'string', default: 'a,b' },
-  },
-});
+const USAGE = `usage: node dist/bench/remote.js [--runs N] [--only dir,http,s3] [--links a,b]
+                                [--modes on-demand,ws-cold-cache,warm-cache] [--skip-receive]
+  --runs N        trials per row, and runs per receive variant (default 5)
+  --only K,...    stores: dir (the local directory: the bound of the remote targets), http, s3
+  --links L,...   a: 1 ms RTT + 500 MB/s, b: 20 ms RTT + 100 MB/s
+  --modes M,...   on-demand, ws-cold-cache (working set, cold disk cache), warm-cache
+  --skip-receive  leave out the receive table
+A run of part of the matrix writes results too (targets whose rows are missing read NaN).
+`;
+const MODES: readonly Mode[] = ['on-demand', 'ws-cold-cache', 'warm-cache'];
+
+function usageError(message: string): never {
+  process.stderr.write(`remote bench: ${message}\n${USAGE}`);
+  process.exit(2);
+}
+
+/** A comma-separated list of names from `allowed` (an exit with the usage on anything else). */
+function listOf<T extends string>(flag: string, text: string, allowed: readonly T[]): T[] {
+  const names = text.split(',').map((x) => x.trim());
+  const bad = names.filter((x) => !(allowed as readonly string[]).includes(x));
+  if (bad.length || names.length === 0) usageError(`--${flag}: ${bad.join(', ') || '(empty)'} is not one of ${allowed.join(', ')}`);
+  return names as T[];
+}
+
+function parseOptions(): ReturnType<typeof parse> {
+  try {
+    return parse();
+  } catch (err) {
+    return usageError((err as Error).message);
+  }
+}
+function parse() {
+  return parseArgs({
+    options: {
+      runs: { type: 'string', default: '5' },
+      only: { type: 'string', default: 'dir,http,s3' },
+      links: { type: 'string', default: 'a,b' },
+      modes: { type: 'string', default: MODES.join(',') },
+      'skip-receive': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+}
+const { values } = parseOptions();
+if (values.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
 const RUNS = Number(values.runs);
-const KINDS = values.only.split(',') as StoreKind[];
-const LINK_KEYS = values.links.split(',') as LinkKey[];
+if (!Number.isSafeInteger(RUNS) || RUNS < 1) usageError(`--runs: ${values.runs} is not a positive integer`);
+const KINDS = listOf<StoreKind>('only', values.only, ['dir', 'http', 's3']);
+const LINK_KEYS = listOf<LinkKey>('links', values.links, ['a', 'b']);
+const MODES_RUN = listOf<Mode>('modes', values.modes, MODES);
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-uffd-bench-remote-'));
 const stops: Array<() => void> = [];
@@ -349,7 +392,7 @@ async function main(): Promise<void> {
     process.stdout.write(`packed into ${kind} in ${Date.now() - tp} ms (${r.newChunks} chunks uploaded)\n`);
   }
   const stored = [...new Set(packed.manifest.chunks.flatMap((c) => (c && c.storedBytes > 0 ? [c.digest] : [])))];
-  const receive = measureReceive(endpoints, stored);
+  const receive = values['skip-receive'] ? [] : measureReceive(endpoints, stored);
   for (const x of receive)
     process.stdout.write(
       `receive ${x.store} ${x.path} ${x.nodeFlags}: main ${x.mainCpuMsMedian.toFixed(0)} ms, other threads ${x.otherCpuMsMedian.toFixed(0)} ms CPU, wall ${x.wallMsMedian.toFixed(0)} ms\n`,
@@ -364,6 +407,9 @@ async function main(): Promise<void> {
     bare?: () => Promise<number[]>,
     link?: Link,
   ): Promise<void> => {
+    // A local row is the bound of remote rows: its on-demand one bounds the warm-cache rows too.
+    const bounds: Mode[] = store === 'dir' && mode === 'on-demand' ? ['on-demand', 'warm-cache'] : [mode];
+    if (!bounds.some((m) => MODES_RUN.includes(m))) return;
     const la0 = os.loadavg()[0]!;
     const trials: Trial[] = [];
     const bareMs: number[] = [];
@@ -439,7 +485,7 @@ async function main(): Promise<void> {
           link,
         );
         const warm = path.join(work, `warm-${kind}-${lk}`);
-        await trial({ ...linked(), manifest, cacheDir: warm }, real.image.path, real.trace); // fills the disk cache
+        if (MODES_RUN.includes('warm-cache')) await trial({ ...linked(), manifest, cacheDir: warm }, real.image.path, real.trace); // fills the disk cache
         await run(kind, lk, 'warm-cache', () => ({ ...linked(), manifest, cacheDir: warm }), undefined, link);
       } finally {
         await link.close();

@@ -405,6 +405,25 @@ static napi_value lseek_fd(napi_env env, napi_callback_info info) {
   return r < 0 ? neg_errno(env) : num(env, (double)r);
 }
 
+// copyBytes(dst, dstOffset, src) -> bytes copied: src into dst at dstOffset with memcpy. For
+// store bodies arriving into shared memory: V8 copies into a SharedArrayBuffer with relaxed atomic
+// accesses, a byte at a time when source and destination are not equally aligned, which an HTTP
+// body piece after its headers never is (measured: 28 ms against 5 ms per 36 MiB). Concurrent
+// readers of the same buffer read only the bytes published to them after the copy.
+static napi_value copy_bytes(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  uint8_t *dst = NULL, *src = NULL;
+  size_t dst_len = 0, src_len = 0;
+  int64_t off;
+  if (!arg_bytes(env, argv, argc, 0, &dst, &dst_len) || !arg_i64(env, argv, argc, 1, &off) ||
+      !arg_bytes(env, argv, argc, 2, &src, &src_len))
+    return usage(env, "copyBytes(dst: Uint8Array, dstOffset: number, src: Uint8Array)");
+  if (off < 0 || (uint64_t)off + src_len > dst_len)
+    return usage(env, "copyBytes: [dstOffset, dstOffset + src.length) must lie inside dst");
+  if (src_len > 0) memcpy(dst + off, src, src_len);
+  return num(env, (double)src_len);
+}
+
 // ---- userfaultfd ioctls -----------------------------------------------------------------------
 
 static napi_value uffd_unregister(napi_env env, napi_callback_info info) {
@@ -562,6 +581,7 @@ NAPI_MODULE_INIT() {
       {"epollDel", NULL, epoll_del, NULL, NULL, NULL, napi_enumerable, NULL},
       {"epollWait", NULL, epoll_wait_fds, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readEvents", NULL, read_events, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"copyBytes", NULL, copy_bytes, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fadvise", NULL, fadvise_range, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lseek", NULL, lseek_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unregister", NULL, uffd_unregister, NULL, NULL, NULL, napi_enumerable, NULL},

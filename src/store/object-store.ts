@@ -1,3 +1,4 @@
+import { native } from '../kernel/native.js';
 import { chunkKey, checkContentRange, checkRange, manifestKey } from './layout.js';
 import { readPriority } from './read-priority.js';
 import { StoreError, type ChunkStore, type GetOptions } from './types.js';
@@ -113,7 +114,7 @@ export class SharedBody {
   add(piece: Uint8Array): void {
     if (this.got + piece.length > this.expected)
       throw new StoreError('integrity', `${this.where}: body longer than the ${this.expected} bytes announced`, true);
-    this.out.set(piece, this.got);
+    native.copyBytes(this.out, this.got, piece);
     this.got += piece.length;
   }
 

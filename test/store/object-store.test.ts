@@ -132,3 +132,35 @@ test('a held body goes on after the longest hold even while fault-waits stay ope
   close();
   assert.equal(p.pace(), undefined, 'nothing held once every fault-wait closed');
 });
+
+test('a body taken in piece by piece at any alignment is exactly its bytes, and its length is enforced', () => {
+  // Pieces of odd sizes land at every offset modulo 8, as an HTTP body's pieces do after the headers.
+  const sizes = [1, 7, 13, 4096, 3, 65_535, 9, 2];
+  const total = sizes.reduce((a, b) => a + b, 0);
+  const want = new Uint8Array(total).map((_, i) => (i * 31 + 7) & 0xff);
+  const body = new SharedBody(total, 'obj');
+  let at = 0;
+  for (const n of sizes) {
+    // Each piece a view at an odd offset into a larger buffer, like a slice of a socket read.
+    const holder = new Uint8Array(n + 3);
+    holder.set(want.subarray(at, at + n), 3);
+    body.add(holder.subarray(3));
+    at += n;
+  }
+  const got = body.end();
+  assert.ok(got.buffer instanceof SharedArrayBuffer);
+  assert.deepEqual(new Uint8Array(got), want);
+
+  const long = new SharedBody(4, 'long');
+  long.add(new Uint8Array(3));
+  assert.throws(
+    () => long.add(new Uint8Array(2)),
+    (e: unknown) => e instanceof StoreError && e.kind === 'integrity' && /longer than the 4 bytes/.test(e.message),
+  );
+  const short = new SharedBody(4, 'short');
+  short.add(new Uint8Array(3));
+  assert.throws(
+    () => short.end(),
+    (e: unknown) => e instanceof StoreError && e.kind === 'integrity' && /truncated: 3 of 4/.test(e.message),
+  );
+});

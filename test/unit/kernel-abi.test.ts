@@ -53,6 +53,29 @@ test('native functions reject wrong arguments with a usage TypeError, not a cras
   });
   assert.throws(() => native.copy(-1, 0, Buffer.alloc(16), 8, 16, false), /must lie inside src/);
   assert.throws(() => (native.poll as unknown as (...a: unknown[]) => number)(1), { code: 'FC_UFFD_USAGE' });
+  assert.throws(() => native.copyBytes(new Uint8Array(8), 5, new Uint8Array(4)), /must lie inside dst/);
+  assert.throws(() => native.copyBytes(new Uint8Array(8), -1, new Uint8Array(1)), /must lie inside dst/);
+  assert.throws(() => (native.copyBytes as unknown as (...a: unknown[]) => number)(new Uint8Array(8), 0, 'abc'), {
+    code: 'FC_UFFD_USAGE',
+  });
+});
+
+test('copyBytes copies into shared memory at any offset and touches nothing else', () => {
+  const dst = new Uint8Array(new SharedArrayBuffer(64)).fill(0xee);
+  const src = new Uint8Array(40).map((_, i) => i + 1);
+  for (const [dstOffset, from] of [
+    [3, 1],
+    [8, 5],
+    [1, 0],
+  ] as const) {
+    dst.fill(0xee);
+    const piece = src.subarray(from, from + 21);
+    assert.equal(native.copyBytes(dst, dstOffset, piece), 21);
+    assert.deepEqual(dst.subarray(dstOffset, dstOffset + 21), piece);
+    assert.ok(dst.subarray(0, dstOffset).every((b) => b === 0xee));
+    assert.ok(dst.subarray(dstOffset + 21).every((b) => b === 0xee));
+  }
+  assert.equal(native.copyBytes(dst, 64, new Uint8Array(0)), 0);
 });
 
 test('decodeUffdMsg decodes every event kind and keeps 47-bit addresses exact', () => {
