@@ -30,17 +30,30 @@ export interface PageSource {
    */
   prepare(fileOffset: number, len: number): void;
   /**
-   * prepare() for a prefetch's working set, given to a source that has it further ahead than
-   * prepare() is: for a source that fetches from far away (a chunked store), which then asks for
-   * the bytes early enough to arrive in time. A source that reads a local file leaves it out (its
-   * reads are quick, and hints that far ahead cost syscalls on the fault loop's thread).
+   * For a source that fetches from far away (a chunked store): how a prefetch tells it its working
+   * set further ahead than prepare() is, so the bytes are asked for early enough to arrive in time.
+   * A source that reads a local file leaves it out (its reads are quick, and hints that far ahead
+   * cost syscalls on the fault loop's thread).
    */
-  prepareAhead?(fileOffset: number, len: number): void;
+  readonly fetchAhead?: FetchAhead;
   /** An fd that polls readable when data arrived; -1 for a source that holds everything. */
   readonly wakeFd: number;
   /** Takes in what arrived (called on the loop's thread after wakeFd polled readable). */
   onWake(): void;
   close(): void;
+}
+
+/** See PageSource.fetchAhead. */
+export interface FetchAhead {
+  /** Bytes the source fetches and holds at once (a chunk), at multiples of it. */
+  readonly unitBytes: number;
+  /**
+   * Units the prefetch may name ahead of its cursor (>= 1): each named unit is fetched and held
+   * until its pages are installed, so this bounds the memory a prefetch keeps in flight.
+   */
+  readonly units: number;
+  /** prepare() for working-set pages that far ahead. */
+  prepare(fileOffset: number, len: number): void;
 }
 
 /** No span() request crosses a multiple of this (see PageSource.span). */

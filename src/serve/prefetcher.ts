@@ -11,20 +11,19 @@ const PREFETCH_STEP_BYTES = 256 * 1024;
 /** How far ahead of the prefetch cursor a source is told what comes next (prepare()). */
 const PREFETCH_LOOKAHEAD_BYTES = 16 * 1024 * 1024;
 /**
- * A source that fetches from far away (PageSource.prepareAhead) is told instead the pages of up to
- * PREFETCH_AHEAD_REGIONS distinct PREFETCH_REGION_BYTES regions of the snapshot ahead of the cursor
- * (a chunked source keeps a chunk of each: at most 64 MiB of 4 MiB chunks, of a 1 GiB default
- * cache), and never more than PREFETCH_AHEAD_MAX_BYTES of working-set pages.
+ * A source that fetches from far away (PageSource.fetchAhead) is told instead the pages of as many
+ * of its fetch units (chunks) ahead of the cursor as it says it may hold (FetchAhead.units: the
+ * chunked source allows 16 chunks of 4 MiB with the default cache, fewer for bigger chunks or a
+ * smaller cache), and never more than PREFETCH_AHEAD_MAX_BYTES of working-set pages.
  *
  * Measured (bench/remote.ts, S3 on Ceph RGW, working set + cold disk cache, 3 runs): with only the
  * 16 MiB of pages, the last chunks of the 128 MiB guest's working set were asked for ~300 ms into a
  * ~500 ms restore, and the restore waited for them; telling the source the whole working set took
- * 50-60 ms off at both links. Counted in regions, so a big, sparse working set does not name every
- * chunk at once. Not for a memory file: announcing that much at once delayed the first installs of a
- * warm-cache prefetch (bench suite fault-path, sparse-real: 74 -> 86 ms, 13 -> 21 faults).
+ * 50-60 ms off at both links. Counted in units, so a big, sparse working set does not name every
+ * chunk at once (a fixed 16 regions of 4 MiB could name 16 chunks of 64 MiB). Not for a memory
+ * file: announcing that much at once delayed the first installs of a warm-cache prefetch (bench
+ * suite fault-path, sparse-real: 74 -> 86 ms, 13 -> 21 faults).
  */
-const PREFETCH_REGION_BYTES = 4 * 1024 * 1024;
-const PREFETCH_AHEAD_REGIONS = 16;
 const PREFETCH_AHEAD_MAX_BYTES = 256 * 1024 * 1024;
 
 export interface PrefetcherOptions {
@@ -52,10 +51,10 @@ export class Prefetcher {
   private blocked = false;
   /** Hit EAGAIN: resumes after the next wait (events read, backoff passed). */
   private pausedFlag = false;
-  /** Pages up to here were announced to the source (prepare() or prepareAhead()). */
+  /** Pages up to here were announced to the source (prepare() or fetchAhead.prepare()). */
   private hintCursor = 0;
-  /** Regions announced with prepareAhead() and not yet passed by the cursor: region index -> the last page index announced in it. */
-  private readonly regionsAhead = new Map<number, number>();
+  /** Fetch units announced with fetchAhead and not yet passed by the cursor: unit index -> the last page index announced in it. */
+  private readonly unitsAhead = new Map<number, number>();
 
   constructor(o: PrefetcherOptions) {
     this.o = o;
@@ -148,27 +147,28 @@ export class Prefetcher {
   /**
    * Tells the source which bytes the prefetch needs next, as runs of pages it does not hold yet:
    * PREFETCH_LOOKAHEAD_BYTES ahead with prepare(), or to a source that fetches from far away,
-   * further ahead with prepareAhead() (see PREFETCH_AHEAD_REGIONS).
+   * further ahead with fetchAhead.prepare() (see PREFETCH_AHEAD_MAX_BYTES).
    */
   private announce(): void {
     const { source, prefetchPages } = this.o;
     const ps = this.ps;
     this.hintCursor = Math.max(this.hintCursor, this.cursor);
-    if (!source.prepareAhead) {
+    const ahead = source.fetchAhead;
+    if (!ahead) {
       const end = Math.min(prefetchPages.length, this.cursor + PREFETCH_LOOKAHEAD_BYTES / ps);
       this.hintCursor = this.announceRuns(this.hintCursor, end, (off, len) => source.prepare(off, len));
       return;
     }
-    for (const [region, last] of this.regionsAhead) if (last < this.cursor) this.regionsAhead.delete(region);
+    for (const [unit, last] of this.unitsAhead) if (last < this.cursor) this.unitsAhead.delete(unit);
     const end = Math.min(prefetchPages.length, this.cursor + PREFETCH_AHEAD_MAX_BYTES / ps);
     this.hintCursor = this.announceRuns(
       this.hintCursor,
       end,
-      (off, len) => source.prepareAhead!(off, len),
+      (off, len) => ahead.prepare(off, len),
       (offset, index) => {
-        const region = Math.floor(offset / PREFETCH_REGION_BYTES);
-        if (!this.regionsAhead.has(region) && this.regionsAhead.size >= PREFETCH_AHEAD_REGIONS) return false;
-        this.regionsAhead.set(region, index);
+        const unit = Math.floor(offset / ahead.unitBytes);
+        if (!this.unitsAhead.has(unit) && this.unitsAhead.size >= ahead.units) return false;
+        this.unitsAhead.set(unit, index);
         return true;
       },
     );

@@ -16,7 +16,15 @@ import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { native } from '../kernel/native.js';
 import { FcUffdError, type ErrorCode } from '../errors.js';
-import { CLASS_GRANULE_BYTES, PAGE_DATA, PAGE_ZERO, PageClassMap, type PageSource, type SourceSpan } from '../memory/source.js';
+import {
+  CLASS_GRANULE_BYTES,
+  PAGE_DATA,
+  PAGE_ZERO,
+  PageClassMap,
+  type FetchAhead,
+  type PageSource,
+  type SourceSpan,
+} from '../memory/source.js';
 import { registerSnapshotKind, type FetchTrace, type ServedSnapshot, type VmChannel } from '../memory/snapshot.js';
 import type { ChunkStore } from '../store/types.js';
 import { SharedSignal, waitUnlessAborted, withSignal } from '../store/abort.js';
@@ -40,6 +48,25 @@ export interface ChunkedSnapshotRef {
   readonly frameSizeBytes: number;
   /** One byte per 4 KiB page, PAGE_ZERO or PAGE_DATA, from the manifest; shared by every VM. */
   readonly classMap: SharedArrayBuffer;
+  /** Chunks a prefetch may ask for ahead of its cursor (aheadChunks()). */
+  readonly aheadChunks: number;
+}
+
+/** Chunks a prefetch asks for ahead at most: the remote bench's guest needed its working set asked for this far ahead (prefetcher.ts). */
+const AHEAD_CHUNKS_MAX = 16;
+/** Of the chunk cache, what one VM's prefetch may fill ahead of its cursor: the rest stays for what other VMs use. */
+const AHEAD_CACHE_SHARE = 4;
+/** Bytes of chunks one VM's prefetch may have asked for ahead of its cursor, whatever the cache. */
+const AHEAD_BYTES_MAX = 64 * 1024 * 1024;
+
+/**
+ * Chunks a VM's prefetch may ask for ahead of its cursor (at least one). Each is fetched, decoded,
+ * cached and held by the VM until its pages are installed, so the bytes ahead stay within a
+ * quarter of the cache and 64 MiB: 16 chunks of 4 MiB with the default 1 GiB cache, one of 64 MiB.
+ */
+export function aheadChunks(cacheCapacityBytes: number, chunkSizeBytes: number): number {
+  const budgetBytes = Math.min(cacheCapacityBytes / AHEAD_CACHE_SHARE, AHEAD_BYTES_MAX);
+  return Math.max(1, Math.min(AHEAD_CHUNKS_MAX, Math.floor(budgetBytes / chunkSizeBytes)));
 }
 
 /** Worker → main. */
@@ -199,6 +226,7 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
       chunkSizeBytes: m.chunkSizeBytes,
       frameSizeBytes: m.frameSizeBytes ?? 0,
       classMap: this.classes.buffer,
+      aheadChunks: aheadChunks(this.cache.capacityBytes, m.chunkSizeBytes),
     };
   }
 
@@ -391,6 +419,8 @@ export class ChunkedSource implements PageSource {
   /** One byte per 4 KiB page: handed out. */
   private readonly handed: Uint8Array;
   private failure: FcUffdError | undefined;
+  /** Chunks are asked for in the order they are named, at most backgroundReads fetched at once. */
+  readonly fetchAhead: FetchAhead;
 
   constructor(
     ref: ChunkedSnapshotRef,
@@ -411,6 +441,7 @@ export class ChunkedSource implements PageSource {
     this.frameState = new Uint8Array(n * this.framesPerChunk);
     this.remaining = new Int32Array(n).fill(-1);
     this.handed = new Uint8Array(this.classes.bytes.length);
+    this.fetchAhead = { unitBytes: ref.chunkSizeBytes, units: ref.aheadChunks, prepare: (off, len) => this.prepare(off, len) };
   }
 
   isZero(fileOffset: number, len: number): boolean {
@@ -457,11 +488,6 @@ export class ChunkedSource implements PageSource {
   prepare(fileOffset: number, len: number): void {
     const last = Math.floor((fileOffset + len - 1) / this.chunkSize);
     for (let ci = Math.floor(fileOffset / this.chunkSize); ci <= last; ci++) if (this.chunks[ci] === undefined) this.request(ci);
-  }
-
-  /** Chunks are asked for in the order they are named, at most backgroundReads fetched at once. */
-  prepareAhead(fileOffset: number, len: number): void {
-    this.prepare(fileOffset, len);
   }
 
   private request(ci: number): void {

@@ -2,7 +2,7 @@
 // modelled (which pages are mapped, with what first byte), no kernel involved. UffdOps
 // (src/kernel/uffd.ts) is the seam.
 import assert from 'node:assert/strict';
-import { SPAN_BOUNDARY_BYTES, type PageSource, type SourceSpan } from '../../src/memory/source.js';
+import { SPAN_BOUNDARY_BYTES, type FetchAhead, type PageSource, type SourceSpan } from '../../src/memory/source.js';
 import type { UffdOps } from '../../src/kernel/uffd.js';
 import type { CopySource } from '../../src/kernel/native.js';
 import { ERRNO } from '../../src/kernel/errors.js';
@@ -36,8 +36,8 @@ export class FakeSource implements PageSource {
   prepare(off: number, len: number): void {
     this.prepared.push([off, len]);
   }
-  /** Set to act as a source that fetches from far away (PageSource.prepareAhead). */
-  prepareAhead?: (off: number, len: number) => void;
+  /** Set to act as a source that fetches from far away (PageSource.fetchAhead). */
+  fetchAhead?: FetchAhead;
   onWake(): void {}
   close(): void {}
 }

@@ -13,7 +13,7 @@ import { StoreError, type GetOptions } from '../../src/store/types.js';
 import { FcUffdError } from '../../src/errors.js';
 import { ChunkCodecPool } from '../../src/snapshot/chunk-pool.js';
 import { ChunkCache } from '../../src/snapshot/chunk-cache.js';
-import { ServedChunkedSnapshot, type ChunkReply, type ChunkWant } from '../../src/snapshot/chunked-source.js';
+import { aheadChunks, ServedChunkedSnapshot, type ChunkReply, type ChunkWant } from '../../src/snapshot/chunked-source.js';
 import { analyzeChunk, encodeChunkBlob, sha256Hex } from '../../src/snapshot/chunk-format.js';
 import { encodeManifest, manifestId, frameOffsets, type Manifest } from '../../src/snapshot/manifest.js';
 import { loadManifest, pack } from '../../src/snapshot/pack.js';
@@ -308,6 +308,28 @@ describe('framed serving', () => {
     const r = await v.next(() => true);
     assert.equal(r.type, 'chunk');
     assert.deepEqual(Buffer.from(new Uint8Array((r as { buffer: SharedArrayBuffer }).buffer)), data.subarray(4 * MiB));
+    snap.close();
+  });
+});
+
+describe('prefetch lookahead', () => {
+  test('a VM may ask for 16 chunks ahead at most, within a quarter of the cache and 64 MiB, at least one', async () => {
+    const MB = MiB;
+    assert.equal(aheadChunks(1024 * MB, 4 * MB), 16);
+    assert.equal(aheadChunks(1024 * MB, 2 * MB), 16);
+    assert.equal(aheadChunks(1024 * MB, 64 * MB), 1, 'one chunk of 64 MiB');
+    assert.equal(aheadChunks(128 * MB, 4 * MB), 8, 'a quarter of a 128 MiB cache');
+    assert.equal(aheadChunks(16 * MB, 4 * MB), 1, 'a small cache: one chunk still');
+    assert.equal(aheadChunks(1024 * MB, 256 * MB), 1);
+    const { store, id } = await packed();
+    const snap = await ServedChunkedSnapshot.open({ manifest: id, store, cache: new ChunkCache(32 * MB), pool, prefetchChunks: 0 });
+    const { port1, port2 } = new MessageChannel();
+    const channel = { port: port1, wakeFd: -1 };
+    const ref = snap.attachVm(channel);
+    assert.equal(ref.aheadChunks, 2, "a VM is told its snapshot cache's bound");
+    snap.detachVm(channel);
+    port1.close();
+    port2.close();
     snap.close();
   });
 });

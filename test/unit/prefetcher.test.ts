@@ -64,14 +64,14 @@ test('a refused prefetch page is skipped, never fatal', () => {
   assert.equal(stats.get('speculativeErrors'), 1);
 });
 
-test('a fetching source is told the pages of 16 snapshot regions (4 MiB) ahead at most, one more as the cursor leaves one', () => {
+test('a fetching source is told the pages of as many of its units (chunks) ahead as it allows, one more as the cursor leaves one', () => {
   const REGION_PAGES = (4 * 1024 * 1024) / PS;
   const STEP_PAGES = (256 * 1024) / PS;
   // 20 regions, one step's worth of pages in each: each step installs one region's pages.
   const ws = Array.from({ length: 20 }, (_, r) => Array.from({ length: STEP_PAGES }, (_, k) => r * REGION_PAGES + k)).flat();
   const { source, prefetcher } = setup(ws, 20 * REGION_PAGES * PS);
   const ahead: Array<[number, number]> = [];
-  source.prepareAhead = (off, len) => ahead.push([off, len]);
+  source.fetchAhead = { unitBytes: REGION_PAGES * PS, units: 16, prepare: (off, len) => ahead.push([off, len]) };
   const regions = (hints: Array<[number, number]>): number[] => [...new Set(hints.map(([off]) => Math.floor(off / (REGION_PAGES * PS))))];
   prefetcher.step();
   assert.deepEqual(
@@ -87,7 +87,7 @@ test('a fetching source is told the pages of 16 snapshot regions (4 MiB) ahead a
     ],
     'as runs of pages',
   );
-  assert.deepEqual(source.prepared, [], 'prepareAhead instead of prepare: not all 20 regions, though within 16 MiB of pages');
+  assert.deepEqual(source.prepared, [], 'fetchAhead instead of prepare: not all 20 units, though within 16 MiB of pages');
   prefetcher.step();
   assert.deepEqual(
     regions(ahead),
@@ -101,7 +101,28 @@ test('a fetching source is told the pages of 16 snapshot regions (4 MiB) ahead a
   );
 });
 
-test('a source that reads a local file (no prepareAhead) is told 16 MiB of working-set pages ahead, no more', () => {
+test('big units, few allowed: a source of 16 MiB chunks that may hold 2 ahead is told the pages of 2 chunks, not 16 regions of 4 MiB', () => {
+  const UNIT_PAGES = (16 * 1024 * 1024) / PS;
+  const REGION_PAGES = (4 * 1024 * 1024) / PS;
+  const STEP_PAGES = (256 * 1024) / PS;
+  // 32 regions of 4 MiB (8 units of 16 MiB), a step's worth of pages in each.
+  const ws = Array.from({ length: 32 }, (_, r) => Array.from({ length: STEP_PAGES }, (_, k) => r * REGION_PAGES + k)).flat();
+  const { source, prefetcher } = setup(ws, 8 * UNIT_PAGES * PS);
+  const ahead: Array<[number, number]> = [];
+  source.fetchAhead = { unitBytes: UNIT_PAGES * PS, units: 2, prepare: (off, len) => ahead.push([off, len]) };
+  const units = (): number[] => [...new Set(ahead.map(([off]) => Math.floor(off / (UNIT_PAGES * PS))))];
+  prefetcher.step();
+  assert.deepEqual(units(), [0, 1], 'the first step names 2 units');
+  assert.equal(ahead.length, 8, 'the pages of their 8 regions');
+  for (let k = 0; k < 3; k++) prefetcher.step();
+  assert.deepEqual(units(), [0, 1], 'unit 0 not passed yet: nothing more named');
+  prefetcher.step();
+  assert.deepEqual(units(), [0, 1, 2], 'unit 0 passed: unit 2 named');
+  while (prefetcher.ready) prefetcher.step();
+  assert.deepEqual(units(), [0, 1, 2, 3, 4, 5, 6, 7]);
+});
+
+test('a source that reads a local file (no fetchAhead) is told 16 MiB of working-set pages ahead, no more', () => {
   const ws = Array.from({ length: 6000 }, (_, k) => k);
   const { source, prefetcher } = setup(ws, 6000 * PS);
   prefetcher.step();
