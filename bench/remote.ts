@@ -15,6 +15,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CLI_NODE_FLAGS } from '../src/cli/node-flags.js';
+import { ControlClient } from '../src/client/control-client.js';
 import { Link } from '../tools/link.js';
 import { EMULATOR_PATH, emulatorArgs, type EmulatorReport } from '../tools/emulator/run.js';
 import { DirStore } from '../src/store/dir.js';
@@ -25,7 +26,7 @@ import type { FrameTiming } from '../src/snapshot/frame-load.js';
 import { realGuest } from './lib/data.js';
 import { mdTable, RESULTS_DIR, writeResults } from './lib/results.js';
 import { fmt, quantile, spread } from './lib/stats.js';
-import { cpuNs } from './lib/trial.js';
+import { cpuNs, threadSchedNs } from './lib/trial.js';
 import type { RemoteServeConfig } from './lib/remote-serve.js';
 import type { ReceiveChildConfig, ReceiveChildResult } from './lib/receive-child.js';
 
@@ -34,24 +35,26 @@ const ROOT = path.resolve(RESULTS_DIR, '..', '..');
 const SERVICES = path.join(ROOT, 'tools/services');
 const SERVE = path.join(ROOT, 'dist/bench/lib/remote-serve.js');
 const RECEIVE = path.join(ROOT, 'dist/bench/lib/receive-child.js');
+const CLI = path.join(ROOT, 'dist/src/cli/main.js');
 const LINKS = {
   a: { name: '1 ms RTT + 500 MB/s', rttMs: 1, bytesPerSecond: 500e6 },
   b: { name: '20 ms RTT + 100 MB/s', rttMs: 20, bytesPerSecond: 100e6 },
 } as const;
 type LinkKey = keyof typeof LINKS;
 type StoreKind = 'dir' | 'http' | 's3';
-type Mode = 'on-demand' | 'ws-cold-cache' | 'warm-cache';
+type Mode = 'on-demand' | 'ws-cold-cache' | 'warm-cache' | 'daemon-ws-cold';
 
 const USAGE = `usage: node dist/bench/remote.js [--runs N] [--only dir,http,s3] [--links a,b]
-                                [--modes on-demand,ws-cold-cache,warm-cache] [--skip-receive]
+                                [--modes on-demand,ws-cold-cache,warm-cache,daemon-ws-cold] [--skip-receive]
   --runs N        trials per row, and runs per receive variant (default 5)
   --only K,...    stores: dir (the local directory: the bound of the remote targets), http, s3
   --links L,...   a: 1 ms RTT + 500 MB/s, b: 20 ms RTT + 100 MB/s
-  --modes M,...   on-demand, ws-cold-cache (working set, cold disk cache), warm-cache
+  --modes M,...   on-demand, ws-cold-cache (working set, cold disk cache), warm-cache,
+                  daemon-ws-cold (ws-cold-cache in an fc-uffd daemon warmed by a restore of another snapshot)
   --skip-receive  leave out the receive table
 A run of part of the matrix writes results too (targets whose rows are missing read NaN).
 `;
-const MODES: readonly Mode[] = ['on-demand', 'ws-cold-cache', 'warm-cache'];
+const MODES: readonly Mode[] = ['on-demand', 'ws-cold-cache', 'warm-cache', 'daemon-ws-cold'];
 
 function usageError(message: string): never {
   process.stderr.write(`remote bench: ${message}\n${USAGE}`);
@@ -164,30 +167,8 @@ async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace:
       await sleep(5);
     }
     const linkCpuAtStart = link ? cpuNs(link.pid) : undefined;
-    const emu = spawn(
-      EMULATOR_PATH,
-      emulatorArgs({ socket, mem, pageSize: '4k', vcpus: 1, pattern: `trace:${trace}`, deadlineMs: 120_000 }),
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    track(emu);
-    let eout = '';
-    let eerr = '';
-    emu.stdout.setEncoding('utf8').on('data', (d: string) => {
-      eout += d;
-    });
-    emu.stderr.setEncoding('utf8').on('data', (d: string) => {
-      eerr += d;
-    });
-    const code = await new Promise<number | null>((r) => emu.on('close', r));
+    const report = await replayTrace(socket, mem, trace, () => `server: ${err.slice(-500)}`);
     const linkCpuMs = link && linkCpuAtStart !== undefined ? (cpuNs(link.pid) - linkCpuAtStart) / 1e6 : null;
-    if (code !== 0) throw new Error(`emulator exit ${code}: ${eerr.slice(-500)} / server: ${err.slice(-500)}`);
-    const report = JSON.parse(
-      eout
-        .trim()
-        .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .pop()!,
-    ) as EmulatorReport;
     const t1 = Date.now();
     while (!out.includes('vmEnded')) {
       if (Date.now() - t1 > 10_000) throw new Error('server printed no VM end');
@@ -215,6 +196,126 @@ async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace:
     server.kill('SIGTERM');
     await exited;
     fs.rmSync(socket, { force: true });
+  }
+}
+
+/** The emulator replaying the real restore trace against `socket` (checking every byte against `mem`); its report. */
+async function replayTrace(socket: string, mem: string, trace: string, serverTail: () => string): Promise<EmulatorReport> {
+  const emu = spawn(
+    EMULATOR_PATH,
+    emulatorArgs({ socket, mem, pageSize: '4k', vcpus: 1, pattern: `trace:${trace}`, deadlineMs: 120_000 }),
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  track(emu);
+  let eout = '';
+  let eerr = '';
+  emu.stdout.setEncoding('utf8').on('data', (d: string) => {
+    eout += d;
+  });
+  emu.stderr.setEncoding('utf8').on('data', (d: string) => {
+    eerr += d;
+  });
+  const code = await new Promise<number | null>((r) => emu.on('close', r));
+  if (code !== 0) throw new Error(`emulator exit ${code}: ${eerr.slice(-500)} / ${serverTail()}`);
+  return JSON.parse(
+    eout
+      .trim()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .pop()!,
+  ) as EmulatorReport;
+}
+
+/**
+ * `src` with one byte changed in every chunk that holds data (its first non-zero byte, kept
+ * non-zero): the same sizes, zero pages and compression, and not one chunk or frame in common.
+ */
+function writeWarmUpImage(src: string, dst: string, chunkSizeBytes: number): void {
+  const image = fs.readFileSync(src);
+  for (let at = 0; at < image.length; at += chunkSizeBytes) {
+    const chunk = image.subarray(at, Math.min(at + chunkSizeBytes, image.length));
+    const k = chunk.findIndex((b) => b !== 0);
+    if (k >= 0) chunk[k] = chunk[k]! === 0xff ? 0x01 : chunk[k]! + 1;
+  }
+  fs.writeFileSync(dst, image);
+}
+
+/** The snapshot a daemon trial restores first, to warm the handler: another image (no chunk in common), its manifest and working set. */
+interface WarmUp {
+  mem: string;
+  manifest: string;
+  ws: string;
+}
+
+/**
+ * One restore in an `fc-uffd daemon`, the handler a host runs once for every VM: started fresh
+ * with an empty disk cache, it first serves a restore of another snapshot (`warm`: no chunk in
+ * common, so no cache helps; its code, connections and threads are then warm, as they are on a
+ * host after its first restore), then the measured one (working set, cold caches). CPU: every
+ * thread of the daemon over the measured restore (to the emulator's exit).
+ */
+async function daemonTrial(
+  linked: { store: string; s3Endpoint?: string },
+  warm: WarmUp,
+  measured: { manifest: string; ws: string; mem: string },
+  trace: string,
+  link?: Link,
+): Promise<Trial> {
+  const dir = fs.mkdtempSync(path.join(work, 'daemon-'));
+  const control = path.join(dir, 'control.sock');
+  const args = ['daemon', '--control', control, '--cache-dir', path.join(dir, 'cache'), '--log-level', 'warn'];
+  if (linked.s3Endpoint) args.push('--s3-endpoint', linked.s3Endpoint);
+  const daemon = spawn(process.execPath, [...CLI_NODE_FLAGS, CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  track(daemon);
+  let err = '';
+  daemon.stderr.setEncoding('utf8').on('data', (d: string) => {
+    err += d;
+  });
+  const exited = new Promise<void>((r) => daemon.once('exit', () => r()));
+  const client = new ControlClient(control);
+  try {
+    const t0 = Date.now();
+    while (!(
+      fs.existsSync(control) &&
+      (await client.health().then(
+        () => true,
+        () => false,
+      ))
+    )) {
+      if (daemon.exitCode !== null || Date.now() - t0 > 30_000) throw new Error(`daemon did not start: ${err.slice(-500)}`);
+      await sleep(10);
+    }
+    const tail = (): string => `daemon: ${err.slice(-500)}`;
+    const first = await client.createRestore('warm-up', { store: linked.store, snapshot: warm.manifest, prefetch: warm.ws });
+    await replayTrace(first.socket, warm.mem, trace, tail);
+    // Its VM ended in the daemon too, so none of its work is counted in the measured restore's.
+    const t1 = Date.now();
+    while ((await client.health()).vms_live > 0) {
+      if (Date.now() - t1 > 10_000) throw new Error(`the warm-up VM did not end: ${tail()}`);
+      await sleep(5);
+    }
+    const second = await client.createRestore('measured', { store: linked.store, snapshot: measured.manifest, prefetch: measured.ws });
+    const pid = daemon.pid!;
+    const [cpu0, main0, link0] = [cpuNs(pid), threadSchedNs(pid, pid), link ? cpuNs(link.pid) : NaN];
+    const report = await replayTrace(second.socket, measured.mem, trace, tail);
+    const main1 = threadSchedNs(pid, pid);
+    return {
+      doneMs: report.handshakeToDoneMs,
+      touchP50Us: report.touchLatencyUs.p50,
+      touchP99Us: report.touchLatencyUs.p99,
+      frameFetchMs: [],
+      frameTimings: [],
+      cpuMs: (cpuNs(pid) - cpu0) / 1e6,
+      mainCpuMs: (main1.cpuNs - main0.cpuNs) / 1e6,
+      mainWaitMs: (main1.waitNs - main0.waitNs) / 1e6,
+      linkCpuMs: link ? (cpuNs(link.pid) - link0) / 1e6 : null,
+    };
+  } finally {
+    await client.close();
+    daemon.kill('SIGTERM');
+    await exited;
   }
 }
 
@@ -360,6 +461,18 @@ async function main(): Promise<void> {
   const ws = path.join(work, 'guest.ws');
   await trial({ store: dirStore, manifest, recordWs: ws }, real.image.path, real.trace);
 
+  // The daemon rows' warm-up: the same guest with a byte changed in every chunk (no chunk in
+  // common), packed where the measured snapshot is, with its own working set.
+  const daemonRows = MODES_RUN.includes('daemon-ws-cold');
+  let warmUp: WarmUp | undefined;
+  if (daemonRows) {
+    const mem = path.join(work, 'warm-up.mem');
+    writeWarmUpImage(real.image.path, mem, packed.manifest.chunkSizeBytes);
+    const r = await pack({ memPath: mem, store: DirStore.open(dirStore, { fsync: false }) });
+    warmUp = { mem, manifest: r.id, ws: path.join(work, 'warm-up.ws') };
+    await trial({ store: dirStore, manifest: r.id, recordWs: warmUp.ws }, mem, real.trace);
+  }
+
   const endpoints: Partial<Record<StoreKind, { spec: string; host: string; port: number; s3Endpoint?: string }>> = {};
   if (KINDS.includes('http')) {
     const url = process.env.FC_UFFD_TEST_HTTP_URL ?? startService('nginx-start.sh', [String(await freePort())]);
@@ -387,6 +500,7 @@ async function main(): Promise<void> {
     const store = await openStore(e.spec, e.s3Endpoint ? { s3: { endpoint: e.s3Endpoint } } : {});
     const tp = Date.now();
     const r = await pack({ memPath: real.image.path, store });
+    if (warmUp) await pack({ memPath: warmUp.mem, store });
     await store.close();
     if (r.id !== manifest) throw new Error(`${kind}: packed to another manifest id`);
     process.stdout.write(`packed into ${kind} in ${Date.now() - tp} ms (${r.newChunks} chunks uploaded)\n`);
@@ -403,7 +517,8 @@ async function main(): Promise<void> {
     store: StoreKind,
     linkKey: LinkKey | null,
     mode: Mode,
-    cfg: (i: number) => Omit<RemoteServeConfig, 'socket'>,
+    /** Run i's restore: a fresh handler with this configuration, or a trial of its own. */
+    cfg: ((i: number) => Omit<RemoteServeConfig, 'socket'>) | { trial: (i: number) => Promise<Trial> },
     bare?: () => Promise<number[]>,
     link?: Link,
   ): Promise<void> => {
@@ -416,7 +531,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < RUNS; i++) {
       // Interleaved with the trials, so both see the same load.
       if (bare) bareMs.push(...(await bare()));
-      trials.push(await trial(cfg(i), real.image.path, real.trace, link));
+      trials.push(await (typeof cfg === 'function' ? trial(cfg(i), real.image.path, real.trace, link) : cfg.trial(i)));
     }
     const frames = trials.flatMap((t) => t.frameFetchMs);
     const l = linkKey ? LINKS[linkKey] : null;
@@ -457,6 +572,12 @@ async function main(): Promise<void> {
   if (KINDS.includes('dir')) {
     await run('dir', null, 'on-demand', () => ({ store: dirStore, manifest }));
     await run('dir', null, 'ws-cold-cache', () => ({ store: dirStore, manifest, prefetch: ws }));
+    if (warmUp) {
+      const w = warmUp;
+      await run('dir', null, 'daemon-ws-cold', {
+        trial: () => daemonTrial({ store: dirStore }, w, { manifest, ws, mem: real.image.path }, real.trace),
+      });
+    }
   }
   for (const [kind, e] of Object.entries(endpoints) as Array<[StoreKind, NonNullable<(typeof endpoints)[StoreKind]>]>) {
     for (const lk of LINK_KEYS) {
@@ -487,6 +608,17 @@ async function main(): Promise<void> {
         const warm = path.join(work, `warm-${kind}-${lk}`);
         if (MODES_RUN.includes('warm-cache')) await trial({ ...linked(), manifest, cacheDir: warm }, real.image.path, real.trace); // fills the disk cache
         await run(kind, lk, 'warm-cache', () => ({ ...linked(), manifest, cacheDir: warm }), undefined, link);
+        if (warmUp) {
+          const w = warmUp;
+          await run(
+            kind,
+            lk,
+            'daemon-ws-cold',
+            { trial: () => daemonTrial(linked(), w, { manifest, ws, mem: real.image.path }, real.trace, link) },
+            undefined,
+            link,
+          );
+        }
       } finally {
         await link.close();
       }
@@ -495,6 +627,7 @@ async function main(): Promise<void> {
 
   const localDone = rows.find((r) => r.store === 'dir' && r.mode === 'on-demand')?.doneMsMedian ?? NaN;
   const localWs = rows.find((r) => r.store === 'dir' && r.mode === 'ws-cold-cache')?.doneMsMedian ?? NaN;
+  const localDaemonWs = rows.find((r) => r.store === 'dir' && r.mode === 'daemon-ws-cold')?.doneMsMedian ?? NaN;
   const targets: Target[] = rows
     .filter((r) => r.store !== 'dir')
     .map((r) => {
@@ -505,6 +638,17 @@ async function main(): Promise<void> {
           store: r.store,
           link: r.link,
           what: 'working set + cold disk cache: done <= 1.25 x max(local dir (ws), transfer floor)',
+          valueMs: r.doneMsMedian,
+          boundMs: bound,
+          met: r.doneMsMedian <= bound,
+        };
+      }
+      if (r.mode === 'daemon-ws-cold') {
+        const bound = 1.25 * Math.max(localDaemonWs, r.floorMs!);
+        return {
+          store: r.store,
+          link: r.link,
+          what: 'the same in a warm daemon: done <= 1.25 x max(local dir (ws, warm daemon), transfer floor)',
           valueMs: r.doneMsMedian,
           boundMs: bound,
           met: r.doneMsMedian <= bound,
@@ -592,7 +736,11 @@ function render(r: {
     r.rows.map((x) => [
       x.store,
       x.link ?? 'local',
-      x.mode === 'ws-cold-cache' && x.store === 'dir' ? 'working set' : x.mode,
+      x.store === 'dir' && x.mode === 'ws-cold-cache'
+        ? 'working set'
+        : x.store === 'dir' && x.mode === 'daemon-ws-cold'
+          ? 'working set, warm daemon'
+          : x.mode,
       ms(x.doneMsMedian),
       x.doneMsRuns.join(', '),
       ms(x.cpuMsMedian),

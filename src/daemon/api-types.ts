@@ -8,7 +8,7 @@ export interface RestoreRequest {
   mem?: string;
   /** A chunked snapshot: manifest id in `store`, or a manifest file. */
   snapshot?: string;
-  /** The chunk store of `snapshot`: a directory (remote stores later). */
+  /** The chunk store of `snapshot`: a directory, s3://BUCKET/PREFIX or http(s)://HOST/PREFIX (the daemon's store flags apply). */
   store?: string;
   /** The uffd socket: a file name, or a path, directly inside the daemon's sockets dir (default `{name}.sock`). */
   socket?: string;
