@@ -316,6 +316,7 @@ async function daemonTrial(
     await client.close();
     daemon.kill('SIGTERM');
     await exited;
+    fs.rmSync(dir, { recursive: true, force: true }); // its disk cache: ~70 MiB a trial
   }
 }
 
