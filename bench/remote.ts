@@ -602,7 +602,17 @@ async function main(): Promise<void> {
           kind,
           lk,
           'ws-cold-cache',
-          (i) => ({ ...linked(), manifest, prefetch: ws, cacheDir: path.join(work, `cold-${kind}-${lk}-${i}`) }),
+          {
+            // Each run's cold disk cache is its own, removed once measured (~35 MiB).
+            trial: async (i) => {
+              const cacheDir = path.join(work, `cold-${kind}-${lk}-${i}`);
+              try {
+                return await trial({ ...linked(), manifest, prefetch: ws, cacheDir }, real.image.path, real.trace, link);
+              } finally {
+                fs.rmSync(cacheDir, { recursive: true, force: true });
+              }
+            },
+          },
           undefined,
           link,
         );
