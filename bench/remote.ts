@@ -17,7 +17,7 @@ import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CLI_NODE_FLAGS } from '../src/cli/node-flags.js';
 import { ControlClient } from '../src/client/control-client.js';
 import { Link } from '../tools/link.js';
-import { EMULATOR_PATH, emulatorArgs, type EmulatorReport } from '../tools/emulator/run.js';
+import { runEmulator, type EmulatorReport } from '../tools/emulator/run.js';
 import { DirStore } from '../src/store/dir.js';
 import { openStore } from '../src/store/open.js';
 import { pack } from '../src/snapshot/pack.js';
@@ -110,6 +110,22 @@ function track(child: ChildProcess): void {
 }
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** A Node script of this project run with the fc-uffd executable's flags (the bench measures what users run), tracked, with what it printed so far. */
+function startNode(script: string, args: string[]): { child: ChildProcess; out: () => string; err: () => string; closed: Promise<void> } {
+  const child = spawn(process.execPath, [...CLI_NODE_FLAGS, script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  track(child);
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    err += d;
+  });
+  const closed = new Promise<void>((r) => child.once('close', () => r()));
+  return { child, out: () => out, err: () => err, closed };
+}
+
 async function freePort(): Promise<number> {
   const srv = net.createServer();
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
@@ -146,35 +162,27 @@ interface Trial {
 /** One restore: our library server on `store`, the emulator replaying the trace. */
 async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace: string, link?: Link): Promise<Trial> {
   const socket = path.join(work, `s-${Date.now()}-${Math.random().toString(36).slice(2)}.sock`);
-  // With the Node flags of the fc-uffd executable: the bench measures what users run.
-  const server = spawn(process.execPath, [...CLI_NODE_FLAGS, SERVE, JSON.stringify({ ...cfg, socket })], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  track(server);
-  let out = '';
-  let err = '';
-  server.stdout.setEncoding('utf8').on('data', (d: string) => {
-    out += d;
-  });
-  server.stderr.setEncoding('utf8').on('data', (d: string) => {
-    err += d;
-  });
-  const exited = new Promise<number | null>((r) => server.on('close', r));
+  const server = startNode(SERVE, [JSON.stringify({ ...cfg, socket })]);
   try {
     const t0 = Date.now();
-    while (!out.includes('ready\n')) {
-      if (server.exitCode !== null || Date.now() - t0 > 30_000) throw new Error(`server did not start: ${err.slice(-500)}`);
+    while (!server.out().includes('ready\n')) {
+      if (server.child.exitCode !== null || Date.now() - t0 > 30_000) throw new Error(`server did not start: ${server.err().slice(-500)}`);
       await sleep(5);
     }
     const linkCpuAtStart = link ? cpuNs(link.pid) : undefined;
-    const report = await replayTrace(socket, mem, trace, () => `server: ${err.slice(-500)}`);
+    const report = await replayTrace(socket, mem, trace, () => `server: ${server.err().slice(-500)}`);
     const linkCpuMs = link && linkCpuAtStart !== undefined ? (cpuNs(link.pid) - linkCpuAtStart) / 1e6 : null;
     const t1 = Date.now();
-    while (!out.includes('vmEnded')) {
+    while (!server.out().includes('vmEnded')) {
       if (Date.now() - t1 > 10_000) throw new Error('server printed no VM end');
       await sleep(5);
     }
-    const ended = JSON.parse(out.split('\n').find((l) => l.includes('vmEnded'))!) as {
+    const ended = JSON.parse(
+      server
+        .out()
+        .split('\n')
+        .find((l) => l.includes('vmEnded'))!,
+    ) as {
       frameFetchMs: number[];
       frameTimings: FrameTiming[];
       cpuMs: number;
@@ -193,39 +201,17 @@ async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace:
       linkCpuMs,
     };
   } finally {
-    server.kill('SIGTERM');
-    await exited;
+    server.child.kill('SIGTERM');
+    await server.closed;
     fs.rmSync(socket, { force: true });
   }
 }
 
 /** The emulator replaying the real restore trace against `socket` (checking every byte against `mem`); its report. */
 async function replayTrace(socket: string, mem: string, trace: string, serverTail: () => string): Promise<EmulatorReport> {
-  const emu = spawn(
-    EMULATOR_PATH,
-    emulatorArgs({ socket, mem, pageSize: '4k', vcpus: 1, pattern: `trace:${trace}`, deadlineMs: 120_000 }),
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  track(emu);
-  let eout = '';
-  let eerr = '';
-  emu.stdout.setEncoding('utf8').on('data', (d: string) => {
-    eout += d;
-  });
-  emu.stderr.setEncoding('utf8').on('data', (d: string) => {
-    eerr += d;
-  });
-  const code = await new Promise<number | null>((r) => emu.on('close', r));
-  if (code !== 0) throw new Error(`emulator exit ${code}: ${eerr.slice(-500)} / ${serverTail()}`);
-  return JSON.parse(
-    eout
-      .trim()
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .pop()!,
-  ) as EmulatorReport;
+  const r = await runEmulator({ socket, mem, pageSize: '4k', vcpus: 1, pattern: `trace:${trace}`, deadlineMs: 120_000 }, track);
+  if (r.code !== 0 || !r.report) throw new Error(`emulator exit ${r.code ?? r.signal}: ${r.stderr.slice(-500)} / ${serverTail()}`);
+  return r.report;
 }
 
 /**
@@ -240,6 +226,20 @@ function writeWarmUpImage(src: string, dst: string, chunkSizeBytes: number): voi
     if (k >= 0) chunk[k] = chunk[k]! === 0xff ? 0x01 : chunk[k]! + 1;
   }
   fs.writeFileSync(dst, image);
+}
+
+/**
+ * The daemon rows' warm-up: the guest with a byte changed in every chunk (no chunk in common),
+ * packed in the local directory store (the remote stores get it with the measured snapshot), with
+ * a working set recorded from it.
+ */
+async function packWarmUp(image: string, dirStore: string, chunkSizeBytes: number, trace: string): Promise<WarmUp> {
+  const mem = path.join(work, 'warm-up.mem');
+  writeWarmUpImage(image, mem, chunkSizeBytes);
+  const r = await pack({ memPath: mem, store: DirStore.open(dirStore, { fsync: false }) });
+  const warmUp = { mem, manifest: r.id, ws: path.join(work, 'warm-up.ws') };
+  await trial({ store: dirStore, manifest: r.id, recordWs: warmUp.ws }, mem, trace);
+  return warmUp;
 }
 
 /** The snapshot a daemon trial restores first, to warm the handler: another image (no chunk in common), its manifest and working set. */
@@ -267,13 +267,7 @@ async function daemonTrial(
   const control = path.join(dir, 'control.sock');
   const args = ['daemon', '--control', control, '--cache-dir', path.join(dir, 'cache'), '--log-level', 'warn'];
   if (linked.s3Endpoint) args.push('--s3-endpoint', linked.s3Endpoint);
-  const daemon = spawn(process.execPath, [...CLI_NODE_FLAGS, CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-  track(daemon);
-  let err = '';
-  daemon.stderr.setEncoding('utf8').on('data', (d: string) => {
-    err += d;
-  });
-  const exited = new Promise<void>((r) => daemon.once('exit', () => r()));
+  const daemon = startNode(CLI, args);
   const client = new ControlClient(control);
   try {
     const t0 = Date.now();
@@ -284,10 +278,10 @@ async function daemonTrial(
         () => false,
       ))
     )) {
-      if (daemon.exitCode !== null || Date.now() - t0 > 30_000) throw new Error(`daemon did not start: ${err.slice(-500)}`);
+      if (daemon.child.exitCode !== null || Date.now() - t0 > 30_000) throw new Error(`daemon did not start: ${daemon.err().slice(-500)}`);
       await sleep(10);
     }
-    const tail = (): string => `daemon: ${err.slice(-500)}`;
+    const tail = (): string => `daemon: ${daemon.err().slice(-500)}`;
     const first = await client.createRestore('warm-up', { store: linked.store, snapshot: warm.manifest, prefetch: warm.ws });
     await replayTrace(first.socket, warm.mem, trace, tail);
     // Its VM ended in the daemon too, so none of its work is counted in the measured restore's.
@@ -297,7 +291,7 @@ async function daemonTrial(
       await sleep(5);
     }
     const second = await client.createRestore('measured', { store: linked.store, snapshot: measured.manifest, prefetch: measured.ws });
-    const pid = daemon.pid!;
+    const pid = daemon.child.pid!;
     const [cpu0, main0, link0] = [cpuNs(pid), threadSchedNs(pid, pid), link ? cpuNs(link.pid) : NaN];
     const report = await replayTrace(second.socket, measured.mem, trace, tail);
     const main1 = threadSchedNs(pid, pid);
@@ -314,8 +308,8 @@ async function daemonTrial(
     };
   } finally {
     await client.close();
-    daemon.kill('SIGTERM');
-    await exited;
+    daemon.child.kill('SIGTERM');
+    await daemon.closed;
     fs.rmSync(dir, { recursive: true, force: true }); // its disk cache: ~70 MiB a trial
   }
 }
@@ -462,17 +456,9 @@ async function main(): Promise<void> {
   const ws = path.join(work, 'guest.ws');
   await trial({ store: dirStore, manifest, recordWs: ws }, real.image.path, real.trace);
 
-  // The daemon rows' warm-up: the same guest with a byte changed in every chunk (no chunk in
-  // common), packed where the measured snapshot is, with its own working set.
-  const daemonRows = MODES_RUN.includes('daemon-ws-cold');
-  let warmUp: WarmUp | undefined;
-  if (daemonRows) {
-    const mem = path.join(work, 'warm-up.mem');
-    writeWarmUpImage(real.image.path, mem, packed.manifest.chunkSizeBytes);
-    const r = await pack({ memPath: mem, store: DirStore.open(dirStore, { fsync: false }) });
-    warmUp = { mem, manifest: r.id, ws: path.join(work, 'warm-up.ws') };
-    await trial({ store: dirStore, manifest: r.id, recordWs: warmUp.ws }, mem, real.trace);
-  }
+  const warmUp = MODES_RUN.includes('daemon-ws-cold')
+    ? await packWarmUp(real.image.path, dirStore, packed.manifest.chunkSizeBytes, real.trace)
+    : undefined;
 
   const endpoints: Partial<Record<StoreKind, { spec: string; host: string; port: number; s3Endpoint?: string }>> = {};
   if (KINDS.includes('http')) {
@@ -513,13 +499,17 @@ async function main(): Promise<void> {
       `receive ${x.store} ${x.path} ${x.nodeFlags}: main ${x.mainCpuMsMedian.toFixed(0)} ms, other threads ${x.otherCpuMsMedian.toFixed(0)} ms CPU, wall ${x.wallMsMedian.toFixed(0)} ms\n`,
     );
 
+  /** A restore by a fresh handler (bench/lib/remote-serve.ts) of the guest, replaying its trace. */
+  const served = (cfg: Omit<RemoteServeConfig, 'socket'>, link?: Link): Promise<Trial> => trial(cfg, real.image.path, real.trace, link);
+  /** What a daemon trial restores after its warm-up. */
+  const measured = { manifest, ws, mem: real.image.path };
   const rows: Row[] = [];
   const run = async (
     store: StoreKind,
     linkKey: LinkKey | null,
     mode: Mode,
-    /** Run i's restore: a fresh handler with this configuration, or a trial of its own. */
-    cfg: ((i: number) => Omit<RemoteServeConfig, 'socket'>) | { trial: (i: number) => Promise<Trial> },
+    /** Run i's restore. */
+    trialOf: (i: number) => Promise<Trial>,
     bare?: () => Promise<number[]>,
     link?: Link,
   ): Promise<void> => {
@@ -532,7 +522,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < RUNS; i++) {
       // Interleaved with the trials, so both see the same load.
       if (bare) bareMs.push(...(await bare()));
-      trials.push(await (typeof cfg === 'function' ? trial(cfg(i), real.image.path, real.trace, link) : cfg.trial(i)));
+      trials.push(await trialOf(i));
     }
     const frames = trials.flatMap((t) => t.frameFetchMs);
     const l = linkKey ? LINKS[linkKey] : null;
@@ -571,14 +561,9 @@ async function main(): Promise<void> {
   };
 
   if (KINDS.includes('dir')) {
-    await run('dir', null, 'on-demand', () => ({ store: dirStore, manifest }));
-    await run('dir', null, 'ws-cold-cache', () => ({ store: dirStore, manifest, prefetch: ws }));
-    if (warmUp) {
-      const w = warmUp;
-      await run('dir', null, 'daemon-ws-cold', {
-        trial: () => daemonTrial({ store: dirStore }, w, { manifest, ws, mem: real.image.path }, real.trace),
-      });
-    }
+    await run('dir', null, 'on-demand', () => served({ store: dirStore, manifest }));
+    await run('dir', null, 'ws-cold-cache', () => served({ store: dirStore, manifest, prefetch: ws }));
+    if (warmUp) await run('dir', null, 'daemon-ws-cold', () => daemonTrial({ store: dirStore }, warmUp, measured, real.trace));
   }
   for (const [kind, e] of Object.entries(endpoints) as Array<[StoreKind, NonNullable<(typeof endpoints)[StoreKind]>]>) {
     for (const lk of LINK_KEYS) {
@@ -594,7 +579,7 @@ async function main(): Promise<void> {
           kind,
           lk,
           'on-demand',
-          () => ({ ...linked(), manifest }),
+          () => served({ ...linked(), manifest }, link),
           () => bareFrameGetMs(linked(), packed.manifest, 8),
           link,
         );
@@ -602,34 +587,22 @@ async function main(): Promise<void> {
           kind,
           lk,
           'ws-cold-cache',
-          {
-            // Each run's cold disk cache is its own, removed once measured (~35 MiB).
-            trial: async (i) => {
-              const cacheDir = path.join(work, `cold-${kind}-${lk}-${i}`);
-              try {
-                return await trial({ ...linked(), manifest, prefetch: ws, cacheDir }, real.image.path, real.trace, link);
-              } finally {
-                fs.rmSync(cacheDir, { recursive: true, force: true });
-              }
-            },
+          // Each run's cold disk cache is its own, removed once measured (~35 MiB).
+          async (i) => {
+            const cacheDir = path.join(work, `cold-${kind}-${lk}-${i}`);
+            try {
+              return await served({ ...linked(), manifest, prefetch: ws, cacheDir }, link);
+            } finally {
+              fs.rmSync(cacheDir, { recursive: true, force: true });
+            }
           },
           undefined,
           link,
         );
         const warm = path.join(work, `warm-${kind}-${lk}`);
         if (MODES_RUN.includes('warm-cache')) await trial({ ...linked(), manifest, cacheDir: warm }, real.image.path, real.trace); // fills the disk cache
-        await run(kind, lk, 'warm-cache', () => ({ ...linked(), manifest, cacheDir: warm }), undefined, link);
-        if (warmUp) {
-          const w = warmUp;
-          await run(
-            kind,
-            lk,
-            'daemon-ws-cold',
-            { trial: () => daemonTrial(linked(), w, { manifest, ws, mem: real.image.path }, real.trace, link) },
-            undefined,
-            link,
-          );
-        }
+        await run(kind, lk, 'warm-cache', () => served({ ...linked(), manifest, cacheDir: warm }, link), undefined, link);
+        if (warmUp) await run(kind, lk, 'daemon-ws-cold', () => daemonTrial(linked(), warmUp, measured, real.trace, link), undefined, link);
       } finally {
         await link.close();
       }

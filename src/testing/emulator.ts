@@ -3,7 +3,7 @@
 // touches pages and checks every byte). It is built from the package's tools/ directory, not on a
 // registry install: `make -C node_modules/firecracker-uffd/tools bin/fc-emu` (gcc, make, Linux headers),
 // or `npm run build:tools` in a clone. FC_UFFD_EMULATOR=/path/to/fc-emu points elsewhere.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -125,11 +125,15 @@ export function emulatorArgs(o: EmulatorOptions): string[] {
   return args;
 }
 
-/** Runs the emulator as its own process (as Firecracker is) and collects its report. */
-export async function runEmulator(o: EmulatorOptions): Promise<EmulatorResult> {
+/**
+ * Runs the emulator as its own process (as Firecracker is) and collects its report. `onSpawn`: told
+ * the child at once (a caller that kills its children on Ctrl-C keeps it).
+ */
+export async function runEmulator(o: EmulatorOptions, onSpawn?: (child: ChildProcess) => void): Promise<EmulatorResult> {
   const bin = emulatorPath();
   return new Promise((resolve, reject) => {
     const child = spawn(bin, emulatorArgs(o), { stdio: ['ignore', 'pipe', 'pipe'] });
+    onSpawn?.(child);
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));

@@ -64,18 +64,28 @@ test('a refused prefetch page is skipped, never fatal', () => {
   assert.equal(stats.get('speculativeErrors'), 1);
 });
 
-test('a fetching source is told the pages of as many of its units (chunks) ahead as it allows, one more as the cursor leaves one', () => {
-  const REGION_PAGES = (4 * 1024 * 1024) / PS;
-  const STEP_PAGES = (256 * 1024) / PS;
-  // 20 regions, one step's worth of pages in each: each step installs one region's pages.
-  const ws = Array.from({ length: 20 }, (_, r) => Array.from({ length: STEP_PAGES }, (_, k) => r * REGION_PAGES + k)).flat();
-  const { source, prefetcher } = setup(ws, 20 * REGION_PAGES * PS);
+const REGION_PAGES = (4 * 1024 * 1024) / PS;
+const STEP_PAGES = (256 * 1024) / PS;
+
+/**
+ * A working set of one prefetch step's pages at the start of each of `regions` 4 MiB regions (a
+ * step installs one region's), for a fetching source of `unitBytes` units that allows `units`
+ * ahead. `ahead`: what it was told; `named()`: the units named so far.
+ */
+function fetchingSetup(regions: number, unitBytes: number, units: number) {
+  const ws = Array.from({ length: regions }, (_, r) => Array.from({ length: STEP_PAGES }, (_, k) => r * REGION_PAGES + k)).flat();
+  const s = setup(ws, regions * REGION_PAGES * PS);
   const ahead: Array<[number, number]> = [];
-  source.fetchAhead = { unitBytes: REGION_PAGES * PS, units: 16, prepare: (off, len) => ahead.push([off, len]) };
-  const regions = (hints: Array<[number, number]>): number[] => [...new Set(hints.map(([off]) => Math.floor(off / (REGION_PAGES * PS))))];
+  s.source.fetchAhead = { unitBytes, units, prepare: (off, len) => ahead.push([off, len]) };
+  const named = (): number[] => [...new Set(ahead.map(([off]) => Math.floor(off / unitBytes)))];
+  return { ...s, ahead, named };
+}
+
+test('a fetching source is told the pages of as many of its units (chunks) ahead as it allows, one more as the cursor leaves one', () => {
+  const { source, prefetcher, ahead, named } = fetchingSetup(20, REGION_PAGES * PS, 16);
   prefetcher.step();
   assert.deepEqual(
-    regions(ahead),
+    named(),
     Array.from({ length: 16 }, (_, r) => r),
     'the first step names 16 regions, not the whole working set',
   );
@@ -90,36 +100,29 @@ test('a fetching source is told the pages of as many of its units (chunks) ahead
   assert.deepEqual(source.prepared, [], 'fetchAhead instead of prepare: not all 20 units, though within 16 MiB of pages');
   prefetcher.step();
   assert.deepEqual(
-    regions(ahead),
+    named(),
     Array.from({ length: 17 }, (_, r) => r),
     'region 0 done: region 16 named',
   );
   while (prefetcher.ready) prefetcher.step();
   assert.deepEqual(
-    regions(ahead),
+    named(),
     Array.from({ length: 20 }, (_, r) => r),
   );
 });
 
 test('big units, few allowed: a source of 16 MiB chunks that may hold 2 ahead is told the pages of 2 chunks, not 16 regions of 4 MiB', () => {
-  const UNIT_PAGES = (16 * 1024 * 1024) / PS;
-  const REGION_PAGES = (4 * 1024 * 1024) / PS;
-  const STEP_PAGES = (256 * 1024) / PS;
-  // 32 regions of 4 MiB (8 units of 16 MiB), a step's worth of pages in each.
-  const ws = Array.from({ length: 32 }, (_, r) => Array.from({ length: STEP_PAGES }, (_, k) => r * REGION_PAGES + k)).flat();
-  const { source, prefetcher } = setup(ws, 8 * UNIT_PAGES * PS);
-  const ahead: Array<[number, number]> = [];
-  source.fetchAhead = { unitBytes: UNIT_PAGES * PS, units: 2, prepare: (off, len) => ahead.push([off, len]) };
-  const units = (): number[] => [...new Set(ahead.map(([off]) => Math.floor(off / (UNIT_PAGES * PS))))];
+  // 32 regions of 4 MiB: 8 units of 16 MiB.
+  const { prefetcher, ahead, named } = fetchingSetup(32, 4 * REGION_PAGES * PS, 2);
   prefetcher.step();
-  assert.deepEqual(units(), [0, 1], 'the first step names 2 units');
+  assert.deepEqual(named(), [0, 1], 'the first step names 2 units');
   assert.equal(ahead.length, 8, 'the pages of their 8 regions');
   for (let k = 0; k < 3; k++) prefetcher.step();
-  assert.deepEqual(units(), [0, 1], 'unit 0 not passed yet: nothing more named');
+  assert.deepEqual(named(), [0, 1], 'unit 0 not passed yet: nothing more named');
   prefetcher.step();
-  assert.deepEqual(units(), [0, 1, 2], 'unit 0 passed: unit 2 named');
+  assert.deepEqual(named(), [0, 1, 2], 'unit 0 passed: unit 2 named');
   while (prefetcher.ready) prefetcher.step();
-  assert.deepEqual(units(), [0, 1, 2, 3, 4, 5, 6, 7]);
+  assert.deepEqual(named(), [0, 1, 2, 3, 4, 5, 6, 7]);
 });
 
 test('a source that reads a local file (no fetchAhead) is told 16 MiB of working-set pages ahead, no more', () => {
