@@ -170,9 +170,9 @@ export class ChunkCodecPool {
     });
   }
 
-  /** Tasks waiting or running. */
-  get queued(): number {
-    return this.pending.size;
+  /** Per thread: tasks posted and not answered yet, and how many of them are background work. */
+  get load(): Array<{ tasks: number; background: number }> {
+    return this.slots.map((s) => ({ tasks: s.busy, background: s.background }));
   }
 
   /** Digests whose blobs need not be built by encode() (chunks the store already has). */
