@@ -16,6 +16,7 @@ import { ChunkCache } from '../../src/snapshot/chunk-cache.js';
 import { aheadChunks, ServedChunkedSnapshot, type ChunkReply, type ChunkWant } from '../../src/snapshot/chunked-source.js';
 import { analyzeChunk, encodeChunkBlob, sha256Hex } from '../../src/snapshot/chunk-format.js';
 import { encodeManifest, manifestId, frameOffsets, type Manifest } from '../../src/snapshot/manifest.js';
+import { INLINE_DECODE_MAX_BYTES } from '../../src/snapshot/frame-load.js';
 import { loadManifest, pack } from '../../src/snapshot/pack.js';
 import { tempDir } from '../helpers/files.js';
 import { WrappedStore } from '../helpers/wrapped-store.js';
@@ -116,12 +117,12 @@ class HangStore extends WrappedStore {
 const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
 
 let seq = 0;
-async function packed(): Promise<{ data: Buffer; store: DirStore; id: string }> {
+async function packed(frameSizeBytes = FRAME): Promise<{ data: Buffer; store: DirStore; id: string }> {
   const data = image();
   const mem = path.join(dir, `mem-${seq}`);
   fs.writeFileSync(mem, data);
   const store = DirStore.open(path.join(dir, `store-${seq++}`), { fsync: false });
-  const r = await pack({ memPath: mem, store, pool, frameSizeBytes: FRAME });
+  const r = await pack({ memPath: mem, store, pool, frameSizeBytes });
   return { data, store, id: r.id };
 }
 
@@ -191,6 +192,48 @@ describe('framed serving', () => {
     assert.equal(gate.wholeReads, 1);
     assert.equal(gate.ranged.length, 1, 'the frame already decoded was not read again');
     snap.close();
+  });
+
+  test("a fault's frame of up to 512 KiB is decoded on the main thread, a larger one on a codec thread", async () => {
+    /** Counts the frame decodes given to its threads. */
+    class CountingPool extends ChunkCodecPool {
+      frameTasks = 0;
+      override decodeFrames(...args: Parameters<ChunkCodecPool['decodeFrames']>): Promise<void> {
+        this.frameTasks++;
+        return super.decodeFrames(...args);
+      }
+    }
+    for (const [frameBytes, threadTasks] of [
+      [INLINE_DECODE_MAX_BYTES, 0],
+      [2 * INLINE_DECODE_MAX_BYTES, 1],
+    ] as const) {
+      const { data, store, id } = await packed(frameBytes);
+      const gate = new GateStore(store); // the whole read waits: only the ranged read decodes
+      const counting = new CountingPool(1);
+      try {
+        const snap = await ServedChunkedSnapshot.open({
+          manifest: id,
+          store: gate,
+          cache: new ChunkCache(),
+          pool: counting,
+          prefetchChunks: 0,
+        });
+        const a = vm(snap);
+        a.want({ chunk: 1, frame: 1 });
+        const r = await a.next((x) => x.type !== 'chunk');
+        assert.equal(r.type, 'frame');
+        const off = 4 * MiB + frameBytes;
+        assert.deepEqual(
+          Buffer.from(new Uint8Array((r as { buffer: SharedArrayBuffer }).buffer, frameBytes, frameBytes)),
+          data.subarray(off, off + frameBytes),
+        );
+        assert.equal(counting.frameTasks, threadTasks, `${frameBytes / 1024} KiB frames: frame decodes on a codec thread`);
+        gate.release();
+        snap.close();
+      } finally {
+        await counting.close();
+      }
+    }
   });
 
   test('a frame the whole read claimed is released once it is verified, not when the whole chunk is', async () => {
