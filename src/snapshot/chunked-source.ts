@@ -320,7 +320,7 @@ export class ServedChunkedSnapshot implements ServedSnapshot {
       // The frame first; its load's whole read (started with it) brings the rest into the cache.
       const vmSignal = this.vmAborts.get(channel)?.signal;
       const load = this.framedLoad(i, frame, vmSignal);
-      const from = load.claimed(frame) ? FETCH_IN_FLIGHT : FETCH_STORE;
+      const from = load.inFlight(frame) ? FETCH_IN_FLIGHT : FETCH_STORE;
       const t0 = performance.now();
       load.frame(frame, vmSignal).then(
         () => {

@@ -244,7 +244,7 @@ describe('framed serving', () => {
     const snap = await ServedChunkedSnapshot.open({ manifest: id, store: gate, cache: new ChunkCache(), pool: one, prefetchChunks: 0 });
     const load = snap.framedLoad(0);
     gate.release();
-    while (!load.claimed(0)) await new Promise((r) => setImmediate(r));
+    while (!load.inFlight(0)) await new Promise((r) => setImmediate(r));
     const last = load.frameCount - 1;
     const lastDecoded = (): boolean =>
       Buffer.from(load.buffer, last * FRAME, FRAME).equals(data.subarray(last * FRAME, (last + 1) * FRAME));
@@ -257,6 +257,91 @@ describe('framed serving', () => {
     assert.equal(gate.ranged.length, 0, 'no ranged read: the whole read had claimed the frame');
     snap.close();
     await one.close();
+  });
+
+  test('a frame the whole blob brings before its ranged read answers is served from the blob, and that read is aborted', async () => {
+    const { data, store, id } = await packed();
+    /** Ranged reads hang until their signal fires (counted); whole reads wait for the gate. */
+    class SlowRangedStore extends GateStore {
+      abortedRanged = 0;
+      override async getChunk(digest: string, o?: GetOptions): Promise<Uint8Array> {
+        if (!o?.range) return super.getChunk(digest, o);
+        this.ranged.push(o.range);
+        return new Promise<Uint8Array>((_resolve, reject) =>
+          o.signal?.addEventListener('abort', () => {
+            this.abortedRanged++;
+            reject(new StoreError('aborted', 'read aborted', false));
+          }),
+        );
+      }
+    }
+    const slow = new SlowRangedStore(store);
+    const snap = await ServedChunkedSnapshot.open({ manifest: id, store: slow, cache: new ChunkCache(), pool, prefetchChunks: 0 });
+    const a = vm(snap);
+    a.want({ chunk: 1, frame: 2 });
+    while (slow.ranged.length === 0) await tick();
+    slow.release();
+    const r = await a.next((x) => x.type !== 'chunk');
+    assert.equal(r.type, 'frame');
+    const off = 4 * MiB + 2 * FRAME;
+    assert.deepEqual(
+      Buffer.from(new Uint8Array((r as { buffer: SharedArrayBuffer }).buffer, 2 * FRAME, FRAME)),
+      data.subarray(off, off + FRAME),
+    );
+    assert.deepEqual([slow.ranged.length, slow.abortedRanged, slow.wholeReads], [1, 1, 1], 'one ranged read, aborted; one whole read');
+    a.want({ chunk: 1 });
+    const whole = await a.next((x) => x.type === 'chunk');
+    assert.deepEqual(Buffer.from(new Uint8Array((whole as { buffer: SharedArrayBuffer }).buffer)), data.subarray(4 * MiB, 8 * MiB));
+    snap.close();
+  });
+
+  test("a ranged read whose waiters all left but whose bytes came anyway releases the next VM's wait for that frame", async () => {
+    const { data, store, id } = await packed();
+    /** Ranged reads answer when the test says; the second answers even after its signal fired (its bytes were on the way). */
+    class StepStore extends GateStore {
+      readonly answers: Array<() => void> = [];
+      readonly aborted: boolean[] = [];
+      override async getChunk(digest: string, o?: GetOptions): Promise<Uint8Array> {
+        if (!o?.range) return super.getChunk(digest, o);
+        const n = this.ranged.push(o.range) - 1;
+        this.aborted[n] = false;
+        await new Promise<void>((resolve, reject) => {
+          this.answers[n] = resolve;
+          o.signal?.addEventListener('abort', () => {
+            this.aborted[n] = true;
+            if (n !== 1) reject(new StoreError('aborted', 'read aborted', false));
+          });
+        });
+        return this.inner.getChunk(digest, { range: o.range });
+      }
+    }
+    const steps = new StepStore(store);
+    const snap = await ServedChunkedSnapshot.open({ manifest: id, store: steps, cache: new ChunkCache(), pool, prefetchChunks: 0 });
+    const stays = vm(snap); // keeps the chunk's load going: it waits for another frame
+    stays.want({ chunk: 1, frame: 0 });
+    while (steps.ranged.length < 1) await tick();
+    const a = vm(snap);
+    a.want({ chunk: 1, frame: 4 });
+    while (steps.ranged.length < 2) await tick();
+    a.end();
+    while (!steps.aborted[1]) await tick();
+    const b = vm(snap);
+    b.want({ chunk: 1, frame: 4 });
+    while (steps.ranged.length < 3) await tick();
+    steps.answers[1]!(); // the abandoned read's bytes come: it decodes the frame
+    const r = await b.next((x) => x.type !== 'chunk');
+    assert.equal(r.type, 'frame');
+    const off = 4 * MiB + 4 * FRAME;
+    assert.deepEqual(
+      Buffer.from(new Uint8Array((r as { buffer: SharedArrayBuffer }).buffer, 4 * FRAME, FRAME)),
+      data.subarray(off, off + FRAME),
+    );
+    assert.equal(steps.aborted[2], true, 'the later read, no longer needed, was aborted');
+    assert.equal(steps.aborted[0], false, "the other VM's read goes on");
+    steps.answers[0]!();
+    assert.equal((await stays.next((x) => x.type !== 'chunk')).type, 'frame');
+    steps.release();
+    snap.close();
   });
 
   test('a frame damaged in the whole read: the frames that verified are released, the read is repeated for the rest; damaged twice, only those fail', async () => {
@@ -273,7 +358,7 @@ describe('framed serving', () => {
         () => 'ok',
         (e: unknown) => (e as FcUffdError).code,
       );
-      while (!load.claimed(3)) await new Promise((r) => setImmediate(r));
+      while (!load.inFlight(3)) await new Promise((r) => setImmediate(r));
       await load.frame(0);
       assert.deepEqual(Buffer.from(load.buffer, 0, FRAME), data.subarray(0, FRAME), `${times}: frame 0`);
       if (times === 1) {
