@@ -214,7 +214,8 @@ export class FramedChunkLoad {
   /**
    * Claims, for the whole blob just read, frame `k` if no decode of it has begun: its waiters (if
    * a ranged read of it is under way) are then settled by the blob's decode, and that read is
-   * aborted. Returns the settle function of its slot, or undefined when the frame was claimed.
+   * aborted (should the blob fail to verify twice, they get its error). Returns the frame's slot,
+   * or undefined when the frame was claimed already or is all zeros.
    */
   private claimInWhole(k: number): FrameSlot | undefined {
     if (this.claims[k] === 1 || this.s.frameSha256[k] === '') return undefined;
