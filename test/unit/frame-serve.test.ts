@@ -511,6 +511,61 @@ describe('a store that comes back', () => {
   });
 });
 
+describe('random timings', () => {
+  test('ranged and whole reads in any order, waiters leaving at any time: a released frame holds its bytes, a waiter that stays is released, the whole chunk is right', async () => {
+    const { data, store, id } = await packed();
+    let seed = 12345;
+    /** Deterministic pseudo-random integer in [0, n) (a failure replays the same way). */
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+    /** Every read answers after 0-7 ms, whole or ranged. */
+    class DelayStore extends GateStore {
+      override async getChunk(digest: string, o?: GetOptions): Promise<Uint8Array> {
+        await sleep(rand(8));
+        o?.signal?.throwIfAborted();
+        return this.inner.getChunk(digest, o?.range ? { range: o.range } : {});
+      }
+    }
+    const frames = 16;
+    for (let round = 0; round < 30; round++) {
+      const snap = await ServedChunkedSnapshot.open({
+        manifest: id,
+        store: new DelayStore(store),
+        cache: new ChunkCache(),
+        pool,
+        prefetchChunks: 0,
+      });
+      const chunk = rand(2);
+      const base = chunk * 4 * MiB;
+      const load = snap.framedLoad(chunk, rand(frames));
+      const waiters = Array.from({ length: 8 }, async () => {
+        await sleep(rand(10));
+        const k = rand(frames);
+        const leave = new AbortController();
+        const leaveAfterMs = rand(3) === 0 ? rand(6) : -1;
+        if (leaveAfterMs >= 0) setTimeout(() => leave.abort(), leaveAfterMs);
+        try {
+          await load.frame(k, leave.signal);
+        } catch (err) {
+          assert.equal(leave.signal.aborted, true, `round ${round}: frame ${k} failed for a waiter that stayed: ${(err as Error).message}`);
+          return;
+        }
+        assert.ok(
+          Buffer.from(load.buffer, k * FRAME, FRAME).equals(data.subarray(base + k * FRAME, base + (k + 1) * FRAME)),
+          `round ${round}: frame ${k} released with wrong bytes`,
+        );
+      });
+      await Promise.all(waiters);
+      // The load was started without a signal, as a prefetch starts one: its whole read goes on.
+      assert.ok(Buffer.from(await load.whole()).equals(data.subarray(base, base + 4 * MiB)), `round ${round}: whole chunk`);
+      snap.close();
+    }
+  });
+});
+
 describe('cancellation', () => {
   test('a VM that ends stops waiting; its frame read and the whole read, wanted by nobody else, are aborted; a later VM starts afresh and gets the right bytes', async () => {
     const { data, store, id } = await packed();
