@@ -49,6 +49,8 @@ export function realGuest(dataDir: string, fixtureDir: string): RealGuest | stri
   const mem = path.join(dataDir, 'real-guest-128m.mem');
   const trace = path.join(dataDir, 'real-guest-128m.trace.txt');
   if (!fs.existsSync(mem)) {
+    // Each suite's data directory is made by whoever runs first; on a fresh machine that may be this.
+    fs.mkdirSync(dataDir, { recursive: true });
     const r = spawnSync('zstd', ['-d', '-q', '-f', zst, '-o', `${mem}.tmp`], { stdio: ['ignore', 'ignore', 'pipe'] });
     if (r.error || r.status !== 0)
       return `cannot decompress ${zst} (needs the zstd command): ${r.error?.message ?? r.stderr.toString().trim()}`;
