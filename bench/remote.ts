@@ -667,7 +667,7 @@ async function main(): Promise<void> {
     storedMiB: sum.storedBytes / MiB,
     frameSizeBytes: packed.manifest.frameSizeBytes,
     runs: RUNS,
-    link: 'tools/bin/fc-link (C, one epoll thread): each response byte leaves once the bytes before it were serialized at the link rate, then after the whole RTT; requests are not delayed. The rate is per direction and connection (the stores use up to 16 connections, so the aggregate can exceed it)',
+    link: 'tools/bin/fc-link (C, one epoll thread): each response byte leaves once the bytes before it were serialized at the link rate, then after the whole RTT; requests are not delayed. The rate is per direction, one wire shared by all connections in turns of a read (at most 64 KiB; turns are given at most 1 ms ahead), as the link from a host to its store is shared by all its flows',
     rows,
     targets,
     receive,

@@ -9,7 +9,7 @@ const LINK_PATH = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 
 export interface LinkSettings {
   /** Round-trip time the link adds: all of it to each response byte, none to requests. */
   rttMs: number;
-  /** Rate per direction and connection at which bytes are serialized, bytes per second. */
+  /** Rate per direction at which bytes are serialized, bytes per second: one wire all connections share, in turns. */
   bytesPerSecond: number;
 }
 

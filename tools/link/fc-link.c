@@ -1,8 +1,12 @@
 // fc-link: a network link for the remote-store benchmark, in one epoll thread. It forwards TCP
 // between its clients and one server and adds what a link of a given round-trip time and bandwidth
-// adds: each response byte leaves after the bytes before it were serialized at the rate of the link
-// (per direction and connection) and then after the RTT. Requests go through undelayed, so a
-// request and its answer see exactly one RTT.
+// adds: each response byte leaves after it was serialized onto the link's wire and then after the
+// RTT. Requests go through undelayed, so a request and its answer see exactly one RTT.
+// The wire is one per direction, shared by every connection, as a host's link to its store is: N
+// bodies at once take N times as long. It is shared fairly, as a router's per-flow queueing (and
+// TCP flows sharing a bottleneck) would: connections with bytes waiting take turns, a read's worth
+// (at most 64 KiB) each, so a small answer is not queued behind a large one. Turns are given out at
+// most WIRE_AHEAD_NS ahead of the clock, the longest a new answer's first byte waits behind others.
 //
 // Why not tools/fault-proxy.ts (which the failure tests use): a Node proxy spends a few ms of CPU
 // per MiB forwarded (measured 150-250 ms per benchmark restore), on the same 2 CPUs as the handler
@@ -35,19 +39,28 @@
 // Bytes a direction holds before it stops reading its source (TCP then slows the sender): more than
 // a 100 MB/s link carries in a 20 ms RTT.
 #define MAX_QUEUED_BYTES (8u << 20)
+#define WIRE_AHEAD_NS 1000000u
 
 struct segment {
   struct segment *next;
-  uint64_t due_ns;
+  uint64_t due_ns;  // set when the segment is given its turn on the wire
   size_t length, sent;
   char data[];
+};
+
+// One direction of the link, shared by its connections.
+struct wire {
+  uint64_t free_ns;  // when everything given a turn so far is serialized
+  uint64_t turns;    // turns given so far (orders the connections' last turns)
 };
 
 // One direction of a connection: bytes read from `from`, written to `to` when due.
 struct half {
   int from, to;
   uint64_t delay_ns;
-  uint64_t wire_free_ns;  // when the link has serialized everything queued before
+  struct wire *wire;
+  uint64_t last_turn;       // the wire's turn count when this half last had a turn
+  struct segment *waiting;  // the first segment not yet given a turn (it and all after it)
   struct segment *head, *tail;
   size_t queued;
   int eof;       // `from` ended: shut `to` down for writing once the queue is empty
@@ -71,6 +84,7 @@ struct conn {
 };
 
 static int epfd, timer_fd, listen_fd;
+static struct wire upstream, downstream;  // requests, responses
 static struct conn *conns;
 static double ns_per_byte;
 static uint64_t rtt_ns;
@@ -126,7 +140,7 @@ static void close_conn(struct conn *c) {
 
 // Writes every due segment of `h`; returns -1 when the connection failed.
 static int flush_half(struct conn *c, struct half *h, uint64_t now) {
-  while (h->head && h->head->due_ns <= now) {
+  while (h->head && h->head != h->waiting && h->head->due_ns <= now) {
     struct segment *s = h->head;
     ssize_t n = write(h->to, s->data + s->sent, s->length - s->sent);
     if (n < 0) {
@@ -170,21 +184,46 @@ static int read_half(struct conn *c, struct half *h) {
     update_events(c, endpoint_of(c, h->from));
     return 0;
   }
-  uint64_t now = now_ns();
-  // Serialization at the link's rate, then the propagation delay: a transfer of B bytes takes
-  // B / rate + delay, however it is split into reads.
-  if (h->wire_free_ns < now) h->wire_free_ns = now;
-  h->wire_free_ns += (uint64_t)((double)n * ns_per_byte);
-  s->due_ns = h->wire_free_ns + h->delay_ns;
+  s->due_ns = 0;
   s->length = (size_t)n;
   s->sent = 0;
   s->next = NULL;
   if (h->tail) h->tail->next = s;
   else h->head = s;
   h->tail = s;
+  if (!h->waiting) h->waiting = s;
   h->queued += (size_t)n;
   update_events(c, endpoint_of(c, h->from));
   return 0;
+}
+
+// The half of `w` with a segment waiting whose last turn is the oldest (round robin), or NULL.
+static struct half *next_turn(struct wire *w) {
+  struct half *best = NULL;
+  for (struct conn *c = conns; c; c = c->next) {
+    struct half *h = w == &upstream ? &c->request : &c->response;
+    // A connection whose reader is not reading (its socket full) takes no turns, as a TCP flow
+    // whose receive window is full sends nothing.
+    if (h->waiting && !h->blocked && (!best || h->last_turn < best->last_turn)) best = h;
+  }
+  return best;
+}
+
+// Gives segments their turns on `w` while it is committed less than WIRE_AHEAD_NS ahead: each is
+// serialized at the link's rate after those before it on the wire, then delayed by the RTT (a
+// transfer of B bytes alone takes B / rate + delay, however it is split into reads).
+static void serialize(struct wire *w, uint64_t now) {
+  for (;;) {
+    if (w->free_ns < now) w->free_ns = now;
+    if (w->free_ns > now + WIRE_AHEAD_NS) return;
+    struct half *h = next_turn(w);
+    if (!h) return;
+    struct segment *s = h->waiting;
+    w->free_ns += (uint64_t)((double)s->length * ns_per_byte);
+    s->due_ns = w->free_ns + h->delay_ns;
+    h->waiting = s->next;
+    h->last_turn = ++w->turns;
+  }
 }
 
 static void add_fd(struct endpoint *e) {
@@ -215,8 +254,9 @@ static void accept_one(void) {
   if (!c) die("calloc");
   c->client = (struct endpoint){.conn = c, .fd = cfd};
   c->server = (struct endpoint){.conn = c, .fd = sfd};
-  c->request = (struct half){.from = cfd, .to = sfd, .delay_ns = 0};
-  c->response = (struct half){.from = sfd, .to = cfd, .delay_ns = rtt_ns};
+  // A new connection's first turn comes before those of connections that had one.
+  c->request = (struct half){.from = cfd, .to = sfd, .delay_ns = 0, .wire = &upstream};
+  c->response = (struct half){.from = sfd, .to = cfd, .delay_ns = rtt_ns, .wire = &downstream};
   set_nodelay(cfd);
   set_nodelay(sfd);
   c->next = conns;
@@ -226,12 +266,25 @@ static void accept_one(void) {
   add_fd(&c->server);
 }
 
-// Arms the timer for the earliest segment not yet due (of a direction not waiting for EPOLLOUT).
+// The earliest time `h` needs a wake: its first segment's due time, or if it has a segment waiting
+// for its turn, when the wire has room for another (whichever is sooner).
+static uint64_t next_wake(const struct half *h) {
+  if (h->blocked) return UINT64_MAX;
+  uint64_t wake = h->head && h->head != h->waiting ? h->head->due_ns : UINT64_MAX;
+  if (h->waiting) {
+    uint64_t room = h->wire->free_ns > WIRE_AHEAD_NS ? h->wire->free_ns - WIRE_AHEAD_NS : 0;
+    if (room < wake) wake = room;
+  }
+  return wake;
+}
+
+// Arms the timer for the earliest wake any half needs (of a direction not waiting for EPOLLOUT).
 static void arm_timer(void) {
   uint64_t next = UINT64_MAX;
   for (struct conn *c = conns; c; c = c->next) {
-    if (c->request.head && !c->request.blocked && c->request.head->due_ns < next) next = c->request.head->due_ns;
-    if (c->response.head && !c->response.blocked && c->response.head->due_ns < next) next = c->response.head->due_ns;
+    uint64_t r = next_wake(&c->request), s = next_wake(&c->response);
+    if (r < next) next = r;
+    if (s < next) next = s;
   }
   struct itimerspec its = {0};
   if (next != UINT64_MAX) {
@@ -333,6 +386,8 @@ int main(int argc, char **argv) {
     // Every connection is serviced after each wake: a read may have queued a segment already due
     // (no delay, no cap), and the timer's wake says only that something is due.
     uint64_t now = now_ns();
+    serialize(&upstream, now);
+    serialize(&downstream, now);
     for (struct conn *c = conns, *next; c; c = next) {
       next = c->next;
       service(c, now);
