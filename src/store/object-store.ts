@@ -59,7 +59,11 @@ export abstract class ObjectStore implements ChunkStore {
       return new Uint8Array(0);
     }
     const read: BodyRead = options?.signal ? { signal: options.signal } : {};
-    if (options?.background) return this.getObject(key, what, range, { ...read, pace: readPriority.pace });
+    if (options?.background) {
+      // At most HEAD_START_MS; an abort meanwhile is seen by the read itself.
+      await readPriority.headStart();
+      return this.getObject(key, what, range, { ...read, pace: readPriority.pace });
+    }
     const done = readPriority.begin();
     try {
       return await this.getObject(key, what, range, read);
