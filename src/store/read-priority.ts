@@ -60,7 +60,9 @@ export class ReadPriority {
   readonly headStart = (): Promise<void> | undefined => {
     if (this.open === 0) return undefined;
     const waitMs = this.newestOpenedMs + this.headStartMs - performance.now();
-    return waitMs > 0 ? new Promise<void>((resolve) => setTimeout(resolve, waitMs)) : undefined;
+    // A Node timer counts whole ms from the event loop's cached clock, so it can fire up to 1 ms
+    // early by performance.now(): the wait is rounded up, and what is left under 1 ms is not waited.
+    return waitMs >= 1 ? new Promise<void>((resolve) => setTimeout(resolve, Math.ceil(waitMs))) : undefined;
   };
 
   /** For a background body, before each piece: undefined to go on, or when it may. */

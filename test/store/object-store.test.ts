@@ -17,7 +17,16 @@ const PIECE = 1000;
 class ScriptedStore extends ObjectStore {
   readonly description = 'scripted';
   readonly taken: string[] = [];
+  /** Keys whose GET was sent. */
+  readonly requested = new Set<string>();
+  private readonly onRequest = new Map<string, () => void>();
   private readonly arrivals = new Map<string, { count: number; wake?: () => void }>();
+
+  /** Resolves once `key`'s GET was sent. */
+  sent(key: string): Promise<void> {
+    if (this.requested.has(key)) return Promise.resolve();
+    return new Promise((resolve) => this.onRequest.set(key, resolve));
+  }
 
   /** Lets the next piece of `key`'s body arrive (it waits at the socket while its reader holds). */
   arrive(key: string): void {
@@ -43,6 +52,8 @@ class ScriptedStore extends ObjectStore {
     const pieces = (range?.length ?? 3 * PIECE) / PIECE;
     const a: { count: number; wake?: () => void } = { count: 0 };
     this.arrivals.set(key, a);
+    this.requested.add(key);
+    this.onRequest.get(key)?.();
     const body = new SharedBody(pieces * PIECE, key);
     for (let i = 0; i < pieces; i++) {
       while (a.count === 0) await new Promise<void>((resolve) => (a.wake = resolve));
@@ -109,6 +120,8 @@ test('a fault-wait opened by any caller holds background bodies until it closes'
   const close = readPriority.begin();
   const bulk = store.getChunk(A, { background: true });
   await tick();
+  assert.equal(store.requested.size, 0, 'a background GET went out at once, with no head start for the fault-wait just opened');
+  await store.sent(KEY_A);
   store.arrive(KEY_A);
   store.arrive(KEY_A);
   await tick();
@@ -131,6 +144,23 @@ test('a held body goes on after the longest hold even while fault-waits stay ope
   assert.ok(ms >= 29, `released after ${ms.toFixed(1)} ms, before the 30 ms hold`);
   close();
   assert.equal(p.pace(), undefined, 'nothing held once every fault-wait closed');
+});
+
+test("a background request waits out the newest fault-wait's head start, once, and only while one is open", async () => {
+  const p = new ReadPriority(20, 30);
+  assert.equal(p.headStart(), undefined, 'no fault-wait open');
+  const close = p.begin();
+  const t0 = performance.now();
+  const wait = p.headStart();
+  assert.ok(wait, 'held while a fault-wait opened just now');
+  await wait;
+  const ms = performance.now() - t0;
+  assert.ok(ms >= 29, `sent after ${ms.toFixed(1)} ms, before the 30 ms head start`);
+  assert.equal(p.headStart(), undefined, 'the head start is over though the fault-wait is still open');
+  close();
+  const closeAgain = p.begin();
+  closeAgain();
+  assert.equal(p.headStart(), undefined, 'nothing held once every fault-wait closed');
 });
 
 test('a body taken in piece by piece at any alignment is exactly its bytes, and its length is enforced', () => {
