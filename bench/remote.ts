@@ -26,7 +26,7 @@ import type { FrameTiming } from '../src/snapshot/frame-load.js';
 import { realGuest } from './lib/data.js';
 import { mdTable, RESULTS_DIR, writeResults } from './lib/results.js';
 import { fmt, quantile, spread } from './lib/stats.js';
-import { cpuNs, threadSchedNs } from './lib/trial.js';
+import { cpuNs, hostBusyPct, hostCpuTicks, threadSchedNs } from './lib/trial.js';
 import type { RemoteServeConfig } from './lib/remote-serve.js';
 import type { ReceiveChildConfig, ReceiveChildResult } from './lib/receive-child.js';
 
@@ -148,6 +148,8 @@ interface Trial {
   doneMs: number;
   touchP50Us: number;
   touchP99Us: number;
+  /** The VM's time in first touches, summed: how much of doneMs it waited for the handler. */
+  touchWaitMs: number;
   frameFetchMs: number[];
   frameTimings: FrameTiming[];
   /** CPU of the serving process (all its threads) from ready to the VM's end. */
@@ -157,6 +159,8 @@ interface Trial {
   mainWaitMs: number;
   /** CPU of the link process over the restore (null: no link, a local directory). */
   linkCpuMs: number | null;
+  /** The share of all the host's CPUs busy over the restore (every process: handler, emulator, link, servers), %. */
+  hostBusyPct: number;
 }
 
 /** One restore: our library server on `store`, the emulator replaying the trace. */
@@ -170,7 +174,9 @@ async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace:
       await sleep(5);
     }
     const linkCpuAtStart = link ? cpuNs(link.pid) : undefined;
+    const host0 = hostCpuTicks();
     const report = await replayTrace(socket, mem, trace, () => `server: ${server.err().slice(-500)}`);
+    const busy = hostBusyPct(host0, hostCpuTicks());
     const linkCpuMs = link && linkCpuAtStart !== undefined ? (cpuNs(link.pid) - linkCpuAtStart) / 1e6 : null;
     const t1 = Date.now();
     while (!server.out().includes('vmEnded')) {
@@ -194,11 +200,13 @@ async function trial(cfg: Omit<RemoteServeConfig, 'socket'>, mem: string, trace:
       doneMs: report.handshakeToDoneMs,
       touchP50Us: report.touchLatencyUs.p50,
       touchP99Us: report.touchLatencyUs.p99,
+      touchWaitMs: report.touchWaitMs,
       frameFetchMs: ended.frameFetchMs,
       cpuMs: ended.cpuMs,
       mainCpuMs: ended.mainCpuMs,
       mainWaitMs: ended.mainWaitMs,
       linkCpuMs,
+      hostBusyPct: busy,
     };
   } finally {
     server.child.kill('SIGTERM');
@@ -292,19 +300,21 @@ async function daemonTrial(
     }
     const second = await client.createRestore('measured', { store: linked.store, snapshot: measured.manifest, prefetch: measured.ws });
     const pid = daemon.child.pid!;
-    const [cpu0, main0, link0] = [cpuNs(pid), threadSchedNs(pid, pid), link ? cpuNs(link.pid) : NaN];
+    const [cpu0, main0, link0, host0] = [cpuNs(pid), threadSchedNs(pid, pid), link ? cpuNs(link.pid) : NaN, hostCpuTicks()];
     const report = await replayTrace(second.socket, measured.mem, trace, tail);
-    const main1 = threadSchedNs(pid, pid);
+    const [main1, host1] = [threadSchedNs(pid, pid), hostCpuTicks()];
     return {
       doneMs: report.handshakeToDoneMs,
       touchP50Us: report.touchLatencyUs.p50,
       touchP99Us: report.touchLatencyUs.p99,
+      touchWaitMs: report.touchWaitMs,
       frameFetchMs: [],
       frameTimings: [],
       cpuMs: (cpuNs(pid) - cpu0) / 1e6,
       mainCpuMs: (main1.cpuNs - main0.cpuNs) / 1e6,
       mainWaitMs: (main1.waitNs - main0.waitNs) / 1e6,
       linkCpuMs: link ? (cpuNs(link.pid) - link0) / 1e6 : null,
+      hostBusyPct: hostBusyPct(host0, host1),
     };
   } finally {
     await client.close();
@@ -362,6 +372,8 @@ interface Row {
   mainWaitMsMedian: number;
   /** The link process's CPU per restore (null for the local directory). */
   linkCpuMsMedian: number | null;
+  hostBusyPctMedian: number;
+  touchWaitMsMedian: number;
   touchP50UsMedian: number;
   touchP99UsMedian: number;
   /** Frames fetched from the store: want-to-post time over all runs. */
@@ -537,6 +549,8 @@ async function main(): Promise<void> {
       mainCpuMsMedian: spread(trials.map((t) => t.mainCpuMs))!.median,
       mainWaitMsMedian: spread(trials.map((t) => t.mainWaitMs))!.median,
       linkCpuMsMedian: link ? spread(trials.map((t) => t.linkCpuMs ?? NaN))!.median : null,
+      hostBusyPctMedian: spread(trials.map((t) => t.hostBusyPct))!.median,
+      touchWaitMsMedian: spread(trials.map((t) => t.touchWaitMs))!.median,
       touchP50UsMedian: spread(trials.map((t) => t.touchP50Us))!.median,
       touchP99UsMedian: spread(trials.map((t) => t.touchP99Us))!.median,
       frameFetchMsP50: frames.length ? spread(frames)!.median : null,
@@ -706,9 +720,11 @@ function render(r: {
       'mode',
       'restore-to-done ms (median)',
       'runs',
+      'of which the VM waited ms (median)',
       'handler CPU ms (median)',
       'of which main thread; its wait for a CPU ms',
       'link CPU ms (median)',
+      'host CPUs busy % (median)',
       'touch p50 / p99 µs',
       'uncached frame want→post p50 / p99 ms (n)',
       'of which want→bytes / decode p50 ms',
@@ -727,9 +743,11 @@ function render(r: {
           : x.mode,
       ms(x.doneMsMedian),
       x.doneMsRuns.join(', '),
+      ms(x.touchWaitMsMedian),
       ms(x.cpuMsMedian),
       `${ms(x.mainCpuMsMedian)}; ${ms(x.mainWaitMsMedian)}`,
       ms(x.linkCpuMsMedian),
+      x.hostBusyPctMedian.toFixed(0),
       `${fmt(x.touchP50UsMedian)} / ${fmt(x.touchP99UsMedian)}`,
       `${ms(x.frameFetchMsP50)} / ${ms(x.frameFetchMsP99)} (${x.frameFetches})`,
       `${ms(x.frameFetchPartMsP50)} / ${ms(x.frameDecodeMsP50)}`,
@@ -739,7 +757,7 @@ function render(r: {
       x.loadAvg.map((v) => v.toFixed(1)).join(' → '),
     ]),
   );
-  const head = `Real 128 MiB guest, its restore trace replayed by the emulator (1 vCPU), ${fmt(r.storedMiB)} MiB stored, ${(r.frameSizeBytes ?? 0) / 1024} KiB frames; medians of ${r.runs} runs (${fmt(r.elapsedS)} s in all). Link: ${r.link}. "Bare ranged GET": real frames read one at a time by a store client through the same link, interleaved with the on-demand runs: the link as this machine delivers it, so the handler's own share of a fault is the frame time minus it. "Handler CPU": every thread of the serving process, from ready to the VM's end, and of it the main thread's (which takes in every store body) with the time it was runnable but waiting for a CPU (schedstat); "link CPU": the link process over the same restore; the link, the servers and the emulator share the same CPUs.`;
+  const head = `Real 128 MiB guest, its restore trace replayed by the emulator (1 vCPU), ${fmt(r.storedMiB)} MiB stored, ${(r.frameSizeBytes ?? 0) / 1024} KiB frames; medians of ${r.runs} runs (${fmt(r.elapsedS)} s in all). Link: ${r.link}. "The VM waited": its vCPU's time in first touches of pages, summed (the rest of restore-to-done is its own work, and its wait for a CPU). "Bare ranged GET": real frames read one at a time by a store client through the same link, interleaved with the on-demand runs: the link as this machine delivers it, so the handler's own share of a fault is the frame time minus it. "Handler CPU": every thread of the serving process, from ready to the VM's end, and of it the main thread's (which takes in every store body) with the time it was runnable but waiting for a CPU (schedstat); "link CPU": the link process over the same restore; the link, the servers and the emulator share the same CPUs. "Host CPUs busy": the share of all ${os.cpus().length} CPUs in use over the restore, by every process (/proc/stat, 10 ms ticks): near 100, the restore waits for a CPU, and the CPU the link, the server and taking bodies in cost a remote row lengthens it.`;
   const receive = r.receive.length
     ? [
         `Taking the snapshot's ${fmt(r.receive[0]!.mib)} MiB of chunk bodies in, in a fresh process: every chunk GET from the server at once (no link), as a working-set prefetch asks; CPU from the first request to the last byte, medians (max) of ${r.receive[0]!.runs} runs. "store": the store as the handler opens it (undici dispatch into shared memory); "request-stream": undici request() with its body read through the async iterator, the path it replaced. "Other threads": V8's compile and GC helper, libuv's pool. The wall time is what the server and this host deliver at most, whatever the link.`,

@@ -113,6 +113,21 @@ export function cpuNs(pid: number): number {
  * One thread's nanoseconds on a CPU and waiting for one (runnable, on a run queue), from schedstat.
  * The wait is the cost of sharing the host's CPUs: a thread with work that is not running.
  */
+/**
+ * CPU time of the whole host (every CPU, /proc/stat's first line), in clock ticks (10 ms): busy
+ * (user, nice, system, irq, softirq, steal) and in all (those and idle, iowait).
+ */
+export function hostCpuTicks(): { busy: number; total: number } {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = f.reduce((x, y) => x + y, 0);
+  return { busy: total - f[3]! - f[4]!, total };
+}
+
+/** The share of the host's CPUs busy between two hostCpuTicks() readings, in %. */
+export function hostBusyPct(from: { busy: number; total: number }, to: { busy: number; total: number }): number {
+  return to.total > from.total ? (100 * (to.busy - from.busy)) / (to.total - from.total) : NaN;
+}
+
 export function threadSchedNs(pid: number, tid: number): { cpuNs: number; waitNs: number } {
   const s = readProc(pid, `task/${tid}/schedstat`)?.split(' ');
   return s ? { cpuNs: Number(s[0]), waitNs: Number(s[1]) } : { cpuNs: NaN, waitNs: NaN };

@@ -68,6 +68,8 @@ export interface EmulatorReport {
   firstMismatch: unknown;
   handshakeToDoneMs: number;
   touchLatencyUs: { count: number; p50: number; p99: number; max: number };
+  /** The vCPUs' time in first touches, summed: what the restore waited for its handler (with several vCPUs, overlapping). */
+  touchWaitMs: number;
   kvm: null | { vcpus: number; pagesTouched: number; checksumOk: boolean };
   balloon: null | {
     cycles: number;
