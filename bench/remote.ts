@@ -137,10 +137,18 @@ async function freePort(): Promise<number> {
 function startService(script: string, args: string[], env: NodeJS.ProcessEnv = {}): string {
   const dir = fs.mkdtempSync(path.join(work, 'svc-'));
   stops.push(() => execFileSync('bash', [path.join(SERVICES, 'stop.sh'), path.join(dir, 'pids')], { stdio: 'inherit' }));
-  const out = execFileSync('bash', [path.join(SERVICES, script), dir, ...args], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  let out: Buffer;
+  try {
+    out = execFileSync('bash', [path.join(SERVICES, script), dir, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+  } catch (err) {
+    // Ctrl-C reached the script while this process waited for it: it stopped what it had started
+    // and exited 130 (tools/services/daemons.sh); this process's own handler cannot run yet.
+    if ((err as { status?: number }).status === 130) interrupted();
+    throw new Error(`${script} failed (its message is above)`, { cause: err });
+  }
   return out.toString().trim().split('\n').pop()!;
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # nginx (Debian 1.22, built-in WebDAV module) as an HTTP object store: GET (Range), HEAD, PUT
 # (written to a temp file, then renamed: atomic), DELETE. Root DIR/data, listening on
-# 127.0.0.1:PORT (default 8080). Prints the URL; `stop.sh DIR/pids` stops it.
+# 127.0.0.1:PORT (default 8080). Prints the URL; `stop.sh DIR/pids` stops it. A start that fails or
+# is interrupted stops what it started (daemons.sh).
 set -euo pipefail
 DIR=${1:?usage: nginx-start.sh DIR [PORT]}
 PORT=${2:-8080}
@@ -34,8 +35,10 @@ http {
   }
 }
 CONF
+source "$(dirname "$0")/daemons.sh"
 nginx -c "$DIR/nginx.conf" -p "$DIR" -e "$DIR/logs/error.log"   # daemonizes, writes the pid file
+record_pid nginx "$DIR/nginx.pid"
 for _ in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.05; done
 curl -s -o /dev/null "http://127.0.0.1:$PORT/" || { echo "nginx did not answer on 127.0.0.1:$PORT (see $DIR/logs/error.log)" >&2; exit 1; }
-echo "nginx $(cat "$DIR/nginx.pid")" > "$DIR/pids"
+started
 echo "http://127.0.0.1:$PORT"
