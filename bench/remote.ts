@@ -341,11 +341,7 @@ async function bareFrameGetMs(spec: { store: string; s3Endpoint?: string }, m: M
   const store = await openStore(spec.store, { checkBucket: false, ...(spec.s3Endpoint ? { s3: { endpoint: spec.s3Endpoint } } : {}) });
   const out: number[] = [];
   try {
-    const frames = m.chunks.flatMap((c, i) => {
-      if (!c?.frameBytes) return [];
-      const offsets = frameOffsets(c, chunkLength(m, i), m.frameSizeBytes!);
-      return c.frameBytes.flatMap((b, k) => (b > 0 ? [{ digest: c.digest, offset: offsets[k]!, length: b }] : []));
-    });
+    const frames = storedFrames(m);
     for (let n = 0; n < count; n++) {
       const f = frames[Math.floor((n * frames.length) / count)]!;
       const t0 = performance.now();
@@ -356,6 +352,84 @@ async function bareFrameGetMs(spec: { store: string; s3Endpoint?: string }, m: M
     await store.close();
   }
   return out;
+}
+
+/** Every stored (non-zero) frame of the manifest: its chunk's digest and its byte range in the blob. */
+function storedFrames(m: Manifest): Array<{ digest: string; offset: number; length: number }> {
+  return m.chunks.flatMap((c, i) => {
+    if (!c?.frameBytes) return [];
+    const offsets = frameOffsets(c, chunkLength(m, i), m.frameSizeBytes!);
+    return c.frameBytes.flatMap((b, k) => (b > 0 ? [{ digest: c.digest, offset: offsets[k]!, length: b }] : []));
+  });
+}
+
+/** A fault's frame read next to the whole read of its chunk, three ways (p50 ms over the frames read). */
+interface HeadStartRow {
+  store: StoreKind;
+  link: string;
+  frames: number;
+  /** The frame read alone. */
+  aloneMsP50: number;
+  /** The frame read, and the whole read sent with it as another fault's read: both at once. */
+  sideBySideMsP50: number;
+  sideBySideWholeMsP50: number;
+  /** The frame read, and the whole read sent as the handler sends it: a background read (read-priority.ts). */
+  backgroundMsP50: number;
+  backgroundWholeMsP50: number;
+}
+
+/**
+ * What ReadPriority's head start is for: real frames read by a store client through the link,
+ * each alone, then with its chunk's whole read sent right after it either as a read a fault waits
+ * for (no head start, no hold: side by side) or as the handler's background read (which waits out
+ * the head start and holds its body while the frame is read). Times from the frame's request.
+ */
+async function headStartReads(
+  spec: { store: string; s3Endpoint?: string },
+  m: Manifest,
+  count: number,
+): Promise<Omit<HeadStartRow, 'store' | 'link'>> {
+  const store = await openStore(spec.store, { checkBucket: false, ...(spec.s3Endpoint ? { s3: { endpoint: spec.s3Endpoint } } : {}) });
+  const frames = storedFrames(m);
+  const alone: number[] = [];
+  const side: number[][] = [[], []];
+  const background: number[][] = [[], []];
+  const since = async (t0: number, p: Promise<unknown>): Promise<number> => {
+    await p;
+    return performance.now() - t0;
+  };
+  try {
+    for (let n = 0; n < count; n++) {
+      // A frame of another chunk each time and for each way (the server caches nothing between them).
+      const pick = (way: number): (typeof frames)[number] => frames[(n * 3 + way) % frames.length]!;
+      const ranged = (f: (typeof frames)[number]): Promise<Uint8Array> =>
+        store.getChunk(f.digest, { range: { offset: f.offset, length: f.length } });
+      let t0 = performance.now();
+      alone.push(await since(t0, ranged(pick(0))));
+      for (const [way, out, options] of [
+        [1, side, {}],
+        [2, background, { background: true }],
+      ] as const) {
+        const f = pick(way);
+        t0 = performance.now();
+        const frame = since(t0, ranged(f));
+        const whole = since(t0, store.getChunk(f.digest, options));
+        out[0]!.push(await frame);
+        out[1]!.push(await whole);
+      }
+    }
+  } finally {
+    await store.close();
+  }
+  const p50 = (v: number[]): number => spread(v)!.median;
+  return {
+    frames: count,
+    aloneMsP50: p50(alone),
+    sideBySideMsP50: p50(side[0]!),
+    sideBySideWholeMsP50: p50(side[1]!),
+    backgroundMsP50: p50(background[0]!),
+    backgroundWholeMsP50: p50(background[1]!),
+  };
 }
 
 interface Target {
@@ -524,6 +598,7 @@ async function main(): Promise<void> {
   /** What a daemon trial restores after its warm-up. */
   const measured = { manifest, ws, mem: real.image.path };
   const rows: Row[] = [];
+  const headStart: HeadStartRow[] = [];
   const run = async (
     store: StoreKind,
     linkKey: LinkKey | null,
@@ -605,6 +680,8 @@ async function main(): Promise<void> {
           () => bareFrameGetMs(linked(), packed.manifest, 8),
           link,
         );
+        if (MODES_RUN.includes('on-demand'))
+          headStart.push({ store: kind, link: LINKS[lk].name, ...(await headStartReads(linked(), packed.manifest, 40)) });
         await run(
           kind,
           lk,
@@ -693,6 +770,7 @@ async function main(): Promise<void> {
     rows,
     targets,
     receive,
+    headStart,
   };
   const md = render(result);
   writeResults('remote', result, md.all, { targets: md.targets, receive: md.receive });
@@ -707,6 +785,7 @@ function render(r: {
   rows: Row[];
   targets: Target[];
   receive: ReceiveRow[];
+  headStart: HeadStartRow[];
 }): { all: string; targets: string; receive: string } {
   const ms = (x: number | null): string => fmt(x);
   const targets = mdTable(
@@ -783,7 +862,23 @@ function render(r: {
         ),
       ].join('\n')
     : 'Receive cost: not measured (no remote store in this run).';
-  return { all: [head, '', rows, '', targets, '', receive].join('\n'), targets, receive };
+  const headStart = r.headStart.length
+    ? [
+        `A fault's frame read and its chunk's whole read sent right after it (what a fault on an uncached chunk makes the handler do), through the link, by a store client with no handler: p50 ms of ${r.headStart[0]!.frames} real frames each way, times from the frame's request. "Side by side": the whole read sent as another read a fault waits for; "background": sent as the handler sends it, 2 ms behind the frame's request (HEAD_START_MS) and its body held while the frame is read (src/store/read-priority.ts).`,
+        '',
+        mdTable(
+          ['store', 'link', 'frame alone', 'frame / whole, side by side', 'frame / whole, whole as background'],
+          r.headStart.map((x) => [
+            x.store,
+            x.link,
+            fmt(x.aloneMsP50),
+            `${fmt(x.sideBySideMsP50)} / ${fmt(x.sideBySideWholeMsP50)}`,
+            `${fmt(x.backgroundMsP50)} / ${fmt(x.backgroundWholeMsP50)}`,
+          ]),
+        ),
+      ].join('\n')
+    : '';
+  return { all: [head, '', rows, '', targets, '', receive, '', headStart].join('\n'), targets, receive };
 }
 
 /** Stops the services this run started and removes its work directory (once). */

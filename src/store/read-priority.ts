@@ -14,11 +14,12 @@
  *
  * A fault's request also goes to the server first: a background request that would be sent within
  * HEAD_START_MS of a fault-wait opening waits out the rest of that time (once; it is not held
- * again by later faults). Sent together, a fault's ranged read and the background read of the same
- * chunk that it starts are served side by side, and Ceph RGW served the ranged one 2x slower
- * (p50 at 1 ms RTT: alone 3.2-3.6 ms, side by side 7.6-8.5, with a 2 ms head start 4.6; at 20 ms
- * RTT: 25.4-25.9, 28.9-29.1, 26.2-26.4). nginx served both equally fast either way. The cost is
- * the background read's time, up to 2 ms more (of its 9-65 ms), and only while faults come.
+ * again by later faults). Sent together, a fault's ranged read and the whole read of its chunk that
+ * it starts are served side by side: Ceph RGW served the frame 2-3x slower, and on a shared link
+ * both share the wire. The remote bench measures the frame read alone, side by side, and with the
+ * whole read sent as a background read (head start and body hold): the last table of
+ * bench/results/remote.md. The cost is the background read's time, up to 2 ms more, and only while
+ * faults come.
  */
 /** How long a fault's request has the server to itself before background requests follow it. */
 export const HEAD_START_MS = 2;
