@@ -273,7 +273,7 @@ interface WarmUp {
  * thread of the daemon over the measured restore (to the emulator's exit).
  */
 async function daemonTrial(
-  linked: { store: string; s3Endpoint?: string },
+  linked: LinkedStore,
   warm: WarmUp,
   measured: { manifest: string; ws: string; mem: string },
   trace: string,
@@ -337,8 +337,8 @@ async function daemonTrial(
  * time, from a bare store client through the same link (no server, no VM, no codec). What the
  * handler adds to an uncached fault is its frame time minus this.
  */
-async function bareFrameGetMs(spec: { store: string; s3Endpoint?: string }, m: Manifest, count: number): Promise<number[]> {
-  const store = await openStore(spec.store, { checkBucket: false, ...(spec.s3Endpoint ? { s3: { endpoint: spec.s3Endpoint } } : {}) });
+async function bareFrameGetMs(spec: LinkedStore, m: Manifest, count: number): Promise<number[]> {
+  const store = await openLinked(spec);
   const out: number[] = [];
   try {
     const frames = storedFrames(m);
@@ -352,6 +352,17 @@ async function bareFrameGetMs(spec: { store: string; s3Endpoint?: string }, m: M
     await store.close();
   }
   return out;
+}
+
+/** A remote store reached through the link: its URL, and for S3 the link as its endpoint. */
+interface LinkedStore {
+  store: string;
+  s3Endpoint?: string;
+}
+
+/** A bare store client of `spec` (no cache, no bucket check), as the benchmark's own reads use. */
+function openLinked(spec: LinkedStore): ReturnType<typeof openStore> {
+  return openStore(spec.store, { checkBucket: false, ...(spec.s3Endpoint ? { s3: { endpoint: spec.s3Endpoint } } : {}) });
 }
 
 /** Every stored (non-zero) frame of the manifest: its chunk's digest and its byte range in the blob. */
@@ -384,16 +395,12 @@ interface HeadStartRow {
  * for (no head start, no hold: side by side) or as the handler's background read (which waits out
  * the head start and holds its body while the frame is read). Times from the frame's request.
  */
-async function headStartReads(
-  spec: { store: string; s3Endpoint?: string },
-  m: Manifest,
-  count: number,
-): Promise<Omit<HeadStartRow, 'store' | 'link'>> {
-  const store = await openStore(spec.store, { checkBucket: false, ...(spec.s3Endpoint ? { s3: { endpoint: spec.s3Endpoint } } : {}) });
+async function headStartReads(spec: LinkedStore, m: Manifest, count: number): Promise<Omit<HeadStartRow, 'store' | 'link'>> {
+  const store = await openLinked(spec);
   const frames = storedFrames(m);
   const alone: number[] = [];
-  const side: number[][] = [[], []];
-  const background: number[][] = [[], []];
+  const side = { frame: [] as number[], whole: [] as number[] };
+  const background = { frame: [] as number[], whole: [] as number[] };
   const since = async (t0: number, p: Promise<unknown>): Promise<number> => {
     await p;
     return performance.now() - t0;
@@ -414,8 +421,8 @@ async function headStartReads(
         t0 = performance.now();
         const frame = since(t0, ranged(f));
         const whole = since(t0, store.getChunk(f.digest, options));
-        out[0]!.push(await frame);
-        out[1]!.push(await whole);
+        out.frame.push(await frame);
+        out.whole.push(await whole);
       }
     }
   } finally {
@@ -425,10 +432,10 @@ async function headStartReads(
   return {
     frames: count,
     aloneMsP50: p50(alone),
-    sideBySideMsP50: p50(side[0]!),
-    sideBySideWholeMsP50: p50(side[1]!),
-    backgroundMsP50: p50(background[0]!),
-    backgroundWholeMsP50: p50(background[1]!),
+    sideBySideMsP50: p50(side.frame),
+    sideBySideWholeMsP50: p50(side.whole),
+    backgroundMsP50: p50(background.frame),
+    backgroundWholeMsP50: p50(background.whole),
   };
 }
 
@@ -666,7 +673,7 @@ async function main(): Promise<void> {
     for (const lk of LINK_KEYS) {
       const link = await Link.start({ host: e.host, port: e.port }, LINKS[lk]);
       try {
-        const linked = (): { store: string; s3Endpoint?: string } => {
+        const linked = (): LinkedStore => {
           if (e.s3Endpoint) return { store: e.spec, s3Endpoint: link.url };
           const u = new URL(e.spec);
           u.host = new URL(link.url).host;

@@ -110,10 +110,6 @@ export function cpuNs(pid: number): number {
 }
 
 /**
- * One thread's nanoseconds on a CPU and waiting for one (runnable, on a run queue), from schedstat.
- * The wait is the cost of sharing the host's CPUs: a thread with work that is not running.
- */
-/**
  * CPU time of the whole host (every CPU, /proc/stat's first line), in clock ticks (10 ms): busy
  * (user, nice, system, irq, softirq, steal) and in all (those and idle, iowait).
  */
@@ -128,6 +124,10 @@ export function hostBusyPct(from: { busy: number; total: number }, to: { busy: n
   return to.total > from.total ? (100 * (to.busy - from.busy)) / (to.total - from.total) : NaN;
 }
 
+/**
+ * One thread's nanoseconds on a CPU and waiting for one (runnable, on a run queue), from schedstat.
+ * The wait is the cost of sharing the host's CPUs: a thread with work that is not running.
+ */
 export function threadSchedNs(pid: number, tid: number): { cpuNs: number; waitNs: number } {
   const s = readProc(pid, `task/${tid}/schedstat`)?.split(' ');
   return s ? { cpuNs: Number(s[0]), waitNs: Number(s[1]) } : { cpuNs: NaN, waitNs: NaN };

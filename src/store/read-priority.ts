@@ -1,3 +1,6 @@
+/** How long a fault's request has the server to itself before background requests follow it. */
+export const HEAD_START_MS = 2;
+
 /**
  * Which remote reads go first on the main thread, process-wide. Every store's bodies are taken in
  * on the one main thread, a piece at a time; a fault's frame that arrives while bulk bodies stream
@@ -21,9 +24,6 @@
  * bench/results/remote.md. The cost is the background read's time, up to 2 ms more, and only while
  * faults come.
  */
-/** How long a fault's request has the server to itself before background requests follow it. */
-export const HEAD_START_MS = 2;
-
 export class ReadPriority {
   private open = 0;
   private held = new Set<() => void>();

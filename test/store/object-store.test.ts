@@ -133,15 +133,18 @@ test('a fault-wait opened by any caller holds background bodies until it closes'
   assert.equal((await bulk).length, 3 * PIECE);
 });
 
+/** Asserts that `wait` (taken at `t0`, while a fault-wait is open) holds, and no shorter than `ms` less a timer's 1 ms. */
+async function heldFor(t0: number, wait: Promise<void> | undefined, ms: number, what: string): Promise<void> {
+  assert.ok(wait, `${what}: not held while a fault-wait is open`);
+  await wait;
+  const took = performance.now() - t0;
+  assert.ok(took >= ms - 1, `${what}: released after ${took.toFixed(1)} ms, before its ${ms} ms`);
+}
+
 test('a held body goes on after the longest hold even while fault-waits stay open', async () => {
   const p = new ReadPriority(30);
   const close = p.begin();
-  const t0 = performance.now();
-  const hold = p.pace();
-  assert.ok(hold, 'held while a fault-wait is open');
-  await hold;
-  const ms = performance.now() - t0;
-  assert.ok(ms >= 29, `released after ${ms.toFixed(1)} ms, before the 30 ms hold`);
+  await heldFor(performance.now(), p.pace(), 30, 'a body piece');
   close();
   assert.equal(p.pace(), undefined, 'nothing held once every fault-wait closed');
 });
@@ -150,12 +153,7 @@ test("a background request waits out the newest fault-wait's head start, once, a
   const p = new ReadPriority(20, 30);
   assert.equal(p.headStart(), undefined, 'no fault-wait open');
   const close = p.begin();
-  const t0 = performance.now();
-  const wait = p.headStart();
-  assert.ok(wait, 'held while a fault-wait opened just now');
-  await wait;
-  const ms = performance.now() - t0;
-  assert.ok(ms >= 29, `sent after ${ms.toFixed(1)} ms, before the 30 ms head start`);
+  await heldFor(performance.now(), p.headStart(), 30, 'a request just after a fault-wait opened');
   assert.equal(p.headStart(), undefined, 'the head start is over though the fault-wait is still open');
   close();
   const closeAgain = p.begin();

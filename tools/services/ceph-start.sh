@@ -14,7 +14,6 @@ if curl -s -o /dev/null "http://127.0.0.1:$PORT/"; then echo "ceph-start: 127.0.
 rm -rf "$DIR"; mkdir -p "$DIR"/{mon,osd,run,log,rgw}
 DIR=$(cd "$DIR" && pwd)
 source "$(dirname "$0")/daemons.sh"
-# The daemons' own output goes to DIR/log (the caller's stdout carries only the endpoint).
 FSID=$(cat /proc/sys/kernel/random/uuid)
 export CEPH_CONF=$DIR/ceph.conf
 # With auth off, radosgw hangs at start unless its section sets the client mode and auth below;
@@ -68,6 +67,7 @@ waitfor() { # waitfor SECONDS WHAT COMMAND...
 t0=$(date +%s.%N)
 monmaptool --create --addv a "[v2:127.0.0.1:$MON2,v1:127.0.0.1:$MON1]" --fsid "$FSID" --enable-all-features --set-min-mon-release pacific "$DIR/monmap" >/dev/null
 ceph-mon --mkfs -i a --monmap "$DIR/monmap"
+# The daemons' own output goes to DIR/log (the caller's stdout carries only the endpoint).
 ceph-mon -i a </dev/null >>"$DIR/log/daemons.out" 2>&1
 record_pid mon.a "$DIR/run/mon.a.pid"
 waitfor 30 mon ceph -s --connect-timeout 2
