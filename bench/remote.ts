@@ -495,17 +495,21 @@ interface ReceiveRow {
 
 /**
  * What taking the snapshot's chunk bodies in costs a fresh process (the server straight, no link):
- * every chunk GET at once, as a working-set prefetch asks. For HTTP by the handler's read path and
- * by the one it replaced, with Node's default flags and with the fc-uffd executable's; for S3 by
- * the handler's (bench/lib/receive-child.ts). Variants interleaved run by run, so they see the same load.
+ * every chunk GET at once, as a working-set prefetch asks. For HTTP by the handler's read path (a
+ * fault's, on the main thread) and by the one it replaced, with Node's default flags and with the
+ * fc-uffd executable's, and as background reads (on the store body thread); for S3 by the
+ * handler's two (bench/lib/receive-child.ts). Variants interleaved run by run, so they see the same load.
  */
 function measureReceive(endpoints: Partial<Record<StoreKind, { spec: string; s3Endpoint?: string }>>, digests: string[]): ReceiveRow[] {
   type Variant = { store: StoreKind; spec: string; s3Endpoint?: string; path: ReceiveChildConfig['path']; flags: readonly string[] };
   const variants: Variant[] = [];
-  if (endpoints.http)
+  if (endpoints.http) {
     for (const path of ['request-stream', 'store'] as const)
       for (const flags of [[], CLI_NODE_FLAGS]) variants.push({ store: 'http', spec: endpoints.http.spec, path, flags });
-  if (endpoints.s3) variants.push({ store: 's3', ...endpoints.s3, path: 'store', flags: CLI_NODE_FLAGS });
+    variants.push({ store: 'http', spec: endpoints.http.spec, path: 'store-background', flags: CLI_NODE_FLAGS });
+  }
+  if (endpoints.s3)
+    for (const path of ['store', 'store-background'] as const) variants.push({ store: 's3', ...endpoints.s3, path, flags: CLI_NODE_FLAGS });
   const results = variants.map((): ReceiveChildResult[] => []);
   for (let i = 0; i < RUNS; i++)
     variants.forEach((v, k) => {
@@ -851,10 +855,10 @@ function render(r: {
       x.loadAvg.map((v) => v.toFixed(1)).join(' → '),
     ]),
   );
-  const head = `Real 128 MiB guest, its restore trace replayed by the emulator (1 vCPU), ${fmt(r.storedMiB)} MiB stored, ${(r.frameSizeBytes ?? 0) / 1024} KiB frames; medians of ${r.runs} runs (${fmt(r.elapsedS)} s in all). Link: ${r.link}. "The VM waited": its vCPU's time in first touches of pages, summed (the rest of restore-to-done is its own work, and its wait for a CPU). "Bare ranged GET": real frames read one at a time by a store client through the same link, interleaved with the on-demand runs: the link as this machine delivers it, so the handler's own share of a fault is the frame time minus it. "Handler CPU": every thread of the serving process, from ready to the VM's end, and of it the main thread's (which takes in every store body) with the time it was runnable but waiting for a CPU (schedstat); "link CPU": the link process over the same restore; the link, the servers and the emulator share the same CPUs. "Host CPUs busy": the share of all ${os.cpus().length} CPUs in use over the restore, by every process (/proc/stat, 10 ms ticks): near 100, the restore waits for a CPU, and the CPU the link, the server and taking bodies in cost a remote row lengthens it.`;
+  const head = `Real 128 MiB guest, its restore trace replayed by the emulator (1 vCPU), ${fmt(r.storedMiB)} MiB stored, ${(r.frameSizeBytes ?? 0) / 1024} KiB frames; medians of ${r.runs} runs (${fmt(r.elapsedS)} s in all). Link: ${r.link}. "The VM waited": its vCPU's time in first touches of pages, summed (the rest of restore-to-done is its own work, and its wait for a CPU). "Bare ranged GET": real frames read one at a time by a store client through the same link, interleaved with the on-demand runs: the link as this machine delivers it, so the handler's own share of a fault is the frame time minus it. "Handler CPU": every thread of the serving process, from ready to the VM's end, and of it the main thread's (which takes in the bodies of the reads faults wait for; background bodies are taken in on the store body thread) with the time it was runnable but waiting for a CPU (schedstat); "link CPU": the link process over the same restore; the link, the servers and the emulator share the same CPUs. "Host CPUs busy": the share of all ${os.cpus().length} CPUs in use over the restore, by every process (/proc/stat, 10 ms ticks): near 100, the restore waits for a CPU, and the CPU the link, the server and taking bodies in cost a remote row lengthens it.`;
   const receive = r.receive.length
     ? [
-        `Taking the snapshot's ${fmt(r.receive[0]!.mib)} MiB of chunk bodies in, in a fresh process: every chunk GET from the server at once (no link), as a working-set prefetch asks; CPU from the first request to the last byte, medians (max) of ${r.receive[0]!.runs} runs. "store": the store as the handler opens it (undici dispatch into shared memory); "request-stream": undici request() with its body read through the async iterator, the path it replaced. "Other threads": V8's compile and GC helper, libuv's pool. The wall time is what the server and this host deliver at most, whatever the link.`,
+        `Taking the snapshot's ${fmt(r.receive[0]!.mib)} MiB of chunk bodies in, in a fresh process: every chunk GET from the server at once (no link), as a working-set prefetch asks; CPU from the first request to the last byte, medians (max) of ${r.receive[0]!.runs} runs. "store": the store as the handler opens it (undici dispatch into shared memory), read as a fault's reads are, on the main thread; "store-background": read as background reads are (a working set's, a chunk's rest behind its frame), on the store body thread; "request-stream": undici request() with its body read through the async iterator, the path it replaced. "Other threads": V8's compile and GC helper, libuv's pool, the store body thread. The wall time is what the server and this host deliver at most, whatever the link.`,
         '',
         mdTable(
           ['store', 'read path', 'Node flags', 'main thread CPU ms', 'other threads CPU ms', 'wall ms'],

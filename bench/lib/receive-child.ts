@@ -5,7 +5,10 @@
 //   node [flags] dist/bench/lib/receive-child.js '<json ReceiveChildConfig>'
 // Read paths:
 // - `store`: the store as openStore opens it for the handler (HTTP or S3: undici dispatch into
-//   shared memory, behind the in-flight sharing, retries and concurrency limit);
+//   shared memory, behind the in-flight sharing, retries and concurrency limit), as a fault's
+//   reads are taken in: on the main thread;
+// - `store-background`: the same store, as background reads (a working set's, a chunk's rest
+//   behind its frame) are taken in: on the store body thread;
 // - `request-stream` (HTTP only): undici request() with the body read by its async iterator into
 //   shared memory, the read path before StorePool.get (kept here as the baseline it was replaced against).
 import fs from 'node:fs';
@@ -19,13 +22,13 @@ export interface ReceiveChildConfig {
   /** S3's endpoint, for an s3:// store. */
   s3Endpoint?: string;
   digests: string[];
-  path: 'store' | 'request-stream';
+  path: 'store' | 'store-background' | 'request-stream';
 }
 
 export interface ReceiveChildResult {
   bytes: number;
   wallMs: number;
-  /** CPU of the main thread, and of every other thread together (V8's compile and GC helpers, libuv). */
+  /** CPU of the main thread, and of every other thread together (V8's compile and GC helpers, libuv, the store body thread). */
   mainCpuMs: number;
   otherCpuMs: number;
 }
@@ -57,7 +60,9 @@ const before = threadCpuNs();
 const t0 = performance.now();
 const sizes = await Promise.all(
   c.digests.map(async (d) =>
-    c.path === 'store' ? (await store.getChunk(d)).length : viaRequestStream(pool, u.pathname.replace(/\/$/, ''), d),
+    c.path === 'request-stream'
+      ? viaRequestStream(pool, u.pathname.replace(/\/$/, ''), d)
+      : (await store.getChunk(d, { background: c.path === 'store-background' })).length,
   ),
 );
 const wallMs = performance.now() - t0;

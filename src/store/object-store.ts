@@ -62,7 +62,7 @@ export abstract class ObjectStore implements ChunkStore {
     if (options?.background) {
       // At most HEAD_START_MS; an abort meanwhile is seen by the read itself.
       await readPriority.headStart();
-      return this.getObject(key, what, range, { ...read, pace: readPriority.pace });
+      return this.getObject(key, what, range, { ...read, background: true });
     }
     const done = readPriority.begin();
     try {
@@ -73,15 +73,16 @@ export abstract class ObjectStore implements ChunkStore {
   }
 }
 
-/** How one GET's body is read: its abort signal, and for a background read when to hold its body. */
+/** How one GET's body is read: its abort signal, and whether it is a background read. */
 export interface BodyRead {
   signal?: AbortSignal;
   /**
-   * Asked after each piece of the body is taken in: undefined to go on, or a promise to wait for
-   * before the next. While it waits the HTTP client stops reading the socket (TCP then slows the
-   * sender), so a held body costs the main thread nothing.
+   * No fault waits for it: its body is taken in off the main thread where the backend can (the
+   * remote stores' body thread), and held between pieces while a fault-wait is open
+   * (readPriority.pace): the HTTP client then stops reading the socket, TCP slows the sender, and
+   * a held body costs nothing until it is taken in.
    */
-  pace?: () => Promise<void> | undefined;
+  background?: boolean;
 }
 
 /**

@@ -2,12 +2,14 @@
 export const HEAD_START_MS = 2;
 
 /**
- * Which remote reads go first on the main thread, process-wide. Every store's bodies are taken in
- * on the one main thread, a piece at a time; a fault's frame that arrives while bulk bodies stream
- * in waits behind them in the event loop (measured: its want-to-bytes p50 was 12 ms on a 1 ms link,
- * 5-7 ms once bulk bodies were held). So while any fault-wait is open, a background read's body
- * (GetOptions.background) is not taken in: the HTTP client then stops reading that socket and TCP
- * slows its sender, so the held bytes cost nothing until they are taken in.
+ * Which remote reads go first, process-wide. A read a fault waits for is taken in on the main
+ * thread; a background read's body (GetOptions.background) on the store body thread (StorePool.get),
+ * and while any fault-wait is open it is not taken in at all: the HTTP client then stops reading
+ * that socket and TCP slows its sender, so the fault's bytes have the link and the server to
+ * themselves and the held bytes cost nothing until they are taken in. (Before the body thread,
+ * bulk bodies were taken in on the main thread, and a fault's frame that arrived meanwhile waited
+ * behind them in the event loop: its want-to-bytes p50 was 12 ms on a 1 ms link, 5-7 ms once bulk
+ * bodies were held.)
  *
  * A fault-wait is open while a read that is not background is under way (ObjectStore opens it),
  * from the request to the last byte. Decided, measured: keeping it open until the frame is decoded
@@ -25,9 +27,12 @@ export const HEAD_START_MS = 2;
  * faults come.
  */
 export class ReadPriority {
-  private open = 0;
-  private held = new Set<() => void>();
-  /** performance.now() when the newest fault-wait opened. */
+  /**
+   * [0]: fault-waits open, in shared memory: background bodies are taken in on the store body
+   * thread (StorePool.get), which holds them by this count (ReadPriority.attach).
+   */
+  readonly shared: Int32Array;
+  /** performance.now() when the newest fault-wait opened (fault-waits open on the main thread). */
   private newestOpenedMs = -Infinity;
 
   constructor(
@@ -37,20 +42,25 @@ export class ReadPriority {
      */
     private readonly maxHoldMs = 20,
     private readonly headStartMs = HEAD_START_MS,
-  ) {}
+    shared?: Int32Array,
+  ) {
+    this.shared = shared ?? new Int32Array(new SharedArrayBuffer(4));
+  }
+
+  /** Another thread's view of `priority`: its pace follows the fault-waits `priority` opens. */
+  static attach(shared: Int32Array, maxHoldMs?: number): ReadPriority {
+    return new ReadPriority(maxHoldMs, undefined, shared);
+  }
 
   /** Opens a fault-wait; the returned function closes it (a second call does nothing). */
   begin(): () => void {
-    this.open++;
+    Atomics.add(this.shared, 0, 1);
     this.newestOpenedMs = performance.now();
     let closed = false;
     return () => {
       if (closed) return;
       closed = true;
-      if (--this.open > 0) return;
-      const held = this.held;
-      this.held = new Set();
-      for (const go of held) go();
+      if (Atomics.sub(this.shared, 0, 1) === 1) Atomics.notify(this.shared, 0);
     };
   }
 
@@ -59,27 +69,49 @@ export class ReadPriority {
    * the newest open fault-wait has had its head start.
    */
   readonly headStart = (): Promise<void> | undefined => {
-    if (this.open === 0) return undefined;
+    if (Atomics.load(this.shared, 0) === 0) return undefined;
     const waitMs = this.newestOpenedMs + this.headStartMs - performance.now();
     // A Node timer counts whole ms from the event loop's cached clock, so it can fire up to 1 ms
     // early by performance.now(): the wait is rounded up, and what is left under 1 ms is not waited.
     return waitMs >= 1 ? new Promise<void>((resolve) => setTimeout(resolve, Math.ceil(waitMs))) : undefined;
   };
 
-  /** For a background body, before each piece: undefined to go on, or when it may. */
+  /**
+   * For a background body, before each piece: undefined to go on, or when it may (every
+   * fault-wait closed, or maxHoldMs passed). Works on any thread that shares `shared`: the last
+   * close notifies it. The timer is what keeps the thread alive meanwhile (Atomics.waitAsync
+   * does not hold Node's event loop open).
+   */
   readonly pace = (): Promise<void> | undefined => {
-    if (this.open === 0) return undefined;
+    const shared = this.shared;
+    if (Atomics.load(shared, 0) === 0) return undefined;
+    const deadlineMs = performance.now() + this.maxHoldMs;
     return new Promise<void>((resolve) => {
+      let over = false;
       const go = (): void => {
+        if (over) return;
+        over = true;
         clearTimeout(timer);
-        this.held.delete(go);
         resolve();
       };
       const timer = setTimeout(go, this.maxHoldMs);
-      this.held.add(go);
+      const watch = (): void => {
+        const open = Atomics.load(shared, 0);
+        const leftMs = deadlineMs - performance.now();
+        if (open === 0 || leftMs <= 0) {
+          go();
+          return;
+        }
+        // Wakes on the notify of the last close (or at the deadline, so no waiter outlives it);
+        // 'not-equal' when the count changed since it was read: look again.
+        const wait = Atomics.waitAsync(shared, 0, open, leftMs);
+        if (wait.async) void wait.value.then(() => !over && watch());
+        else watch();
+      };
+      watch();
     });
   };
 }
 
-/** The process's read priority (one main thread takes in every store's bodies). */
+/** The process's read priority: fault-waits open on the main thread, where every store read starts. */
 export const readPriority = new ReadPriority();

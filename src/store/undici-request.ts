@@ -1,6 +1,8 @@
+import { Worker } from 'node:worker_threads';
 import { Pool, type Dispatcher } from 'undici';
 import { rangedAnswerLength, SharedBody, sliceOfWhole, type BodyRead, type ByteRange } from './object-store.js';
-import { StoreError } from './types.js';
+import { readPriority } from './read-priority.js';
+import { StoreError, type StoreErrorKind } from './types.js';
 
 /**
  * What the HTTP and S3 stores share on the wire: one undici keep-alive pool per origin, a request
@@ -42,16 +44,17 @@ export class StorePool {
   private readonly pool: Pool;
   private readonly headersTimeoutMs: number;
   private readonly bodyTimeoutMs: number;
+  /** This pool's twin on the body thread (its background GETs), by this number. */
+  private readonly id = nextPoolId++;
 
-  constructor(origin: string, options: PoolOptions) {
+  constructor(
+    private readonly origin: string,
+    private readonly options: PoolOptions,
+  ) {
     this.headersTimeoutMs = options.headersTimeoutMs ?? 10_000;
     this.bodyTimeoutMs = options.bodyTimeoutMs ?? 30_000;
-    this.pool = new Pool(origin, {
-      connections: options.connections ?? 16,
-      connect: { timeout: options.connectTimeoutMs ?? 5_000 },
-      headersTimeout: this.headersTimeoutMs,
-      bodyTimeout: this.bodyTimeoutMs,
-    });
+    this.pool = newPool(origin, options);
+    bodyThread.open(this.id);
   }
 
   /** Sends one request (a HEAD or a PUT); a failure before the headers is a StoreError led by `where`. */
@@ -77,10 +80,12 @@ export class StorePool {
    * answer's bytes in shared memory, checked (see GetHandler), or another status with up to
    * `errorTextBytes` of its body as text. A failure on the way is a StoreError led by `where`.
    *
-   * Through undici's dispatch rather than its request(): the body's pieces go straight from the
-   * parser into shared memory, without the stream and async iterator request() puts in between:
-   * less main-thread CPU per body, which every store read of every VM shares (the remote bench's
-   * receive table, bench/results/remote.receive.md, measures both).
+   * A read a fault waits for is taken in here, on the main thread; a background read
+   * (`read.background`) on the store body thread (BodyThread), so that bulk bodies never queue
+   * ahead of a fault's bytes, or of anything else, in the main event loop. Both through undici's
+   * dispatch rather than its request(): the body's pieces go straight from the parser into shared
+   * memory, without the stream and async iterator request() puts in between (the remote bench's
+   * receive table, bench/results/remote.receive.md, measures the paths).
    */
   get(
     path: string,
@@ -91,17 +96,49 @@ export class StorePool {
     errorTextBytes = 0,
   ): Promise<GetAnswer> {
     read.signal?.throwIfAborted();
-    return new Promise<GetAnswer>((resolve, reject) => {
-      this.pool.dispatch(
-        { method: 'GET', path, headers, headersTimeout: this.headersTimeoutMs, bodyTimeout: this.bodyTimeoutMs },
-        new GetHandler(range, where, read, errorTextBytes, resolve, reject),
-      );
-    });
+    const spec: GetSpec = { path, headers, range, where, errorTextBytes };
+    if (read.background) return bodyThread.get({ id: this.id, origin: this.origin, options: this.options }, spec, read.signal);
+    return dispatchGet(this.pool, spec, read.signal, undefined);
   }
 
-  close(): Promise<void> {
-    return this.pool.close();
+  async close(): Promise<void> {
+    await Promise.all([this.pool.close(), bodyThread.close(this.id)]);
   }
+}
+
+let nextPoolId = 1;
+
+export function newPool(origin: string, options: PoolOptions): Pool {
+  return new Pool(origin, {
+    connections: options.connections ?? 16,
+    connect: { timeout: options.connectTimeoutMs ?? 5_000 },
+    headersTimeout: options.headersTimeoutMs ?? 10_000,
+    bodyTimeout: options.bodyTimeoutMs ?? 30_000,
+  });
+}
+
+/** One GET as StorePool.get takes it, on either thread. */
+export interface GetSpec {
+  path: string;
+  headers: Record<string, string>;
+  range: ByteRange | undefined;
+  where: string;
+  errorTextBytes: number;
+}
+
+/** A GET through `pool`; `pace` (a background body's) may hold the body between pieces. */
+export function dispatchGet(
+  pool: Pool,
+  spec: GetSpec,
+  signal: AbortSignal | undefined,
+  pace: (() => Promise<void> | undefined) | undefined,
+): Promise<GetAnswer> {
+  return new Promise<GetAnswer>((resolve, reject) => {
+    pool.dispatch(
+      { method: 'GET', path: spec.path, headers: spec.headers },
+      new GetHandler(spec.range, spec.where, signal, pace, spec.errorTextBytes, resolve, reject),
+    );
+  });
 }
 
 /** A GET's answer: a 200 or 206's bytes, or another status with the start of its body as text. */
@@ -111,8 +148,8 @@ export type GetAnswer = { statusCode: 200 | 206; bytes: Uint8Array } | { statusC
  * One GET's answer, as undici's parser hands it over. A 206 to a ranged GET must carry exactly
  * the range (Content-Range and Content-Length checked); a 200 (a server or cache that ignores
  * Range) is read whole and the range sliced from it. A body that runs past or ends short of its
- * announced length is an integrity error, and one that is read in the background (`read.pace`)
- * pauses after a piece while `pace` says to: undici then stops reading its socket.
+ * announced length is an integrity error, and one that is read in the background pauses after a
+ * piece while `pace` says to: undici then stops reading its socket.
  */
 class GetHandler implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | undefined;
@@ -127,18 +164,19 @@ class GetHandler implements Dispatcher.DispatchHandler {
   constructor(
     private readonly range: ByteRange | undefined,
     private readonly where: string,
-    private readonly read: BodyRead,
+    private readonly signal: AbortSignal | undefined,
+    private readonly pace: (() => Promise<void> | undefined) | undefined,
     private readonly errorTextBytes: number,
     private readonly resolve: (answer: GetAnswer) => void,
     private readonly reject: (err: StoreError) => void,
   ) {
-    read.signal?.addEventListener('abort', this.onAbort, { once: true });
+    signal?.addEventListener('abort', this.onAbort, { once: true });
   }
 
   /** Called again when undici retries the request on another connection (the first one failed before an answer). */
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
-    if (this.read.signal?.aborted) controller.abort(new Error('aborted'));
+    if (this.signal?.aborted) controller.abort(new Error('aborted'));
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Dispatcher.ResponseData['headers']): void {
@@ -174,7 +212,7 @@ class GetHandler implements Dispatcher.DispatchHandler {
       controller.abort(err as StoreError);
       return;
     }
-    const hold = this.read.pace?.();
+    const hold = this.pace?.();
     if (hold) {
       controller.pause();
       void hold.then(() => controller.resume());
@@ -199,13 +237,13 @@ class GetHandler implements Dispatcher.DispatchHandler {
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     if (err instanceof StoreError) this.settle(err);
-    else this.settle(networkError(this.status ? `${this.where} (reading the body)` : this.where, err, this.read.signal));
+    else this.settle(networkError(this.status ? `${this.where} (reading the body)` : this.where, err, this.signal));
   }
 
   private settle(err: StoreError | undefined, answer?: GetAnswer): void {
     if (this.settled) return;
     this.settled = true;
-    this.read.signal?.removeEventListener('abort', this.onAbort);
+    this.signal?.removeEventListener('abort', this.onAbort);
     if (err) this.reject(err);
     else this.resolve(answer!);
   }
@@ -233,3 +271,120 @@ function contentLength(headers: Dispatcher.ResponseData['headers']): number | un
   const n = Number(v);
   return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
 }
+
+/** A StorePool as its twin on the body thread is made: the same origin and options. */
+export interface PoolRef {
+  id: number;
+  origin: string;
+  options: PoolOptions;
+}
+
+export type BodyThreadRequest =
+  { op: 'get'; id: number; pool: PoolRef; spec: GetSpec } | { op: 'abort'; id: number } | { op: 'close'; id: number; pool: number };
+
+export type BodyThreadReply =
+  | { id: number; answer: GetAnswer }
+  | { id: number; error: { kind: StoreErrorKind; message: string; retryable: boolean } }
+  | { id: number; closed: true };
+
+const BODY_THREAD_URL = new URL('./body-thread.js', import.meta.url);
+
+/**
+ * The store body thread, seen from the main thread: background GETs (whole chunks behind a
+ * fault's frame, chunks read ahead) are sent and their bodies taken in there, by a twin of each
+ * StorePool, into shared memory that crosses back without a copy. Taking in a 34.6 MiB restore's
+ * bodies cost the main thread about 80 ms of CPU (remote.receive.md), all of it time a fault's
+ * bytes or an install could wait behind. One thread per process, started with the first StorePool
+ * (it takes ~75 ms to load: a restore's first background GETs would wait for it) and ended with the
+ * last; it keeps the process alive only while a GET is under way. Should it fail, the GETs under
+ * way fail as retryable and the next one starts another thread.
+ */
+class BodyThread {
+  private worker: Worker | undefined;
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (reply: BodyThreadReply) => void; reject: (err: StoreError) => void }>();
+  /** StorePools not closed yet. */
+  private readonly pools = new Set<number>();
+
+  /** A StorePool was made: the thread starts now if it is not running. */
+  open(poolId: number): void {
+    this.pools.add(poolId);
+    this.thread();
+  }
+
+  get(pool: PoolRef, spec: GetSpec, signal: AbortSignal | undefined): Promise<GetAnswer> {
+    const w = this.thread();
+    const id = this.nextId++;
+    return new Promise<GetAnswer>((resolve, reject) => {
+      // An abort answers at once; the thread is told to drop the GET and its late reply is ignored.
+      const onAbort = (): void => {
+        this.pending.delete(id);
+        this.unrefWhenIdle();
+        w.postMessage({ op: 'abort', id } satisfies BodyThreadRequest);
+        reject(new StoreError('aborted', `${spec.where}: aborted`, false));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.pending.set(id, {
+        resolve: (reply) => {
+          signal?.removeEventListener('abort', onAbort);
+          if ('answer' in reply) resolve(reply.answer);
+          else if ('error' in reply) reject(new StoreError(reply.error.kind, reply.error.message, reply.error.retryable));
+        },
+        reject: (err) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(err);
+        },
+      });
+      if (this.pending.size === 1) w.ref();
+      w.postMessage({ op: 'get', id, pool, spec } satisfies BodyThreadRequest);
+    });
+  }
+
+  /** A StorePool was closed: its twin (if it made one) closes its connections; the last one ends the thread. */
+  async close(poolId: number): Promise<void> {
+    if (!this.pools.delete(poolId)) return;
+    const w = this.worker;
+    if (!w) return;
+    const id = this.nextId++;
+    await new Promise<void>((resolve) => {
+      // A thread that fails meanwhile took the twin with it: closed either way.
+      this.pending.set(id, { resolve: () => resolve(), reject: () => resolve() });
+      if (this.pending.size === 1) w.ref();
+      w.postMessage({ op: 'close', id, pool: poolId } satisfies BodyThreadRequest);
+    });
+    if (this.pools.size === 0 && this.pending.size === 0 && this.worker === w) {
+      this.worker = undefined;
+      await w.terminate();
+    }
+  }
+
+  private thread(): Worker {
+    if (this.worker) return this.worker;
+    const w = new Worker(BODY_THREAD_URL, { workerData: { priority: readPriority.shared } });
+    w.unref();
+    w.on('message', (reply: BodyThreadReply) => {
+      const p = this.pending.get(reply.id);
+      if (!p) return;
+      this.pending.delete(reply.id);
+      this.unrefWhenIdle();
+      p.resolve(reply);
+    });
+    const fail = (why: string): void => {
+      if (this.worker !== w) return;
+      this.worker = undefined;
+      const pending = [...this.pending.values()];
+      this.pending.clear();
+      for (const p of pending) p.reject(new StoreError('io', `the store body thread ${why}`, true));
+    };
+    w.on('error', (err) => fail(`failed: ${err.message}`));
+    w.on('exit', (code) => fail(`exited (code ${code})`));
+    this.worker = w;
+    return w;
+  }
+
+  private unrefWhenIdle(): void {
+    if (this.pending.size === 0) this.worker?.unref();
+  }
+}
+
+const bodyThread = new BodyThread();

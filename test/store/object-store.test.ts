@@ -3,6 +3,7 @@
 // http-store / s3-store).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { Worker } from 'node:worker_threads';
 import { ObjectStore, SharedBody, type BodyRead, type ByteRange } from '../../src/store/object-store.js';
 import { ReadPriority, readPriority } from '../../src/store/read-priority.js';
 import { StoreError } from '../../src/store/types.js';
@@ -11,7 +12,7 @@ const PIECE = 1000;
 
 /**
  * Objects whose bodies arrive piece by piece as the test allows, read as StorePool.get reads them:
- * each piece the client hands over is taken in, then `pace` may hold the next ones (the client
+ * each piece the client hands over is taken in, then a background body may be held (the client
  * stops reading the socket). Records which pieces were taken in.
  */
 class ScriptedStore extends ObjectStore {
@@ -60,7 +61,7 @@ class ScriptedStore extends ObjectStore {
       a.count--;
       body.add(new Uint8Array(PIECE).fill(i));
       this.taken.push(`${key}#${i}`);
-      const hold = read.pace?.();
+      const hold = read.background ? readPriority.pace() : undefined;
       if (hold) await hold;
     }
     return body.end();
@@ -159,6 +160,50 @@ test("a background request waits out the newest fault-wait's head start, once, a
   const closeAgain = p.begin();
   closeAgain();
   assert.equal(p.headStart(), undefined, 'nothing held once every fault-wait closed');
+});
+
+test("another thread's body is held while a fault-wait is open here, and goes on when the last one closes", async () => {
+  const p = new ReadPriority(10_000);
+  const close = p.begin();
+  const closeToo = p.begin();
+  // The body thread's side: ReadPriority.attach over the same shared count, pace() as it calls it.
+  const worker = new Worker(
+    `const { parentPort, workerData } = require('node:worker_threads');
+    import(workerData.module).then(({ ReadPriority }) => {
+      const p = ReadPriority.attach(workerData.shared, 10_000);
+      const t0 = performance.now();
+      const held = p.pace();
+      parentPort.postMessage({ held: held !== undefined });
+      void held?.then(() => {
+        parentPort.postMessage({ releasedAfterMs: performance.now() - t0, heldAgain: p.pace() !== undefined });
+      });
+    });`,
+    { eval: true, workerData: { module: new URL('../../src/store/read-priority.js', import.meta.url).href, shared: p.shared } },
+  );
+  try {
+    const replies: Array<Record<string, unknown>> = [];
+    let wake: (() => void) | undefined;
+    worker.on('message', (m: Record<string, unknown>) => {
+      replies.push(m);
+      wake?.();
+    });
+    const reply = async (n: number): Promise<Record<string, unknown>> => {
+      while (replies.length < n) await new Promise<void>((resolve) => (wake = resolve));
+      return replies[n - 1]!;
+    };
+    assert.deepEqual(await reply(1), { held: true });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    close();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(replies.length, 1, 'released while a fault-wait was still open');
+    closeToo();
+    const released = await reply(2);
+    assert.ok((released.releasedAfterMs as number) >= 195, `released after ${released.releasedAfterMs as number} ms`);
+    assert.ok((released.releasedAfterMs as number) < 5000, 'released by the last close, not by the longest hold');
+    assert.equal(released.heldAgain, false, 'nothing held once every fault-wait closed');
+  } finally {
+    await worker.terminate();
+  }
 });
 
 test('a body taken in piece by piece at any alignment is exactly its bytes, and its length is enforced', () => {

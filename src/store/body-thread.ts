@@ -1,0 +1,51 @@
+// The store body thread (BodyThread in undici-request.ts): background GETs sent and their bodies
+// taken in off the main thread, by a twin of each StorePool with the same origin and options. A
+// body is held between pieces while the main thread has a fault-wait open (the shared count of
+// read-priority.ts), so a fault's bytes keep the link and the server to themselves.
+import { parentPort, workerData } from 'node:worker_threads';
+import type { Pool } from 'undici';
+import { ReadPriority } from './read-priority.js';
+import { StoreError } from './types.js';
+import { dispatchGet, newPool, type BodyThreadReply, type BodyThreadRequest } from './undici-request.js';
+
+const port = parentPort!;
+const priority = ReadPriority.attach((workerData as { priority: Int32Array }).priority);
+const pools = new Map<number, Pool>();
+const aborts = new Map<number, AbortController>();
+
+async function get(req: Extract<BodyThreadRequest, { op: 'get' }>): Promise<BodyThreadReply> {
+  let pool = pools.get(req.pool.id);
+  if (!pool) {
+    pool = newPool(req.pool.origin, req.pool.options);
+    pools.set(req.pool.id, pool);
+  }
+  const abort = new AbortController();
+  aborts.set(req.id, abort);
+  try {
+    return { id: req.id, answer: await dispatchGet(pool, req.spec, abort.signal, priority.pace) };
+  } catch (err) {
+    const e =
+      err instanceof StoreError
+        ? err
+        : new StoreError('io', `${req.spec.where}: ${err instanceof Error ? err.message : String(err)}`, true);
+    return { id: req.id, error: { kind: e.kind, message: e.message, retryable: e.retryable } };
+  } finally {
+    aborts.delete(req.id);
+  }
+}
+
+async function close(req: Extract<BodyThreadRequest, { op: 'close' }>): Promise<BodyThreadReply> {
+  const pool = pools.get(req.pool);
+  pools.delete(req.pool);
+  await pool?.close();
+  return { id: req.id, closed: true };
+}
+
+port.on('message', (req: BodyThreadRequest) => {
+  if (req.op === 'abort') {
+    aborts.get(req.id)?.abort();
+    return;
+  }
+  // The answer's bytes are a view of shared memory: the main thread gets the same memory, not a copy.
+  void (req.op === 'get' ? get(req) : close(req)).then((reply) => port.postMessage(reply));
+});
