@@ -392,8 +392,8 @@ interface HeadStartRow {
 /**
  * What ReadPriority's head start is for: real frames read by a store client through the link,
  * each alone, then with its chunk's whole read sent right after it either as a read a fault waits
- * for (no head start, no hold: side by side) or as the handler's background read (which waits out
- * the head start and holds its body while the frame is read). Times from the frame's request.
+ * for (no head start: side by side) or as the handler's background read (which waits out the head
+ * start, its body taken in on the store body thread). Times from the frame's request.
  */
 async function headStartReads(spec: LinkedStore, m: Manifest, count: number): Promise<Omit<HeadStartRow, 'store' | 'link'>> {
   const store = await openLinked(spec);
@@ -875,7 +875,7 @@ function render(r: {
     : 'Receive cost: not measured (no remote store in this run).';
   const headStart = r.headStart.length
     ? [
-        `A fault's frame read and its chunk's whole read sent right after it (what a fault on an uncached chunk makes the handler do), through the link, by a store client with no handler: p50 ms of ${r.headStart[0]!.frames} real frames each way, times from the frame's request. "Side by side": the whole read sent as another read a fault waits for; "background": sent as the handler sends it, 2 ms behind the frame's request (HEAD_START_MS) and its body held while the frame is read (src/store/read-priority.ts).`,
+        `A fault's frame read and its chunk's whole read sent right after it (what a fault on an uncached chunk makes the handler do), through the link, by a store client with no handler: p50 ms of ${r.headStart[0]!.frames} real frames each way, times from the frame's request. "Side by side": the whole read sent as another read a fault waits for; "background": sent as the handler sends it, 2 ms behind the frame's request (HEAD_START_MS), its body taken in on the store body thread (src/store/read-priority.ts).`,
         '',
         mdTable(
           ['store', 'link', 'frame alone', 'frame / whole, side by side', 'frame / whole, whole as background'],
@@ -905,16 +905,18 @@ function cleanUp(): void {
   fs.rmSync(work, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
 }
 
-// Ctrl-C: the same clean-up (a finally does not run when the signal ends the process), after the
-// handlers and emulators are killed: they got the signal too and could still write in the work
-// directory. A link exits when this process's pipe to it closes.
-function interrupted(): never {
-  process.stderr.write('interrupted: cleaning up\n');
+// Ctrl-C or a kill: the same clean-up (a finally does not run when the signal ends the process),
+// after the handlers and emulators are killed: after a Ctrl-C they got the signal too and could
+// still write in the work directory; a kill of this process alone would leave them running. A link
+// exits when this process's pipe to it closes.
+function interrupted(signal: 'SIGINT' | 'SIGTERM' = 'SIGINT'): never {
+  process.stderr.write(`${signal === 'SIGINT' ? 'interrupted' : 'terminated'}: cleaning up\n`);
   for (const child of running) child.kill('SIGKILL');
   cleanUp();
-  process.exit(130);
+  process.exit(signal === 'SIGINT' ? 130 : 143);
 }
-process.once('SIGINT', interrupted);
+process.once('SIGINT', () => interrupted('SIGINT'));
+process.once('SIGTERM', () => interrupted('SIGTERM'));
 
 try {
   await main();

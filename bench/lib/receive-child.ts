@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import { Pool } from 'undici';
 import { chunkKey } from '../../src/store/layout.js';
 import { openStore } from '../../src/store/open.js';
+import { storeBodyThreadLoaded } from '../../src/store/undici-request.js';
 
 export interface ReceiveChildConfig {
   /** The store (http://… or s3://…; its chunks under chunks/). */
@@ -54,6 +55,9 @@ async function viaRequestStream(pool: Pool, basePath: string, digest: string): P
 
 const c = JSON.parse(process.argv[2]!) as ReceiveChildConfig;
 const store = await openStore(c.store, c.s3Endpoint ? { s3: { endpoint: c.s3Endpoint } } : {});
+// What taking bodies in costs on each path, not the body thread's start (~75 ms, which a handler
+// spends before its first restore, or on the main thread's path meanwhile).
+await storeBodyThreadLoaded();
 const u = new URL(c.path === 'request-stream' ? c.store : 'http://unused');
 const pool = new Pool(u.origin, { connections: 16 });
 const before = threadCpuNs();

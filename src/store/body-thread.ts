@@ -1,15 +1,11 @@
 // The store body thread (BodyThread in undici-request.ts): background GETs sent and their bodies
-// taken in off the main thread, by a twin of each StorePool with the same origin and options. A
-// body is held between pieces while the main thread has a fault-wait open (the shared count of
-// read-priority.ts), so a fault's bytes keep the link and the server to themselves.
-import { parentPort, workerData } from 'node:worker_threads';
+// taken in off the main thread, by a twin of each StorePool with the same origin and options.
+import { parentPort } from 'node:worker_threads';
 import type { Pool } from 'undici';
-import { ReadPriority } from './read-priority.js';
 import { StoreError } from './types.js';
 import { dispatchGet, newPool, type BodyThreadReply, type BodyThreadRequest } from './undici-request.js';
 
 const port = parentPort!;
-const priority = ReadPriority.attach((workerData as { priority: Int32Array }).priority);
 const pools = new Map<number, Pool>();
 const aborts = new Map<number, AbortController>();
 
@@ -22,7 +18,7 @@ async function get(req: Extract<BodyThreadRequest, { op: 'get' }>): Promise<Body
   const abort = new AbortController();
   aborts.set(req.id, abort);
   try {
-    return { id: req.id, answer: await dispatchGet(pool, req.spec, abort.signal, priority.pace) };
+    return { id: req.id, answer: await dispatchGet(pool, req.spec, abort.signal) };
   } catch (err) {
     const e =
       err instanceof StoreError
@@ -49,3 +45,5 @@ port.on('message', (req: BodyThreadRequest) => {
   // The answer's bytes are a view of shared memory: the main thread gets the same memory, not a copy.
   void (req.op === 'get' ? get(req) : close(req)).then((reply) => port.postMessage(reply));
 });
+
+port.postMessage({ id: 0, ready: true } satisfies BodyThreadReply);

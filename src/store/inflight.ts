@@ -63,7 +63,7 @@ export class InflightStore implements ChunkStore {
     if (!flight) {
       const controller = new AbortController();
       // The first caller's `background` holds for all: a fault's read that joins a background one
-      // (the same whole chunk) may find its body held behind other faults' reads, never lost.
+      // (the same whole chunk) may find it sent after other faults' requests, never lost.
       const promise = start({
         ...(range ? { range } : {}),
         ...(options?.background ? { background: true } : {}),

@@ -73,15 +73,10 @@ export abstract class ObjectStore implements ChunkStore {
   }
 }
 
-/** How one GET's body is read: its abort signal, and whether it is a background read. */
+/** How one GET's body is read: its abort signal, and whether a fault waits for it. */
 export interface BodyRead {
   signal?: AbortSignal;
-  /**
-   * No fault waits for it: its body is taken in off the main thread where the backend can (the
-   * remote stores' body thread), and held between pieces while a fault-wait is open
-   * (readPriority.pace): the HTTP client then stops reading the socket, TCP slows the sender, and
-   * a held body costs nothing until it is taken in.
-   */
+  /** No fault waits for it: a backend takes its body in off the main thread where it can (the remote stores' body thread). */
   background?: boolean;
 }
 

@@ -12,8 +12,8 @@ export interface GetOptions {
   signal?: AbortSignal;
   /**
    * No fault waits for this read (a chunk read ahead, the rest of a chunk behind its frame): a
-   * remote store stops taking in its body while a fault-wait is open (read-priority.ts), so those
-   * bytes are not queued on the main thread ahead of a fault's. Local stores ignore it.
+   * remote store sends it after a fault's request (read-priority.ts) and takes its body in off the
+   * main thread, so those bytes are not queued there ahead of a fault's. Local stores ignore it.
    */
   background?: boolean;
 }

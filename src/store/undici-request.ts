@@ -1,7 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { Pool, type Dispatcher } from 'undici';
 import { rangedAnswerLength, SharedBody, sliceOfWhole, type BodyRead, type ByteRange } from './object-store.js';
-import { readPriority } from './read-priority.js';
 import { StoreError, type StoreErrorKind } from './types.js';
 
 /**
@@ -80,12 +79,13 @@ export class StorePool {
    * answer's bytes in shared memory, checked (see GetHandler), or another status with up to
    * `errorTextBytes` of its body as text. A failure on the way is a StoreError led by `where`.
    *
-   * A read a fault waits for is taken in here, on the main thread; a background read
-   * (`read.background`) on the store body thread (BodyThread), so that bulk bodies never queue
-   * ahead of a fault's bytes, or of anything else, in the main event loop. Both through undici's
-   * dispatch rather than its request(): the body's pieces go straight from the parser into shared
-   * memory, without the stream and async iterator request() puts in between (the remote bench's
-   * receive table, bench/results/remote.receive.md, measures the paths).
+   * A read a fault waits for is sent and taken in here, on the main thread (no thread hop on a
+   * fault's path); a background read (`read.background`) on the store body thread (BodyThread),
+   * so that bulk bodies never queue ahead of a fault's bytes, or of anything else, in the main
+   * event loop. Both through undici's dispatch rather than its request(): the body's pieces go
+   * straight from the parser into shared memory, without the stream and async iterator request()
+   * puts in between (the remote bench's receive table, bench/results/remote.receive.md, measures
+   * the paths).
    */
   get(
     path: string,
@@ -97,8 +97,9 @@ export class StorePool {
   ): Promise<GetAnswer> {
     read.signal?.throwIfAborted();
     const spec: GetSpec = { path, headers, range, where, errorTextBytes };
-    if (read.background) return bodyThread.get({ id: this.id, origin: this.origin, options: this.options }, spec, read.signal);
-    return dispatchGet(this.pool, spec, read.signal, undefined);
+    if (read.background && bodyThread.running())
+      return bodyThread.get({ id: this.id, origin: this.origin, options: this.options }, spec, read.signal);
+    return dispatchGet(this.pool, spec, read.signal);
   }
 
   async close(): Promise<void> {
@@ -126,17 +127,12 @@ export interface GetSpec {
   errorTextBytes: number;
 }
 
-/** A GET through `pool`; `pace` (a background body's) may hold the body between pieces. */
-export function dispatchGet(
-  pool: Pool,
-  spec: GetSpec,
-  signal: AbortSignal | undefined,
-  pace: (() => Promise<void> | undefined) | undefined,
-): Promise<GetAnswer> {
+/** A GET through `pool` (StorePool.get's, on either thread). */
+export function dispatchGet(pool: Pool, spec: GetSpec, signal: AbortSignal | undefined): Promise<GetAnswer> {
   return new Promise<GetAnswer>((resolve, reject) => {
     pool.dispatch(
       { method: 'GET', path: spec.path, headers: spec.headers },
-      new GetHandler(spec.range, spec.where, signal, pace, spec.errorTextBytes, resolve, reject),
+      new GetHandler(spec.range, spec.where, signal, spec.errorTextBytes, resolve, reject),
     );
   });
 }
@@ -148,8 +144,7 @@ export type GetAnswer = { statusCode: 200 | 206; bytes: Uint8Array } | { statusC
  * One GET's answer, as undici's parser hands it over. A 206 to a ranged GET must carry exactly
  * the range (Content-Range and Content-Length checked); a 200 (a server or cache that ignores
  * Range) is read whole and the range sliced from it. A body that runs past or ends short of its
- * announced length is an integrity error, and one that is read in the background pauses after a
- * piece while `pace` says to: undici then stops reading its socket.
+ * announced length is an integrity error.
  */
 class GetHandler implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | undefined;
@@ -165,7 +160,6 @@ class GetHandler implements Dispatcher.DispatchHandler {
     private readonly range: ByteRange | undefined,
     private readonly where: string,
     private readonly signal: AbortSignal | undefined,
-    private readonly pace: (() => Promise<void> | undefined) | undefined,
     private readonly errorTextBytes: number,
     private readonly resolve: (answer: GetAnswer) => void,
     private readonly reject: (err: StoreError) => void,
@@ -210,12 +204,6 @@ class GetHandler implements Dispatcher.DispatchHandler {
       body.add(chunk);
     } catch (err) {
       controller.abort(err as StoreError);
-      return;
-    }
-    const hold = this.pace?.();
-    if (hold) {
-      controller.pause();
-      void hold.then(() => controller.resume());
     }
   }
 
@@ -285,7 +273,9 @@ export type BodyThreadRequest =
 export type BodyThreadReply =
   | { id: number; answer: GetAnswer }
   | { id: number; error: { kind: StoreErrorKind; message: string; retryable: boolean } }
-  | { id: number; closed: true };
+  | { id: number; closed: true }
+  /** Sent once, when the thread has loaded and takes requests. */
+  | { id: 0; ready: true };
 
 const BODY_THREAD_URL = new URL('./body-thread.js', import.meta.url);
 
@@ -293,11 +283,12 @@ const BODY_THREAD_URL = new URL('./body-thread.js', import.meta.url);
  * The store body thread, seen from the main thread: background GETs (whole chunks behind a
  * fault's frame, chunks read ahead) are sent and their bodies taken in there, by a twin of each
  * StorePool, into shared memory that crosses back without a copy. Taking in a 34.6 MiB restore's
- * bodies cost the main thread about 80 ms of CPU (remote.receive.md), all of it time a fault's
- * bytes or an install could wait behind. One thread per process, started with the first StorePool
- * (it takes ~75 ms to load: a restore's first background GETs would wait for it) and ended with the
- * last; it keeps the process alive only while a GET is under way. Should it fail, the GETs under
- * way fail as retryable and the next one starts another thread.
+ * bodies costs the main thread 75-85 ms of CPU, and 2-9 ms when the thread takes them in
+ * (remote.receive.md): time a fault's bytes or an install would wait behind. One thread per process, started with the first StorePool
+ * and ended with the last; it keeps the process alive only while a GET is under way. It takes
+ * ~75 ms to load: until it has, background GETs are taken in on the main thread (a restore that
+ * starts at once must not wait for it). Should it fail, the GETs under way fail as retryable and
+ * another thread is started.
  */
 class BodyThread {
   private worker: Worker | undefined;
@@ -305,11 +296,27 @@ class BodyThread {
   private readonly pending = new Map<number, { resolve: (reply: BodyThreadReply) => void; reject: (err: StoreError) => void }>();
   /** StorePools not closed yet. */
   private readonly pools = new Set<number>();
+  /** Whether the thread has loaded and takes GETs: false while it loads. */
+  private ready = false;
+  /** Called once the current thread is ready. */
+  private onReady: Array<() => void> = [];
 
   /** A StorePool was made: the thread starts now if it is not running. */
   open(poolId: number): void {
     this.pools.add(poolId);
     this.thread();
+  }
+
+  /** Whether background GETs go to the thread now (one that failed is started again). */
+  running(): boolean {
+    this.thread();
+    return this.ready;
+  }
+
+  /** Resolves once a thread has loaded (one is started if none runs). */
+  loaded(): Promise<void> {
+    if (this.running()) return Promise.resolve();
+    return new Promise((resolve) => this.onReady.push(resolve));
   }
 
   get(pool: PoolRef, spec: GetSpec, signal: AbortSignal | undefined): Promise<GetAnswer> {
@@ -354,15 +361,23 @@ class BodyThread {
     });
     if (this.pools.size === 0 && this.pending.size === 0 && this.worker === w) {
       this.worker = undefined;
+      this.ready = false;
       await w.terminate();
     }
   }
 
   private thread(): Worker {
     if (this.worker) return this.worker;
-    const w = new Worker(BODY_THREAD_URL, { workerData: { priority: readPriority.shared } });
+    const w = new Worker(BODY_THREAD_URL);
     w.unref();
+    this.ready = false;
     w.on('message', (reply: BodyThreadReply) => {
+      if ('ready' in reply) {
+        if (this.worker !== w) return;
+        this.ready = true;
+        for (const resolve of this.onReady.splice(0)) resolve();
+        return;
+      }
       const p = this.pending.get(reply.id);
       if (!p) return;
       this.pending.delete(reply.id);
@@ -372,6 +387,7 @@ class BodyThread {
     const fail = (why: string): void => {
       if (this.worker !== w) return;
       this.worker = undefined;
+      this.ready = false;
       const pending = [...this.pending.values()];
       this.pending.clear();
       for (const p of pending) p.reject(new StoreError('io', `the store body thread ${why}`, true));
@@ -388,3 +404,11 @@ class BodyThread {
 }
 
 const bodyThread = new BodyThread();
+
+/**
+ * Resolves once the store body thread has loaded: from then on background GETs are taken in there
+ * (for measurements and tests of that path; serving never needs to wait for it).
+ */
+export function storeBodyThreadLoaded(): Promise<void> {
+  return bodyThread.loaded();
+}

@@ -8,6 +8,7 @@ import { InflightStore } from '../../src/store/inflight.js';
 import { ResilientStore } from '../../src/store/resilient.js';
 import { DiskCacheStore } from '../../src/store/disk-cache.js';
 import { StoreError } from '../../src/store/types.js';
+import { storeBodyThreadLoaded } from '../../src/store/undici-request.js';
 import { FaultProxy } from '../../tools/fault-proxy.js';
 import { httpServer, type RunningServer } from '../helpers/servers.js';
 import { tempDir } from '../helpers/files.js';
@@ -194,6 +195,7 @@ describe('HttpStore against nginx', { skip }, () => {
     const s = new HttpStore(prefix);
     try {
       await s.putChunk(id, big);
+      await storeBodyThreadLoaded(); // until then background reads are taken in on the main thread
       const read = s.getChunk(id, { background: true });
       await new Promise((resolve) => setTimeout(resolve, 10)); // the GET is on its way
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2000);
