@@ -283,7 +283,7 @@ const BODY_THREAD_URL = new URL('./body-thread.js', import.meta.url);
  * The store body thread, seen from the main thread: background GETs (whole chunks behind a
  * fault's frame, chunks read ahead) are sent and their bodies taken in there, by a twin of each
  * StorePool, into shared memory that crosses back without a copy. Taking in a 34.6 MiB restore's
- * bodies costs the main thread 75-85 ms of CPU, and 2-9 ms when the thread takes them in
+ * bodies costs the main thread 70-85 ms of CPU, and 2-9 ms when the thread takes them in
  * (remote.receive.md): time a fault's bytes or an install would wait behind. One thread per process, started with the first StorePool
  * and ended with the last; it keeps the process alive only while a GET is under way. It takes
  * ~75 ms to load: until it has, background GETs are taken in on the main thread (a restore that
