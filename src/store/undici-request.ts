@@ -4,9 +4,10 @@ import { rangedAnswerLength, SharedBody, sliceOfWhole, type BodyRead, type ByteR
 import { StoreError, type StoreErrorKind } from './types.js';
 
 /**
- * What the HTTP and S3 stores share on the wire: one undici keep-alive pool per origin, a request
- * with the stores' timeouts and abort, a GET answer's body read into shared memory (checked against
- * the range asked for), and undici's failures said as StoreErrors.
+ * What the HTTP and S3 stores share on the wire: one undici keep-alive pool per origin (and its
+ * twin on the store body thread for background GETs), a request with the stores' timeouts and
+ * abort, a GET answer's body read into shared memory (checked against the range asked for), and
+ * undici's failures said as StoreErrors.
  */
 export interface PoolOptions {
   /** Time to the response headers (default 10 s). */
@@ -41,8 +42,6 @@ const NETWORK_CODES = new Set([
 
 export class StorePool {
   private readonly pool: Pool;
-  private readonly headersTimeoutMs: number;
-  private readonly bodyTimeoutMs: number;
   /** This pool's twin on the body thread (its background GETs), by this number. */
   private readonly id = nextPoolId++;
 
@@ -50,8 +49,6 @@ export class StorePool {
     private readonly origin: string,
     private readonly options: PoolOptions,
   ) {
-    this.headersTimeoutMs = options.headersTimeoutMs ?? 10_000;
-    this.bodyTimeoutMs = options.bodyTimeoutMs ?? 30_000;
     this.pool = newPool(origin, options);
     bodyThread.open(this.id);
   }
@@ -66,8 +63,6 @@ export class StorePool {
         headers: spec.headers,
         ...(spec.body ? { body: spec.body } : {}),
         ...(signal ? { signal } : {}),
-        headersTimeout: this.headersTimeoutMs,
-        bodyTimeout: this.bodyTimeoutMs,
       });
     } catch (err) {
       throw networkError(where, err, signal);
@@ -109,6 +104,7 @@ export class StorePool {
 
 let nextPoolId = 1;
 
+/** An undici pool with the stores' options (its timeouts apply to every request through it). */
 export function newPool(origin: string, options: PoolOptions): Pool {
   return new Pool(origin, {
     connections: options.connections ?? 16,
@@ -284,11 +280,11 @@ const BODY_THREAD_URL = new URL('./body-thread.js', import.meta.url);
  * fault's frame, chunks read ahead) are sent and their bodies taken in there, by a twin of each
  * StorePool, into shared memory that crosses back without a copy. Taking in a 34.6 MiB restore's
  * bodies costs the main thread 70-85 ms of CPU, and 2-9 ms when the thread takes them in
- * (remote.receive.md): time a fault's bytes or an install would wait behind. One thread per process, started with the first StorePool
- * and ended with the last; it keeps the process alive only while a GET is under way. It takes
- * ~75 ms to load: until it has, background GETs are taken in on the main thread (a restore that
- * starts at once must not wait for it). Should it fail, the GETs under way fail as retryable and
- * another thread is started.
+ * (remote.receive.md): time a fault's bytes or an install would wait behind. One thread per
+ * process, started with the first StorePool and ended with the last; it keeps the process alive
+ * only while a GET is under way. It takes ~75 ms to load: until it has, background GETs are taken
+ * in on the main thread (a restore that starts at once must not wait for it). Should it fail, the
+ * GETs under way fail as retryable and another thread is started.
  */
 class BodyThread {
   private worker: Worker | undefined;
