@@ -1,4 +1,4 @@
-import { checkDigestName } from './types.js';
+import { StoreError, checkDigestName } from './types.js';
 
 // Object names inside any store, relative to its root or prefix. They are DirStore's file layout,
 // so a store directory can be copied to a bucket or a web root as it is (`aws s3 sync DIR
@@ -12,6 +12,18 @@ export function chunkKey(digest: string): string {
 export function manifestKey(id: string): string {
   checkDigestName(id);
   return `manifests/${id}.json`;
+}
+
+/** The key prefix of every manifest whose id starts with `idPrefix` (hex digits), for a store that lists keys. */
+export function manifestKeyPrefix(idPrefix: string): string {
+  if (!/^[0-9a-f]{0,64}$/.test(idPrefix))
+    throw new StoreError('invalid-name', `not a prefix of a sha256 hex digest: ${JSON.stringify(idPrefix)}`, false);
+  return `manifests/${idPrefix}`;
+}
+
+/** The manifest id a listed key names (the key relative to the store's root or prefix), or undefined. */
+export function manifestIdOfKey(rel: string): string | undefined {
+  return /^manifests\/([0-9a-f]{64})\.json$/.exec(rel)?.[1];
 }
 
 /** What a ranged read means in every store: bytes [offset, offset + length), cut short at the object's end. */

@@ -1,8 +1,15 @@
 import net from 'node:net';
 import crypto from 'node:crypto';
-import { HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import {
+  HeadBucketCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+  paginateListObjectsV2,
+} from '@aws-sdk/client-s3';
 import { redactUrl } from './redact.js';
-import { rangeHeader } from './layout.js';
+import { manifestIdOfKey, manifestKeyPrefix, rangeHeader } from './layout.js';
 import { ObjectStore, type BodyRead, type ByteRange } from './object-store.js';
 import { S3SignedGet } from './s3-get.js';
 import { StoreError } from './types.js';
@@ -156,6 +163,27 @@ export class S3Store extends ObjectStore {
   async close(): Promise<void> {
     await this.getter.close();
     this.client.destroy();
+  }
+
+  /** Manifest ids starting with `prefix` (hex digits): one ListObjectsV2 under manifests/, page by page. */
+  async manifestIdsWithPrefix(prefix: string): Promise<string[]> {
+    const rel = manifestKeyPrefix(prefix);
+    const root = this.key('');
+    const ids: string[] = [];
+    try {
+      for await (const page of paginateListObjectsV2({ client: this.client }, { Bucket: this.bucket, Prefix: this.key(rel) }))
+        for (const o of page.Contents ?? []) {
+          const id = o.Key?.startsWith(root) ? manifestIdOfKey(o.Key.slice(root.length)) : undefined;
+          if (id) ids.push(id);
+        }
+    } catch (err) {
+      const e = this.error('ListObjectsV2', rel, err);
+      // Reading a snapshot needs only s3:GetObject; a role without s3:ListBucket can still name it in full.
+      if (s3Failure(err).status === 403)
+        throw new StoreError('http-status', `${e.message}; without listing, give the full 64-digit manifest id`, false, err);
+      throw e;
+    }
+    return ids;
   }
 
   protected async headObject(rel: string, signal?: AbortSignal): Promise<boolean> {

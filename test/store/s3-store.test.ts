@@ -3,7 +3,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import util from 'node:util';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { S3Store, needsPathStyle } from '../../src/store/s3.js';
 import { openStore, parseStoreSpec, describeStoreSpec } from '../../src/store/open.js';
 import { ResilientStore } from '../../src/store/resilient.js';
@@ -126,6 +126,38 @@ describe('S3Store against Ceph RGW', { skip }, () => {
       apply(saved);
     }
   }
+
+  test('short ids: manifests listed by id prefix, under this prefix only, through every layer openStore adds', async () => {
+    const ids = ['abc123' + '0'.repeat(58), 'abc123' + '1'.repeat(58), 'abd' + '2'.repeat(61)];
+    const s = new S3Store({ bucket, prefix: 'short', endpoint: srv.url });
+    for (const id of ids) await s.putManifest(id, Buffer.from('{}'));
+    // Not manifests of this store: one under another prefix that starts alike, and a key that is not <id>.json.
+    const other = new S3Store({ bucket, prefix: 'short2', endpoint: srv.url });
+    await other.putManifest('abc123' + '3'.repeat(58), Buffer.from('{}'));
+    await other.close();
+    const admin = new S3Client({ endpoint: srv.url, region: 'us-east-1', forcePathStyle: true });
+    await admin.send(new PutObjectCommand({ Bucket: bucket, Key: `short/manifests/abc123${'4'.repeat(58)}.json.partial`, Body: '{}' }));
+    admin.destroy();
+    assert.deepEqual((await s.manifestIdsWithPrefix('abc123')).sort(), ids.slice(0, 2));
+    assert.deepEqual(await s.manifestIdsWithPrefix('abd'), [ids[2]]);
+    assert.deepEqual(await s.manifestIdsWithPrefix('abe'), []);
+    assert.deepEqual((await s.manifestIdsWithPrefix('')).sort(), ids);
+    await assert.rejects(s.manifestIdsWithPrefix('../x'), isStoreError('invalid-name', false));
+    await s.close();
+    const opened = await openStore(`s3://${bucket}/short`, { s3: { endpoint: srv.url } });
+    assert.deepEqual(await opened.manifestIdsWithPrefix!('abd'), [ids[2]]);
+    await opened.close();
+    await withEnv({ AWS_SECRET_ACCESS_KEY: 'wrong-secret' }, async () => {
+      const denied = new S3Store({ bucket, prefix: 'short', endpoint: srv.url });
+      await assert.rejects(
+        denied.manifestIdsWithPrefix('abc'),
+        (e: unknown) =>
+          isStoreError('http-status', false)(e) &&
+          /ListObjectsV2 .*access denied.*give the full 64-digit manifest id/.test((e as Error).message),
+      );
+      await denied.close();
+    });
+  });
 
   test("wrong credentials: a non-retryable access error naming S3's code, without the secret or session token", async () => {
     const secret = `wrong-${crypto.randomBytes(8).toString('hex')}`;
