@@ -1,7 +1,7 @@
 // npm run bench: the fault path against its baselines, every figure measured in the same run, on the
 // same workload, through the same Firecracker emulator. See bench/README.md for what each scenario
 // and column means. Flags: --runs N, --quick, --only a,b, --full, --smoke, --out FILE, --suite NAME, --data-dir DIR.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -114,6 +114,19 @@ function kvmAvailable(mem: string): string | undefined {
 }
 
 const FA_CURVE = [4096, 16384, 65536, 262144, 2 * MiB];
+
+/**
+ * Suites with a script of their own (they start servers, and have a matrix of their own), run from
+ * here by name with --only or --full; each writes its committed suite (bench/results/NAME.json and
+ * its fragments) itself, given this run's --runs.
+ */
+const SCRIPT_SUITES = [
+  {
+    name: 'remote',
+    script: 'dist/bench/remote.js',
+    what: 'issue 9: the real guest restored from nginx (HTTP) and Ceph RGW (S3), both started here, through a link at 1 ms and 20 ms RTT, next to a local directory (bench/README.md)',
+  },
+] as const;
 
 const SCENARIOS: Scenario[] = [
   {
@@ -336,7 +349,8 @@ function parseArgs(argv: string[]): {
       process.stdout.write(
         'usage: node dist/bench/run.js [--runs N (5)] [--quick] [--full] [--smoke] [--only s1,s2] [--out FILE | --suite NAME] [--data-dir DIR]\n' +
           '--suite NAME: write bench/results/NAME.json and its markdown fragment NAME.md (committed; docs quote it between <!-- bench:NAME --> markers)\n' +
-          `scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}\n`,
+          `scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}\n` +
+          `suites with a script of their own (with --only NAME, or --full): ${SCRIPT_SUITES.map((s) => `${s.name} (${s.script})`).join(', ')}\n`,
       );
       process.exit(0);
     } else throw new Error(`unknown flag ${f} (see --help)`);
@@ -648,7 +662,6 @@ async function main(): Promise<void> {
   ] as const)
     if (!fs.existsSync(p)) throw new Error(`${what} is missing: ${p}`);
   fs.mkdirSync(args.dataDir, { recursive: true });
-  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-uffd-bench-run-'));
   const ctx: Ctx = {
     dataDir: args.dataDir,
     fixtureDir: path.resolve(ROOT, '../shared/fixtures/real-guest-128m'),
@@ -658,7 +671,48 @@ async function main(): Promise<void> {
   const chosen = SCENARIOS.filter((s) =>
     args.only ? args.only.includes(s.name) : args.smoke ? s.tier === 'smoke' : s.tier === 'default' || (args.full && s.tier === 'full'),
   );
-  if (args.only) for (const n of args.only) if (!SCENARIOS.some((s) => s.name === n)) throw new Error(`no scenario ${n} (see --help)`);
+  if (args.only)
+    for (const n of args.only)
+      if (!SCENARIOS.some((s) => s.name === n) && !SCRIPT_SUITES.some((s) => s.name === n))
+        throw new Error(`no scenario ${n} (see --help)`);
+  const scripted = SCRIPT_SUITES.filter((s) => (args.only ? args.only.includes(s.name) : args.full));
+  if (chosen.length === 0 && (args.suite !== undefined || args.out !== undefined))
+    throw new Error(
+      `--suite and --out are for the emulator scenarios; ${scripted.map((s) => `${s.name} writes bench/results/${s.name}.json`).join(', ')} itself`,
+    );
+  if (chosen.length > 0) await runEmulatorScenarios(chosen, args, ctx);
+  for (const s of scripted) {
+    process.stdout.write(`running ${s.name}: node ${s.script} --runs ${args.runs}\n`);
+    const code = await runScript(s.script, ['--runs', String(args.runs)]);
+    if (code !== 0) {
+      process.stderr.write(`bench: ${s.name} failed (exit ${code})\n`);
+      process.exit(code);
+    }
+  }
+}
+
+/**
+ * Runs a suite's script and resolves with its exit code. Ctrl-C reaches it with the terminal's
+ * process group, and a SIGTERM here is passed on: either way it stops its servers and link before
+ * it exits (130 / 143), and this process waits for that rather than die first.
+ */
+function runScript(script: string, argv: string[]): Promise<number> {
+  const child = spawn(process.execPath, [path.join(ROOT, script), ...argv], { stdio: 'inherit' });
+  const onInt = (): void => undefined;
+  const onTerm = (): void => void child.kill('SIGTERM');
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
+  return new Promise((resolve) =>
+    child.on('exit', (code, signal) => {
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+      resolve(code ?? 128 + (signal ? os.constants.signals[signal] : 0));
+    }),
+  );
+}
+
+async function runEmulatorScenarios(chosen: Scenario[], args: ReturnType<typeof parseArgs>, ctx: Ctx): Promise<void> {
+  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-uffd-bench-run-'));
   const started = Date.now();
   const command = `node dist/bench/run.js ${process.argv.slice(2).join(' ')}`.trim();
   const loadAvg1 = os.loadavg()[0]!;
