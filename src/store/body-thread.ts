@@ -1,5 +1,10 @@
 // The store body thread (BodyThread in undici-request.ts): background GETs sent and their bodies
 // taken in off the main thread, by a twin of each StorePool with the same origin and options.
+// It runs at the process's priority. Tried at nice 5, 10 and 19 (remote bench, 1 ms link, 2 rounds
+// of 5 runs, alternating): a fault that arrived during a working-set prefetch waited about half as
+// long (HTTP uncached frame p50 8.2-8.9 ms at nice 0, 3.9-6.1 niced), but the prefetch the VM needs
+// anyway came in later, and the restores ended later (HTTP ws-cold median 184-188 ms at nice 0,
+// 186-206 niced; S3 219-233, 225-253): the restore's time wins.
 import { parentPort } from 'node:worker_threads';
 import type { Pool } from 'undici';
 import { StoreError } from './types.js';
