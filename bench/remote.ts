@@ -24,7 +24,7 @@ import { pack } from '../src/snapshot/pack.js';
 import { chunkLength, frameOffsets, summarizeManifest, type Manifest } from '../src/snapshot/manifest.js';
 import type { FrameTiming } from '../src/snapshot/frame-load.js';
 import { realGuest } from './lib/data.js';
-import { mdTable, RESULTS_DIR, writeResults } from './lib/results.js';
+import { benchCommand, mdTable, RESULTS_DIR, writeResults } from './lib/results.js';
 import { fmt, quantile, spread } from './lib/stats.js';
 import { cpuNs, hostBusyPct, hostCpuTicks, threadSchedNs } from './lib/trial.js';
 import type { RemoteServeConfig } from './lib/remote-serve.js';
@@ -785,6 +785,7 @@ async function main(): Promise<void> {
         context: busy,
       };
     });
+  const earlierTargets = earlierRuns();
   const result = {
     elapsedS: (Date.now() - t0) / 1000,
     image: real.image.origin,
@@ -797,8 +798,47 @@ async function main(): Promise<void> {
     receive,
     headStart,
   };
-  const md = render(result);
-  writeResults('remote', result, md.all, { targets: md.targets, receive: md.receive });
+  const md = render({ ...result, earlierTargets });
+  writeResults('remote', { ...result, earlierTargets }, md.all, { targets: md.targets, receive: md.receive });
+}
+
+/** A target's verdict in an earlier run of the same command: the machine is shared, and verdicts near 1.0 flip from run to run. */
+interface EarlierTargets {
+  generatedAt: string;
+  loadAvg1AtStart: number;
+  targets: Array<Pick<Target, 'store' | 'link' | 'what' | 'valueMs' | 'boundMs' | 'met'>>;
+}
+
+/** Runs kept next to this one in the targets table. */
+const EARLIER_RUNS_KEPT = 2;
+
+/**
+ * The targets of the last runs of this same command (bench/results/remote.json as it is before this
+ * run overwrites it, and the runs it kept): another command (part of the matrix, other --runs)
+ * starts afresh.
+ */
+function earlierRuns(): EarlierTargets[] {
+  const file = path.join(RESULTS_DIR, 'remote.json');
+  if (!fs.existsSync(file)) return [];
+  const prev = JSON.parse(fs.readFileSync(file, 'utf8')) as {
+    command?: string;
+    generatedAt?: string;
+    host?: { loadAvg1AtStart?: number };
+    results?: { targets?: Target[]; earlierTargets?: EarlierTargets[] };
+  };
+  if (prev.command !== benchCommand() || !prev.results?.targets || !prev.generatedAt) return [];
+  const targets = prev.results.targets.map(({ store, link, what, valueMs, boundMs, met }) => ({
+    store,
+    link,
+    what,
+    valueMs,
+    boundMs,
+    met,
+  }));
+  return [
+    ...(prev.results.earlierTargets ?? []),
+    { generatedAt: prev.generatedAt, loadAvg1AtStart: prev.host?.loadAvg1AtStart ?? NaN, targets },
+  ].slice(-EARLIER_RUNS_KEPT);
 }
 
 function render(r: {
@@ -811,10 +851,24 @@ function render(r: {
   targets: Target[];
   receive: ReceiveRow[];
   headStart: HeadStartRow[];
+  earlierTargets: EarlierTargets[];
 }): { all: string; targets: string; receive: string } {
   const ms = (x: number | null): string => fmt(x);
+  const at = (iso: string): string => `${iso.slice(0, 10)} ${iso.slice(11, 16)}`;
+  const verdict = (t: { valueMs: number; boundMs: number; met: boolean }): string =>
+    `${fmt(t.valueMs / t.boundMs)} ${t.met ? 'met' : '**missed**'}`;
   const targets = mdTable(
-    ['target', 'store', 'link', 'measured ms', 'bound ms', 'measured / bound', 'met', 'also measured in that row'],
+    [
+      'target',
+      'store',
+      'link',
+      'measured ms',
+      'bound ms',
+      'measured / bound',
+      'met',
+      'also measured in that row',
+      ...r.earlierTargets.map((e) => `earlier run ${at(e.generatedAt)} (load ${fmt(e.loadAvg1AtStart)})`),
+    ],
     r.targets.map((t) => [
       t.what,
       t.store,
@@ -824,6 +878,10 @@ function render(r: {
       fmt(t.valueMs / t.boundMs),
       t.met ? 'met' : '**missed**',
       t.context,
+      ...r.earlierTargets.map((e) => {
+        const same = e.targets.find((x) => x.store === t.store && x.link === t.link && x.what === t.what);
+        return same ? verdict(same) : '-';
+      }),
     ]),
   );
   const rows = mdTable(
