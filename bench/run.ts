@@ -124,7 +124,7 @@ const SCRIPT_SUITES = [
   {
     name: 'remote',
     script: 'dist/bench/remote.js',
-    what: 'issue 9: the real guest restored from nginx (HTTP) and Ceph RGW (S3), both started here, through a link at 1 ms and 20 ms RTT, next to a local directory (bench/README.md)',
+    what: 'issue 9: the real guest restored from a local directory, nginx (HTTP) and Ceph RGW (S3) through a link at 1 ms and 20 ms RTT (bench/README.md)',
   },
 ] as const;
 
@@ -350,7 +350,7 @@ function parseArgs(argv: string[]): {
         'usage: node dist/bench/run.js [--runs N (5)] [--quick] [--full] [--smoke] [--only s1,s2] [--out FILE | --suite NAME] [--data-dir DIR]\n' +
           '--suite NAME: write bench/results/NAME.json and its markdown fragment NAME.md (committed; docs quote it between <!-- bench:NAME --> markers)\n' +
           `scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}\n` +
-          `suites with a script of their own (with --only NAME, or --full): ${SCRIPT_SUITES.map((s) => `${s.name} (${s.script})`).join(', ')}\n`,
+          `suites with a script of their own (with --only NAME, or --full):\n${SCRIPT_SUITES.map((s) => `  ${s.name}: ${s.what} (${s.script})\n`).join('')}`,
       );
       process.exit(0);
     } else throw new Error(`unknown flag ${f} (see --help)`);
