@@ -12,7 +12,7 @@ import { ChunkCache } from '../snapshot/chunk-cache.js';
 import { ServedChunkedSnapshot } from '../snapshot/chunked-source.js';
 import { readWorkingSet } from '../serve/working-set.js';
 import { Registry } from 'prom-client';
-import { createMetrics, serveMetrics } from '../server/metrics.js';
+import { createMetrics, registerStoreMetrics, serveMetrics } from '../server/metrics.js';
 import { LoopThreadPool } from '../serve/loop-pool.js';
 import { validateServerOptions } from '../serve/validate-options.js';
 import type { FaultAround } from '../serve/fault-around.js';
@@ -108,6 +108,8 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     server.on('vm-ended', (_vm, info) => process.stdout.write(`${formatVmSummary(info)}\n`));
     if (metrics) {
       createMetrics(server, registry);
+      const served = store;
+      if (served) registerStoreMetrics(registry, () => [served]);
       logger.info({ metrics: `http://${metrics.address.address}:${metrics.address.port}/metrics` }, 'serving Prometheus metrics');
     }
   } catch (err) {

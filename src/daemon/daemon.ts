@@ -15,6 +15,7 @@ import type { HealthInfo, RestoreDetail, RestoreInfo, RestoreRequest, RestoreSta
 import { checkName, socketPathFor } from './request.js';
 import { StoreRegistry } from './stores.js';
 import type { OpenStoreOptions } from '../store/open.js';
+import type { ChunkStore } from '../store/types.js';
 
 export interface DaemonOptions {
   /** Directory every restore's uffd socket is created in (must exist). */
@@ -192,6 +193,11 @@ export class Daemon extends EventEmitter {
         evictions: c.stats.evictions,
       },
     };
+  }
+
+  /** Every store a restore opened (one per store, shared by its restores), for metrics. */
+  openStores(): ChunkStore[] {
+    return this.stores.openStores();
   }
 
   /** Every restore's VMs, for metrics. */

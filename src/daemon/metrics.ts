@@ -1,4 +1,5 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { registerStoreMetrics } from '../server/metrics.js';
 import type { VmInfo } from '../server/server.js';
 import type { Daemon } from './daemon.js';
 
@@ -70,5 +71,6 @@ export function createDaemonMetrics(daemon: Daemon): Registry {
   cacheGauge('fc_uffd_chunk_cache_chunks', 'chunks held by the shared cache', (c) => c.chunks);
   cacheGauge('fc_uffd_chunk_cache_hits', 'chunk cache hits since start', (c) => c.hits);
   cacheGauge('fc_uffd_chunk_cache_misses', 'chunk cache misses (chunks loaded) since start', (c) => c.misses);
+  registerStoreMetrics(registry, () => daemon.openStores());
   return registry;
 }

@@ -10,6 +10,8 @@ import type { ChunkStore } from '../store/types.js';
 
 export class StoreRegistry {
   private readonly stores = new Map<string, Promise<ChunkStore>>();
+  /** The stores whose open succeeded, for metrics. */
+  private readonly opened = new Map<string, ChunkStore>();
 
   /** `options`: for remote stores (a directory store takes only the retries). */
   constructor(private readonly options: OpenStoreOptions = {}) {}
@@ -39,16 +41,27 @@ export class StoreRegistry {
       const opening = openSnapshotStore(spec, options);
       store = opening;
       this.stores.set(key, opening);
-      opening.catch(() => {
-        if (this.stores.get(key) === opening) this.stores.delete(key);
-      });
+      opening.then(
+        (s) => {
+          if (this.stores.get(key) === opening) this.opened.set(key, s);
+        },
+        () => {
+          if (this.stores.get(key) === opening) this.stores.delete(key);
+        },
+      );
     }
     return store;
+  }
+
+  /** Every store opened so far (and not closed). */
+  openStores(): ChunkStore[] {
+    return [...this.opened.values()];
   }
 
   async closeAll(): Promise<void> {
     const opening = [...this.stores.values()];
     this.stores.clear();
+    this.opened.clear();
     // A store that failed to open has nothing to close.
     await Promise.all(
       opening.map((p) =>

@@ -3,6 +3,8 @@ import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { UffdServer, VmInfo } from './server.js';
 import { WINDOW_BUCKET_BYTES, type CounterName } from '../serve/stats.js';
+import { storeCounts, type StoreCounts } from '../store/stats.js';
+import type { ChunkStore } from '../store/types.js';
 
 /** Per-VM counters exported as Prometheus counters: [stats name, metric name, help]. */
 const VM_COUNTERS: Array<[CounterName, string, string]> = [
@@ -105,6 +107,56 @@ export function createMetrics(server: UffdServer, registry = new Registry()): Re
     },
   });
   return registry;
+}
+
+/**
+ * Counters of the stores `stores()` returns at each scrape, labelled by store (as logs name it: no
+ * credentials): what was asked of each and what came of it, and its disk cache's hits, misses,
+ * evictions and damaged entries. A store counts from when it was opened.
+ */
+export function registerStoreMetrics(registry: Registry, stores: () => ChunkStore[]): void {
+  const counter = (
+    name: string,
+    help: string,
+    label: string | undefined,
+    values: (c: StoreCounts) => Array<[string, number]> | undefined,
+  ): void => {
+    new Counter({
+      name,
+      help,
+      labelNames: label ? ['store', label] : ['store'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const store of stores()) {
+          const c = storeCounts(store);
+          for (const [value, n] of values(c) ?? [])
+            this.inc(label ? { store: c.description, [label]: value } : { store: c.description }, n);
+        }
+      },
+    });
+  };
+  counter('fc_uffd_store_requests_total', 'requests sent to the store, by operation (each try of a retried operation)', 'op', (c) =>
+    c.requests ? Object.entries(c.requests.tries) : undefined,
+  );
+  counter('fc_uffd_store_retries_total', 'store requests that failed and were tried again', undefined, (c) =>
+    c.requests ? [['', c.requests.retries]] : undefined,
+  );
+  counter(
+    'fc_uffd_store_failures_total',
+    "store operations that failed in the end (at once, or with their retries spent), by their last error's kind",
+    'kind',
+    (c) => (c.requests ? Object.entries(c.requests.failures) : undefined),
+  );
+  counter('fc_uffd_store_received_bytes_total', 'bytes of the store reads that succeeded (chunks, frames, manifests)', undefined, (c) =>
+    c.requests ? [['', c.requests.receivedBytes]] : undefined,
+  );
+  const disk = (name: string, help: string, of: (d: NonNullable<StoreCounts['diskCache']>) => number): void =>
+    counter(name, help, undefined, (c) => (c.diskCache ? [['', of(c.diskCache)]] : undefined));
+  disk('fc_uffd_disk_cache_hits_total', 'reads served from the local disk cache', (d) => d.hits);
+  disk('fc_uffd_disk_cache_misses_total', 'reads the local disk cache passed to the store', (d) => d.misses);
+  disk('fc_uffd_disk_cache_evicted_entries_total', 'disk cache entries removed to stay within its size', (d) => d.evictedEntries);
+  disk('fc_uffd_disk_cache_corrupt_entries_total', 'disk cache entries found damaged (deleted and fetched again)', (d) => d.corruptEntries);
 }
 
 /** Serves `registry` at http://host:port/metrics; resolves with the bound address. */

@@ -113,6 +113,10 @@ describe('fc-uffd daemon serves many snapshots from one process', () => {
         const metrics = await d.client.metrics();
         assert.match(metrics, /fc_uffd_restore_vms_started_total\{restore="mem"\} 7/);
         assert.match(metrics, /fc_uffd_chunk_cache_chunks \d+/);
+        // The store both chunked restores name: one series (opened once), every distinct chunk read from it.
+        const gets = [...metrics.matchAll(/^fc_uffd_store_requests_total\{store="dir:[^"]+",op="get"\} (\d+)$/gm)].map((m) => Number(m[1]));
+        assert.equal(gets.length, 1, metrics);
+        assert.ok(gets[0]! >= distinct.size, `${gets[0]} store reads for ${distinct.size} chunks`);
       } finally {
         assert.equal(await d.stop(), 0);
       }

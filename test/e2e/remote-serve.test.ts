@@ -77,12 +77,13 @@ if (typeof s3 !== 'string') {
   });
 }
 
-/** Packs the demo image into `storeUrl` (through the library, as pack --store would). */
-async function packInto(backend: Backend, prefix: string): Promise<string> {
+/** Packs the demo image into `storeUrl` (through the library, as pack --store would): its id and the bytes stored. */
+async function packInto(backend: Backend, prefix: string): Promise<{ id: string; storedBytes: number }> {
   const isS3 = prefix.startsWith('s3://');
   const store = await openSnapshotStore(prefix, isS3 ? { s3: { endpoint: backend.server.url } } : {});
   try {
-    return (await pack({ memPath: mem, store, chunkSizeBytes: CHUNK_BYTES })).id;
+    const r = await pack({ memPath: mem, store, chunkSizeBytes: CHUNK_BYTES });
+    return { id: r.id, storedBytes: r.totalStoredBytes };
   } finally {
     await store.close();
   }
@@ -149,11 +150,12 @@ for (const b of backends) {
     let proxy: FaultProxy;
     let storeUrl: string;
     let id: string;
+    let storedBytes: number;
     const target = new URL(b.server.url);
     before(async () => {
       proxy = await FaultProxy.start({ host: target.hostname, port: Number(target.port) });
       storeUrl = b.store(b.server.url);
-      id = await packInto(b, storeUrl);
+      ({ id, storedBytes } = await packInto(b, storeUrl));
     });
     after(async () => {
       await proxy.close();
@@ -179,6 +181,58 @@ for (const b of backends) {
         assertNoSecret(srv);
       } finally {
         assert.equal(await srv.stop(), 0);
+      }
+    });
+
+    test('metrics: store requests, retries and bytes, and the disk cache a second handler reads instead of the store', async () => {
+      await faults({});
+      const cacheDir = path.join(dir, `cache-${crypto.randomBytes(3).toString('hex')}`);
+      const flags = ['--metrics-listen', '127.0.0.1:0', '--cache-dir', cacheDir];
+      const scrape = async (srv: ServeProcess): Promise<Map<string, number>> => {
+        const url = (await srv.waitForLog((l) => l.msg === 'serving Prometheus metrics')).metrics as string;
+        const text = await (await fetch(url)).text();
+        // One store per handler: its label is dropped here, the others kept.
+        return new Map(
+          [...text.matchAll(/^(fc_uffd_(?:store|disk_cache)_\w+)\{store="[^"]*"(?:,(\w+)="([^"]*)")?\} (\d+)$/gm)].map((m) => [
+            m[2] ? `${m[1]}{${m[2]}=${m[3]}}` : m[1]!,
+            Number(m[4]),
+          ]),
+        );
+      };
+      const first = await serve(b, id, proxied(), proxy.url, flags);
+      try {
+        await faults({ cannedStatus: 503 });
+        const seen = proxy.requests;
+        const run = runEmulator({ socket: first.socket, mem, pattern: 'seq', deadlineMs: 30000 });
+        while (proxy.requests === seen) await new Promise((res) => setTimeout(res, 2));
+        await faults({});
+        assertVerified(await run, MEM_BYTES / 4096, 'first handler');
+        const m = await scrape(first);
+        assert.ok((m.get('fc_uffd_store_retries_total') ?? 0) >= 1, `the 503 was retried: ${JSON.stringify([...m])}`);
+        assert.ok((m.get('fc_uffd_store_requests_total{op=get}') ?? 0) > m.get('fc_uffd_store_retries_total')!);
+        // At least the chunks' compressed bytes came from the store (frames may come twice: alone and with their chunk).
+        assert.ok(
+          (m.get('fc_uffd_store_received_bytes_total') ?? 0) >= storedBytes,
+          `received ${m.get('fc_uffd_store_received_bytes_total')}`,
+        );
+        assert.ok((m.get('fc_uffd_disk_cache_misses_total') ?? 0) > 0);
+        assert.equal(m.get('fc_uffd_store_failures_total{kind=http-status}'), undefined, 'no read failed in the end');
+      } finally {
+        assert.equal(await first.stop(), 0);
+      }
+      const second = await serve(b, id, proxied(), proxy.url, flags);
+      try {
+        assertVerified(
+          await runEmulator({ socket: second.socket, mem, pattern: 'seq', deadlineMs: 30000 }),
+          MEM_BYTES / 4096,
+          'second handler',
+        );
+        const m = await scrape(second);
+        assert.ok((m.get('fc_uffd_disk_cache_hits_total') ?? 0) > 0, JSON.stringify([...m]));
+        assert.equal(m.get('fc_uffd_disk_cache_misses_total'), 0, 'everything came from the disk cache');
+        assert.equal(m.get('fc_uffd_store_requests_total{op=get}'), 0, 'nothing was read from the store');
+      } finally {
+        assert.equal(await second.stop(), 0);
       }
     });
 
@@ -274,7 +328,7 @@ describe('the HTTP server stopped mid-restore, then started again', { skip: type
     let srv: ServeProcess | undefined;
     try {
       const b: Backend = { name: 'own nginx', server: own, store: () => srvUrl, flags: () => [] };
-      const id = await packInto(b, srvUrl);
+      const { id } = await packInto(b, srvUrl);
       srv = await serve(b, id, `${proxy.url}/snap`, proxy.url);
       // Chunk 0 comes through; then every byte is delayed, and nginx is stopped (by pid) while the
       // VM's request for chunk 1 is on its way.

@@ -132,6 +132,37 @@ describe('ResilientStore', () => {
     await Promise.all(Array.from({ length: 20 }, () => limited.getChunk('x')));
     assert.equal(busy.maxActive, 3);
   });
+
+  test('counts what it asked of its store: tries by operation, retries, failures by kind, bytes received', async () => {
+    const s = new ResilientStore(new FlakyStore(2, new StoreError('io', 'EIO', true)), { maxAttempts: 3, backoffMs: 1 });
+    await s.getChunk('x'); // 2 failed tries, then 3 bytes
+    await s.hasChunk('x');
+    await s.putManifest('m', new Uint8Array(1));
+    assert.deepEqual(s.counts, { tries: { get: 3, head: 1, put: 1, list: 0 }, retries: 2, failures: {}, receivedBytes: 3 });
+
+    const spent = new ResilientStore(new FlakyStore(9, new StoreError('timeout', 'slow', true)), { maxAttempts: 2, backoffMs: 1 });
+    await assert.rejects(spent.getChunk('x'), /slow/);
+    const missing = new ResilientStore(new FlakyStore(9, new StoreError('not-found', 'missing', false)));
+    await assert.rejects(missing.getChunk('x'), /missing/);
+    await assert.rejects(missing.manifestIdsWithPrefix('ab'), (e: unknown) => e instanceof StoreError && e.kind === 'config');
+    assert.deepEqual(spent.counts, { tries: { get: 2, head: 0, put: 0, list: 0 }, retries: 1, failures: { timeout: 1 }, receivedBytes: 0 });
+    assert.deepEqual(missing.counts, {
+      tries: { get: 1, head: 0, put: 0, list: 1 },
+      retries: 0,
+      failures: { 'not-found': 1, config: 1 },
+      receivedBytes: 0,
+    });
+
+    // A read given up while it waits to retry (its VM ended) is an aborted failure, not a timeout.
+    const abort = new AbortController();
+    const waiting = new ResilientStore(new FlakyStore(9, new StoreError('io', 'EIO', true)), { maxAttempts: 5, backoffMs: 10_000 });
+    const read = waiting.getChunk('x', { signal: abort.signal });
+    await new Promise((r) => setTimeout(r, 20));
+    abort.abort();
+    await assert.rejects(read);
+    assert.deepEqual(waiting.counts.failures, { aborted: 1 });
+    assert.equal(waiting.counts.retries, 1);
+  });
 });
 
 describe('ChunkCache', () => {

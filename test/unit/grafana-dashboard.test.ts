@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createMetrics } from '../../src/server/metrics.js';
+import { createMetrics, registerStoreMetrics } from '../../src/server/metrics.js';
 import type { UffdServer } from '../../src/server/server.js';
 
 const DASHBOARD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../docs/grafana-dashboard.json');
@@ -18,6 +18,7 @@ test('the Grafana dashboard uses only metric names the handler exports', async (
   // createMetrics reads only liveVms() and 'vm-ended' events of the server.
   const server = Object.assign(new EventEmitter(), { liveVms: () => [] }) as unknown as UffdServer;
   const registry = createMetrics(server);
+  registerStoreMetrics(registry, () => []);
   const exported = new Set([...(await registry.metrics()).matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]!));
   const missing = [...used].filter((name) => !exported.has(name));
   assert.deepEqual(missing, []);
