@@ -785,7 +785,6 @@ async function main(): Promise<void> {
         context: busy,
       };
     });
-  const earlierTargets = earlierRuns();
   const result = {
     elapsedS: (Date.now() - t0) / 1000,
     image: real.image.origin,
@@ -797,9 +796,11 @@ async function main(): Promise<void> {
     targets,
     receive,
     headStart,
+    // Read before writeResults replaces the file they come from.
+    earlierTargets: earlierRuns(),
   };
-  const md = render({ ...result, earlierTargets });
-  writeResults('remote', { ...result, earlierTargets }, md.all, { targets: md.targets, receive: md.receive });
+  const md = render(result);
+  writeResults('remote', result, md.all, { targets: md.targets, receive: md.receive });
 }
 
 /** A target's verdict in an earlier run of the same command: the machine is shared, and verdicts near 1.0 flip from run to run. */

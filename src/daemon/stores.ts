@@ -9,9 +9,8 @@ import { openSnapshotStore } from '../snapshot/store-open.js';
 import type { ChunkStore } from '../store/types.js';
 
 export class StoreRegistry {
-  private readonly stores = new Map<string, Promise<ChunkStore>>();
-  /** The stores whose open succeeded, for metrics. */
-  private readonly opened = new Map<string, ChunkStore>();
+  /** Each store by key: its open, and once that succeeded the store itself (for metrics, read synchronously). */
+  private readonly stores = new Map<string, { opening: Promise<ChunkStore>; store: ChunkStore | undefined }>();
 
   /** `options`: for remote stores (a directory store takes only the retries). */
   constructor(private readonly options: OpenStoreOptions = {}) {}
@@ -36,32 +35,32 @@ export class StoreRegistry {
       key = describeStoreSpec(spec);
       options = this.options;
     }
-    let store = this.stores.get(key);
-    if (!store) {
-      const opening = openSnapshotStore(spec, options);
-      store = opening;
-      this.stores.set(key, opening);
-      opening.then(
-        (s) => {
-          if (this.stores.get(key) === opening) this.opened.set(key, s);
-        },
+    let entry = this.stores.get(key);
+    if (!entry) {
+      const opened: { opening: Promise<ChunkStore>; store: ChunkStore | undefined } = {
+        opening: openSnapshotStore(spec, options),
+        store: undefined,
+      };
+      entry = opened;
+      this.stores.set(key, opened);
+      opened.opening.then(
+        (s) => (opened.store = s),
         () => {
-          if (this.stores.get(key) === opening) this.stores.delete(key);
+          if (this.stores.get(key) === opened) this.stores.delete(key);
         },
       );
     }
-    return store;
+    return entry.opening;
   }
 
   /** Every store opened so far (and not closed). */
   openStores(): ChunkStore[] {
-    return [...this.opened.values()];
+    return [...this.stores.values()].flatMap((e) => (e.store ? [e.store] : []));
   }
 
   async closeAll(): Promise<void> {
-    const opening = [...this.stores.values()];
+    const opening = [...this.stores.values()].map((e) => e.opening);
     this.stores.clear();
-    this.opened.clear();
     // A store that failed to open has nothing to close.
     await Promise.all(
       opening.map((p) =>

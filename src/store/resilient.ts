@@ -75,26 +75,24 @@ export class ResilientStore implements ChunkStore {
   }
 
   private async attempt<T>(op: StoreOperation, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    for (let n = 1; ; n++) {
-      try {
-        return await this.limiter.run(() => {
-          this.counts.tries[op]++;
-          return fn();
-        });
-      } catch (err) {
-        if (!(err instanceof StoreError) || !err.retryable || n >= this.maxAttempts) {
-          const kind = err instanceof StoreError ? err.kind : 'other';
-          this.counts.failures[kind] = (this.counts.failures[kind] ?? 0) + 1;
-          throw err;
-        }
-        this.counts.retries++;
+    try {
+      for (let n = 1; ; n++) {
         try {
+          return await this.limiter.run(() => {
+            this.counts.tries[op]++;
+            return fn();
+          });
+        } catch (err) {
+          if (!(err instanceof StoreError) || !err.retryable || n >= this.maxAttempts) throw err;
+          this.counts.retries++;
           await sleep(this.backoffMs * 2 ** (n - 1) * (0.5 + Math.random()), undefined, signal ? { signal } : {});
-        } catch (aborted) {
-          this.counts.failures.aborted = (this.counts.failures.aborted ?? 0) + 1;
-          throw aborted;
         }
       }
+    } catch (err) {
+      // The backoff's own abort is not a StoreError: the operation was given up, as an aborted read is.
+      const kind = err instanceof StoreError ? err.kind : signal?.aborted ? 'aborted' : 'other';
+      this.counts.failures[kind] = (this.counts.failures[kind] ?? 0) + 1;
+      throw err;
     }
   }
 

@@ -166,18 +166,22 @@ for (const b of backends) {
       proxy.set(s);
       await Promise.resolve();
     };
+    /** A whole restore on `srv` whose first store request is answered 503; the server recovers right after it. */
+    const restoreThrough503 = async (srv: ServeProcess): Promise<EmulatorResult> => {
+      await faults({ cannedStatus: 503 });
+      const seen = proxy.requests;
+      const run = runEmulator({ socket: srv.socket, mem, pattern: 'seq', deadlineMs: 30000 });
+      // Recover after the first 503: the next try (≥ 25 ms later with backoff) reaches the server.
+      while (proxy.requests === seen) await new Promise((res) => setTimeout(res, 2));
+      await faults({});
+      return run;
+    };
 
     test('503 answered, then the server recovers: the retries succeed and every byte is verified', async () => {
       await faults({});
       const srv = await serve(b, id, proxied(), proxy.url);
       try {
-        await faults({ cannedStatus: 503 });
-        const seen = proxy.requests;
-        const run = runEmulator({ socket: srv.socket, mem, pattern: 'seq', deadlineMs: 30000 });
-        // Recover after the first 503: the next try (≥ 25 ms later with backoff) reaches the server.
-        while (proxy.requests === seen) await new Promise((res) => setTimeout(res, 2));
-        await faults({});
-        assertVerified(await run, MEM_BYTES / 4096, 'after 503s');
+        assertVerified(await restoreThrough503(srv), MEM_BYTES / 4096, 'after 503s');
         assertNoSecret(srv);
       } finally {
         assert.equal(await srv.stop(), 0);
@@ -201,12 +205,7 @@ for (const b of backends) {
       };
       const first = await serve(b, id, proxied(), proxy.url, flags);
       try {
-        await faults({ cannedStatus: 503 });
-        const seen = proxy.requests;
-        const run = runEmulator({ socket: first.socket, mem, pattern: 'seq', deadlineMs: 30000 });
-        while (proxy.requests === seen) await new Promise((res) => setTimeout(res, 2));
-        await faults({});
-        assertVerified(await run, MEM_BYTES / 4096, 'first handler');
+        assertVerified(await restoreThrough503(first), MEM_BYTES / 4096, 'first handler');
         const m = await scrape(first);
         assert.ok((m.get('fc_uffd_store_retries_total') ?? 0) >= 1, `the 503 was retried: ${JSON.stringify([...m])}`);
         assert.ok((m.get('fc_uffd_store_requests_total{op=get}') ?? 0) > m.get('fc_uffd_store_retries_total')!);
