@@ -81,10 +81,23 @@ export function decodeWorkingSet(text: string): WorkingSet {
     typeof f.timesMs !== 'string'
   )
     throw new FcUffdError('WORKING_SET', 'working-set file is missing fields');
+  // JSON numbers may be fractional, negative or huge; a count of 1.5 would otherwise reach new Uint32Array().
+  if (!Number.isSafeInteger(f.count) || f.count < 0)
+    throw new FcUffdError('WORKING_SET', `working set: count ${f.count} is not a whole number of pages`);
+  // Up to 1 GiB, the largest hugepage, which also keeps the bit test within 32 bits.
+  if (
+    !Number.isInteger(f.pageSizeBytes) ||
+    f.pageSizeBytes <= 0 ||
+    f.pageSizeBytes > 2 ** 30 ||
+    (f.pageSizeBytes & (f.pageSizeBytes - 1)) !== 0
+  )
+    throw new FcUffdError('WORKING_SET', `working set: page size ${f.pageSizeBytes} bytes is not a power of two up to 1 GiB`);
+  if (f.runs !== undefined && (!Number.isSafeInteger(f.runs) || f.runs < 1))
+    throw new FcUffdError('WORKING_SET', `working set: runs ${f.runs} is not a positive whole number`);
   return {
     snapshot: f.snapshot,
     pageSizeBytes: f.pageSizeBytes,
-    runs: typeof f.runs === 'number' ? f.runs : 1,
+    runs: f.runs ?? 1,
     pages: fromBase64(f.pages, f.count, 'pages'),
     timesMs: fromBase64(f.timesMs, f.count, 'timesMs'),
   };

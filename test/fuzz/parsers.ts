@@ -134,13 +134,14 @@ export function handshakeReceiveProperty(): {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-uffd-fuzz-'));
   const socket = path.join(dir, 'sock');
   const listenFd = check('listen', native.listenUnix(socket, 0o600, 8));
-  const fdsBefore = fs.readdirSync('/proc/self/fd').length;
   const property = fc.property(
     handshakeText,
     fc.array(fc.nat(400), { maxLength: 3 }),
     fc.array(fc.array(fc.constantFrom<'uffd' | 'file'>('uffd', 'file'), { maxLength: 2 }), { maxLength: 4 }),
     fc.boolean(),
     (text, cuts, fdKinds, closeAfter) => {
+      // Counted per case: other work in the process (a property run before this one) may open fds of its own.
+      const fdsBefore = fs.readdirSync('/proc/self/fd').length;
       const client = check('connect', native.connectUnix(socket));
       let server = -1;
       for (let i = 0; i < 1000 && server < 0; i++) server = native.accept(listenFd);

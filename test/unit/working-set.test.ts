@@ -32,6 +32,24 @@ test('encode/decode round trip, and unknown versions are refused', () => {
   assert.throws(() => decodeWorkingSet(JSON.stringify(cut)), /expected 36/);
 });
 
+test('a count, page size or run count that is not a sane whole number is refused with WORKING_SET', () => {
+  const file = JSON.parse(encodeWorkingSet(ws([1]))) as Record<string, unknown>;
+  // The fuzzer's find: a count of 1.5 with 6 bytes of pages once reached new Uint32Array(1.5), a RangeError.
+  const bad: Array<[string, unknown, RegExp]> = [
+    ['count', 1.5, /count 1.5 is not a whole number/],
+    ['count', -1, /count -1/],
+    ['pageSizeBytes', 0, /page size 0 bytes/],
+    ['pageSizeBytes', 3 * 2 ** 32, /not a power of two up to 1 GiB/],
+    ['pageSizeBytes', 4095, /4095/],
+    ['runs', 0, /runs 0/],
+    ['runs', 'two', /runs two/],
+  ];
+  for (const [key, value, message] of bad)
+    assert.throws(() => decodeWorkingSet(JSON.stringify({ ...file, [key]: value, pages: 'AAAAAAAA' })), { code: 'WORKING_SET', message });
+  const { runs: _runs, ...noRuns } = file;
+  assert.equal(decodeWorkingSet(JSON.stringify(noRuns)).runs, 1);
+});
+
 test('a working set of another snapshot or page size is refused', () => {
   assert.throws(() => checkWorkingSetFits(ws([1]), 'memfile:1:bb'), { code: 'WORKING_SET_MISMATCH' });
   assert.throws(() => checkWorkingSetFits(ws([1]), 'memfile:1:aa', 2 * 1024 * 1024), { code: 'WORKING_SET_MISMATCH' });
