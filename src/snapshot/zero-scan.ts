@@ -20,7 +20,7 @@ export interface ZeroScanData {
 
 export type ZeroScanMessage = { type: 'done' } | { type: 'failed'; message: string };
 
-/** A running scan: `done` settles when the thread has finished, failed, or stopped. */
+/** A running scan: `done` settles when the thread has finished, failed, or stopped, and has exited. */
 export interface ZeroScan {
   readonly done: Promise<void>;
   /** Tells the thread to write nothing more. Call it before closing the fd the thread reads. */
@@ -34,15 +34,21 @@ export function startZeroScan(fd: number, sizeBytes: number, classMap: SharedArr
   const worker = new Worker(THREAD_URL, { workerData: data });
   // A scan is an optimisation (a page not classified yet is copied): it never keeps a process alive.
   worker.unref();
+  // Settled at the thread's exit, not at its 'done' message: a thread at nice +10 on busy CPUs may
+  // take a while to exit, and "ready" then means its resources (a Node event loop's fds) are gone too.
+  // Once it has said 'done' its exit is near, so it is ref'd again to let 'exit' arrive.
   const done = new Promise<void>((resolve, reject) => {
+    let finished = false;
     worker.on('message', (m: ZeroScanMessage) => {
-      if (m.type === 'done') resolve();
-      else reject(new Error(`zero-page scan of the memory file failed: ${m.message}`));
+      if (m.type === 'done') {
+        finished = true;
+        worker.ref();
+      } else reject(new Error(`zero-page scan of the memory file failed: ${m.message}`));
     });
     worker.on('error', reject);
-    // After 'done' this settles nothing; before it, a stopped scan ends quietly and any other exit is a failure.
+    // A stopped scan ends quietly; any other exit before 'done' is a failure.
     worker.on('exit', (code) => {
-      if (Atomics.load(stopFlag, 0) === 1) resolve();
+      if (finished || Atomics.load(stopFlag, 0) === 1) resolve();
       else reject(new Error(`zero-page scan thread exited with code ${code}`));
     });
   });
