@@ -3,10 +3,14 @@
 import { parseArgs } from 'node:util';
 import fc from 'fast-check';
 import {
+  chunkBlobProperty,
   handshakeJsonProperty,
   handshakeReceiveProperty,
   manifestProperty,
   removedRangesProperty,
+  restoreRequestProperty,
+  storeSpecProperty,
+  traceReportProperty,
   workingSetProperty,
 } from '../test/fuzz/parsers.js';
 
@@ -29,6 +33,10 @@ const properties: Array<[string, ReturnType<typeof runner>]> = [
   ['manifest', runner(manifestProperty())],
   ['working set', runner(workingSetProperty())],
   ['removed ranges', runner(removedRangesProperty())],
+  ['store names', runner(storeSpecProperty())],
+  ['restore requests', runner(restoreRequestProperty())],
+  ['damaged chunk blobs', runner(chunkBlobProperty())],
+  ['trace files through the report', runner(traceReportProperty())],
 ];
 let failed = 0;
 try {

@@ -152,7 +152,6 @@ export function mapBins(pages: number): number {
 export function buildTraceReport(trace: Trace, name: string, ws?: WorkingSet): ReportData {
   const h = trace.header;
   const ps = h.pageSizeBytes;
-  if (!(ps > 0)) throw new FcUffdError('TRACE_FORMAT', `${name}: page size ${ps} in the header (the VM ended before its handshake?)`);
   if (ws) {
     if (ws.pageSizeBytes !== ps)
       throw new FcUffdError('WORKING_SET_MISMATCH', `the working set has ${ws.pageSizeBytes}-byte pages, the trace ${ps}-byte pages`);

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { DirStore } from './dir.js';
 import { DiskCacheStore, type DiskCacheOptions } from './disk-cache.js';
 import type { HttpStoreOptions } from './http.js';
@@ -36,7 +37,23 @@ export function parseStoreSpec(spec: string): StoreSpec {
     if (bucket === '') throw new StoreError('config', `no bucket in ${JSON.stringify(spec)}: write s3://BUCKET/PREFIX`, false);
     return { kind: 's3', bucket, prefix: (m[2] ?? '').replace(/\/+$/, '') };
   }
-  if (scheme === 'file') return { kind: 'dir', path: new URL(spec).pathname };
+  if (scheme === 'file') {
+    // fileURLToPath refuses a host other than localhost and malformed escapes; an empty path
+    // would make the root directory the store.
+    let dir: string | undefined;
+    try {
+      dir = fileURLToPath(spec);
+    } catch {
+      dir = undefined;
+    }
+    if (dir === undefined || dir === '/')
+      throw new StoreError(
+        'config',
+        `not a store directory: ${JSON.stringify(spec)}: write file:///ABSOLUTE/PATH or the path itself`,
+        false,
+      );
+    return { kind: 'dir', path: dir };
+  }
   throw new StoreError(
     'config',
     `unsupported store scheme ${scheme}:// in ${JSON.stringify(describeStoreSpec(spec))}: use a directory, s3://BUCKET/PREFIX or http(s)://HOST/PREFIX`,

@@ -114,14 +114,13 @@ export function decodeTrace(file: Buffer, name = 'trace'): Trace {
     throw new FcUffdError('TRACE_FORMAT', `${name} is trace version ${version}; this fc-uffd reads version ${TRACE_VERSION}`);
   const jsonLen = file.readUInt32LE(12);
   if (16 + jsonLen > file.length) throw new FcUffdError('TRACE_FORMAT', `${name} is truncated inside its header`);
-  let header: TraceHeader;
+  let header: unknown;
   try {
-    header = JSON.parse(file.toString('utf8', 16, 16 + jsonLen)) as TraceHeader;
+    header = JSON.parse(file.toString('utf8', 16, 16 + jsonLen));
   } catch (err) {
     throw new FcUffdError('TRACE_FORMAT', `${name}: header is not valid JSON: ${(err as Error).message}`);
   }
-  if (typeof header.snapshotSizeBytes !== 'number' || typeof header.pageSizeBytes !== 'number' || !Array.isArray(header.regions))
-    throw new FcUffdError('TRACE_FORMAT', `${name}: header lacks snapshotSizeBytes, pageSizeBytes or regions`);
+  checkHeader(header, name);
   const body = Math.ceil((16 + jsonLen) / 8) * 8;
   const count = Math.max(0, Math.floor((file.length - body) / RECORD_BYTES));
   // Copy into an aligned buffer: a Buffer's byteOffset may not be a multiple of 8.
@@ -150,8 +149,48 @@ export function decodeTrace(file: Buffer, name = 'trace'): Trace {
     t.timeUs[i] = f64[i * RECORD_WORDS64 + 1]!;
     t.a[i] = f64[i * RECORD_WORDS64 + 2]!;
     t.b[i] = f64[i * RECORD_WORDS64 + 3]!;
+    // The report indexes pages and time bins by these; every writer stores finite times and
+    // non-negative addresses, offsets and lengths (0 where a type has none).
+    if (!Number.isFinite(t.timeUs[i]) || !isOffset(t.a[i]!) || !isOffset(t.b[i]!))
+      throw new FcUffdError(
+        'TRACE_FORMAT',
+        `${name}: record ${i} is damaged (time ${t.timeUs[i]} µs, fields ${t.a[i]} and ${t.b[i]}): not a trace fc-uffd wrote`,
+      );
   }
   return t;
+}
+
+function isOffset(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** The largest snapshot a report maps: 2^28 pages (1 TiB of 4 KiB pages), two bytes of state each. */
+const MAX_TRACE_PAGES = 2 ** 28;
+
+/** Refuses a header whose numbers the report could not use (written by something other than fc-uffd, or damaged). */
+function checkHeader(json: unknown, name: string): asserts json is TraceHeader {
+  const fail = (why: string): never => {
+    throw new FcUffdError('TRACE_FORMAT', `${name}: ${why}`);
+  };
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return fail('header is not a JSON object');
+  const h = json as Partial<Record<keyof TraceHeader, unknown>>;
+  if (h.pageSizeBytes === 0) return fail('page size 0 in the header: the VM ended before its handshake, so nothing was traced');
+  if (!isOffset(h.pageSizeBytes) || h.pageSizeBytes < 4096 || h.pageSizeBytes > 2 ** 30 || (h.pageSizeBytes & (h.pageSizeBytes - 1)) !== 0)
+    return fail(`header page size ${JSON.stringify(h.pageSizeBytes)} is not a power of two from 4096 to 1 GiB`);
+  if (!isOffset(h.snapshotSizeBytes) || h.snapshotSizeBytes / h.pageSizeBytes > MAX_TRACE_PAGES)
+    return fail(`header snapshot size ${JSON.stringify(h.snapshotSizeBytes)} is not a byte count of at most ${MAX_TRACE_PAGES} pages`);
+  for (const field of ['pid', 'faultAroundBytes', 'prefetchPages'] as const)
+    if (!isOffset(h[field])) fail(`header ${field} ${JSON.stringify(h[field])} is not a whole number`);
+  // Date's range: ±8.64e15 ms.
+  if (typeof h.startEpochMs !== 'number' || !(Math.abs(h.startEpochMs) <= 8.64e15))
+    return fail(`header start time ${JSON.stringify(h.startEpochMs)} is not a time`);
+  if (typeof h.vmId !== 'string' || typeof h.snapshot !== 'string') fail('header vmId or snapshot is not a string');
+  const isRegion = (r: unknown): boolean => {
+    const o = r as Partial<Record<keyof TraceHeader['regions'][number], unknown>> | null;
+    return typeof o === 'object' && o !== null && isOffset(o.hostAddr) && isOffset(o.sizeBytes) && isOffset(o.fileOffset);
+  };
+  if (!Array.isArray(h.regions) || !h.regions.every(isRegion))
+    return fail('header regions are not a list of {hostAddr, sizeBytes, fileOffset}');
 }
 
 /** Writes records into a reusable buffer: the encoder both the recorder and synthetic traces use. */

@@ -15,14 +15,27 @@ import { check } from '../../src/kernel/errors.js';
 import { parseManifest } from '../../src/snapshot/manifest.js';
 import { parseRanges } from '../../src/snapshot/pack.js';
 import { decodeWorkingSet } from '../../src/serve/working-set.js';
+import { parseStoreSpec } from '../../src/store/open.js';
+import { parseRestoreRequest } from '../../src/daemon/request.js';
+import { analyzeChunk, decodeChunkBlob, encodeChunkBlob, encodeChunkBlobFramed, sha256Hex } from '../../src/snapshot/chunk-format.js';
+import { decodeTrace, encodeHeader, RECORD_BYTES, type TraceHeader } from '../../src/trace/format.js';
+import { buildTraceReport } from '../../src/report/model.js';
+import { renderReportHtml } from '../../src/report/html.js';
 
-/** Runs `parse`; anything thrown that is not an FcUffdError fails the property. */
-function typedOnly(parse: () => unknown): void {
+/** Runs `parse`; anything thrown that is not an FcUffdError fails the property. True when `parse` returned. */
+function returnedOrTyped(parse: () => unknown): boolean {
   try {
     parse();
+    return true;
   } catch (err) {
     if (!(err instanceof FcUffdError)) throw new Error(`untyped error: ${(err as Error).stack ?? String(err)}`, { cause: err });
+    return false;
   }
+}
+
+/** returnedOrTyped as a property body (which must not return false: fast-check counts that a failure). */
+function typedOnly(parse: () => unknown): void {
+  returnedOrTyped(parse);
 }
 
 const int = fc.oneof(fc.integer(), fc.maxSafeNat(), fc.constantFrom(0, 4096, 2097152, 2 ** 47, 2 ** 53, -1, 1.5, Number.NaN));
@@ -188,4 +201,144 @@ export function handshakeReceiveProperty(): {
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Store names as a user types them: URL-like strings of every scheme, and raw text. */
+export function storeSpecProperty(): fc.IPropertyWithHooks<[string]> {
+  const spec = fc.oneof(
+    fc
+      .tuple(fc.constantFrom('s3', 'S3', 'http', 'https', 'file', 'FILE', 'ftp', 'x+y'), fc.string({ maxLength: 40 }))
+      .map(([s, rest]) => `${s}://${rest}`),
+    fc.webUrl(),
+    fc.string({ maxLength: 60 }),
+  );
+  return fc.property(spec, (s) => typedOnly(() => parseStoreSpec(s)));
+}
+
+/** PUT /restores/{name} bodies: every known field with values of every JSON type, unknown fields, raw text. */
+export function restoreRequestProperty(): fc.IPropertyWithHooks<[string]> {
+  const value = fc.oneof(fc.string({ maxLength: 20 }), int, fc.boolean(), fc.constant(null), fc.constant('adaptive'), fc.jsonValue());
+  const body = fc.record(
+    Object.fromEntries(
+      ['mem', 'snapshot', 'store', 'socket', 'prefetch', 'record_ws', 'removed_out', 'fault_around', 'on_fatal'].map((k) => [k, value]),
+    ),
+    { requiredKeys: [] },
+  );
+  return fc.property(
+    fc.oneof(
+      body.map((b) => JSON.stringify(b)),
+      fc.jsonValue().map((v) => JSON.stringify(v)),
+      fc.string({ maxLength: 200 }),
+    ),
+    (text) => typedOnly(() => parseRestoreRequest(text)),
+  );
+}
+
+const fuzzChunkBytes = 64 * 1024;
+/** A 64 KiB chunk of random, repeated and zero pages, and its blobs in both formats (built once). */
+const fuzzChunk = (() => {
+  const chunk = new Uint8Array(fuzzChunkBytes);
+  for (let p = 0; p < fuzzChunkBytes / 4096; p++)
+    if (p % 4 === 1) chunk.fill(p, p * 4096, (p + 1) * 4096);
+    else if (p % 4 === 2) for (let i = p * 4096; i < (p + 1) * 4096; i++) chunk[i] = (i * 2654435761) >>> 24;
+  const analysis = analyzeChunk(chunk);
+  return {
+    chunk,
+    digest: sha256Hex(chunk),
+    blobs: [encodeChunkBlob(chunk, analysis), encodeChunkBlobFramed(chunk, analysis, 16 * 1024).blob],
+  };
+})();
+
+/**
+ * A chunk blob as a store that lies may return it: a valid blob of either format with bytes
+ * flipped, words of its header overwritten, cut short or extended, or raw bytes. Decoding must
+ * end in a typed error or in exactly the chunk's bytes (never other bytes that pass).
+ */
+export function chunkBlobProperty(): fc.IPropertyWithHooks<[Uint8Array]> {
+  const edit = fc.oneof(
+    fc.record({ flip: fc.nat(), bits: fc.integer({ min: 1, max: 255 }) }),
+    fc.record({ word: fc.nat(40), value: fc.oneof(fc.nat(), fc.constantFrom(0, 1, 4096, 16384, 0xffffffff)) }),
+    fc.record({ cut: fc.nat() }),
+    fc.record({ extend: fc.uint8Array({ maxLength: 64 }) }),
+  );
+  const blob = fc.oneof(
+    fc.tuple(fc.constantFrom(0, 1), fc.array(edit, { maxLength: 4 })).map(([which, edits]) => {
+      let b: Uint8Array = Uint8Array.from(fuzzChunk.blobs[which]!);
+      for (const e of edits) {
+        if ('flip' in e) b[e.flip % b.length]! ^= e.bits;
+        else if ('word' in e) {
+          if (e.word * 4 + 4 <= b.length) new DataView(b.buffer, b.byteOffset).setUint32(e.word * 4, e.value >>> 0, true);
+        } else if ('cut' in e) b = b.subarray(0, e.cut % (b.length + 1));
+        else b = Buffer.concat([b, e.extend]);
+      }
+      return b;
+    }),
+    fc.uint8Array({ maxLength: 200 }),
+  );
+  return fc.property(blob, (b) => {
+    const out = new Uint8Array(fuzzChunkBytes);
+    const decoded = returnedOrTyped(() => decodeChunkBlob(b, out, fuzzChunk.digest));
+    if (decoded && !Buffer.from(out).equals(Buffer.from(fuzzChunk.chunk))) throw new Error('a damaged blob decoded to other bytes');
+  });
+}
+
+/**
+ * A trace file as `fc-uffd report` reads it: a valid header with some fields replaced by other
+ * values, then records that are mostly plausible. Reading it and building the report must end in
+ * a typed error or a report.
+ */
+export function traceReportProperty(): fc.IPropertyWithHooks<[Buffer]> {
+  const valid: TraceHeader = {
+    vmId: 'vm',
+    pid: 1,
+    snapshot: 'memfile:1048576:x',
+    snapshotSizeBytes: 1 << 20,
+    pageSizeBytes: 4096,
+    faultAroundBytes: 16384,
+    regions: [{ hostAddr: 0x10000000, sizeBytes: 1 << 20, fileOffset: 0 }],
+    startEpochMs: 0,
+    prefetchPages: 0,
+  };
+  const overrides = fc.record(
+    {
+      vmId: int,
+      pid: int,
+      snapshotSizeBytes: int,
+      pageSizeBytes: fc.oneof(int, fc.constantFrom(2 ** 21, 2 ** 30, 2 ** 31)),
+      faultAroundBytes: int,
+      regions: fc.oneof(
+        fc.array(fc.record({ hostAddr: int, sizeBytes: int, fileOffset: int }, { requiredKeys: [] }), { maxLength: 3 }),
+        fc.jsonValue(),
+      ),
+      startEpochMs: fc.oneof(int, fc.double()),
+      prefetchPages: int,
+    },
+    { requiredKeys: [] },
+  );
+  const header = fc.oneof(
+    { weight: 3, arbitrary: fc.constant(valid) },
+    { weight: 2, arbitrary: overrides.map((o) => ({ ...valid, ...o }) as TraceHeader) },
+    { weight: 1, arbitrary: fc.jsonValue() },
+  );
+  // Numbers the report indexes pages, time bins and chunks by: in range, at the edges, or hostile.
+  const field = fc.oneof({ weight: 4, arbitrary: fc.nat(2 ** 21) }, { weight: 1, arbitrary: int }, { weight: 1, arbitrary: fc.double() });
+  const record = fc
+    .tuple(fc.integer({ min: 0, max: 9 }), fc.nat(3), fc.nat(0xffff), fc.nat(), fc.oneof(fc.nat(10 ** 7), fc.double()), field, field)
+    .map(([type, kind, flags, word1, timeUs, a, b]) => {
+      const r = Buffer.alloc(RECORD_BYTES);
+      r.writeUInt32LE((type | (kind << 8) | (flags << 16)) >>> 0, 0);
+      r.writeUInt32LE(word1 >>> 0, 4);
+      r.writeDoubleLE(timeUs, 8);
+      r.writeDoubleLE(a, 16);
+      r.writeDoubleLE(b, 24);
+      return r;
+    });
+  const file = fc
+    .tuple(header, fc.array(record, { maxLength: 20 }), fc.nat(RECORD_BYTES - 1))
+    .map(([h, records, torn]) => Buffer.concat([encodeHeader(h as TraceHeader), ...records, Buffer.alloc(torn)]));
+  return fc.property(file, (f) =>
+    typedOnly(() => {
+      renderReportHtml(buildTraceReport(decodeTrace(f, 'fuzz'), 'fuzz'));
+    }),
+  );
 }

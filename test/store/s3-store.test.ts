@@ -37,6 +37,14 @@ describe('openStore specs (no server)', () => {
       () => parseStoreSpec('ftp://h/x'),
       (e: unknown) => isStoreError('config')(e) && /unsupported store scheme ftp/.test((e as Error).message),
     );
+    assert.deepEqual(parseStoreSpec('file:///tmp/a%20b'), { kind: 'dir', path: '/tmp/a b' });
+    // The fuzzer's find: file://[ reached new URL() and left as a TypeError; file:// named the root directory.
+    for (const spec of ['file://[', 'file://', 'file:///', 'file://otherhost/x', 'file:///%E0%A4%A'])
+      assert.throws(
+        () => parseStoreSpec(spec),
+        (e: unknown) => isStoreError('config')(e) && /not a store directory/.test((e as Error).message),
+        spec,
+      );
     assert.equal(describeStoreSpec('https://u:pw@h/p?X-Amz-Signature=abc'), 'https://h/p');
     assert.equal(needsPathStyle('http://127.0.0.1:7480'), true);
     assert.equal(needsPathStyle('http://[::1]:7480'), true);

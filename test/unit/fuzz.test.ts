@@ -2,10 +2,14 @@
 import { test } from 'node:test';
 import fc from 'fast-check';
 import {
+  chunkBlobProperty,
   handshakeJsonProperty,
   handshakeReceiveProperty,
   manifestProperty,
   removedRangesProperty,
+  restoreRequestProperty,
+  storeSpecProperty,
+  traceReportProperty,
   workingSetProperty,
 } from '../fuzz/parsers.js';
 
@@ -15,6 +19,11 @@ test(`fuzz: handshake JSON, ${RUNS} cases: only typed errors`, () => fc.assert(h
 test(`fuzz: manifest, ${RUNS} cases: only typed errors`, () => fc.assert(manifestProperty(), { numRuns: RUNS }));
 test(`fuzz: working set, ${RUNS} cases: only typed errors`, () => fc.assert(workingSetProperty(), { numRuns: RUNS }));
 test(`fuzz: removed ranges, ${RUNS} cases: only typed errors`, () => fc.assert(removedRangesProperty(), { numRuns: RUNS }));
+test(`fuzz: store names, ${RUNS} cases: only typed errors`, () => fc.assert(storeSpecProperty(), { numRuns: RUNS }));
+test(`fuzz: restore requests, ${RUNS} cases: only typed errors`, () => fc.assert(restoreRequestProperty(), { numRuns: RUNS }));
+test(`fuzz: damaged chunk blobs, ${RUNS} cases: typed errors or the chunk's own bytes`, () =>
+  fc.assert(chunkBlobProperty(), { numRuns: RUNS }));
+test(`fuzz: trace files through the report, ${RUNS} cases: only typed errors`, () => fc.assert(traceReportProperty(), { numRuns: RUNS }));
 test(`fuzz: handshake received with fds over a real socket, ${RUNS} cases: typed errors, no fd leaked, no hang`, () => {
   const p = handshakeReceiveProperty();
   try {

@@ -80,6 +80,28 @@ test('decodeTrace refuses other files and other versions with TRACE_FORMAT', () 
   assert.throws(() => decodeTrace(h), /version 99/);
 });
 
+test('decodeTrace refuses a header or record the report could not use, naming the field', () => {
+  const withHeader = (over: Record<string, unknown>, records = Buffer.alloc(0)): Buffer =>
+    Buffer.concat([encodeHeader({ ...HEADER, startEpochMs: 0, ...over }), records]);
+  const cases: Array<[Record<string, unknown>, RegExp]> = [
+    [{ pageSizeBytes: 0 }, /ended before its handshake/],
+    [{ pageSizeBytes: 1 }, /page size 1 is not a power of two/],
+    [{ snapshotSizeBytes: -4096 }, /snapshot size -4096/],
+    [{ snapshotSizeBytes: 2 ** 52 }, /at most 268435456 pages/],
+    // The fuzzer's find: a start time out of Date's range ended the report in a RangeError.
+    [{ startEpochMs: 1e300 }, /start time 1e\+300 is not a time/],
+    [{ prefetchPages: -1 }, /prefetchPages -1/],
+    [{ regions: [{ hostAddr: 'x' }] }, /regions are not a list/],
+  ];
+  for (const [over, message] of cases) assert.throws(() => decodeTrace(withHeader(over)), { code: 'TRACE_FORMAT', message });
+  const record = Buffer.alloc(RECORD_BYTES);
+  record.writeUInt32LE(T_INSTALL, 0);
+  record.writeDoubleLE(Number.NaN, 16);
+  assert.throws(() => decodeTrace(withHeader({}, record)), { code: 'TRACE_FORMAT', message: /record 0 is damaged/ });
+  record.writeDoubleLE(4096, 16);
+  assert.equal(decodeTrace(withHeader({}, record)).count, 1);
+});
+
 test('report model: amplification and memory map count what the trace says', () => {
   const blocks: TraceBlock[] = [];
   const rec = new TraceRecorder((b) => blocks.push({ ...b, records: b.records.slice(0) }), 4096);
