@@ -5,7 +5,9 @@ export function parseBytes(text: string): number {
   const m = /^(\d+)\s*([kmg]?)(i?b)?$/i.exec(text.trim());
   if (!m) throw new InvalidArgumentError(`not a size: ${text} (examples: 4096, 64k, 2MiB)`);
   const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
-  return Number(m[1]) * unit;
+  const bytes = Number(m[1]) * unit;
+  if (!Number.isSafeInteger(bytes)) throw new InvalidArgumentError(`not a size: ${text} is more bytes than this handler counts`);
+  return bytes;
 }
 
 /** --fault-around: a size (checked as a power of two with the other options) or `adaptive`. */
