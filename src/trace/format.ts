@@ -180,11 +180,11 @@ function checkHeader(json: unknown, name: string): asserts json is TraceHeader {
   if (!isOffset(h.snapshotSizeBytes) || h.snapshotSizeBytes / h.pageSizeBytes > MAX_TRACE_PAGES)
     return fail(`header snapshot size ${JSON.stringify(h.snapshotSizeBytes)} is not a byte count of at most ${MAX_TRACE_PAGES} pages`);
   for (const field of ['pid', 'faultAroundBytes', 'prefetchPages'] as const)
-    if (!isOffset(h[field])) fail(`header ${field} ${JSON.stringify(h[field])} is not a whole number`);
+    if (!isOffset(h[field])) return fail(`header ${field} ${JSON.stringify(h[field])} is not a whole number`);
   // Date's range: ±8.64e15 ms.
   if (typeof h.startEpochMs !== 'number' || !(Math.abs(h.startEpochMs) <= 8.64e15))
     return fail(`header start time ${JSON.stringify(h.startEpochMs)} is not a time`);
-  if (typeof h.vmId !== 'string' || typeof h.snapshot !== 'string') fail('header vmId or snapshot is not a string');
+  if (typeof h.vmId !== 'string' || typeof h.snapshot !== 'string') return fail('header vmId or snapshot is not a string');
   const isRegion = (r: unknown): boolean => {
     const o = r as Partial<Record<keyof TraceHeader['regions'][number], unknown>> | null;
     return typeof o === 'object' && o !== null && isOffset(o.hostAddr) && isOffset(o.sizeBytes) && isOffset(o.fileOffset);
