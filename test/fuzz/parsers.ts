@@ -17,7 +17,15 @@ import { parseRanges } from '../../src/snapshot/pack.js';
 import { decodeWorkingSet } from '../../src/serve/working-set.js';
 import { parseStoreSpec } from '../../src/store/open.js';
 import { parseRestoreRequest } from '../../src/daemon/request.js';
-import { analyzeChunk, decodeChunkBlob, encodeChunkBlob, encodeChunkBlobFramed, sha256Hex } from '../../src/snapshot/chunk-format.js';
+import {
+  analyzeChunk,
+  decodeChunkBlob,
+  decodeFrames,
+  encodeChunkBlob,
+  encodeChunkBlobFramed,
+  sha256Hex,
+  type FrameJob,
+} from '../../src/snapshot/chunk-format.js';
 import { decodeTrace, encodeHeader, RECORD_BYTES, type TraceHeader } from '../../src/trace/format.js';
 import { buildTraceReport } from '../../src/report/model.js';
 import { renderReportHtml } from '../../src/report/html.js';
@@ -235,6 +243,7 @@ export function restoreRequestProperty(): fc.IPropertyWithHooks<[string]> {
 }
 
 const fuzzChunkBytes = 64 * 1024;
+const fuzzFrameBytes = 16 * 1024;
 /** A 64 KiB chunk of random, repeated and zero pages, and its blobs in both formats (built once). */
 const fuzzChunk = (() => {
   const chunk = new Uint8Array(fuzzChunkBytes);
@@ -242,17 +251,28 @@ const fuzzChunk = (() => {
     if (p % 4 === 1) chunk.fill(p, p * 4096, (p + 1) * 4096);
     else if (p % 4 === 2) for (let i = p * 4096; i < (p + 1) * 4096; i++) chunk[i] = (i * 2654435761) >>> 24;
   const analysis = analyzeChunk(chunk);
+  const framed = encodeChunkBlobFramed(chunk, analysis, fuzzFrameBytes);
+  // What a manifest says of the framed blob (trusted): each frame's place in the blob and its hash.
+  let offset = framed.blob.length - framed.frameBytes.reduce((a, b) => a + b, 0);
+  const jobs: FrameJob[] = framed.frameBytes.map((srcLength, frame) => {
+    const job = { frame, srcOffset: offset, srcLength, sha256: framed.frameSha256[frame]! };
+    offset += srcLength;
+    return job;
+  });
   return {
     chunk,
     digest: sha256Hex(chunk),
-    blobs: [encodeChunkBlob(chunk, analysis), encodeChunkBlobFramed(chunk, analysis, 16 * 1024).blob],
+    zeroBitmap: analysis.zeroBitmap,
+    jobs: jobs.filter((j) => j.srcLength > 0),
+    blobs: [encodeChunkBlob(chunk, analysis), framed.blob],
   };
 })();
 
 /**
  * A chunk blob as a store that lies may return it: a valid blob of either format with bytes
- * flipped, words of its header overwritten, cut short or extended, or raw bytes. Decoding must
- * end in a typed error or in exactly the chunk's bytes (never other bytes that pass).
+ * flipped, words of its header overwritten, cut short or extended, or raw bytes. Decoding it
+ * whole, or frame by frame where the manifest places the frames, must end in a typed error or in
+ * exactly the chunk's bytes (never other bytes that pass).
  */
 export function chunkBlobProperty(): fc.IPropertyWithHooks<[Uint8Array]> {
   const edit = fc.oneof(
@@ -279,6 +299,14 @@ export function chunkBlobProperty(): fc.IPropertyWithHooks<[Uint8Array]> {
     const out = new Uint8Array(fuzzChunkBytes);
     const decoded = returnedOrTyped(() => decodeChunkBlob(b, out, fuzzChunk.digest));
     if (decoded && !Buffer.from(out).equals(Buffer.from(fuzzChunk.chunk))) throw new Error('a damaged blob decoded to other bytes');
+    // The ranged path: the same bytes as the answer to frame reads placed by the manifest.
+    const frames = new Uint8Array(fuzzChunkBytes);
+    for (const job of fuzzChunk.jobs) {
+      const from = job.frame * fuzzFrameBytes;
+      const ok = returnedOrTyped(() => decodeFrames(b, frames, fuzzChunk.zeroBitmap, fuzzFrameBytes, [job]));
+      if (ok && !Buffer.from(frames.subarray(from, from + fuzzFrameBytes)).equals(fuzzChunk.chunk.subarray(from, from + fuzzFrameBytes)))
+        throw new Error(`a damaged frame ${job.frame} decoded to other bytes`);
+    }
   });
 }
 
