@@ -67,3 +67,21 @@ test('the scan runs on a thread of its own, 10 nice steps below the process, and
     file.close();
   }
 });
+
+test('when the scan has settled its thread is gone: no thread and no fd of it is left', async () => {
+  const mem = path.join(dir, 'exited');
+  patternedFile(mem, 8 * 1024 * 1024);
+  const count = (d: string): number => fs.readdirSync(d).length;
+  for (let i = 0; i < 5; i++) {
+    const file = MemoryFile.open(mem);
+    try {
+      // Counted with the file open: only the scan thread comes and goes.
+      const before = { threads: count('/proc/self/task'), fds: count('/proc/self/fd') };
+      await file.scan();
+      assert.equal(count('/proc/self/task'), before.threads, `round ${i}: threads`);
+      assert.equal(count('/proc/self/fd'), before.fds, `round ${i}: fds (a thread's event loop holds an epoll fd, an eventfd and a pipe)`);
+    } finally {
+      file.close();
+    }
+  }
+});
