@@ -17,7 +17,15 @@ export function checkName(name: string): string {
 }
 
 const STRING_FIELDS = ['mem', 'snapshot', 'store', 'socket', 'prefetch', 'record_ws', 'removed_out'] as const;
-const KNOWN = new Set<string>([...STRING_FIELDS, 'fault_around', 'on_fatal', 'handshake_timeout_ms', 'prefetch_chunks']);
+/** Every field a restore request may hold. */
+export const RESTORE_REQUEST_FIELDS: readonly string[] = [
+  ...STRING_FIELDS,
+  'fault_around',
+  'on_fatal',
+  'handshake_timeout_ms',
+  'prefetch_chunks',
+];
+const KNOWN = new Set(RESTORE_REQUEST_FIELDS);
 const MAX_FAULT_AROUND_BYTES = 2 * 1024 * 1024;
 
 function bad(message: string): FcUffdError {

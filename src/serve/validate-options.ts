@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { FcUffdError } from '../errors.js';
+import { isPowerOfTwo } from '../memory/sizes.js';
 import type { FaultAround } from './fault-around.js';
 
 /**
@@ -20,10 +21,6 @@ export const MAX_LOOP_THREADS = 64;
 
 function invalid(message: string): never {
   throw new FcUffdError('CONFIG_INVALID', message);
-}
-
-function isPowerOfTwo(n: number): boolean {
-  return Number.isSafeInteger(n) && n > 0 && (n & (n - 1)) === 0 && n <= 2 ** 30;
 }
 
 /** A fixed window's bytes, or 'adaptive' (the window grows with each stream the guest walks). */

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { FcUffdError } from '../errors.js';
 import { writeFileAtomic } from '../atomic-write.js';
+import { isPowerOfTwo } from '../memory/sizes.js';
 
 /**
  * The pages a VM touched after a restore, in first-touch order: recorded on one restore, installed
@@ -84,13 +85,7 @@ export function decodeWorkingSet(text: string): WorkingSet {
   // JSON numbers may be fractional, negative or huge; a count of 1.5 would otherwise reach new Uint32Array().
   if (!Number.isSafeInteger(f.count) || f.count < 0)
     throw new FcUffdError('WORKING_SET', `working set: count ${f.count} is not a whole number of pages`);
-  // Up to 1 GiB, the largest hugepage, which also keeps the bit test within 32 bits.
-  if (
-    !Number.isInteger(f.pageSizeBytes) ||
-    f.pageSizeBytes <= 0 ||
-    f.pageSizeBytes > 2 ** 30 ||
-    (f.pageSizeBytes & (f.pageSizeBytes - 1)) !== 0
-  )
+  if (!isPowerOfTwo(f.pageSizeBytes))
     throw new FcUffdError('WORKING_SET', `working set: page size ${f.pageSizeBytes} bytes is not a power of two up to 1 GiB`);
   if (f.runs !== undefined && (!Number.isSafeInteger(f.runs) || f.runs < 1))
     throw new FcUffdError('WORKING_SET', `working set: runs ${f.runs} is not a positive whole number`);

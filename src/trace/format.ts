@@ -12,6 +12,7 @@
 // ignoring the last partial record. Records from one VM are in time order per writer thread only:
 // readers must not assume a global order.
 import { FcUffdError } from '../errors.js';
+import { isPowerOfTwo } from '../memory/sizes.js';
 
 export const TRACE_MAGIC = 'FCUTRACE';
 export const TRACE_VERSION = 1;
@@ -175,7 +176,7 @@ function checkHeader(json: unknown, name: string): asserts json is TraceHeader {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) return fail('header is not a JSON object');
   const h = json as Partial<Record<keyof TraceHeader, unknown>>;
   if (h.pageSizeBytes === 0) return fail('page size 0 in the header: the VM ended before its handshake, so nothing was traced');
-  if (!isOffset(h.pageSizeBytes) || h.pageSizeBytes < 4096 || h.pageSizeBytes > 2 ** 30 || (h.pageSizeBytes & (h.pageSizeBytes - 1)) !== 0)
+  if (typeof h.pageSizeBytes !== 'number' || !isPowerOfTwo(h.pageSizeBytes) || h.pageSizeBytes < 4096)
     return fail(`header page size ${JSON.stringify(h.pageSizeBytes)} is not a power of two from 4096 to 1 GiB`);
   if (!isOffset(h.snapshotSizeBytes) || h.snapshotSizeBytes / h.pageSizeBytes > MAX_TRACE_PAGES)
     return fail(`header snapshot size ${JSON.stringify(h.snapshotSizeBytes)} is not a byte count of at most ${MAX_TRACE_PAGES} pages`);

@@ -12,11 +12,11 @@ import { native } from '../../src/kernel/native.js';
 import { testNative } from '../../tools/test-native.js';
 import { O_CLOEXEC, O_NONBLOCK } from '../../src/kernel/constants.js';
 import { check } from '../../src/kernel/errors.js';
-import { parseManifest } from '../../src/snapshot/manifest.js';
+import { frameOffsets, parseManifest } from '../../src/snapshot/manifest.js';
 import { parseRanges } from '../../src/snapshot/pack.js';
 import { decodeWorkingSet } from '../../src/serve/working-set.js';
 import { parseStoreSpec } from '../../src/store/open.js';
-import { parseRestoreRequest } from '../../src/daemon/request.js';
+import { parseRestoreRequest, RESTORE_REQUEST_FIELDS } from '../../src/daemon/request.js';
 import {
   analyzeChunk,
   decodeChunkBlob,
@@ -26,7 +26,7 @@ import {
   sha256Hex,
   type FrameJob,
 } from '../../src/snapshot/chunk-format.js';
-import { decodeTrace, encodeHeader, RECORD_BYTES, type TraceHeader } from '../../src/trace/format.js';
+import { decodeTrace, encodeHeader, RecordBuffer, RECORD_BYTES, type TraceHeader } from '../../src/trace/format.js';
 import { buildTraceReport } from '../../src/report/model.js';
 import { renderReportHtml } from '../../src/report/html.js';
 
@@ -226,12 +226,7 @@ export function storeSpecProperty(): fc.IPropertyWithHooks<[string]> {
 /** PUT /restores/{name} bodies: every known field with values of every JSON type, unknown fields, raw text. */
 export function restoreRequestProperty(): fc.IPropertyWithHooks<[string]> {
   const value = fc.oneof(fc.string({ maxLength: 20 }), int, fc.boolean(), fc.constant(null), fc.constant('adaptive'), fc.jsonValue());
-  const body = fc.record(
-    Object.fromEntries(
-      ['mem', 'snapshot', 'store', 'socket', 'prefetch', 'record_ws', 'removed_out', 'fault_around', 'on_fatal'].map((k) => [k, value]),
-    ),
-    { requiredKeys: [] },
-  );
+  const body = fc.record(Object.fromEntries([...RESTORE_REQUEST_FIELDS, 'unknown_field'].map((k) => [k, value])), { requiredKeys: [] });
   return fc.property(
     fc.oneof(
       body.map((b) => JSON.stringify(b)),
@@ -253,12 +248,14 @@ const fuzzChunk = (() => {
   const analysis = analyzeChunk(chunk);
   const framed = encodeChunkBlobFramed(chunk, analysis, fuzzFrameBytes);
   // What a manifest says of the framed blob (trusted): each frame's place in the blob and its hash.
-  let offset = framed.blob.length - framed.frameBytes.reduce((a, b) => a + b, 0);
-  const jobs: FrameJob[] = framed.frameBytes.map((srcLength, frame) => {
-    const job = { frame, srcOffset: offset, srcLength, sha256: framed.frameSha256[frame]! };
-    offset += srcLength;
-    return job;
-  });
+  const entry = { digest: '', storedBytes: framed.blob.length, frameBytes: framed.frameBytes, frameSha256: framed.frameSha256 };
+  const offsets = frameOffsets(entry, fuzzChunkBytes, fuzzFrameBytes);
+  const jobs: FrameJob[] = framed.frameBytes.map((srcLength, frame) => ({
+    frame,
+    srcOffset: offsets[frame]!,
+    srcLength,
+    sha256: framed.frameSha256[frame]!,
+  }));
   return {
     chunk,
     digest: sha256Hex(chunk),
@@ -353,13 +350,9 @@ export function traceReportProperty(): fc.IPropertyWithHooks<[Buffer]> {
   const record = fc
     .tuple(fc.integer({ min: 0, max: 9 }), fc.nat(3), fc.nat(0xffff), fc.nat(), fc.oneof(fc.nat(10 ** 7), fc.double()), field, field)
     .map(([type, kind, flags, word1, timeUs, a, b]) => {
-      const r = Buffer.alloc(RECORD_BYTES);
-      r.writeUInt32LE((type | (kind << 8) | (flags << 16)) >>> 0, 0);
-      r.writeUInt32LE(word1 >>> 0, 4);
-      r.writeDoubleLE(timeUs, 8);
-      r.writeDoubleLE(a, 16);
-      r.writeDoubleLE(b, 24);
-      return r;
+      const r = new RecordBuffer(1);
+      r.put(type, kind, flags, word1, timeUs, a, b);
+      return Buffer.from(r.buffer);
     });
   const file = fc
     .tuple(header, fc.array(record, { maxLength: 20 }), fc.nat(RECORD_BYTES - 1))
